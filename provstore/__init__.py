@@ -1,0 +1,76 @@
+"""provstore: a content-addressed provenance store.
+
+``with tracker() as t:`` records the environment, the run and every data product it
+registers; :func:`open_store` queries what was recorded.
+
+Names are imported on first use, so ``import provstore.encoding`` (or a CLI command that needs
+no database) does not pay for SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_ERRORS = (
+    "AmbiguousDigestError", "CheckFailed", "ConfigError", "CorruptObjectError", "EncodingError",
+    "InvalidDigestError", "PathError", "ProvstoreError", "SchemaVersionError", "StoreError",
+    "UnknownDigestError", "UnsupportedStoreError", "UsageError", "WrongKindError",
+)  # fmt: skip
+_OBJECTS = (
+    "CodeState", "Environment", "LibrarySet", "Product", "Run", "RunEnd", "Sealed", "Variables",
+)  # fmt: skip
+_HOMES: dict[str, str] = {
+    **{name: "provstore.errors" for name in _ERRORS},
+    **{name: "provstore.objects" for name in _OBJECTS},
+    **{name: "provstore.store" for name in ("Lineage", "RunSummary", "Store", "open_store")},
+    **{name: "provstore.tracker" for name in ("Tracker", "tracker")},
+}
+
+__all__ = sorted([*_HOMES, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'provstore' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:
+    from provstore.errors import (
+        AmbiguousDigestError,
+        CheckFailed,
+        ConfigError,
+        CorruptObjectError,
+        EncodingError,
+        InvalidDigestError,
+        PathError,
+        ProvstoreError,
+        SchemaVersionError,
+        StoreError,
+        UnknownDigestError,
+        UnsupportedStoreError,
+        UsageError,
+        WrongKindError,
+    )
+    from provstore.objects import (
+        CodeState,
+        Environment,
+        LibrarySet,
+        Product,
+        Run,
+        RunEnd,
+        Sealed,
+        Variables,
+    )
+    from provstore.store import Lineage, RunSummary, Store, open_store
+    from provstore.tracker import Tracker, tracker

@@ -1,0 +1,5 @@
+"""``python -m provstore``."""
+
+from provstore.cli import main
+
+main()

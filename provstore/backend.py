@@ -1,0 +1,184 @@
+"""Engines and the few statements that differ between SQLite, PostgreSQL and MySQL/MariaDB.
+
+* SQLite: WAL, a busy timeout, write transactions begun ``IMMEDIATE`` (so two writers queue
+  instead of deadlocking on a lock upgrade), and a refusal to run on a network file system.
+* Idempotent batched inserts: ``INSERT OR IGNORE`` / ``ON CONFLICT DO NOTHING`` (through
+  ``execute_values``, since psycopg2's ``executemany`` sends one statement per row) /
+  ``ON DUPLICATE KEY UPDATE`` (which pymysql folds into multi-row statements).  Rows are
+  sorted by key, so concurrent batches lock in the same order.
+* A bounded retry of whole transactions on deadlock, serialization and lock-timeout errors.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import Table, create_engine, event, text
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from provstore.errors import ConfigError, StoreError, UnsupportedStoreError
+
+__all__ = ["connect", "insert_ignore", "retrying", "write_transaction"]
+
+T = TypeVar("T")
+_NETWORK_FS = {
+    "nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "afs", "9p", "lustre", "gpfs",
+    "beegfs", "ceph", "glusterfs", "fuse.sshfs", "fuse.glusterfs", "fuse.cephfs",
+    "fuse.gcsfuse", "fuse.s3fs", "fuse.rclone", "davfs", "fuse.davfs",
+}  # fmt: skip
+_RETRY_ATTEMPTS = 12
+
+
+def connect(url: str) -> Engine:
+    """An engine for ``url`` with provstore's per-backend settings applied."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise ConfigError(f"{url!r} is not a database URL: {exc}") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(parsed)
+    if backend == "postgresql":
+        return create_engine(parsed, pool_pre_ping=True)
+    if backend in ("mysql", "mariadb"):
+        if "charset" not in parsed.query:
+            parsed = parsed.update_query_dict({"charset": "utf8mb4"})
+        return create_engine(
+            parsed, pool_pre_ping=True, isolation_level="READ COMMITTED", pool_recycle=3600
+        )
+    raise ConfigError(
+        f"unsupported database {backend!r} in {url!r}; use sqlite:///PATH, "
+        "postgresql://... or mysql+pymysql://..."
+    )
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    path = url.database
+    if not path or path == ":memory:" or path.startswith("file::memory:"):
+        if os.environ.get("PROVSTORE_ALLOW_MEMORY") != "1":
+            raise ConfigError(
+                "an in-memory SQLite store forgets everything when the process ends; "
+                "give a file: sqlite:////absolute/path/provstore.db"
+            )
+    else:
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        fstype = _filesystem_type(directory)
+        if fstype in _NETWORK_FS:
+            raise UnsupportedStoreError(
+                f"{path} is on a network file system ({fstype}); SQLite's locking is not safe "
+                "there. Use PostgreSQL or MariaDB for a shared store, or spool mode for "
+                "nodes that cannot reach one."
+            )
+    engine = create_engine(url, connect_args={"timeout": 60})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA busy_timeout = 60000")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get("provstore_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def _filesystem_type(directory: str) -> str:
+    """The type of the file system holding ``directory`` ('' when it cannot be told)."""
+    try:
+        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as mounts:
+            entries = [line.split() for line in mounts]
+    except OSError:
+        return ""
+    best, fstype = "", ""
+    real = os.path.realpath(directory)
+    for entry in entries:
+        if len(entry) < 3:
+            continue
+        point = entry[1].replace("\\040", " ")
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, fstype = point, entry[2]
+    return fstype
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """One write transaction (``BEGIN IMMEDIATE`` on SQLite), committed on success."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(provstore_write=True)
+        with conn.begin():
+            yield conn
+
+
+def _is_transient(exc: DBAPIError) -> bool:
+    orig = exc.orig
+    code = getattr(orig, "pgcode", None)
+    if code in ("40001", "40P01", "55P03"):
+        return True
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int) and args[0] in (1205, 1213, 1614):
+        return True
+    message = str(orig).lower()
+    return "database is locked" in message or "database is busy" in message
+
+
+def retrying(action: Callable[[], T]) -> T:
+    """Run a whole transaction, again on deadlock/serialization/lock errors (bounded)."""
+    for attempt in range(_RETRY_ATTEMPTS):
+        try:
+            return action()
+        except (OperationalError, DBAPIError) as exc:
+            if not _is_transient(exc) or attempt == _RETRY_ATTEMPTS - 1:
+                raise
+            time.sleep(min(2.0, 0.01 * 2**attempt) * (0.5 + random.random()))
+    raise StoreError("unreachable")  # pragma: no cover
+
+
+def insert_ignore(conn: Connection, table: Table, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert rows (tuples in column order), skipping those whose key is already present."""
+    if not rows:
+        return
+    ordered = sorted(rows, key=lambda row: row[: len(table.primary_key.columns)])
+    dialect = conn.dialect
+    quote = dialect.identifier_preparer.quote
+    name = quote(table.name)
+    columns = ", ".join(quote(c.name) for c in table.columns)
+    backend = dialect.name
+    if backend == "sqlite":
+        marks = ", ".join("?" for _ in table.columns)
+        conn.exec_driver_sql(f"INSERT OR IGNORE INTO {name} ({columns}) VALUES ({marks})", ordered)
+    elif backend == "postgresql":
+        from psycopg2.extras import execute_values
+
+        sql = f"INSERT INTO {name} ({columns}) VALUES %s ON CONFLICT DO NOTHING"
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            execute_values(cursor, sql, ordered, page_size=1000)
+        finally:
+            cursor.close()
+    else:
+        marks = ", ".join("%s" for _ in table.columns)
+        first = quote(table.primary_key.columns[0].name)
+        sql = (
+            f"INSERT INTO {name} ({columns}) VALUES ({marks}) "
+            f"ON DUPLICATE KEY UPDATE {first} = {first}"
+        )
+        conn.exec_driver_sql(sql, ordered)
+
+
+def text_stmt(sql: str) -> Any:
+    """A textual statement (kept here so callers need not import sqlalchemy)."""
+    return text(sql)

@@ -1,0 +1,129 @@
+"""Digests: what names an object, how it is written as text, and how a prefix is resolved.
+
+A digest is BLAKE3-256 (32 raw bytes) of an object's *framed* payload::
+
+    b"<kind> <version> <body length>\\x00" + body
+
+so the same body stored under two kinds or two schema versions never shares a digest.  Text
+form is 64 lowercase hex characters; a lookup may use any unique prefix of at least
+:data:`MIN_PREFIX` hex characters.  File contents are hashed without a frame, so a product's
+content digest equals what ``b3sum`` prints for the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import NamedTuple
+
+import blake3
+import deal
+
+from provstore.errors import InvalidDigestError, PathError
+
+__all__ = [
+    "DIGEST_SIZE",
+    "MIN_PREFIX",
+    "HexRange",
+    "frame",
+    "from_hex",
+    "hash_file",
+    "hash_framed",
+    "parse_ref",
+    "split_frame",
+    "to_hex",
+]
+
+DIGEST_SIZE = 32
+MIN_PREFIX = 6
+_HEX = re.compile(r"[0-9a-f]+")
+_KIND = re.compile(r"[a-z][a-z0-9_]*")
+_FRAME = re.compile(rb"([a-z][a-z0-9_]*) (0|[1-9][0-9]*) (0|[1-9][0-9]*)\x00")
+
+
+def to_hex(digest: bytes) -> str:
+    """The 64-character lowercase hex text of a raw digest."""
+    return digest.hex()
+
+
+@deal.post(lambda result: len(result) == DIGEST_SIZE)
+def from_hex(text: str) -> bytes:
+    """Parse a full 64-character hex digest (surrounding whitespace and case are forgiven)."""
+    ref = parse_ref(text)
+    if ref.exact is None:
+        raise InvalidDigestError(text, f"need all {2 * DIGEST_SIZE} hex characters")
+    return ref.exact
+
+
+class HexRange(NamedTuple):
+    """A parsed digest reference: the full digest, or the byte range a prefix covers."""
+
+    text: str
+    exact: bytes | None
+    low: bytes
+    high: bytes
+
+
+def parse_ref(text: str) -> HexRange:
+    """Parse a full digest or a prefix of at least :data:`MIN_PREFIX` hex characters.
+
+    The range is inclusive: every digest starting with the prefix lies in ``[low, high]``.
+    """
+    clean = text.strip().lower()
+    if not _HEX.fullmatch(clean):
+        raise InvalidDigestError(text, "only the characters 0-9 and a-f may appear")
+    if len(clean) > 2 * DIGEST_SIZE:
+        raise InvalidDigestError(text, f"longer than {2 * DIGEST_SIZE} characters")
+    if len(clean) < MIN_PREFIX:
+        raise InvalidDigestError(text, f"shorter than {MIN_PREFIX} characters")
+    if len(clean) == 2 * DIGEST_SIZE:
+        raw = bytes.fromhex(clean)
+        return HexRange(clean, raw, raw, raw)
+    pad = 2 * DIGEST_SIZE - len(clean)
+    return HexRange(
+        clean, None, bytes.fromhex(clean + "0" * pad), bytes.fromhex(clean + "f" * pad)
+    )
+
+
+@deal.pre(lambda kind, version, body: _KIND.fullmatch(kind) is not None and version >= 0)
+def frame(kind: str, version: int, body: bytes) -> bytes:
+    """The framed payload whose BLAKE3 is the object's digest (and which the store keeps)."""
+    return b"%s %d %d\x00%s" % (kind.encode("ascii"), version, len(body), body)
+
+
+def split_frame(data: bytes) -> tuple[str, int, bytes]:
+    """Split framed bytes into ``(kind, version, body)``; ValueError if the frame is bad."""
+    end = data.find(b"\x00", 0, 64)
+    match = _FRAME.fullmatch(data, 0, end + 1) if end >= 0 else None
+    if match is None:
+        raise ValueError("the object does not start with a valid 'kind version size' frame")
+    body = data[end + 1 :]
+    if int(match.group(3)) != len(body):
+        raise ValueError(f"the frame says {int(match.group(3))} bytes but {len(body)} follow")
+    return match.group(1).decode("ascii"), int(match.group(2)), body
+
+
+def hash_framed(data: bytes) -> bytes:
+    """BLAKE3-256 of already framed bytes."""
+    return blake3.blake3(data).digest()
+
+
+@deal.post(lambda result: len(result[0]) == DIGEST_SIZE and result[1] >= 0)
+def hash_file(path: str | os.PathLike[str]) -> tuple[bytes, int]:
+    """BLAKE3-256 and size of a file's bytes, memory-mapped and multi-threaded.
+
+    Large files are never read whole into memory; the mapping is paged in and out by the OS.
+    """
+    name = os.fspath(path)
+    try:
+        size = os.stat(name).st_size
+        hasher = blake3.blake3(max_threads=blake3.blake3.AUTO if size >= 1 << 23 else 1)
+        if size:
+            hasher.update_mmap(name)
+    except FileNotFoundError:
+        raise PathError(name, "no such file") from None
+    except IsADirectoryError:
+        raise PathError(name, "it is a directory, not a file") from None
+    except OSError as exc:
+        raise PathError(name, exc.strerror or str(exc)) from None
+    return hasher.digest(), size

@@ -1,0 +1,116 @@
+"""The canonical msgpack encoding every object body uses.
+
+One value has exactly one encoding:
+
+* maps have ``str`` keys, written in the order of their UTF-8 bytes (which for valid text is
+  the order of code points, so Python's ``sorted`` gives it);
+* strings are UTF-8 ``str`` (msgpack raw), ``bytes`` are msgpack bin (``use_bin_type``);
+* ints in their shortest form (msgpack's packer already picks it), -2**63 .. 2**64-1;
+* floats as float64, NaN and infinities rejected;
+* lists and tuples both as arrays; no ext types (so no msgpack timestamps: times are
+  integer nanoseconds UTC).
+
+Decoding is strict: the decoded value must re-encode to the very same bytes, which rejects
+duplicate keys, unsorted maps, non-minimal ints, float32 and anything else msgpack itself
+would let through.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import msgpack
+
+from provstore.errors import EncodingError
+
+__all__ = ["MAX_DEPTH", "Value", "decode", "encode"]
+
+Value = Any
+"""A value the encoding accepts (None, bool, int, float, str, bytes, list, tuple, dict)."""
+
+MAX_DEPTH = 100
+_SCALARS = frozenset({str, bytes, int, bool, type(None)})
+_packb = msgpack.Packer(use_bin_type=True, use_single_float=False, autoreset=True).pack
+
+
+class _Refused(Exception):
+    """Raised inside the fast pass; :func:`encode` then finds and names the bad part."""
+
+
+def encode(value: Value) -> bytes:
+    """The canonical bytes of ``value``; :class:`EncodingError` names the first bad part."""
+    try:
+        return _packb(_canon(value, 0))
+    except (_Refused, TypeError, ValueError, OverflowError, UnicodeError, RecursionError):
+        _locate(value, "value", 0)
+        raise EncodingError("value", "msgpack refused it") from None
+
+
+def decode(data: bytes) -> Value:
+    """Decode canonical bytes; anything that would not re-encode identically is refused."""
+    try:
+        value = msgpack.unpackb(
+            data, raw=False, use_list=True, strict_map_key=True, timestamp=0
+        )
+    except Exception as exc:  # msgpack raises a zoo of types for malformed input
+        raise EncodingError("bytes", f"not valid msgpack ({type(exc).__name__}: {exc})") from None
+    try:
+        again = encode(value)
+    except EncodingError as exc:
+        raise EncodingError("bytes", f"holds a value with no canonical form: {exc.reason}") from None
+    if again != data:
+        raise EncodingError("bytes", "not in canonical form (re-encoding gives other bytes)")
+    return value
+
+
+def _canon(value: Value, depth: int) -> Value:
+    """Sort every map and check every type; lists of plain scalars pass through untouched."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is float:
+        if not math.isfinite(value):
+            raise _Refused
+        return value
+    if depth >= MAX_DEPTH:
+        raise _Refused
+    if kind is list or kind is tuple:
+        for item in value:
+            if type(item) not in _SCALARS:
+                return [_canon(item, depth + 1) for item in value]
+        return value
+    if kind is dict:
+        for key in value:
+            if type(key) is not str:
+                raise _Refused
+        return {key: _canon(value[key], depth + 1) for key in sorted(value)}
+    raise _Refused
+
+
+def _locate(value: Value, where: str, depth: int) -> None:
+    """Walk ``value`` slowly to raise an :class:`EncodingError` that names the bad part."""
+    kind = type(value)
+    if depth > MAX_DEPTH:
+        raise EncodingError(where, f"nested deeper than {MAX_DEPTH} levels")
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                raise EncodingError(f"{where}[{key!r}]", f"map keys must be str, not {type(key).__name__}")
+            _locate(item, f"{where}[{key!r}]", depth + 1)
+    elif kind is list or kind is tuple:
+        for index, item in enumerate(value):
+            _locate(item, f"{where}[{index}]", depth + 1)
+    elif kind is str:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise EncodingError(where, "the text is not valid Unicode (lone surrogate)") from None
+    elif kind is int:
+        if not -(2**63) <= value < 2**64:
+            raise EncodingError(where, "the int does not fit in 64 bits")
+    elif kind is float:
+        if not math.isfinite(value):
+            raise EncodingError(where, f"the float {value!r} has no canonical form")
+    elif kind not in _SCALARS:
+        raise EncodingError(where, f"{kind.__module__}.{kind.__qualname__} is not encodable")

@@ -1,0 +1,362 @@
+"""The object kinds: immutable facts, each encoded canonically and named by its digest.
+
+Stable facts live apart from volatile ones, so identical software collapses to one object:
+
+* :class:`LibrarySet` — the installed distributions, ``(pep503 name, version)`` pairs.
+* :class:`Environment` — interpreter, platform, the library set and the allow-listed
+  reproducibility-relevant variables.  No host, user, PID or time.
+* :class:`Variables` — every environment variable of a run, secrets redacted.
+* :class:`Run` — one execution: environment, variables, host, user, argv, cwd, start, code.
+* :class:`RunEnd` — how a run ended (status, time, inputs, outputs), written once at the end,
+  so nothing is ever updated in place.
+* :class:`Product` — a data product: name, version, metadata, content digest and size, path,
+  the run that made it and its parent products.
+
+Bodies are maps with exactly the fields below; :func:`load` refuses anything else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Union
+
+from provstore import encoding
+from provstore.digests import DIGEST_SIZE, frame, hash_framed, split_frame, to_hex
+from provstore.errors import CorruptObjectError, EncodingError
+
+__all__ = [
+    "KINDS",
+    "CodeState",
+    "Environment",
+    "LibrarySet",
+    "Object",
+    "Product",
+    "Run",
+    "RunEnd",
+    "Sealed",
+    "Variables",
+    "load",
+    "seal",
+]
+
+EnvValue = Union[str, bytes]
+_Check = Callable[[Any], bool]
+
+
+def _is_digest(value: Any) -> bool:
+    return type(value) is bytes and len(value) == DIGEST_SIZE
+
+
+def _opt(check: _Check) -> _Check:
+    return lambda value: value is None or check(value)
+
+
+def _is_str(value: Any) -> bool:
+    return type(value) is str
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int
+
+
+def _is_nonneg(value: Any) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _list_of(check: _Check) -> _Check:
+    return lambda value: type(value) is list and all(check(item) for item in value)
+
+
+def _is_str_map(value: Any) -> bool:
+    return type(value) is dict
+
+
+def _is_pair(value: Any) -> bool:
+    return type(value) is list and len(value) == 2 and all(type(v) is str for v in value)
+
+
+def _is_var_map(value: Any) -> bool:
+    return type(value) is dict and all(type(v) in (str, bytes) for v in value.values())
+
+
+class _Base:
+    """Shared encoding for every kind: fields → canonical map body and back."""
+
+    __slots__ = ()
+    KIND: ClassVar[str]
+    VERSION: ClassVar[int] = 1
+    _CHECKS: ClassVar[dict[str, _Check]]
+
+    def body(self) -> dict[str, Any]:
+        """The object's fields as the plain map that gets encoded."""
+        return {name: _plain(getattr(self, name)) for name in self._CHECKS}
+
+    def references(self) -> tuple[bytes, ...]:
+        """Digests of the objects this one refers to (its closure's next layer)."""
+        return ()
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.encoded() == other.encoded()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self.encoded())
+
+    def encoded(self) -> bytes:
+        """The canonical body bytes."""
+        return encoding.encode(self.body())
+
+    @classmethod
+    def from_body(cls, body: Any) -> Any:
+        """Build the object from a decoded body, refusing missing, extra or mistyped fields."""
+        if type(body) is not dict or set(body) != set(cls._CHECKS):
+            raise ValueError(f"a {cls.KIND} needs exactly the fields {sorted(cls._CHECKS)}")
+        for name, check in cls._CHECKS.items():
+            if not check(body[name]):
+                raise ValueError(f"field {name!r} of a {cls.KIND} has the wrong type")
+        names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+        return cls(**{name: _frozen(name, body[name]) for name in names})
+
+
+def _plain(value: Any) -> Any:
+    if type(value) is tuple:
+        return [_plain(item) for item in value]
+    if isinstance(value, CodeState):
+        return value.body()
+    return value
+
+
+def _frozen(name: str, value: Any) -> Any:
+    if name == "code" and value is not None:
+        return CodeState(**value)
+    if name == "metadata" or type(value) is not list:
+        return value
+    return tuple(tuple(v) if type(v) is list else v for v in value)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class LibrarySet(_Base):
+    """Installed distributions as sorted ``(normalized name, version)`` pairs."""
+
+    KIND: ClassVar[str] = "libraryset"
+    _CHECKS: ClassVar[dict[str, _Check]] = {"distributions": _list_of(_is_pair)}
+    distributions: tuple[tuple[str, str], ...]
+
+    def versions(self) -> dict[str, str]:
+        """Name → version."""
+        return dict(self.distributions)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Environment(_Base):
+    """What software computed a result: stable across hosts, users and time."""
+
+    KIND: ClassVar[str] = "environment"
+    _CHECKS: ClassVar[dict[str, _Check]] = {
+        "implementation": _is_str,
+        "python_version": _is_str,
+        "system": _is_str,
+        "release": _is_str,
+        "machine": _is_str,
+        "libc": _is_str,
+        "libraryset": _is_digest,
+        "variables": _is_var_map,
+        "redacted": _list_of(_is_str),
+    }
+    implementation: str
+    python_version: str
+    system: str
+    release: str
+    machine: str
+    libc: str
+    libraryset: bytes
+    variables: Mapping[str, EnvValue]
+    redacted: tuple[str, ...]
+
+    def references(self) -> tuple[bytes, ...]:
+        """The library set."""
+        return (self.libraryset,)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Variables(_Base):
+    """Every environment variable of a run after redaction; ``redacted`` names the hidden."""
+
+    KIND: ClassVar[str] = "variables"
+    _CHECKS: ClassVar[dict[str, _Check]] = {
+        "variables": _is_var_map,
+        "redacted": _list_of(_is_str),
+    }
+    variables: Mapping[str, EnvValue]
+    redacted: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CodeState:
+    """The git state of the code a run executed."""
+
+    root: str
+    commit: str | None
+    branch: str | None
+    dirty: bool
+    diff_digest: bytes | None
+
+    def body(self) -> dict[str, Any]:
+        """Plain map form."""
+        return {
+            "root": self.root,
+            "commit": self.commit,
+            "branch": self.branch,
+            "dirty": self.dirty,
+            "diff_digest": self.diff_digest,
+        }
+
+
+def _is_code(value: Any) -> bool:
+    checks: dict[str, _Check] = {
+        "root": _is_str,
+        "commit": _opt(_is_str),
+        "branch": _opt(_is_str),
+        "dirty": lambda v: type(v) is bool,
+        "diff_digest": _opt(_is_digest),
+    }
+    return (
+        type(value) is dict
+        and set(value) == set(checks)
+        and all(check(value[k]) for k, check in checks.items())
+    )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Run(_Base):
+    """One execution; ``parent`` is the run it joined, for ``provstore run`` children."""
+
+    KIND: ClassVar[str] = "run"
+    _CHECKS: ClassVar[dict[str, _Check]] = {
+        "environment": _is_digest,
+        "variables": _is_digest,
+        "host": _is_str,
+        "user": _is_str,
+        "argv": _list_of(_is_str),
+        "cwd": _is_str,
+        "executable": _is_str,
+        "pid": _is_nonneg,
+        "started_ns": _is_int,
+        "code": _opt(_is_code),
+        "name": _opt(_is_str),
+    }
+    environment: bytes
+    variables: bytes
+    host: str
+    user: str
+    argv: tuple[str, ...]
+    cwd: str
+    executable: str
+    pid: int
+    started_ns: int
+    code: CodeState | None
+    name: str | None
+
+    def references(self) -> tuple[bytes, ...]:
+        """Environment and variables."""
+        return (self.environment, self.variables)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class RunEnd(_Base):
+    """How a run ended.  ``status`` is ``succeeded`` or ``failed``."""
+
+    KIND: ClassVar[str] = "runend"
+    _CHECKS: ClassVar[dict[str, _Check]] = {
+        "run": _is_digest,
+        "status": lambda v: v in ("succeeded", "failed"),
+        "finished_ns": _is_int,
+        "error": _opt(_is_str),
+        "exit_code": _opt(_is_int),
+        "inputs": _list_of(_is_digest),
+        "outputs": _list_of(_is_digest),
+    }
+    run: bytes
+    status: str
+    finished_ns: int
+    error: str | None
+    exit_code: int | None
+    inputs: tuple[bytes, ...]
+    outputs: tuple[bytes, ...]
+
+    def references(self) -> tuple[bytes, ...]:
+        """The run, its inputs and outputs."""
+        return (self.run, *self.inputs, *self.outputs)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Product(_Base):
+    """A data product.  ``content``/``size`` describe its bytes when it is a file."""
+
+    KIND: ClassVar[str] = "product"
+    _CHECKS: ClassVar[dict[str, _Check]] = {
+        "name": _is_str,
+        "version": _opt(_is_str),
+        "metadata": _is_str_map,
+        "content": _opt(_is_digest),
+        "size": _opt(_is_nonneg),
+        "path": _opt(_is_str),
+        "run": _opt(_is_digest),
+        "parents": _list_of(_is_digest),
+    }
+    name: str
+    version: str | None
+    metadata: Mapping[str, Any]
+    content: bytes | None
+    size: int | None
+    path: str | None
+    run: bytes | None
+    parents: tuple[bytes, ...]
+
+    def references(self) -> tuple[bytes, ...]:
+        """The run that made it and its parents."""
+        return self.parents if self.run is None else (self.run, *self.parents)
+
+
+Object = Union[LibrarySet, Environment, Variables, Run, RunEnd, Product]
+KINDS: dict[str, type[Object]] = {
+    cls.KIND: cls for cls in (LibrarySet, Environment, Variables, Run, RunEnd, Product)
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    """An object with its framed bytes and digest, ready to store."""
+
+    digest: bytes
+    kind: str
+    data: bytes
+    obj: Object
+
+    @property
+    def hex(self) -> str:
+        """The digest as hex text."""
+        return to_hex(self.digest)
+
+
+def seal(obj: Object) -> Sealed:
+    """Encode, frame and hash an object."""
+    data = frame(obj.KIND, obj.VERSION, obj.encoded())
+    return Sealed(hash_framed(data), obj.KIND, data, obj)
+
+
+def load(digest: bytes, data: bytes) -> Sealed:
+    """Check framed bytes against their digest and decode them; CorruptObjectError if not."""
+    if hash_framed(data) != digest:
+        raise CorruptObjectError(to_hex(digest), "its bytes do not hash to its digest")
+    try:
+        kind, version, body = split_frame(data)
+        cls = KINDS.get(kind)
+        if cls is None:
+            raise ValueError(f"unknown kind {kind!r}")
+        if version != cls.VERSION:
+            raise ValueError(f"{kind} version {version} is not supported (this reads {cls.VERSION})")
+        obj = cls.from_body(encoding.decode(body))
+    except (ValueError, TypeError, EncodingError) as exc:
+        raise CorruptObjectError(to_hex(digest), str(exc)) from None
+    return Sealed(digest, kind, data, obj)

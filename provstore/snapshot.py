@@ -1,0 +1,111 @@
+"""Turn what :mod:`provstore.capture` reads from the live process into sealed objects.
+
+Secrets are redacted here, before anything is encoded or hashed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from provstore import capture
+from provstore.config import Settings, resolve
+from provstore.objects import CodeState, Environment, LibrarySet, Run, Sealed, Variables, seal
+from provstore.redact import Redactor
+
+__all__ = ["EnvironmentCapture", "RunCapture", "capture_environment", "capture_run", "redactor_for"]
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentCapture:
+    """The sealed environment of this process and the library set it names."""
+
+    libraryset: Sealed
+    environment: Sealed
+
+
+@dataclass(frozen=True, slots=True)
+class RunCapture:
+    """A new run: its sealed variables and run objects."""
+
+    variables: Sealed
+    run: Sealed
+
+
+def redactor_for(settings: Settings) -> Redactor:
+    """The default redactor extended by the configured patterns."""
+    return Redactor().extended(settings.redact_names, settings.redact_values)
+
+
+def capture_environment(
+    settings: Settings | None = None,
+    *,
+    environ: Mapping[str, str | bytes] | None = None,
+    path: Sequence[str] | None = None,
+) -> EnvironmentCapture:
+    """Capture interpreter, platform, distributions and allow-listed variables."""
+    settings = settings or resolve()
+    env = environ if environ is not None else capture.environ_snapshot()
+    allow = capture.DEFAULT_ENV_ALLOW + settings.env_allow
+    chosen, redacted = redactor_for(settings).redact_environ(capture.select_allowed(env, allow))
+    libraryset = seal(LibrarySet(capture.distributions(path)))
+    interp = capture.interpreter()
+    plat = capture.platform_facts()
+    environment = Environment(
+        implementation=interp["implementation"],
+        python_version=interp["version"],
+        system=plat["system"],
+        release=plat["release"],
+        machine=plat["machine"],
+        libc=plat["libc"],
+        libraryset=libraryset.digest,
+        variables=chosen,
+        redacted=tuple(redacted),
+    )
+    return EnvironmentCapture(libraryset, seal(environment))
+
+
+def capture_run(
+    env: EnvironmentCapture,
+    settings: Settings | None = None,
+    *,
+    name: str | None = None,
+    argv: Sequence[str] | None = None,
+    environ: Mapping[str, str | bytes] | None = None,
+    git: bool = True,
+) -> RunCapture:
+    """Capture the volatile facts of one execution; argv and variables are redacted."""
+    settings = settings or resolve()
+    redactor = redactor_for(settings)
+    all_vars = environ if environ is not None else capture.environ_snapshot()
+    values, redacted = redactor.redact_environ(all_vars)
+    variables = seal(Variables(values, tuple(redacted)))
+    clean_argv = tuple(redactor.redact_text(arg)[0] for arg in (sys.argv if argv is None else argv))
+    host, user = capture.host_and_user()
+    state = capture.git_state(capture.code_location()) if git else None
+    code = None
+    if state is not None:
+        code = CodeState(
+            root=str(state["root"]),
+            commit=state["commit"],  # type: ignore[arg-type]
+            branch=state["branch"],  # type: ignore[arg-type]
+            dirty=bool(state["dirty"]),
+            diff_digest=state["diff_digest"],  # type: ignore[arg-type]
+        )
+    run = Run(
+        environment=env.environment.digest,
+        variables=variables.digest,
+        host=host,
+        user=user,
+        argv=clean_argv,
+        cwd=os.getcwd(),
+        executable=sys.executable,
+        pid=os.getpid(),
+        started_ns=time.time_ns(),
+        code=code,
+        name=name,
+    )
+    return RunCapture(variables, seal(run))

@@ -1,0 +1,401 @@
+"""The store: objects and their index in one database, read and written through SQLAlchemy.
+
+Every write is one transaction holding the objects and every index row derived from them;
+every read of an object re-hashes its bytes.  The index tables can always be rebuilt from the
+``objects`` table (:meth:`Store.reindex`).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import blake3
+from sqlalchemy import func, inspect, select
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from provstore import backend, schema
+from provstore.config import resolve
+from provstore.digests import DIGEST_SIZE, parse_ref, to_hex
+from provstore.errors import (
+    AmbiguousDigestError,
+    SchemaVersionError,
+    StoreError,
+    UnknownDigestError,
+    WrongKindError,
+)
+from provstore.objects import Environment, Product, Run, RunEnd, Sealed, load, seal
+
+__all__ = ["Lineage", "RunSummary", "Store", "open_store"]
+
+_INDEX_TABLES = (schema.products, schema.product_parents, schema.runs, schema.run_ends)
+_CANDIDATES_SHOWN = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Lineage:
+    """The ancestors or descendants of ``root``: each node's depth, and the edges between.
+
+    Edges are ``(child, parent)`` pairs whatever the direction.
+    """
+
+    root: bytes
+    direction: str
+    depths: dict[bytes, int]
+    edges: tuple[tuple[bytes, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """One line of ``provstore log``."""
+
+    digest: bytes
+    started_ns: int
+    host: str
+    user: str
+    name: str | None
+    status: str | None
+    finished_ns: int | None
+    products: int
+
+
+def open_store(url: str | None = None) -> Store:
+    """Open (creating if needed) the store at ``url`` or the configured one."""
+    return Store(resolve(url).url)
+
+
+def _index_rows(item: Sealed) -> Iterator[tuple[Any, tuple[Any, ...]]]:
+    obj = item.obj
+    if isinstance(obj, Product):
+        name_key = blake3.blake3(obj.name.encode("utf-8")).digest()
+        row = (item.digest, name_key, obj.name, obj.version, obj.content, obj.size, obj.run)
+        yield schema.products, row
+        for parent in obj.parents:
+            yield schema.product_parents, (item.digest, parent)
+    elif isinstance(obj, Run):
+        row = (item.digest, obj.environment, obj.started_ns, obj.host, obj.user, obj.name)
+        yield schema.runs, row
+    elif isinstance(obj, RunEnd):
+        yield schema.run_ends, (item.digest, obj.run, obj.status, obj.finished_ns)
+
+
+class Store:
+    """A provstore store behind one database URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = backend.connect(url)
+        try:
+            self._ensure_schema()
+        except (OperationalError, DBAPIError) as exc:
+            self.engine.dispose()
+            raise StoreError(f"cannot open the store at {self.safe_url}: {exc.orig}") from None
+        except BaseException:
+            self.engine.dispose()
+            raise
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password hidden, for messages."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def close(self) -> None:
+        """Release every connection."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- schema ------------------------------------------------------------------------------
+
+    def _read_version(self) -> str | None:
+        with self.engine.connect() as conn:
+            if not inspect(conn).has_table(schema.meta.name):
+                if inspect(conn).has_table(schema.objects.name):
+                    raise StoreError(
+                        f"{self.safe_url} holds an 'objects' table but no provstore schema "
+                        "record; it is not a provstore store. Use another database."
+                    )
+                return None
+            query = select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")
+            value: str | None = conn.execute(query).scalar_one_or_none()
+            return value
+
+    def _ensure_schema(self) -> None:
+        version = self._read_version()
+        if version is None:
+            backend.retrying(self._create_schema)
+            version = self._read_version()
+        if version != str(schema.SCHEMA_VERSION):
+            raise SchemaVersionError(str(version), schema.SCHEMA_VERSION)
+
+    def _create_schema(self) -> None:
+        with backend.write_transaction(self.engine) as conn:
+            name = conn.dialect.name
+            if name == "postgresql":
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727300001)")
+            elif name in ("mysql", "mariadb"):
+                conn.exec_driver_sql("SELECT GET_LOCK('provstore_schema', 120)")
+            try:
+                schema.metadata.create_all(conn, checkfirst=True)
+                backend.insert_ignore(
+                    conn, schema.meta, [("schema_version", str(schema.SCHEMA_VERSION))]
+                )
+            finally:
+                if name in ("mysql", "mariadb"):
+                    conn.exec_driver_sql("SELECT RELEASE_LOCK('provstore_schema')")
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def put(self, items: Iterable[Sealed]) -> None:
+        """Store objects and their index rows in one transaction (idempotent)."""
+        rows: dict[Any, list[tuple[Any, ...]]] = {table: [] for table in _INDEX_TABLES}
+        object_rows = []
+        for item in items:
+            object_rows.append((item.digest, item.kind, len(item.data), item.data))
+            for table, row in _index_rows(item):
+                rows[table].append(row)
+
+        def write() -> None:
+            with backend.write_transaction(self.engine) as conn:
+                backend.insert_ignore(conn, schema.objects, object_rows)
+                for table, table_rows in rows.items():
+                    backend.insert_ignore(conn, table, table_rows)
+
+        if object_rows:
+            backend.retrying(write)
+
+    def put_objects(self, objs: Iterable[Any]) -> list[Sealed]:
+        """Seal and store objects; returns them sealed."""
+        sealed = [seal(obj) for obj in objs]
+        self.put(sealed)
+        return sealed
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def resolve(self, ref: str | bytes) -> bytes:
+        """The full digest named by raw bytes, hex text or a unique hex prefix."""
+        if isinstance(ref, bytes):
+            if len(ref) != DIGEST_SIZE:
+                raise UnknownDigestError(ref.hex())
+            if not self.contains(ref):
+                raise UnknownDigestError(ref.hex())
+            return ref
+        parsed = parse_ref(ref)
+        col = schema.objects.c.digest
+        query = select(col).where(col.between(parsed.low, parsed.high)).order_by(col)
+        with self.engine.connect() as conn:
+            found = list(conn.execute(query.limit(_CANDIDATES_SHOWN + 1)).scalars())
+        if not found:
+            raise UnknownDigestError(ref)
+        if len(found) > 1:
+            shown = [to_hex(d) for d in found[:_CANDIDATES_SHOWN]]
+            if len(found) > _CANDIDATES_SHOWN:
+                shown.append("...")
+            raise AmbiguousDigestError(ref, shown)
+        return bytes(found[0])
+
+    def contains(self, digest: bytes) -> bool:
+        """Whether an object with this digest is stored (one indexed lookup)."""
+        col = schema.objects.c.digest
+        with self.engine.connect() as conn:
+            return conn.execute(select(col).where(col == digest)).first() is not None
+
+    def missing(self, digests: Iterable[bytes]) -> set[bytes]:
+        """Those of ``digests`` that are not stored."""
+        wanted = set(digests)
+        col = schema.objects.c.digest
+        present: set[bytes] = set()
+        chunk = sorted(wanted)
+        with self.engine.connect() as conn:
+            for start in range(0, len(chunk), 500):
+                part = chunk[start : start + 500]
+                present.update(bytes(d) for d in conn.execute(select(col).where(col.in_(part))).scalars())
+        return wanted - present
+
+    def get(self, ref: str | bytes, *, kind: str | Sequence[str] | None = None) -> Sealed:
+        """The verified object named by ``ref``; with ``kind``, refuse objects of another."""
+        digest = self.resolve(ref)
+        return self._load(digest, kind)
+
+    def get_many(self, digests: Iterable[bytes]) -> dict[bytes, Sealed]:
+        """Verified objects by digest (those not stored are absent from the result)."""
+        wanted = sorted(set(digests))
+        table = schema.objects
+        found: dict[bytes, Sealed] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                part = wanted[start : start + 500]
+                query = select(table.c.digest, table.c.data).where(table.c.digest.in_(part))
+                for digest, data in conn.execute(query):
+                    found[bytes(digest)] = load(bytes(digest), bytes(data))
+        return found
+
+    def _load(self, digest: bytes, kind: str | Sequence[str] | None) -> Sealed:
+        table = schema.objects
+        with self.engine.connect() as conn:
+            data = conn.execute(select(table.c.data).where(table.c.digest == digest)).scalar()
+        if data is None:
+            raise UnknownDigestError(to_hex(digest))
+        item = load(digest, bytes(data))
+        kinds = (kind,) if isinstance(kind, str) else kind
+        if kinds is not None and item.kind not in kinds:
+            raise WrongKindError(item.hex, item.kind, kinds)
+        return item
+
+    def find_products(
+        self,
+        name: str | None = None,
+        content_digest: str | bytes | None = None,
+        version: str | None = None,
+        limit: int | None = None,
+    ) -> list[Sealed]:
+        """Products by name, version and/or content digest, newest run first."""
+        p, r = schema.products, schema.runs
+        query = select(p.c.digest).select_from(p.outerjoin(r, r.c.digest == p.c.run))
+        if name is not None:
+            key = blake3.blake3(name.encode("utf-8")).digest()
+            query = query.where(p.c.name_key == key, p.c.name == name)
+        if version is not None:
+            query = query.where(p.c.version == version)
+        if content_digest is not None:
+            raw = content_digest if isinstance(content_digest, bytes) else parse_ref(content_digest)
+            if isinstance(raw, bytes):
+                query = query.where(p.c.content == raw)
+            elif raw.exact is not None:
+                query = query.where(p.c.content == raw.exact)
+            else:
+                query = query.where(p.c.content.between(raw.low, raw.high))
+        query = query.order_by(r.c.started_ns.desc(), p.c.digest)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            digests = [bytes(d) for d in conn.execute(query).scalars()]
+        found = self.get_many(digests)
+        return [found[d] for d in digests if d in found]
+
+    def match_environment(self, env: Environment | None = None) -> str | None:
+        """The hex digest of ``env`` (default: this process's) if the store holds it."""
+        if env is None:
+            from provstore.snapshot import capture_environment
+
+            digest = capture_environment().environment.digest
+        else:
+            digest = seal(env).digest
+        return to_hex(digest) if self.contains(digest) else None
+
+    def lineage(
+        self, ref: str | bytes, direction: str = "ancestors", depth: int | None = None
+    ) -> Lineage:
+        """Ancestors or descendants of a product, to ``depth`` levels (all when None)."""
+        if direction not in ("ancestors", "descendants"):
+            raise ValueError("direction must be 'ancestors' or 'descendants'")
+        root = self.get(ref, kind="product").digest
+        edges = self._reachable_edges(root, direction, depth)
+        step = 1 if direction == "ancestors" else 0
+        neighbours: dict[bytes, list[bytes]] = {}
+        for child, parent in edges:
+            src, dst = (child, parent) if step else (parent, child)
+            neighbours.setdefault(src, []).append(dst)
+        depths = {root: 0}
+        queue = deque([root])
+        while queue:
+            node = queue.popleft()
+            if depth is not None and depths[node] >= depth:
+                continue
+            for nxt in neighbours.get(node, ()):
+                if nxt not in depths:
+                    depths[nxt] = depths[node] + 1
+                    queue.append(nxt)
+        kept = tuple(sorted(e for e in edges if e[0] in depths and e[1] in depths))
+        return Lineage(root, direction, depths, kept)
+
+    def _reachable_edges(
+        self, root: bytes, direction: str, depth: int | None
+    ) -> list[tuple[bytes, bytes]]:
+        near, far = ("child", "parent") if direction == "ancestors" else ("parent", "child")
+        limit = "" if depth is None else f"WHERE reach.depth < {int(depth)}"
+        if depth is None:
+            sql = (
+                f"WITH RECURSIVE reach(node) AS (SELECT :root UNION "
+                f"SELECT e.{far} FROM product_parents e JOIN reach ON e.{near} = reach.node) "
+                f"SELECT e.child, e.parent FROM product_parents e "
+                f"JOIN reach ON e.{near} = reach.node"
+            )
+        else:
+            sql = (
+                f"WITH RECURSIVE reach(node, depth) AS (SELECT :root, 0 UNION "
+                f"SELECT e.{far}, reach.depth + 1 FROM product_parents e "
+                f"JOIN reach ON e.{near} = reach.node {limit}) "
+                f"SELECT DISTINCT e.child, e.parent FROM product_parents e "
+                f"JOIN reach ON e.{near} = reach.node"
+            )
+        with self.engine.connect() as conn:
+            self._prepare_recursion(conn)
+            rows = conn.execute(backend.text_stmt(sql), {"root": root}).all()
+        return [(bytes(c), bytes(p)) for c, p in rows]
+
+    @staticmethod
+    def _prepare_recursion(conn: Connection) -> None:
+        if conn.dialect.name in ("mysql", "mariadb"):
+            is_maria = "mariadb" in str(getattr(conn.dialect, "server_version_info", "")).lower()
+            if not is_maria and not getattr(conn.dialect, "is_mariadb", False):
+                conn.exec_driver_sql("SET SESSION cte_max_recursion_depth = 4294967295")
+
+    def runs(self, limit: int = 20) -> list[RunSummary]:
+        """The most recent runs, newest first, with how they ended and how many products."""
+        r, e, p = schema.runs, schema.run_ends, schema.products
+        count = select(func.count()).where(p.c.run == r.c.digest).scalar_subquery()
+        query = (
+            select(r.c.digest, r.c.started_ns, r.c.host, r.c.user, r.c.name,
+                   e.c.status, e.c.finished_ns, count)
+            .select_from(r.outerjoin(e, e.c.run == r.c.digest))
+            .order_by(r.c.started_ns.desc(), r.c.digest)
+            .limit(limit)
+        )  # fmt: skip
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [RunSummary(bytes(row[0]), *row[1:]) for row in rows]
+
+    def stats(self) -> dict[str, Any]:
+        """Object counts by kind and bytes stored."""
+        o = schema.objects
+        query = select(o.c.kind, func.count(), func.coalesce(func.sum(o.c.size), 0)).group_by(o.c.kind)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+            edges = conn.execute(select(func.count()).select_from(schema.product_parents)).scalar()
+        counts = {kind: 0 for kind in ("environment", "libraryset", "variables", "run", "runend", "product")}
+        total = 0
+        for kind, n, size in rows:
+            counts[kind] = int(n)
+            total += int(size)
+        return {"objects": counts, "bytes": total, "parent_links": int(edges or 0), "url": self.safe_url}
+
+    def reindex(self, batch: int = 5000) -> int:
+        """Rebuild every index table from the stored objects; returns objects indexed."""
+        o = schema.objects
+        done = 0
+        with backend.write_transaction(self.engine) as conn:
+            for table in _INDEX_TABLES:
+                conn.execute(table.delete())
+            last = b""
+            while True:
+                query = select(o.c.digest, o.c.data).where(o.c.digest > last)
+                page = conn.execute(query.order_by(o.c.digest).limit(batch)).all()
+                if not page:
+                    break
+                rows: dict[Any, list[tuple[Any, ...]]] = {t: [] for t in _INDEX_TABLES}
+                for digest, data in page:
+                    for table, row in _index_rows(load(bytes(digest), bytes(data))):
+                        rows[table].append(row)
+                for table, table_rows in rows.items():
+                    backend.insert_ignore(conn, table, table_rows)
+                done += len(page)
+                last = bytes(page[-1][0])
+        return done

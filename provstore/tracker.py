@@ -1,0 +1,248 @@
+"""``tracker()``: record a run, the products it makes and the inputs it uses.
+
+Entering captures the environment and the run and stores them in one transaction.  Products
+are sealed at once (so their digests are known immediately) and written in batches: when
+:data:`FLUSH_EVERY` are waiting, when the last write is older than :data:`FLUSH_AFTER`
+seconds, on :meth:`Tracker.flush` and at exit.  A product registered after a quiet spell is
+therefore written immediately; a burst of thousands costs one transaction per batch.
+
+An exception inside the block ends the run as ``failed`` (products registered before it stay
+recorded) and is re-raised.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from provstore.config import Settings, resolve
+from provstore.digests import DIGEST_SIZE, hash_file, parse_ref, to_hex
+from provstore.errors import UnknownDigestError, UsageError
+from provstore.objects import Product, RunEnd, Sealed, seal
+from provstore.snapshot import capture_environment, capture_run, redactor_for
+from provstore.store import Store
+
+__all__ = ["FLUSH_AFTER", "FLUSH_EVERY", "Tracker", "tracker"]
+
+FLUSH_EVERY = 5000
+FLUSH_AFTER = 0.5
+
+ParentRef = str | bytes
+
+
+class Tracker:
+    """A run in progress; use it through :func:`tracker`."""
+
+    def __init__(self, settings: Settings, *, name: str | None = None, git: bool = True) -> None:
+        self._settings = settings
+        self._name = name
+        self._git = git
+        self._store: Store | None = None
+        self._pending: list[Sealed] = []
+        self._known: set[bytes] = set()
+        self._by_content: dict[bytes, bytes] = {}
+        self._inputs: list[bytes] = []
+        self._outputs: list[bytes] = []
+        self._last_flush = 0.0
+        self._env_digest = b""
+        self._run_digest = b""
+
+    # -- context -----------------------------------------------------------------------------
+
+    def __enter__(self) -> Tracker:
+        env = capture_environment(self._settings)
+        run = capture_run(env, self._settings, name=self._name, git=self._git)
+        self._store = Store(self._settings.url)
+        try:
+            self._store.put([env.libraryset, env.environment, run.variables, run.run])
+        except BaseException:
+            self._store.close()
+            raise
+        self._env_digest = env.environment.digest
+        self._run_digest = run.run.digest
+        self._last_flush = time.monotonic()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        store = self._require_store()
+        try:
+            self.flush()
+            error = None
+            if exc is not None:
+                text = "".join(traceback.format_exception_only(exc_type, exc)).strip()
+                error = redactor_for(self._settings).redact_text(text)[0]
+            end = RunEnd(
+                run=self._run_digest,
+                status="failed" if exc is not None else "succeeded",
+                finished_ns=time.time_ns(),
+                error=error,
+                exit_code=None,
+                inputs=tuple(dict.fromkeys(self._inputs)),
+                outputs=tuple(dict.fromkeys(self._outputs)),
+            )
+            store.put([seal(end)])
+        finally:
+            store.close()
+            self._store = None
+
+    # -- properties --------------------------------------------------------------------------
+
+    @property
+    def environment(self) -> str:
+        """Hex digest of the captured environment."""
+        return to_hex(self._env_digest)
+
+    @property
+    def run(self) -> str:
+        """Hex digest of this run."""
+        return to_hex(self._run_digest)
+
+    @property
+    def store(self) -> Store:
+        """The store this run writes to."""
+        return self._require_store()
+
+    def _require_store(self) -> Store:
+        if self._store is None:
+            raise UsageError("the tracker is not active; use it as `with tracker() as t:`")
+        return self._store
+
+    # -- recording ---------------------------------------------------------------------------
+
+    def register_data_product(
+        self,
+        name: str,
+        version: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        parents: Sequence[ParentRef] = (),
+    ) -> str:
+        """Record a product made by this run; returns its hex digest.
+
+        ``path`` names the file holding its bytes (hashed now, streamed); ``parents`` are
+        digests (hex, unique prefix or raw) of the products it was made from.
+        """
+        store = self._require_store()
+        if not isinstance(name, str) or not name:
+            raise UsageError("a product needs a non-empty str name")
+        if version is not None and not isinstance(version, str):
+            raise UsageError(f"version must be a str (got {type(version).__name__})")
+        content = size = recorded = None
+        if path is not None:
+            content, size = hash_file(path)
+            recorded = os.path.abspath(os.fspath(path))
+        product = Product(
+            name=name,
+            version=version,
+            metadata=dict(metadata) if metadata is not None else {},
+            content=content,
+            size=size,
+            path=recorded,
+            run=self._run_digest,
+            parents=tuple(sorted({self._parent(store, ref) for ref in parents})),
+        )
+        item = seal(product)  # raises EncodingError for unencodable metadata, before storing
+        self._add(item)
+        self._outputs.append(item.digest)
+        return item.hex
+
+    def track(
+        self,
+        path: str | os.PathLike[str],
+        parents: Sequence[ParentRef] = (),
+        *,
+        name: str | None = None,
+        version: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Record the file at ``path`` as a product (named by its path unless ``name``)."""
+        return self.register_data_product(
+            name or os.fspath(path), version, metadata, path=path, parents=parents
+        )
+
+    def use(self, path: str | os.PathLike[str]) -> str:
+        """Record a file this run reads; returns the product digest that stands for it.
+
+        A product already recorded with the same content is reused (the newest); otherwise
+        a *source* product (no run, no parents) is recorded for the file.
+        """
+        store = self._require_store()
+        content, size = hash_file(path)
+        digest = self._by_content.get(content)
+        if digest is None:
+            found = store.find_products(content_digest=content, limit=1)
+            if found:
+                digest = found[0].digest
+            else:
+                source = Product(
+                    name=os.fspath(path),
+                    version=None,
+                    metadata={},
+                    content=content,
+                    size=size,
+                    path=os.path.abspath(os.fspath(path)),
+                    run=None,
+                    parents=(),
+                )
+                item = seal(source)
+                self._add(item)
+                digest = item.digest
+            self._by_content[content] = digest
+            self._known.add(digest)
+        self._inputs.append(digest)
+        return to_hex(digest)
+
+    def flush(self) -> None:
+        """Write every pending product now, in one transaction."""
+        store = self._require_store()
+        if self._pending:
+            store.put(self._pending)
+            self._pending = []
+        self._last_flush = time.monotonic()
+
+    def _add(self, item: Sealed) -> None:
+        self._pending.append(item)
+        self._known.add(item.digest)
+        product = item.obj
+        if isinstance(product, Product) and product.content is not None:
+            self._by_content[product.content] = item.digest
+        if len(self._pending) >= FLUSH_EVERY or time.monotonic() - self._last_flush > FLUSH_AFTER:
+            self.flush()
+
+    def _parent(self, store: Store, ref: ParentRef) -> bytes:
+        if isinstance(ref, bytes) and len(ref) == DIGEST_SIZE and ref in self._known:
+            return ref
+        if isinstance(ref, str):
+            parsed = parse_ref(ref)
+            if parsed.exact is not None and parsed.exact in self._known:
+                return parsed.exact
+        try:
+            digest = store.get(ref, kind="product").digest
+        except UnknownDigestError:
+            raise UnknownDigestError(ref if isinstance(ref, str) else ref.hex()) from None
+        self._known.add(digest)
+        return digest
+
+
+def tracker(
+    url: str | None = None,
+    *,
+    name: str | None = None,
+    git: bool = True,
+) -> Tracker:
+    """Track a run: ``with tracker() as t: t.register_data_product(...)``.
+
+    ``url`` overrides the configured store (``PROVSTORE_URL``, ``[tool.provstore]``, default
+    SQLite file); ``name`` labels the run; ``git=False`` skips reading the code's git state.
+    """
+    return Tracker(resolve(url), name=name, git=git)
