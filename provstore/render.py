@@ -28,7 +28,7 @@ def to_json(item: Sealed) -> dict[str, Any]:
     """The object as plain JSON data: ``digest``, ``kind`` and its fields."""
     out: dict[str, Any] = {"digest": item.hex, "kind": item.kind}
     for key, value in item.obj.body().items():
-        out[key] = _jsonable(value, in_variables=key in _VARIABLE_MAPS)
+        out[key] = _jsonable(value, in_variables=isinstance(value, dict) and key in _VARIABLE_MAPS)
     return out
 
 

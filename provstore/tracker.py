@@ -21,7 +21,7 @@ from typing import Any
 
 from provstore.config import Settings, resolve
 from provstore.digests import DIGEST_SIZE, hash_file, parse_ref, to_hex
-from provstore.errors import UnknownDigestError, UsageError
+from provstore.errors import EncodingError, UnknownDigestError, UsageError
 from provstore.objects import Product, RunEnd, Sealed, seal
 from provstore.snapshot import capture_environment, capture_run, redactor_for
 from provstore.store import Store
@@ -151,7 +151,11 @@ class Tracker:
             run=self._run_digest,
             parents=tuple(sorted({self._parent(store, ref) for ref in parents})),
         )
-        item = seal(product)  # raises EncodingError for unencodable metadata, before storing
+        try:
+            item = seal(product)  # refuses unencodable metadata before anything is stored
+        except EncodingError as exc:
+            where = exc.where.replace("value['metadata']", "metadata", 1)
+            raise EncodingError(where, exc.reason) from None
         self._add(item)
         self._outputs.append(item.digest)
         return item.hex

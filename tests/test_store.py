@@ -1,0 +1,192 @@
+"""The store on every backend: idempotent writes, lookups, lineage, schema checks."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from provstore import schema
+from provstore.errors import (
+    AmbiguousDigestError,
+    CorruptObjectError,
+    InvalidDigestError,
+    SchemaVersionError,
+    StoreError,
+    UnknownDigestError,
+    WrongKindError,
+)
+from provstore.objects import Environment, LibrarySet, Product, Run, RunEnd, Variables, seal
+from provstore.store import Store
+
+
+def _base():
+    ls = seal(LibrarySet((("click", "8.1.0"),)))
+    env = seal(Environment("cpython", "3.11", "Linux", "6", "x86_64", "glibc", ls.digest, {}, ()))
+    var = seal(Variables({"A": "1"}, ()))
+    run = seal(Run(env.digest, var.digest, "h", "u", ("x",), "/", "/py", 1, time.time_ns(), None, None))
+    return [ls, env, var, run]
+
+
+def _product(name, run=None, parents=(), content=None, version="1"):
+    return seal(Product(name, version, {}, content, None if content is None else 1, None, run,
+                        tuple(sorted(parents))))  # fmt: skip
+
+
+@pytest.fixture
+def store(backend_url):
+    with Store(backend_url) as opened:
+        yield opened
+
+
+def test_put_is_idempotent(store):
+    base = _base()
+    chain = [_product("p0", base[3].digest)]
+    store.put(base + chain)
+    store.put(base + chain)
+    counts = store.stats()["objects"]
+    assert counts["environment"] == 1 and counts["product"] == 1 and counts["run"] == 1
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(schema.products)).scalar() == 1
+
+
+def test_get_by_digest_and_prefix(store):
+    base = _base()
+    store.put(base)
+    env = base[1]
+    assert store.get(env.hex).obj == env.obj
+    assert store.get(env.hex[:6]).digest == env.digest
+    assert store.get(env.hex.upper()).digest == env.digest
+    with pytest.raises(WrongKindError):
+        store.get(env.hex, kind="product")
+
+
+def test_unknown_and_invalid_refs(store):
+    store.put(_base())
+    with pytest.raises(UnknownDigestError):
+        store.get("0" * 64)
+    with pytest.raises(UnknownDigestError):
+        store.get("000000")
+    with pytest.raises(InvalidDigestError):
+        store.get("abc")
+
+
+def test_ambiguous_prefix_lists_candidates(store):
+    seen: dict[str, object] = {}
+    pair = None
+    for i in range(200_000):
+        item = _product(f"p{i}")
+        other = seen.setdefault(item.hex[:6], item)
+        if other is not item:
+            pair = (other, item)
+            break
+    assert pair is not None
+    store.put(pair)
+    with pytest.raises(AmbiguousDigestError) as info:
+        store.get(pair[0].hex[:6])
+    assert set(info.value.candidates) == {pair[0].hex, pair[1].hex}
+    assert store.get(pair[0].hex[:20]).digest == pair[0].digest
+
+
+def test_corrupt_object_detected(store):
+    base = _base()
+    store.put(base)
+    target = base[1]
+    with store.engine.begin() as conn:
+        data = bytearray(target.data)
+        data[-1] ^= 0x01
+        conn.execute(
+            schema.objects.update().where(schema.objects.c.digest == target.digest).values(data=bytes(data))
+        )
+    with pytest.raises(CorruptObjectError) as info:
+        store.get(target.hex)
+    assert info.value.digest == target.hex
+
+
+def test_names_are_exact_bytes(store):
+    run = _base()[3]
+    items = [_product(n, run.digest) for n in ("Pillow", "pillow", "x", "x ", "n" * 100_000)]
+    store.put(_base() + items)
+    for item in items:
+        found = store.find_products(name=item.obj.name)
+        assert [f.digest for f in found] == [item.digest]
+    assert store.find_products(name="PILLOW") == []
+
+
+def test_find_by_content_and_version(store):
+    base = _base()
+    content = os.urandom(32)
+    a = _product("a", base[3].digest, content=content, version="1")
+    b = _product("a", base[3].digest, content=os.urandom(32), version="2")
+    store.put(base + [a, b])
+    assert [p.digest for p in store.find_products(content_digest=content)] == [a.digest]
+    assert [p.digest for p in store.find_products(content_digest=content.hex())] == [a.digest]
+    assert [p.digest for p in store.find_products(name="a", version="2")] == [b.digest]
+    assert len(store.find_products(name="a")) == 2
+
+
+def test_lineage_diamond_and_depth(store):
+    run = _base()[3].digest
+    root = _product("root", run)
+    left = _product("left", run, [root.digest])
+    right = _product("right", run, [root.digest])
+    merge = _product("merge", run, [left.digest, right.digest])
+    top = _product("top", run, [merge.digest])
+    store.put(_base() + [root, left, right, merge, top])
+    up = store.lineage(top.hex)
+    assert up.depths == {top.digest: 0, merge.digest: 1, left.digest: 2, right.digest: 2, root.digest: 3}
+    assert len(up.edges) == 5
+    shallow = store.lineage(top.hex, depth=2)
+    assert set(shallow.depths) == {top.digest, merge.digest, left.digest, right.digest}
+    down = store.lineage(root.hex, "descendants")
+    assert down.depths[top.digest] == 3 and len(down.depths) == 5
+    with pytest.raises(WrongKindError):
+        store.lineage(_base()[1].hex)
+
+
+def test_runs_log_and_ends(store):
+    base = _base()
+    run = base[3]
+    end = seal(RunEnd(run.digest, "succeeded", time.time_ns(), None, None, (), ()))
+    store.put(base + [_product("p", run.digest), end])
+    [summary] = store.runs()
+    assert summary.digest == run.digest and summary.status == "succeeded" and summary.products == 1
+
+
+def test_reindex_rebuilds_index(store):
+    base = _base()
+    items = [_product(f"p{i}", base[3].digest) for i in range(20)]
+    store.put(base + items)
+    with store.engine.begin() as conn:
+        conn.execute(schema.products.delete())
+    assert store.find_products(name="p3") == []
+    assert store.reindex() == len(base) + len(items)
+    assert [p.digest for p in store.find_products(name="p3")] == [items[3].digest]
+
+
+def test_unknown_schema_version_refused(backend_url):
+    Store(backend_url).close()
+    engine = sa.create_engine(backend_url)
+    with engine.begin() as conn:
+        conn.execute(schema.meta.update().values(value="99"))
+    engine.dispose()
+    with pytest.raises(SchemaVersionError, match="99"):
+        Store(backend_url)
+
+
+def test_foreign_database_refused(backend_url):
+    engine = sa.create_engine(backend_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE objects (id INTEGER PRIMARY KEY)"))
+    engine.dispose()
+    with pytest.raises(StoreError, match="not a provstore store"):
+        Store(backend_url)
+
+
+def test_match_environment(store):
+    base = _base()
+    assert store.match_environment(base[1].obj) is None
+    store.put(base)
+    assert store.match_environment(base[1].obj) == base[1].hex

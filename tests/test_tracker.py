@@ -1,0 +1,251 @@
+"""tracker(): environments, runs and products recorded end to end, across processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import sqlalchemy as sa
+
+from provstore import open_store, tracker
+from provstore.errors import EncodingError, PathError, UnknownDigestError
+from provstore.store import Store
+
+
+def run_python(code: str, env: dict[str, str] | None = None, cwd: str | None = None) -> str:
+    """Run code in a fresh interpreter; return its stdout (fails the test on a non-zero exit)."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True, text=True, env=full_env, cwd=cwd, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+SEED_QUICK_START = """
+from provstore import tracker
+
+def process_data():
+    return list(range(10))
+
+# Track a data product execution
+with tracker() as t:
+    # Your data processing code here
+    data = process_data()
+
+    # Register the data product
+    product_id = t.register_data_product(
+        name="analysis_results",
+        version="1.0.0",
+        metadata={"format": "parquet", "rows": len(data)}
+    )
+print(product_id)
+"""
+
+
+def test_seed_quick_start_works_and_persists(tmp_path):
+    product_id = run_python(SEED_QUICK_START, cwd=str(tmp_path)).strip()
+    assert len(product_id) == 64
+    found = run_python(
+        f"""
+        from provstore import open_store
+        store = open_store()
+        by_name = store.find_products(name="analysis_results")
+        by_digest = store.get("{product_id[:10]}")
+        print(by_name[0].hex, by_digest.obj.metadata["rows"], store.url)
+        """,
+        cwd=str(tmp_path),
+    ).split()
+    assert found[0] == product_id
+    assert found[1] == "10"
+    assert found[2].endswith("/provstore/provstore.db")  # the default, persistent file
+
+
+ENV_DIGEST = """
+from provstore import tracker
+with tracker() as t:
+    print(t.environment)
+"""
+
+
+def test_environment_shared_across_processes(backend_url):
+    env = {"PROVSTORE_URL": backend_url, "OMP_NUM_THREADS": "4"}
+    first = run_python(ENV_DIGEST, env).strip()
+    second = run_python(ENV_DIGEST, env).strip()
+    unrelated = run_python(ENV_DIGEST, {**env, "SOME_UNRELATED_VARIABLE": "x"}).strip()
+    other = run_python(ENV_DIGEST, {**env, "OMP_NUM_THREADS": "8"}).strip()
+    assert first == second == unrelated
+    assert other != first
+    with Store(backend_url) as store:
+        stats = store.stats()["objects"]
+        assert stats["environment"] == 2
+        assert stats["run"] == 4
+        assert stats["libraryset"] == 1
+
+
+WRITER = """
+import random, sys
+from provstore import tracker
+worker = int(sys.argv[1])
+rng = random.Random(worker)
+with tracker() as t:
+    made = []
+    for i in range(150):
+        parents = rng.sample(made, min(len(made), rng.randint(1, 2))) if made else []
+        made.append(t.register_data_product(
+            name=f"w{worker}-p{i}", version="1", metadata={"i": i}, parents=parents))
+        if i % 50 == 0:
+            t.flush()
+    print(t.environment)
+"""
+
+
+@pytest.mark.slow
+def test_sixteen_concurrent_writers(backend_url, tmp_path):
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    env = {**os.environ, "PROVSTORE_URL": backend_url}
+    procs = [
+        subprocess.Popen([sys.executable, str(script), str(n)], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for n in range(16)
+    ]  # fmt: skip
+    results = [p.communicate(timeout=600) + (p.returncode,) for p in procs]
+    for out, err, code in results:
+        assert code == 0, err
+        assert err == ""
+    assert len({out.strip() for out, _, _ in results}) == 1
+    with Store(backend_url) as store:
+        stats = store.stats()["objects"]
+        assert stats["product"] == 16 * 150
+        assert stats["environment"] == 1
+        assert stats["run"] == 16 and stats["runend"] == 16
+        for worker in (0, 7, 15):
+            assert len(store.find_products(name=f"w{worker}-p149")) == 1
+
+
+SECRETS = {
+    "GITHUB_TOKEN": "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8",
+    "BUILD_NOTE": "key AKIAIOSFODNN7EXAMPLQ in use",
+    "DATABASE_URL": "postgresql://bob:hunter2sekrit@db.example/x",
+    "MY_SERVICE_PASSWORD": "correct-horse-battery-staple",
+    "PYTHONSECRETTHING": "xoxb-123456789012-abcdefghijkl",
+}
+SECRET_VALUES = ["A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8", "AKIAIOSFODNN7EXAMPLQ", "hunter2sekrit",
+                 "correct-horse-battery-staple", "abcdefghijkl"]  # fmt: skip
+
+SECRET_RUN = """
+import sys
+from provstore import tracker
+with tracker(name="secrets") as t:
+    t.register_data_product(name="p", metadata={"note": "fine"})
+    raise SystemExit(0)
+"""
+
+
+def test_secrets_never_reach_the_database(backend_url, tmp_path):
+    run_python(SECRET_RUN, {"PROVSTORE_URL": backend_url, **SECRETS})
+    failing = "from provstore import tracker\nwith tracker() as t:\n    raise ValueError('token ghp_" \
+        "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8 leaked')\n"
+    proc = subprocess.run([sys.executable, "-c", failing], env={**os.environ, "PROVSTORE_URL": backend_url},
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 1 and "ValueError" in proc.stderr
+    everything = _dump_database(backend_url)
+    assert b"<redacted>" in everything
+    for secret in SECRET_VALUES:
+        assert secret.encode() not in everything, secret
+    assert b"bob" in everything  # the URL's user and host stay; only the password goes
+
+
+def _dump_database(url: str) -> bytes:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1]
+        Store(url).close()
+        return b"".join(
+            open(p, "rb").read() for p in (path, path + "-wal") if os.path.exists(p)
+        )
+    engine = sa.create_engine(url)
+    meta = sa.MetaData()
+    meta.reflect(engine)
+    chunks = []
+    with engine.connect() as conn:
+        for table in meta.sorted_tables:
+            for row in conn.execute(table.select()):
+                for value in row:
+                    chunks.append(bytes(value) if isinstance(value, (bytes, memoryview)) else str(value).encode())
+    engine.dispose()
+    return b"\n".join(chunks)
+
+
+def test_failure_is_recorded_and_reraised(sqlite_url):
+    with pytest.raises(RuntimeError, match="boom"):
+        with tracker(sqlite_url) as t:
+            kept = t.register_data_product(name="before", version="1")
+            raise RuntimeError("boom")
+    with Store(sqlite_url) as store:
+        assert store.get(kept).obj.name == "before"
+        [summary] = store.runs()
+        assert summary.status == "failed" and summary.products == 1
+
+
+def test_unencodable_metadata_is_refused_before_storing(sqlite_url):
+    class Thing:
+        pass
+
+    with tracker(sqlite_url) as t:
+        with pytest.raises(EncodingError, match=r"cannot encode metadata\['when'\]"):
+            t.register_data_product(name="bad", metadata={"when": Thing()})
+        with pytest.raises(EncodingError):
+            t.register_data_product(name="bad", metadata={"x": float("nan")})
+    with Store(sqlite_url) as store:
+        assert store.find_products(name="bad") == []
+        assert store.stats()["objects"]["product"] == 0
+
+
+def test_files_inputs_and_parents(sqlite_url, tmp_path):
+    raw = tmp_path / "raw.csv"
+    raw.write_text("a,b\n1,2\n")
+    out = tmp_path / "out.bin"
+    with tracker(sqlite_url) as t:
+        source = t.use(raw)
+        assert t.use(str(raw)) == source  # same content: same product
+        out.write_bytes(b"\x00" * 1000)
+        made = t.track(out, parents=[source])
+        again = t.use(out)  # an output read back is the product itself
+        assert again == made
+        with pytest.raises(PathError):
+            t.track(tmp_path / "missing.bin")
+        with pytest.raises(UnknownDigestError):
+            t.register_data_product(name="orphan", parents=["ab" * 32])
+    with open_store(sqlite_url) as store:
+        product = store.get(made).obj
+        assert product.size == 1000 and product.path == str(out)
+        assert product.parents == (bytes.fromhex(source),)
+        assert store.get(source).obj.run is None
+        lineage = store.lineage(made)
+        assert set(lineage.depths) == {bytes.fromhex(made), bytes.fromhex(source)}
+    with tracker(sqlite_url) as t2:
+        assert t2.use(raw) == source  # known from an earlier run
+
+
+def test_thousands_of_products_in_one_block(sqlite_url):
+    with tracker(sqlite_url) as t:
+        first = t.register_data_product(name="p0")
+        digests = [first] + [t.register_data_product(name=f"p{i}", parents=[first]) for i in range(1, 12_001)]
+    with Store(sqlite_url) as store:
+        assert store.stats()["objects"]["product"] == 12_001
+        assert store.stats()["parent_links"] == 12_000
+        assert store.get(digests[-1]).obj.name == "p12000"
+        assert len(store.lineage(first, "descendants").depths) == 12_001
+
+
+def test_tracker_outside_with_is_a_clear_error():
+    from provstore.errors import UsageError
+
+    t = tracker("sqlite:////nonexistent-dir-never/x.db")
+    with pytest.raises(UsageError, match="not active"):
+        t.register_data_product(name="x")
