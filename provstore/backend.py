@@ -85,6 +85,8 @@ def _sqlite_engine(url: URL) -> Engine:
         cursor.execute("PRAGMA busy_timeout = 60000")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA cache_size = -65536")  # 64 MiB: index pages of big batches
+        cursor.execute("PRAGMA wal_autocheckpoint = 10000")  # fewer, larger checkpoints
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -151,7 +153,8 @@ def insert_ignore(conn: Connection, table: Table, rows: Sequence[tuple[Any, ...]
     """Insert rows (tuples in column order), skipping those whose key is already present."""
     if not rows:
         return
-    ordered = sorted(rows, key=lambda row: row[: len(table.primary_key.columns)])
+    width = len(table.primary_key.columns)
+    ordered = sorted(rows) if width == len(table.columns) else sorted(rows, key=lambda r: r[:width])
     dialect = conn.dialect
     quote = dialect.identifier_preparer.quote
     name = quote(table.name)

@@ -15,6 +15,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from operator import is_ as op_is
 
 __all__ = [
     "DEFAULT_ENV_ALLOW",
@@ -75,7 +76,7 @@ def environ_snapshot(environ: Mapping[str, str] | None = None) -> dict[str, str 
 
     A value that is not valid UTF-8 reaches Python as a ``str`` with surrogate escapes; it is
     returned as its original ``bytes``. A *name* that is not valid UTF-8 is stored with the
-    bad bytes spelled ``\\xNN`` (lossy, but visibly marked).
+    bad bytes spelled ``\xNN`` (lossy, but visibly marked).
     """
     source = os.environ if environ is None else environ
     out: dict[str, str | bytes] = {}
@@ -183,61 +184,68 @@ def distributions(
     """Installed distributions on ``path`` (``sys.path``) as sorted (PEP 503 name, version).
 
     When a name is installed in several entries the first in path order wins, as for
-    imports. Results are cached on disk (``cache_dir``, ``$PROVSTORE_CACHE_DIR`` or
-    ``~/.cache/provstore``; ``PROVSTORE_NO_CACHE=1`` disables) and in the process, keyed by
-    the entries' modification times, so a later capture pays a few ``stat`` calls.
+    imports. Each entry's scan is cached on disk (``cache_dir``, ``$PROVSTORE_CACHE_DIR`` or
+    ``$XDG_CACHE_HOME/provstore``; ``PROVSTORE_NO_CACHE=1`` disables) and in the process,
+    keyed by the entry's mtime and inode, so a later capture pays a few ``stat`` calls and
+    a change in one entry (the script's directory, say) rescans only that entry.
     """
     entries = _entries(sys.path if path is None else path)
-    now = time.time_ns()
-    fingerprint = _fingerprint(entries)
-    memo = _MEMO.get(entries)
-    if memo is not None and memo.fingerprint == fingerprint and _volatile_ok(memo.volatile):
-        return memo.dists
-    cache_file = _cache_file(entries, cache_dir)
-    if cache_file is not None:
-        cached = _load_cache(cache_file, entries)
-        if (
-            cached is not None
-            and cached.fingerprint == fingerprint
-            and _volatile_ok(cached.volatile)
-        ):
-            _MEMO[entries] = cached
-            return cached.dists
-    scan = _scan(entries, fingerprint)
-    # A directory changed within the last seconds may change again within the same
-    # timestamp tick, unseen by its mtime ("racy git"); such a scan is used but not kept.
-    if all(mtime < now - _RACY_NS for _, mtime, _ in fingerprint):
-        _MEMO[entries] = scan
-        if cache_file is not None:
-            _store_cache(cache_file, entries, scan)
-    return scan.dists
+    settled = time.time_ns() - _RACY_NS
+    stats = {entry: _stat(entry) for entry in entries}
+    found: dict[str, _Entry | None] = {}
+    for entry, stat in stats.items():
+        rec = _MEMO.get(entry)
+        found[entry] = rec if _valid(rec, stat) else None
+    if None in found.values():
+        cache_file = _cache_file(entries, cache_dir)
+        cached = _load_cache(cache_file) if cache_file else {}
+        changed = False
+        for entry, rec in found.items():
+            if rec is None:
+                rec = cached.get(entry)
+                if not _valid(rec, stats[entry]):
+                    rec = _scan(entry, stats[entry])
+                    changed = True
+                found[entry] = rec
+        # An entry changed within the last seconds may change again within the same
+        # timestamp tick, unseen by its mtime ("racy git"): use its scan, but do not keep it.
+        keep = {e: r for e, r in found.items() if r is not None and r.settled_before(settled)}
+        _MEMO.update(keep)
+        if cache_file and changed:
+            _store_cache(cache_file, keep)
+    return _merge(entries, found)
 
 
 # --- distributions: scanning and the cross-process cache -----------------------------------
 
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
 _RACY_NS = 2_000_000_000
 _MAX_HEADER_LINES = 1000
 _FALSE = ("", "0", "false", "no", "off")
+_Stat = tuple[int, int]  # (st_mtime_ns, st_ino), (-1, -1) when the entry cannot be read
 
 
-class _Scan:
-    """One scan of the path entries: what it saw (to validate it later) and what it found."""
+class _Entry:
+    """The scan of one path entry: what it saw (to validate it later) and what it found."""
 
-    __slots__ = ("fingerprint", "volatile", "dists")
+    __slots__ = ("mtime", "ino", "volatile", "dists")
 
     def __init__(
         self,
-        fingerprint: tuple[tuple[str, int, int], ...],  # (entry, st_mtime_ns, st_ino), or -1s
+        stat: _Stat,
         volatile: tuple[tuple[str, int], ...],  # egg-info metadata files, edited in place
-        dists: tuple[tuple[str, str], ...],
+        dists: tuple[tuple[str, str], ...],  # in directory-name order, first one kept
     ) -> None:
-        self.fingerprint = fingerprint
+        self.mtime, self.ino = stat
         self.volatile = volatile
         self.dists = dists
 
+    def settled_before(self, cutoff_ns: int) -> bool:
+        return self.mtime < cutoff_ns and all(mtime < cutoff_ns for _, mtime in self.volatile)
 
-_MEMO: dict[tuple[str, ...], _Scan] = {}
+
+_MEMO: dict[str, _Entry] = {}
+_MERGED: dict[tuple[str, ...], tuple[tuple[_Entry | None, ...], tuple[tuple[str, str], ...]]] = {}
 
 
 def _entries(path: Sequence[str]) -> tuple[str, ...]:
@@ -257,44 +265,48 @@ def _entries(path: Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _fingerprint(entries: tuple[str, ...]) -> tuple[tuple[str, int, int], ...]:
-    out = []
-    for entry in entries:
-        try:
-            st = os.stat(entry)
-        except (OSError, ValueError):
-            out.append((entry, -1, -1))
-        else:
-            out.append((entry, st.st_mtime_ns, st.st_ino))
-    return tuple(out)
+def _stat(path: str) -> _Stat:
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return (-1, -1)
+    return (st.st_mtime_ns, st.st_ino)
 
 
-def _volatile_ok(volatile: tuple[tuple[str, int], ...]) -> bool:
-    for path, mtime in volatile:
-        try:
-            if os.stat(path).st_mtime_ns != mtime:
-                return False
-        except (OSError, ValueError):
-            return False
-    return True
+def _valid(rec: _Entry | None, stat: _Stat) -> bool:
+    if rec is None or (rec.mtime, rec.ino) != stat:
+        return False
+    return all(_stat(meta)[0] == mtime for meta, mtime in rec.volatile)
 
 
-def _scan(entries: tuple[str, ...], fingerprint: tuple[tuple[str, int, int], ...]) -> _Scan:
+def _merge(
+    entries: tuple[str, ...], found: dict[str, _Entry | None]
+) -> tuple[tuple[str, str], ...]:
+    """Combine per-entry scans, the first entry winning; memoised on the scans' identity."""
+    recs = tuple(found[entry] for entry in entries)
+    last = _MERGED.get(entries)
+    if last is not None and len(last[0]) == len(recs) and all(map(op_is, last[0], recs)):
+        return last[1]
+    merged: dict[str, str] = {}
+    for rec in recs:
+        for name, version in rec.dists if rec is not None else ():
+            merged.setdefault(name, version)
+    result = tuple(sorted(merged.items()))
+    _MERGED[entries] = (recs, result)
+    return result
+
+
+def _scan(entry: str, stat: _Stat) -> _Entry:
     found: dict[str, str] = {}
     volatile: list[tuple[str, int]] = []
-    for entry in dict.fromkeys(entries):
-        for meta, is_volatile in _metadata_files(entry):
-            header = _read_header(meta)
-            if header is None:
-                continue
-            if is_volatile:
-                try:
-                    volatile.append((meta, os.stat(meta).st_mtime_ns))
-                except OSError:
-                    continue
-            name = re.sub(r"[-_.]+", "-", header[0]).lower()
-            found.setdefault(name, header[1])
-    return _Scan(fingerprint, tuple(volatile), tuple(sorted(found.items())))
+    for meta, is_volatile in _metadata_files(entry) if stat[0] != -1 else ():
+        header = _read_header(meta)
+        if header is None:
+            continue
+        if is_volatile:
+            volatile.append((meta, _stat(meta)[0]))
+        found.setdefault(re.sub(r"[-_.]+", "-", header[0]).lower(), header[1])
+    return _Entry(stat, tuple(volatile), tuple(found.items()))
 
 
 def _metadata_files(entry: str) -> list[tuple[str, bool]]:
@@ -372,35 +384,35 @@ def _cache_file(entries: tuple[str, ...], cache_dir: str | None) -> str | None:
     return os.path.join(directory, f"dists-{digest}.msgpack")
 
 
-def _load_cache(cache_file: str, entries: tuple[str, ...]) -> _Scan | None:
-    """The cached scan, or ``None`` when missing, unreadable, corrupt or for other entries."""
+def _load_cache(cache_file: str) -> dict[str, _Entry]:
+    """The cached per-entry scans; empty when missing, unreadable, corrupt or foreign."""
     import msgpack
 
     try:
         with open(cache_file, "rb") as file:
-            data = msgpack.unpackb(file.read(), raw=False, strict_map_key=True)
+            data = msgpack.unpackb(file.read(), raw=False)
         if data["format"] != _CACHE_FORMAT or data["python"] != sys.version:
-            return None
-        if tuple(data["entries"]) != entries:
-            return None
-        scan = _Scan(
-            tuple((str(e), int(m), int(i)) for e, m, i in data["fingerprint"]),
-            tuple((str(p), int(m)) for p, m in data["volatile"]),
-            tuple((str(n), str(v)) for n, v in data["dists"]),
-        )
+            return {}
+        return {
+            str(entry): _Entry(
+                (int(mtime), int(ino)),
+                tuple((str(p), int(m)) for p, m in volatile),
+                tuple((str(n), str(v)) for n, v in dists),
+            )
+            for entry, (mtime, ino, volatile, dists) in data["entries"].items()
+        }
     except Exception:  # any corruption: msgpack errors, wrong shapes, wrong types
-        return None
-    return scan
+        return {}
 
 
-def _store_cache(cache_file: str, entries: tuple[str, ...], scan: _Scan) -> None:
+def _store_cache(cache_file: str, found: dict[str, _Entry]) -> None:
     """Write the cache atomically; any failure (read-only home, odd paths) is ignored."""
     import msgpack
 
+    entries = {e: (r.mtime, r.ino, r.volatile, r.dists) for e, r in found.items()}
     temp = f"{cache_file}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
     try:
-        data = dict(format=_CACHE_FORMAT, python=sys.version, entries=entries)
-        data.update(fingerprint=scan.fingerprint, volatile=scan.volatile, dists=scan.dists)
+        data = {"format": _CACHE_FORMAT, "python": sys.version, "entries": entries}
         payload = msgpack.packb(data, use_bin_type=True)
         os.makedirs(os.path.dirname(cache_file), exist_ok=True)
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -472,8 +484,10 @@ def _git_env() -> dict[str, str]:
 _STATUS = ["status", "--porcelain=v2", "--branch", "--untracked-files=no"]
 # Pinned so that the same change gives the same digest whatever the user's git config says.
 _DIFF = (
-    "diff --binary --no-color --no-ext-diff --no-textconv --no-renames --diff-algorithm=myers "
-    "--indent-heuristic --src-prefix=a/ --dst-prefix=b/"
+    "-c core.quotePath=true -c diff.suppressBlankEmpty=false diff --binary --full-index "
+    "--no-color --no-ext-diff --no-textconv --no-renames --diff-algorithm=myers "
+    "--indent-heuristic --unified=3 --inter-hunk-context=0 --submodule=short -O/dev/null "
+    "--src-prefix=a/ --dst-prefix=b/"
 ).split()
 
 

@@ -69,6 +69,13 @@ def parse_ref(text: str) -> HexRange:
 
     The range is inclusive: every digest starting with the prefix lies in ``[low, high]``.
     """
+    if len(text) == 2 * DIGEST_SIZE:  # fast path for full digests (parents, lookups)
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError:
+            raw = b""
+        if len(raw) == DIGEST_SIZE:
+            return HexRange(text.lower(), raw, raw, raw)
     clean = text.strip().lower()
     if not _HEX.fullmatch(clean):
         raise InvalidDigestError(text, "only the characters 0-9 and a-f may appear")
@@ -85,9 +92,12 @@ def parse_ref(text: str) -> HexRange:
     )
 
 
-@deal.pre(lambda kind, version, body: _KIND.fullmatch(kind) is not None and version >= 0)
 def frame(kind: str, version: int, body: bytes) -> bytes:
-    """The framed payload whose BLAKE3 is the object's digest (and which the store keeps)."""
+    """The framed payload whose BLAKE3 is the object's digest (and which the store keeps).
+
+    No contract here: this runs once per object on the hot path; :func:`split_frame` checks
+    every frame that is read back.
+    """
     return b"%s %d %d\x00%s" % (kind.encode("ascii"), version, len(body), body)
 
 

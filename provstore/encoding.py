@@ -81,10 +81,13 @@ def _canon(value: Value, depth: int) -> Value:
                 return [_canon(item, depth + 1) for item in value]
         return value
     if kind is dict:
-        for key in value:
+        out = {}
+        for key in sorted(value):  # TypeError (caught by encode) if keys are not comparable
             if type(key) is not str:
                 raise _Refused
-        return {key: _canon(value[key], depth + 1) for key in sorted(value)}
+            item = value[key]
+            out[key] = item if type(item) in _SCALARS else _canon(item, depth + 1)
+        return out
     raise _Refused
 
 

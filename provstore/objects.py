@@ -90,7 +90,8 @@ class _Base:
 
     def body(self) -> dict[str, Any]:
         """The object's fields as the plain map that gets encoded."""
-        return {name: _plain(getattr(self, name)) for name in self._CHECKS}
+        # Tuples need no conversion: the encoder writes them as arrays.
+        return {name: getattr(self, name) for name in self._CHECKS}
 
     def references(self) -> tuple[bytes, ...]:
         """Digests of the objects this one refers to (its closure's next layer)."""
@@ -116,14 +117,6 @@ class _Base:
                 raise ValueError(f"field {name!r} of a {cls.KIND} has the wrong type")
         names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
         return cls(**{name: _frozen(name, body[name]) for name in names})
-
-
-def _plain(value: Any) -> Any:
-    if type(value) is tuple:
-        return [_plain(item) for item in value]
-    if isinstance(value, CodeState):
-        return value.body()
-    return value
 
 
 def _frozen(name: str, value: Any) -> Any:
@@ -256,6 +249,13 @@ class Run(_Base):
     started_ns: int
     code: CodeState | None
     name: str | None
+
+    def body(self) -> dict[str, Any]:
+        """The fields, with the code state as a plain map."""
+        out = {name: getattr(self, name) for name in self._CHECKS}
+        if self.code is not None:
+            out["code"] = self.code.body()
+        return out
 
     def references(self) -> tuple[bytes, ...]:
         """Environment and variables."""

@@ -85,15 +85,15 @@ DEFAULT_SECRET_VALUE_PATTERNS: tuple[str, ...] = (
     r"hooks\.slack\.com/services/(?P<secret>[A-Za-z0-9/_\-]+)",
     # JSON Web Tokens: base64url header and payload (both JSON objects), optional signature.
     r"eyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*",
+    # Credentials in a URL: only the password between `user:` and the `@` before the host.
+    # A raw `@` inside the password is followed up to the last `@` before the path.
+    r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:(?P<secret>[^\s@]+(?:@[^\s@/?#]*)*)(?=@)",
     # HTTP bearer credentials, e.g. in `curl -H "Authorization: Bearer ..."`.
     r"(?ai:\bbearer\s+)(?P<secret>[A-Za-z0-9._~+/=\-]{8,})",
     # `password=...`, `api_key: ...`, `--token=...`, `"secret": "..."` (libpq DSNs, query
     # strings, JSON, shell snippets in argv).
     r"(?ai:pass(?:word|wd|phrase)|secret|token|api[_\-]?key|access[_\-]?key)"
     r"[\"']?\s*[=:]\s*[\"']?(?P<secret>[^\s\"'&;,]+)",
-    # Credentials in a URL: only the password between `user:` and the `@` before the host.
-    # A raw `@` inside the password is followed up to the last `@` before the path.
-    r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:(?P<secret>[^\s@]+(?:@[^\s@/?#]*)*)(?=@)",
 )
 """Regular expressions for values that are credentials wherever they appear."""
 
@@ -112,9 +112,9 @@ _ANCHORS: dict[str, str] = dict(
             r"xox[abposr]-",
             r"hooks\.slack\.com/services/",
             r"eyj",
+            r"://",
             r"bearer",
             r"pass|secret|token|api[_\-]?key|access[_\-]?key",
-            r"://",
         ),
         strict=True,
     )
@@ -246,13 +246,27 @@ def _alternation(patterns: Sequence[re.Pattern[str]]) -> re.Pattern[str] | None:
 
 
 def _replace(match: re.Match[str]) -> str:
-    """Replacement for one value-pattern match: the ``secret`` group only, if it has one."""
+    """Replacement for one value-pattern match: the ``secret`` group only, if it has one.
+
+    An empty match (or empty ``secret`` group) hides nothing and is left alone, so that
+    redaction never inserts text and always reaches a fixed point.
+    """
+    text = match.group(0)
     if "secret" in match.re.groupindex and match.group("secret") is not None:
         start, end = match.span("secret")
-        whole_start = match.start()
-        text = match.group(0)
-        return text[: start - whole_start] + REDACTED + text[end - whole_start :]
-    return REDACTED
+        if start == end:
+            return text
+        offset = match.start()
+        return text[: start - offset] + REDACTED + text[end - offset :]
+    return REDACTED if text else text
+
+
+def _as_tuple(patterns: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(patterns, str):
+        raise ConfigError(
+            f"secret patterns must be a list of strings, not the single string {patterns!r}"
+        )
+    return tuple(patterns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,8 +281,8 @@ class Redactor:
     value_patterns: tuple[str, ...] = DEFAULT_SECRET_VALUE_PATTERNS
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "names", tuple(self.names))
-        object.__setattr__(self, "value_patterns", tuple(self.value_patterns))
+        object.__setattr__(self, "names", _as_tuple(self.names))
+        object.__setattr__(self, "value_patterns", _as_tuple(self.value_patterns))
         # Compile (cached) now, so that a bad pattern fails here and not on first use.
         _compile_names(self.names)
         _compile_values(self.value_patterns)
@@ -278,11 +292,9 @@ class Redactor:
 
         Raises :class:`~provstore.errors.ConfigError` for a pattern that does not compile.
         """
-        if isinstance(names, str) or isinstance(value_patterns, str):
-            raise ConfigError("give secret names and value patterns as lists, not one string")
         return Redactor(
-            names=self.names + tuple(names),
-            value_patterns=self.value_patterns + tuple(value_patterns),
+            names=self.names + _as_tuple(names),
+            value_patterns=self.value_patterns + _as_tuple(value_patterns),
         )
 
     def _finds(self, text: str) -> bool:

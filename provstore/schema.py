@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
@@ -95,7 +96,12 @@ products = Table(
     Column("size", BigInteger, nullable=True),
     Column("run", _digest(), nullable=True),
     Index("ix_products_name_key", "name_key"),
-    Index("ix_products_content", "content"),
+    Index(
+        "ix_products_content",
+        "content",
+        sqlite_where=text("content IS NOT NULL"),
+        postgresql_where=text("content IS NOT NULL"),
+    ),
     Index("ix_products_run", "run"),
     **_SMALL_ROWS,
 )
