@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The one command that runs the test suite, here and in CI:
+#
+#     bash scripts/test.sh [PYTEST-ARGS...]
+#
+# Creates .venv if it is missing, installs provstore with its test extras into it, makes sure
+# the PostgreSQL and MariaDB test servers are up (scripts/start-test-databases.sh), then runs
+# pytest with the given arguments. Works from any directory; exits with pytest's exit code.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if [[ ! -x .venv/bin/python ]]; then
+    echo "test.sh: creating .venv"
+    "${PYTHON:-python3}" -m venv .venv
+fi
+
+echo "test.sh: installing provstore[test] into .venv"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+
+bash scripts/start-test-databases.sh
+
+exec .venv/bin/python -m pytest "$@"
