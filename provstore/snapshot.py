@@ -83,7 +83,7 @@ def capture_run(
     all_vars = environ if environ is not None else capture.environ_snapshot()
     values, redacted = redactor.redact_environ(all_vars)
     variables = seal(Variables(values, tuple(redacted)))
-    clean_argv = tuple(redactor.redact_text(arg)[0] for arg in (sys.argv if argv is None else argv))
+    clean_argv = tuple(redactor.redact_argv(sys.argv if argv is None else argv)[0])
     host, user = capture.host_and_user()
     state = capture.git_state(capture.code_location()) if git else None
     code = None
