@@ -29,7 +29,37 @@ _HOMES: dict[str, str] = {
     **{name: "provstore.tracker" for name in ("Tracker", "tracker")},
 }
 
-__all__ = sorted([*_HOMES, "__version__"])
+__all__ = [
+    "AmbiguousDigestError",
+    "CheckFailed",
+    "CodeState",
+    "ConfigError",
+    "CorruptObjectError",
+    "EncodingError",
+    "Environment",
+    "InvalidDigestError",
+    "LibrarySet",
+    "Lineage",
+    "PathError",
+    "Product",
+    "ProvstoreError",
+    "Run",
+    "RunEnd",
+    "RunSummary",
+    "SchemaVersionError",
+    "Sealed",
+    "Store",
+    "StoreError",
+    "Tracker",
+    "UnknownDigestError",
+    "UnsupportedStoreError",
+    "UsageError",
+    "Variables",
+    "WrongKindError",
+    "__version__",
+    "open_store",
+    "tracker",
+]
 
 
 def __getattr__(name: str) -> Any:

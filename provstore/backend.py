@@ -154,7 +154,9 @@ def insert_ignore(conn: Connection, table: Table, rows: Sequence[tuple[Any, ...]
     if not rows:
         return
     width = len(table.primary_key.columns)
-    ordered = sorted(rows) if width == len(table.columns) else sorted(rows, key=lambda r: r[:width])
+    ordered = (
+        sorted(rows) if width == len(table.columns) else sorted(rows, key=lambda r: r[:width])
+    )
     dialect = conn.dialect
     quote = dialect.identifier_preparer.quote
     name = quote(table.name)

@@ -53,10 +53,14 @@ def _store(ctx: click.Context) -> Any:
 
 def json_option(func: F) -> F:
     """``--json``: print data for machines instead of text for people."""
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(func)
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(
+        func
+    )
 
 
-@click.group(cls=_Group, epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=_Group, epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"]}
+)
 @click.option(
     "--url",
     metavar="URL",
@@ -66,7 +70,7 @@ def json_option(func: F) -> F:
 @click.version_option(package_name="provstore")
 @click.pass_context
 def main(ctx: click.Context, url: str | None) -> None:
-    """Provenance for data products: what made a file, with which code, inputs and environment.
+    r"""Provenance for data products: what made a file, with which code, inputs and environment.
 
     \b
     Examples:
@@ -82,7 +86,7 @@ def main(ctx: click.Context, url: str | None) -> None:
 @json_option
 @click.pass_context
 def show(ctx: click.Context, ref: str, as_json: bool) -> None:
-    """Show one object (product, run, environment, ...) by digest or unique prefix.
+    r"""Show one object (product, run, environment, ...) by digest or unique prefix.
 
     \b
     Example:
@@ -99,7 +103,7 @@ def show(ctx: click.Context, ref: str, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def log(ctx: click.Context, limit: int, as_json: bool) -> None:
-    """List the most recent runs, newest first.
+    r"""List the most recent runs, newest first.
 
     \b
     Example:
@@ -138,7 +142,7 @@ def log(ctx: click.Context, limit: int, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def stats(ctx: click.Context, as_json: bool) -> None:
-    """Count the objects in the store by kind.
+    r"""Count the objects in the store by kind.
 
     \b
     Example:

@@ -41,7 +41,9 @@ class Settings:
 
 def default_url() -> str:
     """The default store: a SQLite file in the user's data directory."""
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "share"
+    )
     return f"sqlite:///{os.path.join(os.path.abspath(base), 'provstore', 'provstore.db')}"
 
 
@@ -87,7 +89,9 @@ def _list_setting(table: Mapping[str, Any], key: str, where: Path | None) -> tup
     return tuple(value)
 
 
-def resolve(url: str | None = None, *, spool: str | None = None, start: str | None = None) -> Settings:
+def resolve(
+    url: str | None = None, *, spool: str | None = None, start: str | None = None
+) -> Settings:
     """Resolve settings from arguments, environment, pyproject.toml and defaults."""
     pyproject = find_pyproject(start)
     table: Mapping[str, Any] = _pyproject_table(pyproject) if pyproject else {}
@@ -102,7 +106,9 @@ def resolve(url: str | None = None, *, spool: str | None = None, start: str | No
         return Settings(os.environ["PROVSTORE_URL"], "PROVSTORE_URL", spool, **lists)
     from_file = _table_str(table, "url", pyproject)
     if from_file and pyproject is not None:
-        return Settings(_absolute_sqlite(from_file, pyproject.parent), str(pyproject), spool, **lists)
+        return Settings(
+            _absolute_sqlite(from_file, pyproject.parent), str(pyproject), spool, **lists
+        )
     return Settings(default_url(), "default", spool, **lists)
 
 

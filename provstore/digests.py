@@ -1,4 +1,4 @@
-"""Digests: what names an object, how it is written as text, and how a prefix is resolved.
+r"""Digests: what names an object, how it is written as text, and how a prefix is resolved.
 
 A digest is BLAKE3-256 (32 raw bytes) of an object's *framed* payload::
 

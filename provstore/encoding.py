@@ -41,7 +41,8 @@ class _Refused(Exception):
 def encode(value: Value) -> bytes:
     """The canonical bytes of ``value``; :class:`EncodingError` names the first bad part."""
     try:
-        return _packb(_canon(value, 0))
+        packed: bytes = _packb(_canon(value, 0))
+        return packed
     except (_Refused, TypeError, ValueError, OverflowError, UnicodeError, RecursionError):
         _locate(value, "value", 0)
         raise EncodingError("value", "msgpack refused it") from None
@@ -50,15 +51,15 @@ def encode(value: Value) -> bytes:
 def decode(data: bytes) -> Value:
     """Decode canonical bytes; anything that would not re-encode identically is refused."""
     try:
-        value = msgpack.unpackb(
-            data, raw=False, use_list=True, strict_map_key=True, timestamp=0
-        )
+        value = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True, timestamp=0)
     except Exception as exc:  # msgpack raises a zoo of types for malformed input
         raise EncodingError("bytes", f"not valid msgpack ({type(exc).__name__}: {exc})") from None
     try:
         again = encode(value)
     except EncodingError as exc:
-        raise EncodingError("bytes", f"holds a value with no canonical form: {exc.reason}") from None
+        raise EncodingError(
+            "bytes", f"holds a value with no canonical form: {exc.reason}"
+        ) from None
     if again != data:
         raise EncodingError("bytes", "not in canonical form (re-encoding gives other bytes)")
     return value
@@ -99,7 +100,9 @@ def _locate(value: Value, where: str, depth: int) -> None:
     if kind is dict:
         for key, item in value.items():
             if type(key) is not str:
-                raise EncodingError(f"{where}[{key!r}]", f"map keys must be str, not {type(key).__name__}")
+                raise EncodingError(
+                    f"{where}[{key!r}]", f"map keys must be str, not {type(key).__name__}"
+                )
             _locate(item, f"{where}[{key!r}]", depth + 1)
     elif kind is list or kind is tuple:
         for index, item in enumerate(value):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 from provstore import encoding
 from provstore.digests import DIGEST_SIZE, frame, hash_framed, split_frame, to_hex
@@ -40,7 +40,7 @@ __all__ = [
     "seal",
 ]
 
-EnvValue = Union[str, bytes]
+EnvValue = str | bytes
 _Check = Callable[[Any], bool]
 
 
@@ -98,7 +98,11 @@ class _Base:
         return ()
 
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self.encoded() == other.encoded()  # type: ignore[attr-defined]
+        return (
+            isinstance(other, _Base)
+            and type(self) is type(other)
+            and self.encoded() == other.encoded()
+        )
 
     def __hash__(self) -> int:
         return hash(self.encoded())
@@ -318,7 +322,7 @@ class Product(_Base):
         return self.parents if self.run is None else (self.run, *self.parents)
 
 
-Object = Union[LibrarySet, Environment, Variables, Run, RunEnd, Product]
+Object = LibrarySet | Environment | Variables | Run | RunEnd | Product
 KINDS: dict[str, type[Object]] = {
     cls.KIND: cls for cls in (LibrarySet, Environment, Variables, Run, RunEnd, Product)
 }
@@ -355,7 +359,9 @@ def load(digest: bytes, data: bytes) -> Sealed:
         if cls is None:
             raise ValueError(f"unknown kind {kind!r}")
         if version != cls.VERSION:
-            raise ValueError(f"{kind} version {version} is not supported (this reads {cls.VERSION})")
+            raise ValueError(
+                f"{kind} version {version} is not supported (this reads {cls.VERSION})"
+            )
         obj = cls.from_body(encoding.decode(body))
     except (ValueError, TypeError, EncodingError) as exc:
         raise CorruptObjectError(to_hex(digest), str(exc)) from None

@@ -12,6 +12,8 @@ and importing :mod:`sqlalchemy.orm` would add ~60-100 ms to every process start.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -54,7 +56,7 @@ def _short(length: int) -> TypeEngine[str]:
     return String(length).with_variant(mysql.VARCHAR(length, collation="utf8mb4_bin"), *_MY)
 
 
-_TABLE_OPTS = {
+_TABLE_OPTS: dict[str, Any] = {
     "mysql_engine": "InnoDB",
     "mysql_charset": "utf8mb4",
     "mysql_collate": "utf8mb4_bin",
@@ -62,7 +64,7 @@ _TABLE_OPTS = {
     "mariadb_charset": "utf8mb4",
     "mariadb_collate": "utf8mb4_bin",
 }
-_SMALL_ROWS = {**_TABLE_OPTS, "sqlite_with_rowid": False}
+_SMALL_ROWS: dict[str, Any] = {**_TABLE_OPTS, "sqlite_with_rowid": False}
 
 metadata = MetaData()
 

@@ -13,10 +13,17 @@ from dataclasses import dataclass
 
 from provstore import capture
 from provstore.config import Settings, resolve
+from provstore.dists import distributions
 from provstore.objects import CodeState, Environment, LibrarySet, Run, Sealed, Variables, seal
 from provstore.redact import Redactor
 
-__all__ = ["EnvironmentCapture", "RunCapture", "capture_environment", "capture_run", "redactor_for"]
+__all__ = [
+    "EnvironmentCapture",
+    "RunCapture",
+    "capture_environment",
+    "capture_run",
+    "redactor_for",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +58,7 @@ def capture_environment(
     env = environ if environ is not None else capture.environ_snapshot()
     allow = capture.DEFAULT_ENV_ALLOW + settings.env_allow
     chosen, redacted = redactor_for(settings).redact_environ(capture.select_allowed(env, allow))
-    libraryset = seal(LibrarySet(capture.distributions(path)))
+    libraryset = seal(LibrarySet(distributions(path)))
     interp = capture.interpreter()
     plat = capture.platform_facts()
     environment = Environment(

@@ -71,13 +71,17 @@ def _index_rows(item: Sealed) -> Iterator[tuple[Any, tuple[Any, ...]]]:
     obj = item.obj
     if isinstance(obj, Product):
         name_key = blake3.blake3(obj.name.encode("utf-8")).digest()
-        row = (item.digest, name_key, obj.name, obj.version, obj.content, obj.size, obj.run)
-        yield schema.products, row
+        yield (
+            schema.products,
+            (item.digest, name_key, obj.name, obj.version, obj.content, obj.size, obj.run),
+        )
         for parent in obj.parents:
             yield schema.product_parents, (item.digest, parent)
     elif isinstance(obj, Run):
-        row = (item.digest, obj.environment, obj.started_ns, obj.host, obj.user, obj.name)
-        yield schema.runs, row
+        yield (
+            schema.runs,
+            (item.digest, obj.environment, obj.started_ns, obj.host, obj.user, obj.name),
+        )
     elif isinstance(obj, RunEnd):
         yield schema.run_ends, (item.digest, obj.run, obj.status, obj.finished_ns)
 
@@ -216,7 +220,9 @@ class Store:
         with self.engine.connect() as conn:
             for start in range(0, len(chunk), 500):
                 part = chunk[start : start + 500]
-                present.update(bytes(d) for d in conn.execute(select(col).where(col.in_(part))).scalars())
+                present.update(
+                    bytes(d) for d in conn.execute(select(col).where(col.in_(part))).scalars()
+                )
         return wanted - present
 
     def get(self, ref: str | bytes, *, kind: str | Sequence[str] | None = None) -> Sealed:
@@ -265,7 +271,9 @@ class Store:
         if version is not None:
             query = query.where(p.c.version == version)
         if content_digest is not None:
-            raw = content_digest if isinstance(content_digest, bytes) else parse_ref(content_digest)
+            raw = (
+                content_digest if isinstance(content_digest, bytes) else parse_ref(content_digest)
+            )
             if isinstance(raw, bytes):
                 query = query.where(p.c.content == raw)
             elif raw.exact is not None:
@@ -366,16 +374,26 @@ class Store:
     def stats(self) -> dict[str, Any]:
         """Object counts by kind and bytes stored."""
         o = schema.objects
-        query = select(o.c.kind, func.count(), func.coalesce(func.sum(o.c.size), 0)).group_by(o.c.kind)
+        query = select(o.c.kind, func.count(), func.coalesce(func.sum(o.c.size), 0)).group_by(
+            o.c.kind
+        )
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
             edges = conn.execute(select(func.count()).select_from(schema.product_parents)).scalar()
-        counts = {kind: 0 for kind in ("environment", "libraryset", "variables", "run", "runend", "product")}
+        counts = {
+            kind: 0
+            for kind in ("environment", "libraryset", "variables", "run", "runend", "product")
+        }
         total = 0
         for kind, n, size in rows:
             counts[kind] = int(n)
             total += int(size)
-        return {"objects": counts, "bytes": total, "parent_links": int(edges or 0), "url": self.safe_url}
+        return {
+            "objects": counts,
+            "bytes": total,
+            "parent_links": int(edges or 0),
+            "url": self.safe_url,
+        }
 
     def reindex(self, batch: int = 5000) -> int:
         """Rebuild every index table from the stored objects; returns objects indexed."""

@@ -244,7 +244,7 @@ def tracker(
     name: str | None = None,
     git: bool = True,
 ) -> Tracker:
-    """Track a run: ``with tracker() as t: t.register_data_product(...)``.
+    """Start tracking a run; use the result in a ``with`` block.
 
     ``url`` overrides the configured store (``PROVSTORE_URL``, ``[tool.provstore]``, default
     SQLite file); ``name`` labels the run; ``git=False`` skips reading the code's git state.

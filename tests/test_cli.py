@@ -82,7 +82,9 @@ def _all_commands(group: click.Group, prefix: tuple[str, ...] = ()):
             yield (*prefix, name)
 
 
-@pytest.mark.parametrize("path", list(_all_commands(main)), ids=lambda p: " ".join(p) or "provstore")
+@pytest.mark.parametrize(
+    "path", list(_all_commands(main)), ids=lambda p: " ".join(p) or "provstore"
+)
 def test_every_command_has_help_with_an_example(path):
     code, out, _ = cli(*path, "--help")
     assert code == 0
@@ -98,7 +100,9 @@ def test_installed_script_exit_codes(recorded):
     env = {**os.environ, "PROVSTORE_URL": recorded["url"]}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([PROVSTORE, *args], capture_output=True, text=True, env=env, timeout=120)
+        return subprocess.run(
+            [PROVSTORE, *args], capture_output=True, text=True, env=env, timeout=120
+        )
 
     ok = run("show", recorded["product"])
     assert ok.returncode == 0 and recorded["product"] in ok.stdout

@@ -38,7 +38,13 @@ def test_frame_splits_back(kind, version, body):
 
 @pytest.mark.parametrize(
     "data",
-    [b"product 1 2\x00\x80", b"product 01 1\x00\x80", b"Product 1 1\x00\x80", b"product 1 1\x80", b""],
+    [
+        b"product 1 2\x00\x80",
+        b"product 01 1\x00\x80",
+        b"Product 1 1\x00\x80",
+        b"product 1 1\x80",
+        b"",
+    ],
 )
 def test_bad_frames_rejected(data):
     with pytest.raises(ValueError):

@@ -54,8 +54,14 @@ def test_golden_product_digest():
 
 
 GOLDEN_PRODUCT = (
-    b"product 1 185\x00\x88\xa7content\xc4 " + D1 + b"\xa8metadata\x81\xa4rows\n\xa4name\xa7results"
-    b"\xa7parents\x91\xc4 " + D3 + b"\xa4path\xa6/out/r\xa3run\xc4 " + D2 + b"\xa4size{\xa7version\xa51.0.0"
+    b"product 1 185\x00\x88\xa7content\xc4 "
+    + D1
+    + b"\xa8metadata\x81\xa4rows\n\xa4name\xa7results"
+    b"\xa7parents\x91\xc4 "
+    + D3
+    + b"\xa4path\xa6/out/r\xa3run\xc4 "
+    + D2
+    + b"\xa4size{\xa7version\xa51.0.0"
 )
 
 
@@ -92,7 +98,10 @@ def test_wrong_body_rejected(body):
 def test_unknown_kind_and_version_rejected():
     from provstore.digests import frame, hash_framed
 
-    for data in (frame("gadget", 1, b"\x80"), frame("libraryset", 2, b"\x81\xaddistributions\x90")):
+    for data in (
+        frame("gadget", 1, b"\x80"),
+        frame("libraryset", 2, b"\x81\xaddistributions\x90"),
+    ):
         with pytest.raises(CorruptObjectError):
             load(hash_framed(data), data)
 
@@ -103,7 +112,9 @@ def test_unknown_kind_and_version_rejected():
     st.lists(st.binary(min_size=32, max_size=32), max_size=4),
 )
 def test_product_round_trip(name, metadata, parents):
-    metadata = {k: v for k, v in metadata.items() if not isinstance(v, int) or -(2**63) <= v < 2**64}
+    metadata = {
+        k: v for k, v in metadata.items() if not isinstance(v, int) or -(2**63) <= v < 2**64
+    }
     obj = Product(name, None, metadata, None, None, None, None, tuple(sorted(set(parents))))
     item = seal(obj)
     assert load(item.digest, item.data).obj == obj

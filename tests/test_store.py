@@ -26,7 +26,9 @@ def _base():
     ls = seal(LibrarySet((("click", "8.1.0"),)))
     env = seal(Environment("cpython", "3.11", "Linux", "6", "x86_64", "glibc", ls.digest, {}, ()))
     var = seal(Variables({"A": "1"}, ()))
-    run = seal(Run(env.digest, var.digest, "h", "u", ("x",), "/", "/py", 1, time.time_ns(), None, None))
+    run = seal(
+        Run(env.digest, var.digest, "h", "u", ("x",), "/", "/py", 1, time.time_ns(), None, None)
+    )
     return [ls, env, var, run]
 
 
@@ -98,7 +100,9 @@ def test_corrupt_object_detected(store):
         data = bytearray(target.data)
         data[-1] ^= 0x01
         conn.execute(
-            schema.objects.update().where(schema.objects.c.digest == target.digest).values(data=bytes(data))
+            schema.objects.update()
+            .where(schema.objects.c.digest == target.digest)
+            .values(data=bytes(data))
         )
     with pytest.raises(CorruptObjectError) as info:
         store.get(target.hex)
@@ -136,7 +140,13 @@ def test_lineage_diamond_and_depth(store):
     top = _product("top", run, [merge.digest])
     store.put(_base() + [root, left, right, merge, top])
     up = store.lineage(top.hex)
-    assert up.depths == {top.digest: 0, merge.digest: 1, left.digest: 2, right.digest: 2, root.digest: 3}
+    assert up.depths == {
+        top.digest: 0,
+        merge.digest: 1,
+        left.digest: 2,
+        right.digest: 2,
+        root.digest: 3,
+    }
     assert len(up.edges) == 5
     shallow = store.lineage(top.hex, depth=2)
     assert set(shallow.depths) == {top.digest, merge.digest, left.digest, right.digest}

@@ -115,7 +115,7 @@ def test_sixteen_concurrent_writers(backend_url, tmp_path):
         for n in range(16)
     ]  # fmt: skip
     results = [p.communicate(timeout=600) + (p.returncode,) for p in procs]
-    for out, err, code in results:
+    for _, err, code in results:
         assert code == 0, err
         assert err == ""
     assert len({out.strip() for out, _, _ in results}) == 1
@@ -149,10 +149,12 @@ with tracker(name="secrets") as t:
 
 def test_secrets_never_reach_the_database(backend_url, tmp_path):
     run_python(SECRET_RUN, {"PROVSTORE_URL": backend_url, **SECRETS})
-    failing = "from provstore import tracker\nwith tracker() as t:\n    raise ValueError('token ghp_" \
+    failing = (
+        "from provstore import tracker\nwith tracker() as t:\n    raise ValueError('token ghp_"
         "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8 leaked')\n"
-    proc = subprocess.run([sys.executable, "-c", failing], env={**os.environ, "PROVSTORE_URL": backend_url},
-                          capture_output=True, text=True)  # fmt: skip
+    )
+    env = {**os.environ, "PROVSTORE_URL": backend_url}
+    proc = subprocess.run([sys.executable, "-c", failing], env=env, capture_output=True, text=True)
     assert proc.returncode == 1 and "ValueError" in proc.stderr
     everything = _dump_database(backend_url)
     assert b"<redacted>" in everything
@@ -165,9 +167,7 @@ def _dump_database(url: str) -> bytes:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1]
         Store(url).close()
-        return b"".join(
-            open(p, "rb").read() for p in (path, path + "-wal") if os.path.exists(p)
-        )
+        return b"".join(open(p, "rb").read() for p in (path, path + "-wal") if os.path.exists(p))
     engine = sa.create_engine(url)
     meta = sa.MetaData()
     meta.reflect(engine)
@@ -176,7 +176,11 @@ def _dump_database(url: str) -> bytes:
         for table in meta.sorted_tables:
             for row in conn.execute(table.select()):
                 for value in row:
-                    chunks.append(bytes(value) if isinstance(value, (bytes, memoryview)) else str(value).encode())
+                    chunks.append(
+                        bytes(value)
+                        if isinstance(value, (bytes, memoryview))
+                        else str(value).encode()
+                    )
     engine.dispose()
     return b"\n".join(chunks)
 
@@ -235,7 +239,9 @@ def test_files_inputs_and_parents(sqlite_url, tmp_path):
 def test_thousands_of_products_in_one_block(sqlite_url):
     with tracker(sqlite_url) as t:
         first = t.register_data_product(name="p0")
-        digests = [first] + [t.register_data_product(name=f"p{i}", parents=[first]) for i in range(1, 12_001)]
+        digests = [first] + [
+            t.register_data_product(name=f"p{i}", parents=[first]) for i in range(1, 12_001)
+        ]
     with Store(sqlite_url) as store:
         assert store.stats()["objects"]["product"] == 12_001
         assert store.stats()["parent_links"] == 12_000
