@@ -42,6 +42,19 @@ class RunCapture:
     run: Sealed
 
 
+def _text(value: str) -> str:
+    """Text that can be encoded: undecodable bytes (surrogate escapes) become ``\\udcXX``."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
+def _opt_text(value: object) -> str | None:
+    return None if value is None else _text(str(value))
+
+
 def redactor_for(settings: Settings) -> Redactor:
     """The default redactor extended by the configured patterns."""
     return Redactor().extended(settings.redact_names, settings.redact_values)
@@ -90,26 +103,27 @@ def capture_run(
     all_vars = environ if environ is not None else capture.environ_snapshot()
     values, redacted = redactor.redact_environ(all_vars)
     variables = seal(Variables(values, tuple(redacted)))
-    clean_argv = tuple(redactor.redact_argv(sys.argv if argv is None else argv)[0])
+    raw_argv = [_text(arg) for arg in (sys.argv if argv is None else argv)]
+    clean_argv = tuple(redactor.redact_argv(raw_argv)[0])
     host, user = capture.host_and_user()
     state = capture.git_state(capture.code_location()) if git else None
     code = None
     if state is not None:
         code = CodeState(
-            root=str(state["root"]),
-            commit=state["commit"],  # type: ignore[arg-type]
-            branch=state["branch"],  # type: ignore[arg-type]
+            root=_text(str(state["root"])),
+            commit=_opt_text(state["commit"]),
+            branch=_opt_text(state["branch"]),
             dirty=bool(state["dirty"]),
             diff_digest=state["diff_digest"],  # type: ignore[arg-type]
         )
     run = Run(
         environment=env.environment.digest,
         variables=variables.digest,
-        host=host,
-        user=user,
+        host=_text(host),
+        user=_text(user),
         argv=clean_argv,
-        cwd=os.getcwd(),
-        executable=sys.executable,
+        cwd=_text(os.getcwd()),
+        executable=_text(sys.executable or ""),
         pid=os.getpid(),
         started_ns=time.time_ns(),
         code=code,

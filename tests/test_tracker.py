@@ -255,3 +255,19 @@ def test_tracker_outside_with_is_a_clear_error():
     t = tracker("sqlite:////nonexistent-dir-never/x.db")
     with pytest.raises(UsageError, match="not active"):
         t.register_data_product(name="x")
+
+
+def test_non_utf8_environment_values_are_kept_losslessly(sqlite_url, tmp_path):
+    env = {k.encode(): v.encode() for k, v in os.environ.items()}
+    env.update({b"PROVSTORE_URL": sqlite_url.encode(), b"LC_WEIRD": b"caf\xe9\xff", b"ODD": b"\xfe"})
+    proc = subprocess.run(
+        [sys.executable, "-c", "from provstore import tracker\nwith tracker() as t: print(t.run)"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    with Store(sqlite_url) as store:
+        run = store.get(proc.stdout.strip()).obj
+        variables = store.get(run.variables).obj.variables
+        environment = store.get(run.environment).obj
+    assert variables["ODD"] == b"\xfe"
+    assert environment.variables["LC_WEIRD"] == b"caf\xe9\xff"

@@ -1,0 +1,41 @@
+"""The public facade: what `import provstore` promises."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import provstore
+
+
+def test_all_names_resolve():
+    for name in provstore.__all__:
+        assert getattr(provstore, name) is not None, name
+
+
+def test_all_lists_every_public_name():
+    import inspect
+
+    # Every class or function defined in provstore and reachable from the package is listed.
+    public = {
+        n
+        for n in dir(provstore)
+        if not n.startswith("_")
+        and (inspect.isclass(getattr(provstore, n)) or inspect.isfunction(getattr(provstore, n)))
+        and getattr(getattr(provstore, n), "__module__", "").startswith("provstore")
+    }
+    assert public <= set(provstore.__all__)
+    assert {"tracker", "open_store", "Store", "ProvstoreError"} <= set(provstore.__all__)
+
+
+def test_errors_share_one_root():
+    for name in provstore.__all__:
+        value = getattr(provstore, name)
+        if isinstance(value, type) and issubclass(value, Exception):
+            assert issubclass(value, provstore.ProvstoreError), name
+
+
+def test_import_is_lazy():
+    code = "import sys, provstore, provstore.encoding; print('sqlalchemy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
