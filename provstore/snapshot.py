@@ -43,7 +43,7 @@ class RunCapture:
 
 
 def _text(value: str) -> str:
-    """Text that can be encoded: undecodable bytes (surrogate escapes) become ``\\udcXX``."""
+    """Text that can be encoded: undecodable bytes (surrogate escapes) become backslash escapes."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:

@@ -259,7 +259,8 @@ def test_tracker_outside_with_is_a_clear_error():
 
 def test_non_utf8_environment_values_are_kept_losslessly(sqlite_url, tmp_path):
     env = {k.encode(): v.encode() for k, v in os.environ.items()}
-    env.update({b"PROVSTORE_URL": sqlite_url.encode(), b"LC_WEIRD": b"caf\xe9\xff", b"ODD": b"\xfe"})
+    env[b"PROVSTORE_URL"] = sqlite_url.encode()
+    env.update({b"LC_WEIRD": b"caf\xe9\xff", b"ODD": b"\xfe"})
     proc = subprocess.run(
         [sys.executable, "-c", "from provstore import tracker\nwith tracker() as t: print(t.run)"],
         env=env, capture_output=True, text=True, timeout=120,
