@@ -158,3 +158,246 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     for kind, count in sorted(data["objects"].items()):
         click.echo(f"  {kind:<12} {count:>10}")
     click.echo(f"  {'bytes':<12} {data['bytes']:>10}")
+
+
+@main.command(epilog=EXIT_CODES)
+@click.argument("ref", metavar="HASH")
+@click.option(
+    "--path",
+    "-p",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Check this file's bytes instead of the recorded path.",
+)
+@click.option("--rerun", is_flag=True, help="Run the recorded command again; compare outputs.")
+@click.option("--no-environment", is_flag=True, help="Skip comparing the current environment.")
+@json_option
+@click.pass_context
+def verify(
+    ctx: click.Context,
+    ref: str,
+    path: str | None,
+    rerun: bool,
+    no_environment: bool,
+    as_json: bool,
+) -> None:
+    r"""Check a product: integrity, file content, environment, and optionally a re-run.
+
+    Exits 0 only when every check passed; 1 when any failed (a missing file is a
+    failed check).
+
+    \b
+    Examples:
+      provstore verify 3fa9c1
+      provstore verify 3fa9c1 --path /data/copy.parquet --json
+      provstore verify 3fa9c1 --rerun
+    """
+    from provstore import render
+    from provstore.verify import verify as run_verify
+
+    report = run_verify(_store(ctx), ref, path=path, rerun=rerun, environment=not no_environment)
+    if as_json:
+        click.echo(render.to_json_text(report.to_json()))
+    else:
+        click.echo(f"{report.kind} {report.digest}")
+        for check in report.checks:
+            first, *rest = check.message.splitlines() or [""]
+            click.echo(f"  {check.status:<11} {check.name:<12} {first}")
+            for line in rest:
+                click.echo(f"  {'':<11} {'':<12} {line}")
+        click.echo("verified" if report.ok else "NOT verified")
+    ctx.exit(0 if report.ok else 1)
+
+
+@main.command(
+    epilog=EXIT_CODES,
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@click.option(
+    "-i",
+    "--input",
+    "inputs",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="A file the command reads (repeatable); recorded before it runs.",
+)
+@click.option(
+    "-o",
+    "--output",
+    "outputs",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="A file the command writes (repeatable); recorded after it ends.",
+)
+@click.option("--name", help="A label for the run.")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
+@click.pass_context
+def run(
+    ctx: click.Context,
+    inputs: tuple[str, ...],
+    outputs: tuple[str, ...],
+    name: str | None,
+    command: tuple[str, ...],
+) -> None:
+    r"""Run a command under tracking, with no change to it; exits with its exit code.
+
+    Each output is recorded with every input as its parent. A tracker() inside the
+    command joins this run.
+
+    \b
+    Example:
+      provstore run -i raw.csv -o clean.csv --name clean -- python clean.py raw.csv
+    """
+    from provstore.runner import run_command
+
+    result = run_command(
+        command, inputs=inputs, outputs=outputs, name=name, url=ctx.obj.get("url")
+    )
+    click.echo(f"provstore: run {result.run} exited {result.exit_code}", err=True)
+    for path, digest in result.outputs.items():
+        click.echo(f"provstore: recorded {path} as {digest}", err=True)
+    for path in result.missing_outputs:
+        click.echo(f"provstore: warning: output {path} was not written; not recorded", err=True)
+    ctx.exit(result.exit_code)
+
+
+@main.command(epilog=EXIT_CODES)
+@click.option(
+    "--match", is_flag=True, help="Also tell whether the store holds it (exit 1 if not)."
+)
+@json_option
+@click.pass_context
+def env(ctx: click.Context, match: bool, as_json: bool) -> None:
+    r"""Print the current environment's digest; with --match, whether the store knows it.
+
+    \b
+    Example:
+      provstore env --match
+    """
+    from provstore import render
+    from provstore.snapshot import capture_environment
+
+    captured = capture_environment()
+    data: dict[str, Any] = {"environment": captured.environment.hex}
+    if match:
+        data["known"] = _store(ctx).contains(captured.environment.digest)
+    if as_json:
+        click.echo(render.to_json_text(data))
+    else:
+        suffix = ""
+        if match:
+            suffix = "  (in the store)" if data["known"] else "  (not in the store)"
+        click.echo(captured.environment.hex + suffix)
+    ctx.exit(1 if match and not data["known"] else 0)
+
+
+@main.command(epilog=EXIT_CODES)
+@click.argument("a", metavar="A")
+@click.argument("b", metavar="[B]", required=False)
+@json_option
+@click.pass_context
+def diff(ctx: click.Context, a: str, b: str | None, as_json: bool) -> None:
+    r"""Compare two environments, or those behind products or runs (B: this one).
+
+    \b
+    Examples:
+      provstore diff 3fa9c1             recorded vs the current environment
+      provstore diff 3fa9c1 77d0e2 --json
+    """
+    from provstore import render
+    from provstore.envdiff import diff_to_json, diff_to_text
+    from provstore.verify import diff_refs
+
+    result = diff_refs(_store(ctx), a, b)
+    click.echo(render.to_json_text(diff_to_json(result)) if as_json else diff_to_text(result))
+
+
+@main.command(epilog=EXIT_CODES)
+@click.argument("ref", metavar="HASH")
+@click.option("--descendants", is_flag=True, help="Follow products made from it instead.")
+@click.option("--depth", type=click.IntRange(min=0), help="Stop after N levels.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "dot", "mermaid"]),
+    default="text",
+    show_default=True,
+    help="Tree text, JSON nodes and edges, Graphviz or Mermaid.",
+)
+@click.pass_context
+def lineage(ctx: click.Context, ref: str, descendants: bool, depth: int | None, fmt: str) -> None:
+    r"""Show where a product came from (ancestors) or what was made from it.
+
+    \b
+    Examples:
+      provstore lineage 3fa9c1
+      provstore lineage 3fa9c1 --descendants --depth 2
+      provstore lineage 3fa9c1 --format dot | dot -Tsvg > lineage.svg
+    """
+    from provstore import graph, render
+
+    store = _store(ctx)
+    result = store.lineage(ref, "descendants" if descendants else "ancestors", depth)
+    names = store.labels(result.depths)
+    if fmt == "json":
+        click.echo(render.to_json_text(graph.lineage_json(result, names)))
+    else:
+        render_fn = {
+            "text": graph.lineage_text,
+            "dot": graph.lineage_dot,
+            "mermaid": graph.lineage_mermaid,
+        }[fmt]
+        click.echo(render_fn(result, names))
+
+
+@main.command(epilog=EXIT_CODES)
+@json_option
+@click.pass_context
+def fsck(ctx: click.Context, as_json: bool) -> None:
+    r"""Re-hash every object, check references and the index; exit 1 on any problem.
+
+    \b
+    Example:
+      provstore fsck
+    """
+    from provstore import render
+    from provstore.fsck import fsck as run_fsck
+    from provstore.progress import progress, should_show
+
+    store = _store(ctx)
+    total = sum(store.stats()["objects"].values())
+    with progress("fsck", total, enabled=should_show(as_json)) as bar:
+        report = run_fsck(store, on_progress=bar.advance)
+    if as_json:
+        data = {
+            "ok": report.ok,
+            "objects": report.objects,
+            "by_kind": report.by_kind,
+            "problems": [
+                {"digest": p.digest, "kind": p.kind, "message": p.message} for p in report.problems
+            ],
+        }
+        click.echo(render.to_json_text(data))
+    else:
+        for problem in report.problems:
+            click.echo(f"{problem.kind:<12} {problem.digest or '-':<64} {problem.message}")
+        verdict = "no problems" if report.ok else f"{len(report.problems)} problems"
+        click.echo(f"checked {report.objects} objects: {verdict}")
+    ctx.exit(0 if report.ok else 1)
+
+
+@main.command(epilog=EXIT_CODES)
+@click.pass_context
+def reindex(ctx: click.Context) -> None:
+    r"""Rebuild the index tables from the stored objects (one transaction).
+
+    \b
+    Example:
+      provstore reindex
+    """
+    from provstore.progress import progress, should_show
+
+    store = _store(ctx)
+    total = sum(store.stats()["objects"].values())
+    with progress("reindex", total, enabled=should_show(False)) as bar:
+        count = store.reindex(on_progress=bar.advance)
+    click.echo(f"reindexed {count} objects")

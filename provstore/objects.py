@@ -7,7 +7,7 @@ Stable facts live apart from volatile ones, so identical software collapses to o
   reproducibility-relevant variables.  No host, user, PID or time.
 * :class:`Variables` — every environment variable of a run, secrets redacted.
 * :class:`Run` — one execution: environment, variables, host, user, argv, cwd, start, code.
-* :class:`RunEnd` — how a run ended (status, time, inputs, outputs), written once at the end,
+* :class:`RunEnd` — how a run ended (status, time, exit code, inputs), written once at the end,
   so nothing is ever updated in place.
 * :class:`Product` — a data product: name, version, metadata, content digest and size, path,
   the run that made it and its parent products.
@@ -226,7 +226,7 @@ def _is_code(value: Any) -> bool:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Run(_Base):
-    """One execution; ``parent`` is the run it joined, for ``provstore run`` children."""
+    """One execution.  ``command`` is the command ``provstore run`` tracked (None otherwise)."""
 
     KIND: ClassVar[str] = "run"
     _CHECKS: ClassVar[dict[str, _Check]] = {
@@ -241,6 +241,7 @@ class Run(_Base):
         "started_ns": _is_int,
         "code": _opt(_is_code),
         "name": _opt(_is_str),
+        "command": _opt(_list_of(_is_str)),
     }
     environment: bytes
     variables: bytes
@@ -253,6 +254,7 @@ class Run(_Base):
     started_ns: int
     code: CodeState | None
     name: str | None
+    command: tuple[str, ...] | None = None
 
     def body(self) -> dict[str, Any]:
         """The fields, with the code state as a plain map."""
@@ -278,7 +280,6 @@ class RunEnd(_Base):
         "error": _opt(_is_str),
         "exit_code": _opt(_is_int),
         "inputs": _list_of(_is_digest),
-        "outputs": _list_of(_is_digest),
     }
     run: bytes
     status: str
@@ -286,11 +287,10 @@ class RunEnd(_Base):
     error: str | None
     exit_code: int | None
     inputs: tuple[bytes, ...]
-    outputs: tuple[bytes, ...]
 
     def references(self) -> tuple[bytes, ...]:
-        """The run, its inputs and outputs."""
-        return (self.run, *self.inputs, *self.outputs)
+        """The run and its inputs (its outputs name the run themselves)."""
+        return (self.run, *self.inputs)
 
 
 @dataclass(frozen=True, slots=True, eq=False)

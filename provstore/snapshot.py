@@ -96,8 +96,14 @@ def capture_run(
     argv: Sequence[str] | None = None,
     environ: Mapping[str, str | bytes] | None = None,
     git: bool = True,
+    command: Sequence[str] | None = None,
+    code_dir: str | None = None,
 ) -> RunCapture:
-    """Capture the volatile facts of one execution; argv and variables are redacted."""
+    """Capture the volatile facts of one execution; argv and variables are redacted.
+
+    ``code_dir`` is where the executed code lives (for its git state); by default the running
+    script's directory.
+    """
     settings = settings or resolve()
     redactor = redactor_for(settings)
     all_vars = environ if environ is not None else capture.environ_snapshot()
@@ -106,7 +112,7 @@ def capture_run(
     raw_argv = [_text(arg) for arg in (sys.argv if argv is None else argv)]
     clean_argv = tuple(redactor.redact_argv(raw_argv)[0])
     host, user = capture.host_and_user()
-    state = capture.git_state(capture.code_location()) if git else None
+    state = capture.git_state(code_dir or capture.code_location()) if git else None
     code = None
     if state is not None:
         code = CodeState(
@@ -128,5 +134,8 @@ def capture_run(
         started_ns=time.time_ns(),
         code=code,
         name=name,
+        command=None
+        if command is None
+        else tuple(redactor.redact_argv([_text(a) for a in command])[0]),
     )
     return RunCapture(variables, seal(run))

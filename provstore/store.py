@@ -8,7 +8,7 @@ every read of an object re-hashes its bytes.  The index tables can always be reb
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,7 @@ from provstore.config import resolve
 from provstore.digests import DIGEST_SIZE, parse_ref, to_hex
 from provstore.errors import (
     AmbiguousDigestError,
+    CorruptObjectError,
     SchemaVersionError,
     StoreError,
     UnknownDigestError,
@@ -230,8 +231,14 @@ class Store:
         digest = self.resolve(ref)
         return self._load(digest, kind)
 
-    def get_many(self, digests: Iterable[bytes]) -> dict[bytes, Sealed]:
-        """Verified objects by digest (those not stored are absent from the result)."""
+    def get_many(
+        self, digests: Iterable[bytes], *, corrupt: dict[bytes, str] | None = None
+    ) -> dict[bytes, Sealed]:
+        """Verified objects by digest (those not stored are absent from the result).
+
+        A corrupt object raises :class:`CorruptObjectError`, unless ``corrupt`` is given: then
+        its reason is recorded there and the others are still returned.
+        """
         wanted = sorted(set(digests))
         table = schema.objects
         found: dict[bytes, Sealed] = {}
@@ -239,9 +246,34 @@ class Store:
             for start in range(0, len(wanted), 500):
                 part = wanted[start : start + 500]
                 query = select(table.c.digest, table.c.data).where(table.c.digest.in_(part))
-                for digest, data in conn.execute(query):
-                    found[bytes(digest)] = load(bytes(digest), bytes(data))
+                for raw_digest, data in conn.execute(query):
+                    digest = bytes(raw_digest)
+                    try:
+                        found[digest] = load(digest, bytes(data))
+                    except CorruptObjectError as exc:
+                        if corrupt is None:
+                            raise
+                        corrupt[digest] = exc.reason
         return found
+
+    def run_ends(self, runs: Iterable[bytes]) -> list[bytes]:
+        """Digests of the end records of these runs."""
+        wanted = sorted(set(runs))
+        col = schema.run_ends.c
+        out: list[bytes] = []
+        with self.engine.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                query = select(col.digest).where(col.run.in_(wanted[start : start + 500]))
+                out.extend(bytes(d) for d in conn.execute(query).scalars())
+        return out
+
+    def products_of_run(self, run: bytes) -> list[Sealed]:
+        """Every product a run made (through the ``products.run`` index)."""
+        col = schema.products.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(col.digest).where(col.run == run)).scalars()
+            digests = [bytes(d) for d in rows]
+        return list(self.get_many(digests).values())
 
     def _load(self, digest: bytes, kind: str | Sequence[str] | None) -> Sealed:
         table = schema.objects
@@ -287,6 +319,17 @@ class Store:
             digests = [bytes(d) for d in conn.execute(query).scalars()]
         found = self.get_many(digests)
         return [found[d] for d in digests if d in found]
+
+    def environment_of(self, ref: str | bytes) -> Sealed:
+        """The environment behind an environment, a run or a product (through its run)."""
+        item = self.get(ref, kind=("environment", "run", "product"))
+        if isinstance(item.obj, Product):
+            if item.obj.run is None:
+                raise WrongKindError(item.hex, "source product (no run)", ("made product",))
+            item = self.get(item.obj.run, kind="run")
+        if isinstance(item.obj, Run):
+            item = self.get(item.obj.environment, kind="environment")
+        return item
 
     def match_environment(self, env: Environment | None = None) -> str | None:
         """The hex digest of ``env`` (default: this process's) if the store holds it."""
@@ -356,6 +399,19 @@ class Store:
             if not is_maria and not getattr(conn.dialect, "is_mariadb", False):
                 conn.exec_driver_sql("SET SESSION cte_max_recursion_depth = 4294967295")
 
+    def labels(self, digests: Iterable[bytes]) -> dict[bytes, str]:
+        """``"name version"`` of each product among ``digests``, from the index."""
+        col = schema.products.c
+        wanted = sorted(set(digests))
+        out: dict[bytes, str] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                part = wanted[start : start + 500]
+                query = select(col.digest, col.name, col.version).where(col.digest.in_(part))
+                for digest, name, version in conn.execute(query):
+                    out[bytes(digest)] = f"{name} {version}" if version else name
+        return out
+
     def runs(self, limit: int = 20) -> list[RunSummary]:
         """The most recent runs, newest first, with how they ended and how many products."""
         r, e, p = schema.runs, schema.run_ends, schema.products
@@ -395,8 +451,11 @@ class Store:
             "url": self.safe_url,
         }
 
-    def reindex(self, batch: int = 5000) -> int:
-        """Rebuild every index table from the stored objects; returns objects indexed."""
+    def reindex(self, batch: int = 5000, on_progress: Callable[[int], None] | None = None) -> int:
+        """Rebuild every index table from the stored objects, in one transaction.
+
+        Returns how many objects were indexed; ``on_progress(n)`` follows each page.
+        """
         o = schema.objects
         done = 0
         with backend.write_transaction(self.engine) as conn:
@@ -416,4 +475,6 @@ class Store:
                     backend.insert_ignore(conn, table, table_rows)
                 done += len(page)
                 last = bytes(page[-1][0])
+                if on_progress is not None:
+                    on_progress(len(page))
         return done

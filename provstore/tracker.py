@@ -8,6 +8,9 @@ therefore written immediately; a burst of thousands costs one transaction per ba
 
 An exception inside the block ends the run as ``failed`` (products registered before it stay
 recorded) and is re-raised.
+
+A process started by ``provstore run`` finds the run's digest in ``PROVSTORE_RUN`` and joins
+that run (when its environment is the same) instead of recording a run of its own.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 from provstore.config import Settings, resolve
 from provstore.digests import DIGEST_SIZE, hash_file, parse_ref, to_hex
 from provstore.errors import EncodingError, UnknownDigestError, UsageError
-from provstore.objects import Product, RunEnd, Sealed, seal
+from provstore.objects import Product, Run, RunEnd, Sealed, seal
 from provstore.snapshot import capture_environment, capture_run, redactor_for
 from provstore.store import Store
 
@@ -30,6 +33,7 @@ __all__ = ["FLUSH_AFTER", "FLUSH_EVERY", "Tracker", "tracker"]
 
 FLUSH_EVERY = 5000
 FLUSH_AFTER = 0.5
+JOIN_VARIABLE = "PROVSTORE_RUN"
 
 ParentRef = str | bytes
 
@@ -37,16 +41,26 @@ ParentRef = str | bytes
 class Tracker:
     """A run in progress; use it through :func:`tracker`."""
 
-    def __init__(self, settings: Settings, *, name: str | None = None, git: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        name: str | None = None,
+        git: bool = True,
+        command: Sequence[str] | None = None,
+    ) -> None:
         self._settings = settings
         self._name = name
         self._git = git
+        self._command = command
+        self._joined = False
+        self.exit_code: int | None = None
+        """Set by ``provstore run`` to the tracked command's exit status (non-zero: failed)."""
         self._store: Store | None = None
         self._pending: list[Sealed] = []
         self._known: set[bytes] = set()
         self._by_content: dict[bytes, bytes] = {}
         self._inputs: list[bytes] = []
-        self._outputs: list[bytes] = []
         self._last_flush = 0.0
         self._env_digest = b""
         self._run_digest = b""
@@ -55,17 +69,41 @@ class Tracker:
 
     def __enter__(self) -> Tracker:
         env = capture_environment(self._settings)
-        run = capture_run(env, self._settings, name=self._name, git=self._git)
-        self._store = Store(self._settings.url)
+        self._store = store = Store(self._settings.url)
         try:
-            self._store.put([env.libraryset, env.environment, run.variables, run.run])
+            self._env_digest = env.environment.digest
+            joined = self._joinable_run(store)
+            if joined is not None:
+                self._run_digest, self._joined = joined, True
+            else:
+                run = capture_run(
+                    env,
+                    self._settings,
+                    name=self._name,
+                    git=self._git,
+                    command=self._command,
+                    code_dir=_code_dir(self._command) if self._command else None,
+                )
+                store.put([env.libraryset, env.environment, run.variables, run.run])
+                self._run_digest = run.run.digest
         except BaseException:
-            self._store.close()
+            store.close()
+            self._store = None
             raise
-        self._env_digest = env.environment.digest
-        self._run_digest = run.run.digest
         self._last_flush = time.monotonic()
         return self
+
+    def _joinable_run(self, store: Store) -> bytes | None:
+        """The run named by ``PROVSTORE_RUN`` if it is stored and has this environment."""
+        ref = os.environ.get(JOIN_VARIABLE)
+        if not ref or self._command is not None:
+            return None
+        try:
+            run = store.get(ref, kind="run")
+        except UsageError:
+            return None
+        same_env = isinstance(run.obj, Run) and run.obj.environment == self._env_digest
+        return run.digest if same_env else None
 
     def __exit__(
         self,
@@ -76,18 +114,20 @@ class Tracker:
         store = self._require_store()
         try:
             self.flush()
+            if self._joined:
+                return  # the run belongs to the process that started it; it records the end
             error = None
             if exc is not None:
                 text = "".join(traceback.format_exception_only(exc_type, exc)).strip()
                 error = redactor_for(self._settings).redact_text(text)[0]
+            failed = exc is not None or bool(self.exit_code)
             end = RunEnd(
                 run=self._run_digest,
-                status="failed" if exc is not None else "succeeded",
+                status="failed" if failed else "succeeded",
                 finished_ns=time.time_ns(),
                 error=error,
-                exit_code=None,
+                exit_code=self.exit_code,
                 inputs=tuple(dict.fromkeys(self._inputs)),
-                outputs=tuple(dict.fromkeys(self._outputs)),
             )
             store.put([seal(end)])
         finally:
@@ -105,6 +145,11 @@ class Tracker:
     def run(self) -> str:
         """Hex digest of this run."""
         return to_hex(self._run_digest)
+
+    @property
+    def joined(self) -> bool:
+        """Whether this block joined a run started by another process (``provstore run``)."""
+        return self._joined
 
     @property
     def store(self) -> Store:
@@ -157,7 +202,6 @@ class Tracker:
             where = exc.where.replace("value['metadata']", "metadata", 1)
             raise EncodingError(where, exc.reason) from None
         self._add(item)
-        self._outputs.append(item.digest)
         return item.hex
 
     def track(
@@ -236,6 +280,17 @@ class Tracker:
             raise UnknownDigestError(ref if isinstance(ref, str) else ref.hex()) from None
         self._known.add(digest)
         return digest
+
+
+def _code_dir(command: Sequence[str]) -> str:
+    """Where a tracked command's code lives: the script it runs, else the cwd.
+
+    Arguments after the program come first (``python clean.py`` names clean.py, not python).
+    """
+    for arg in [*command[1:], *command[:1]]:
+        if os.path.isfile(arg):
+            return os.path.dirname(os.path.abspath(arg))
+    return os.getcwd()
 
 
 def tracker(

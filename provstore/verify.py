@@ -1,0 +1,208 @@
+"""``verify``: is a product still what was recorded, and could it be made again here?
+
+One report, a check per question:
+
+* **integrity** — the object and its whole closure re-hash to their digests and every
+  reference resolves;
+* **data** — the product's file (recorded path, or another) hashes to the recorded digest;
+* **environment** — this process's environment against the recorded one, with the diff;
+* **rerun** (on request) — the recorded command executed again, each output compared.
+
+Statuses: ``ok`` and ``skipped`` pass; ``failed``, ``missing`` and ``unavailable`` fail.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from provstore.closure import closure
+from provstore.config import Settings, resolve
+from provstore.digests import hash_file, to_hex
+from provstore.errors import PathError, ProvstoreError
+from provstore.objects import Environment, LibrarySet, Product, Run, Sealed
+from provstore.store import Store
+
+if TYPE_CHECKING:
+    from provstore.envdiff import EnvDiff
+
+__all__ = ["PASSING", "Check", "Report", "diff_refs", "verify"]
+
+PASSING = ("ok", "skipped")
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One line of a report."""
+
+    name: str
+    status: str
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        """Whether this check lets the whole verification pass."""
+        return self.status in PASSING
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """Every check on one object."""
+
+    digest: str
+    kind: str
+    checks: tuple[Check, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when every check passed (exit code 0)."""
+        return all(check.passed for check in self.checks)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON data."""
+        return {
+            "digest": self.digest,
+            "kind": self.kind,
+            "ok": self.ok,
+            "checks": [
+                {"check": c.name, "status": c.status, "message": c.message, **c.details}
+                for c in self.checks
+            ],
+        }
+
+
+def verify(
+    store: Store,
+    ref: str | bytes,
+    *,
+    path: str | None = None,
+    rerun: bool = False,
+    environment: bool = True,
+    settings: Settings | None = None,
+) -> Report:
+    """Verify the object named by ``ref`` (a product, run or environment)."""
+    item = store.get(ref)
+    settings = settings or resolve(store.url)
+    checks = [check_integrity(store, item)]
+    obj = item.obj
+    if isinstance(obj, Product):
+        checks.append(check_data(obj, path))
+    run = _run_of(store, item)
+    env_digest = run.obj.environment if run and isinstance(run.obj, Run) else None
+    if isinstance(obj, Environment):
+        env_digest = item.digest
+    if environment:
+        checks.append(check_environment(store, env_digest, settings))
+    if rerun:
+        from provstore.rerun import check_rerun
+
+        checks.append(check_rerun(store, run, settings))
+    return Report(item.hex, item.kind, tuple(checks))
+
+
+def _run_of(store: Store, item: Sealed) -> Sealed | None:
+    obj = item.obj
+    if isinstance(obj, Run):
+        return item
+    if isinstance(obj, Product) and obj.run is not None:
+        found = store.get_many([obj.run], corrupt={})
+        return found.get(obj.run)
+    return None
+
+
+def check_integrity(store: Store, item: Sealed) -> Check:
+    """Re-hash the object's whole closure and resolve every reference."""
+    walked = closure(store, [item.digest])
+    count = len(walked.found)
+    if walked.whole:
+        return Check("integrity", "ok", f"{count} objects re-hashed; every reference resolves")
+    problems = [f"corrupt {to_hex(d)}: {reason}" for d, reason in sorted(walked.corrupt.items())]
+    problems += [
+        f"missing {to_hex(d)} (referred to by {to_hex(walked.referrers.get(d, b''))[:12]})"
+        for d in sorted(walked.missing)
+    ]
+    return Check(
+        "integrity",
+        "failed",
+        "; ".join(problems),
+        {
+            "corrupt": {to_hex(d): r for d, r in walked.corrupt.items()},
+            "missing": sorted(to_hex(d) for d in walked.missing),
+        },
+    )
+
+
+def check_data(product: Product, path: str | None) -> Check:
+    """Hash the product's file and compare it with the recorded content digest and size."""
+    if product.content is None:
+        return Check("data", "skipped", "the product has no recorded file content")
+    target = path or product.path
+    if target is None:
+        return Check("data", "skipped", "no path recorded; give one with --path")
+    expected = {"path": target, "expected": to_hex(product.content), "expected_size": product.size}
+    if not os.path.exists(target):
+        return Check("data", "missing", f"file not found: {target}", expected)
+    try:
+        digest, size = hash_file(target)
+    except PathError as exc:
+        return Check("data", "missing", f"cannot read {target}: {exc.reason}", expected)
+    details = {**expected, "actual": to_hex(digest), "actual_size": size}
+    if digest == product.content and size == product.size:
+        return Check("data", "ok", f"{target} matches ({size} bytes)", details)
+    message = (
+        f"{target} differs: expected {to_hex(product.content)} ({product.size} bytes), "
+        f"found {to_hex(digest)} ({size} bytes)"
+    )
+    return Check("data", "failed", message, details)
+
+
+def _environment_pair(store: Store, ref: str | bytes) -> tuple[Environment, LibrarySet]:
+    env = store.environment_of(ref)
+    libs = store.get(env.obj.libraryset, kind="libraryset")  # type: ignore[union-attr]
+    assert isinstance(env.obj, Environment) and isinstance(libs.obj, LibrarySet)
+    return env.obj, libs.obj
+
+
+def diff_refs(
+    store: Store, a: str | bytes, b: str | bytes | None = None, settings: Settings | None = None
+) -> EnvDiff:
+    """Diff the environments behind ``a`` and ``b`` (products, runs or environments).
+
+    ``b`` defaults to this process's environment.
+    """
+    from provstore.envdiff import diff_environments
+
+    left = _environment_pair(store, a)
+    if b is None:
+        from provstore.snapshot import capture_environment
+
+        now = capture_environment(settings or resolve(store.url))
+        assert isinstance(now.environment.obj, Environment)
+        assert isinstance(now.libraryset.obj, LibrarySet)
+        right = (now.environment.obj, now.libraryset.obj)
+    else:
+        right = _environment_pair(store, b)
+    return diff_environments(left[0], left[1], right[0], right[1])
+
+
+def check_environment(store: Store, recorded: bytes | None, settings: Settings) -> Check:
+    """Compare this process's environment with the recorded one; the diff when they differ."""
+    if recorded is None:
+        return Check("environment", "skipped", "no environment recorded (a source product)")
+    from provstore.envdiff import diff_to_json, diff_to_text
+
+    try:
+        diff = diff_refs(store, recorded, None, settings)
+    except ProvstoreError as exc:
+        return Check("environment", "failed", f"the recorded environment is unreadable: {exc}")
+    details: dict[str, Any] = {"recorded": diff.a, "current": diff.b, "diff": diff_to_json(diff)}
+    note = ""
+    if diff.unverifiable:
+        note = f"; redacted, unverifiable: {', '.join(diff.unverifiable)}"
+    if diff.identical:
+        return Check("environment", "ok", f"identical to the recorded environment{note}", details)
+    return Check(
+        "environment", "failed", "differs from the recorded one:\n" + diff_to_text(diff), details
+    )
