@@ -16,6 +16,7 @@
     │   ├── SchemaVersionError       written by another provstore schema version
     │   └── UnsupportedStoreError    e.g. SQLite on a network file system
     └── CheckFailed                  a verification found a problem
+        └── BundleError              a bundle that cannot be imported (nothing was written)
 
 Each class carries its data as attributes and a message that says what to do.
 """
@@ -26,6 +27,7 @@ from collections.abc import Sequence
 
 __all__ = [
     "AmbiguousDigestError",
+    "BundleError",
     "CheckFailed",
     "ConfigError",
     "CorruptObjectError",
@@ -161,3 +163,16 @@ class UnsupportedStoreError(StoreError):
 
 class CheckFailed(ProvstoreError):
     """A verification ran and found a problem (CLI exit code 1)."""
+
+
+class BundleError(CheckFailed):
+    """A bundle was rejected; the store is unchanged.  ``digest`` is the first bad object."""
+
+    def __init__(self, problem: str, digest: str | None = None, index: int | None = None) -> None:
+        self.problem = problem
+        self.digest = digest
+        self.index = index
+        where = ""
+        if digest is not None:
+            where = f" (object #{index}, {digest})" if index is not None else f" ({digest})"
+        super().__init__(f"bundle rejected: {problem}{where}; nothing was imported")

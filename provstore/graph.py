@@ -155,7 +155,7 @@ def lineage_dot(lineage: Lineage, names: Mapping[bytes, str]) -> str:
     for child, parent in sorted(lineage.edges):
         lines.append(f"  n{parent.hex()} -> n{child.hex()};")
     lines.append("}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines)
 
 
 _MERMAID_ENTITIES = {
@@ -202,4 +202,4 @@ def lineage_mermaid(lineage: Lineage, names: Mapping[bytes, str]) -> str:
     for child, parent in sorted(lineage.edges):
         lines.append(f"  {ids[parent]} --> {ids[child]}")
     lines.append(f"  style {ids[lineage.root]} stroke-width:3px")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import blake3
 from sqlalchemy import func, inspect, select
@@ -29,6 +29,9 @@ from provstore.errors import (
     WrongKindError,
 )
 from provstore.objects import Environment, Product, Run, RunEnd, Sealed, load, seal
+
+if TYPE_CHECKING:
+    from provstore.transfer import ExportResult, ImportResult
 
 __all__ = ["Lineage", "RunSummary", "Store", "open_store"]
 
@@ -478,3 +481,21 @@ class Store:
                 if on_progress is not None:
                     on_progress(len(page))
         return done
+
+    # -- bundles -----------------------------------------------------------------------------
+
+    def export_bundle(
+        self, refs: Sequence[str | bytes], fileobj: BinaryIO, *, compress: bool = True
+    ) -> ExportResult:
+        """Write the full closure of ``refs`` to a binary file object as a bundle."""
+        from provstore.transfer import export_bundle
+
+        return export_bundle(self, refs, fileobj, compress=compress)
+
+    def import_bundle(
+        self, fileobj: BinaryIO, *, on_progress: Callable[[int], None] | None = None
+    ) -> ImportResult:
+        """Check and import a bundle in one transaction; a rejected one changes nothing."""
+        from provstore.transfer import import_bundle
+
+        return import_bundle(self, fileobj, on_progress=on_progress)

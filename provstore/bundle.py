@@ -1,0 +1,205 @@
+"""Bundles: a product's provenance in one file, moved between sites and checked on the way in.
+
+Format (version 1)::
+
+    magic  b"\\x89PSB\\r\\n\\x1a\\n"                      8 bytes
+    header version u8, codec u8 (0 none, 1 zlib), root count u32 (big-endian)
+    roots  root count x 32-byte digests
+    body   (compressed with the codec) records, then an end marker and a trailer:
+           record  = size u32 | digest 32 bytes | framed object bytes (size bytes)
+           end     = 0xFFFFFFFF
+           trailer = record count u64 | BLAKE3 of header, roots and every record
+
+Objects appear after every object they refer to, so an importer checks each reference as it
+goes, holding nothing but the current batch.  An import happens in one transaction: each
+object is re-hashed and strictly decoded, each reference must resolve (earlier in the bundle or
+already in the store), the trailer must match, and only then is anything committed.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import blake3
+
+from provstore.digests import DIGEST_SIZE, to_hex
+from provstore.errors import BundleError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MAGIC",
+    "BundleReader",
+    "Limits",
+    "write_bundle",
+]
+
+MAGIC = b"\x89PSB\r\n\x1a\n"
+FORMAT_VERSION = 1
+CODEC_NONE, CODEC_ZLIB = 0, 1
+_HEAD = struct.Struct(">8sBBI")
+_SIZE = struct.Struct(">I")
+_TRAILER = struct.Struct(">Q32s")
+_END = 0xFFFFFFFF
+_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds an importer enforces before it allocates or reads anything bigger."""
+
+    max_object: int = 64 << 20
+    max_objects: int = 100_000_000
+    max_total: int = 1 << 40
+    max_roots: int = 100_000
+
+
+class _Sink:
+    """Write bytes through an optional zlib stream while hashing the uncompressed content."""
+
+    def __init__(self, fileobj: BinaryIO, codec: int) -> None:
+        self._file = fileobj
+        self._zip = zlib.compressobj(6) if codec == CODEC_ZLIB else None
+        self.hasher = blake3.blake3()
+
+    def write(self, data: bytes, *, hashed: bool = True) -> None:
+        if hashed:
+            self.hasher.update(data)
+        self._file.write(self._zip.compress(data) if self._zip else data)
+
+    def close(self) -> None:
+        if self._zip:
+            self._file.write(self._zip.flush())
+
+
+def write_bundle(
+    fileobj: BinaryIO,
+    roots: Sequence[bytes],
+    objects: Iterable[tuple[bytes, bytes]],
+    *,
+    compress: bool = True,
+) -> int:
+    """Write roots and ``(digest, framed bytes)`` objects (dependencies first); returns count."""
+    codec = CODEC_ZLIB if compress else CODEC_NONE
+    head = _HEAD.pack(MAGIC, FORMAT_VERSION, codec, len(roots)) + b"".join(roots)
+    fileobj.write(head)
+    sink = _Sink(fileobj, codec)
+    sink.hasher.update(head)
+    count = 0
+    for digest, data in objects:
+        sink.write(_SIZE.pack(len(data)) + digest)
+        sink.write(data)
+        count += 1
+    sink.write(_SIZE.pack(_END), hashed=False)
+    sink.write(_TRAILER.pack(count, sink.hasher.digest()), hashed=False)
+    sink.close()
+    return count
+
+
+class _Source:
+    """Exact reads from the body, decompressing in bounded steps (no zip bombs)."""
+
+    def __init__(self, fileobj: BinaryIO, codec: int) -> None:
+        self._file = fileobj
+        self._zip = zlib.decompressobj() if codec == CODEC_ZLIB else None
+        self._buffer = bytearray()
+        self._eof = False
+
+    def read(self, size: int) -> bytes:
+        while len(self._buffer) < size and not self._eof:
+            self._fill(max(size - len(self._buffer), _CHUNK))
+        if len(self._buffer) < size:
+            raise BundleError("the bundle is truncated")
+        out = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return out
+
+    def _fill(self, want: int) -> None:
+        if self._zip is None:
+            raw = self._file.read(want)
+            self._buffer += raw
+            self._eof = not raw
+            return
+        pending = self._zip.unconsumed_tail
+        if not pending:
+            pending = self._file.read(_CHUNK)
+            if not pending:
+                self._eof = True
+                return
+        try:
+            self._buffer += self._zip.decompress(pending, want)
+        except zlib.error as exc:
+            raise BundleError(f"the compressed body is damaged ({exc})") from None
+        if self._zip.eof and not self._zip.unconsumed_tail:
+            self._eof = True
+
+    def at_end(self) -> bool:
+        """True when nothing follows what was read (in the stream or after it)."""
+        if self._buffer:
+            return False
+        if self._zip is not None:
+            return self._zip.eof and not self._zip.unused_data and not self._file.read(1)
+        return not self._file.read(1)
+
+
+class BundleReader:
+    """Read and check a bundle: header on creation, then :meth:`objects`, then the trailer."""
+
+    def __init__(self, fileobj: BinaryIO, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        head = fileobj.read(_HEAD.size)
+        if len(head) < _HEAD.size or not head.startswith(MAGIC):
+            raise BundleError("not a provstore bundle (bad magic)")
+        _, version, codec, nroots = _HEAD.unpack(head)
+        if version != FORMAT_VERSION:
+            raise BundleError(f"bundle format version {version} is not supported (this reads 1)")
+        if codec not in (CODEC_NONE, CODEC_ZLIB):
+            raise BundleError(f"unknown compression codec {codec}")
+        if nroots > self.limits.max_roots:
+            raise BundleError(f"{nroots} roots exceed the limit of {self.limits.max_roots}")
+        raw_roots = fileobj.read(nroots * DIGEST_SIZE)
+        if len(raw_roots) != nroots * DIGEST_SIZE:
+            raise BundleError("the bundle is truncated (in its list of roots)")
+        self.roots = [raw_roots[i : i + DIGEST_SIZE] for i in range(0, len(raw_roots), 32)]
+        self._hasher = blake3.blake3(head + raw_roots)
+        self._source = _Source(fileobj, codec)
+        self.count = 0
+        self.total = 0
+
+    def objects(self) -> Iterator[tuple[int, bytes, bytes]]:
+        """Yield ``(index, digest, data)`` with the digest checked; then check the trailer."""
+        limits = self.limits
+        while True:
+            (size,) = _SIZE.unpack(self._source.read(_SIZE.size))
+            if size == _END:
+                break
+            if size > limits.max_object:
+                raise BundleError(
+                    f"object #{self.count} claims {size} bytes, over the {limits.max_object} limit"
+                )
+            self.total += size
+            if self.count >= limits.max_objects or self.total > limits.max_total:
+                raise BundleError("the bundle exceeds the object count or size limit")
+            digest = self._source.read(DIGEST_SIZE)
+            data = self._source.read(size)
+            self._hasher.update(_SIZE.pack(size) + digest)
+            self._hasher.update(data)
+            if blake3.blake3(data).digest() != digest:
+                raise BundleError(
+                    "object bytes do not hash to their digest", to_hex(digest), self.count
+                )
+            yield self.count, digest, data
+            self.count += 1
+        self._check_trailer()
+
+    def _check_trailer(self) -> None:
+        count, checksum = _TRAILER.unpack(self._source.read(_TRAILER.size))
+        if count != self.count:
+            raise BundleError(f"the trailer says {count} objects but {self.count} were read")
+        if checksum != self._hasher.digest():
+            raise BundleError("the bundle checksum does not match its contents (tampered?)")
+        if not self._source.at_end():
+            raise BundleError("unexpected bytes after the end of the bundle")

@@ -1,0 +1,182 @@
+"""Export a closure to a bundle and import a bundle into a store, in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from sqlalchemy import select
+
+from provstore import backend, schema
+from provstore.bundle import BundleReader, Limits, write_bundle
+from provstore.digests import to_hex
+from provstore.errors import BundleError, CorruptObjectError
+from provstore.objects import Run, Sealed, load
+from provstore.store import Store, _index_rows
+
+__all__ = ["ExportResult", "ImportResult", "export_bundle", "import_bundle"]
+
+_BATCH = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class ExportResult:
+    """What an export wrote."""
+
+    roots: tuple[str, ...]
+    objects: int
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    """What an import did: objects new to the store and objects it already held."""
+
+    roots: tuple[str, ...]
+    added: int
+    present: int
+
+
+def _graph(store: Store, roots: Sequence[bytes]) -> dict[bytes, tuple[bytes, ...]]:
+    """Digest → references for the whole closure (with run ends), breadth-first."""
+    refs: dict[bytes, tuple[bytes, ...]] = {}
+    layer = set(roots)
+    while layer:
+        found = store.get_many(layer)
+        for digest in layer:
+            if digest not in found:
+                raise BundleError(f"the store lacks {to_hex(digest)}; run `provstore fsck`")
+        runs = [d for d, item in found.items() if isinstance(item.obj, Run)]
+        following = {d for d in store.run_ends(runs) if d not in refs} if runs else set()
+        for digest, item in found.items():
+            refs[digest] = item.obj.references()
+        for digest, item in found.items():
+            following.update(r for r in refs[digest] if r not in refs)
+        layer = following - set(refs)
+    return refs
+
+
+def _dependency_order(refs: dict[bytes, tuple[bytes, ...]]) -> list[bytes]:
+    """Every object after the objects it refers to (iterative post-order, deterministic)."""
+    order: list[bytes] = []
+    done: set[bytes] = set()
+    for start in sorted(refs):
+        stack: list[tuple[bytes, Iterator[bytes]]] = [(start, iter(sorted(refs[start])))]
+        if start in done:
+            continue
+        done.add(start)
+        while stack:
+            node, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                stack.pop()
+                order.append(node)
+            elif child not in done and child in refs:
+                done.add(child)
+                stack.append((child, iter(sorted(refs[child]))))
+    return order
+
+
+def export_bundle(
+    store: Store, refs: Sequence[str | bytes], fileobj: BinaryIO, *, compress: bool = True
+) -> ExportResult:
+    """Write the full closure of ``refs`` to ``fileobj`` as a bundle."""
+    roots = [store.resolve(ref) for ref in refs]
+    order = _dependency_order(_graph(store, roots))
+
+    def stream() -> Iterator[tuple[bytes, bytes]]:
+        table = schema.objects
+        for start in range(0, len(order), _BATCH):
+            part = order[start : start + _BATCH]
+            query = select(table.c.digest, table.c.data).where(table.c.digest.in_(part))
+            with store.engine.connect() as conn:
+                rows = {bytes(d): bytes(data) for d, data in conn.execute(query)}
+            for digest in part:
+                yield digest, rows[digest]
+
+    count = write_bundle(fileobj, roots, stream(), compress=compress)
+    return ExportResult(tuple(to_hex(r) for r in roots), count)
+
+
+def import_bundle(
+    store: Store,
+    fileobj: BinaryIO,
+    *,
+    limits: Limits | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> ImportResult:
+    """Check and import a bundle in one transaction; :class:`BundleError` leaves no trace."""
+    start = fileobj.tell() if fileobj.seekable() else None
+
+    def attempt() -> ImportResult:
+        if start is not None:
+            fileobj.seek(start)
+        return _import(store, BundleReader(fileobj, limits), on_progress)
+
+    # A deadlock or serialization failure is retried from the start when the file can seek.
+    return attempt() if start is None else backend.retrying(attempt)
+
+
+def _import(
+    store: Store, reader: BundleReader, on_progress: Callable[[int], None] | None
+) -> ImportResult:
+    added = present = 0
+    with backend.write_transaction(store.engine) as conn:
+        batch: list[tuple[int, Sealed]] = []
+        for index, digest, data in reader.objects():
+            try:
+                batch.append((index, load(digest, data)))
+            except CorruptObjectError as exc:
+                raise BundleError(f"invalid object: {exc.reason}", to_hex(digest), index) from None
+            if len(batch) >= _BATCH:
+                new, old = _write_batch(conn, batch)
+                added, present = added + new, present + old
+                if on_progress:
+                    on_progress(len(batch))
+                batch = []
+        new, old = _write_batch(conn, batch)
+        added, present = added + new, present + old
+        missing_roots = _absent(conn, reader.roots)
+        if missing_roots:
+            raise BundleError("a root is not in the bundle", to_hex(sorted(missing_roots)[0]))
+    return ImportResult(tuple(to_hex(r) for r in reader.roots), added, present)
+
+
+def _absent(conn: Any, digests: Sequence[bytes] | set[bytes]) -> set[bytes]:
+    wanted = sorted(set(digests))
+    col = schema.objects.c.digest
+    found: set[bytes] = set()
+    for start in range(0, len(wanted), 500):
+        part = wanted[start : start + 500]
+        found.update(bytes(d) for d in conn.execute(select(col).where(col.in_(part))).scalars())
+    return set(wanted) - found
+
+
+def _write_batch(conn: Any, batch: list[tuple[int, Sealed]]) -> tuple[int, int]:
+    """Insert a batch, then require every reference to resolve; returns (added, present)."""
+    if not batch:
+        return 0, 0
+    unique = {item.digest: item for _, item in batch}
+    new = _absent(conn, list(unique))
+    index_rows: dict[Any, list[tuple[Any, ...]]] = {}
+    objects = [(d, i.kind, len(i.data), i.data) for d, i in unique.items()]
+    for item in unique.values():
+        for table, row in _index_rows(item):
+            index_rows.setdefault(table, []).append(row)
+    backend.insert_ignore(conn, schema.objects, objects)
+    for table, rows in index_rows.items():
+        backend.insert_ignore(conn, table, rows)
+    referrer: dict[bytes, tuple[int, Sealed]] = {}
+    for index, item in batch:
+        for ref in item.obj.references():
+            referrer.setdefault(ref, (index, item))
+    missing = _absent(conn, list(referrer))
+    if missing:
+        ref = sorted(missing, key=lambda d: referrer[d][0])[0]
+        index, item = referrer[ref]
+        raise BundleError(
+            f"it refers to {to_hex(ref)}, which is neither earlier in the bundle nor in the store",
+            item.hex,
+            index,
+        )
+    return len(new), len(batch) - len(new)
