@@ -1,8 +1,8 @@
-"""Bundles: a product's provenance in one file, moved between sites and checked on the way in.
+r"""Bundles: a product's provenance in one file, moved between sites and checked on the way in.
 
 Format (version 1)::
 
-    magic  b"\\x89PSB\\r\\n\\x1a\\n"                      8 bytes
+    magic  b"\x89PSB\r\n\x1a\n"                      8 bytes
     header version u8, codec u8 (0 none, 1 zlib), root count u32 (big-endian)
     roots  root count x 32-byte digests
     body   (compressed with the codec) records, then an end marker and a trailer:
@@ -33,6 +33,7 @@ __all__ = [
     "FORMAT_VERSION",
     "MAGIC",
     "BundleReader",
+    "BundleWriter",
     "Limits",
     "write_bundle",
 ]
@@ -75,6 +76,31 @@ class _Sink:
             self._file.write(self._zip.flush())
 
 
+class BundleWriter:
+    """Write a bundle incrementally: roots first, objects (dependencies first), then close."""
+
+    def __init__(self, fileobj: BinaryIO, roots: Sequence[bytes], *, compress: bool = True):
+        codec = CODEC_ZLIB if compress else CODEC_NONE
+        head = _HEAD.pack(MAGIC, FORMAT_VERSION, codec, len(roots)) + b"".join(roots)
+        fileobj.write(head)
+        self._sink = _Sink(fileobj, codec)
+        self._sink.hasher.update(head)
+        self.count = 0
+
+    def add(self, digest: bytes, data: bytes) -> None:
+        """Append one object."""
+        self._sink.write(_SIZE.pack(len(data)) + digest)
+        self._sink.write(data)
+        self.count += 1
+
+    def close(self) -> int:
+        """Write the end marker and trailer; returns the number of objects."""
+        self._sink.write(_SIZE.pack(_END), hashed=False)
+        self._sink.write(_TRAILER.pack(self.count, self._sink.hasher.digest()), hashed=False)
+        self._sink.close()
+        return self.count
+
+
 def write_bundle(
     fileobj: BinaryIO,
     roots: Sequence[bytes],
@@ -83,20 +109,10 @@ def write_bundle(
     compress: bool = True,
 ) -> int:
     """Write roots and ``(digest, framed bytes)`` objects (dependencies first); returns count."""
-    codec = CODEC_ZLIB if compress else CODEC_NONE
-    head = _HEAD.pack(MAGIC, FORMAT_VERSION, codec, len(roots)) + b"".join(roots)
-    fileobj.write(head)
-    sink = _Sink(fileobj, codec)
-    sink.hasher.update(head)
-    count = 0
+    writer = BundleWriter(fileobj, roots, compress=compress)
     for digest, data in objects:
-        sink.write(_SIZE.pack(len(data)) + digest)
-        sink.write(data)
-        count += 1
-    sink.write(_SIZE.pack(_END), hashed=False)
-    sink.write(_TRAILER.pack(count, sink.hasher.digest()), hashed=False)
-    sink.close()
-    return count
+        writer.add(digest, data)
+    return writer.close()
 
 
 class _Source:

@@ -99,7 +99,10 @@ def resolve(
     for key in _LIST_KEYS:
         from_env = _env_list(f"PROVSTORE_{key.upper()}")
         lists[key] = _list_setting(table, key, pyproject) + from_env
-    spool = spool or os.environ.get("PROVSTORE_SPOOL") or _table_str(table, "spool", pyproject)
+    spool = spool or os.environ.get("PROVSTORE_SPOOL")
+    if not spool and pyproject is not None:
+        from_table = _table_str(table, "spool", pyproject)
+        spool = str(pyproject.parent / from_table) if from_table else None
     if url:
         return Settings(url, "argument", spool, **lists)
     if os.environ.get("PROVSTORE_URL"):

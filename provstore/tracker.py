@@ -9,6 +9,10 @@ therefore written immediately; a burst of thousands costs one transaction per ba
 An exception inside the block ends the run as ``failed`` (products registered before it stay
 recorded) and is re-raised.
 
+With a spool directory (``tracker(spool=DIR)``, ``PROVSTORE_SPOOL`` or ``[tool.provstore]
+spool``) nothing touches a database: the run is written as one bundle into the directory, for
+``provstore import --spool DIR`` to ingest later.  Parents must then be full digests.
+
 A process started by ``provstore run`` finds the run's digest in ``PROVSTORE_RUN`` and joins
 that run (when its environment is the same) instead of recording a run of its own.
 """
@@ -26,7 +30,14 @@ from provstore.config import Settings, resolve
 from provstore.digests import DIGEST_SIZE, hash_file, parse_ref, to_hex
 from provstore.errors import EncodingError, UnknownDigestError, UsageError
 from provstore.objects import Product, Run, RunEnd, Sealed, seal
-from provstore.snapshot import capture_environment, capture_run, redactor_for
+from provstore.snapshot import (
+    EnvironmentCapture,
+    RunCapture,
+    capture_environment,
+    capture_run,
+    redactor_for,
+)
+from provstore.spool import SpoolWriter
 from provstore.store import Store
 
 __all__ = ["FLUSH_AFTER", "FLUSH_EVERY", "Tracker", "tracker"]
@@ -57,6 +68,7 @@ class Tracker:
         self.exit_code: int | None = None
         """Set by ``provstore run`` to the tracked command's exit status (non-zero: failed)."""
         self._store: Store | None = None
+        self._spool: SpoolWriter | None = None
         self._pending: list[Sealed] = []
         self._known: set[bytes] = set()
         self._by_content: dict[bytes, bytes] = {}
@@ -69,21 +81,21 @@ class Tracker:
 
     def __enter__(self) -> Tracker:
         env = capture_environment(self._settings)
+        self._env_digest = env.environment.digest
+        if self._settings.spool:
+            run = self._capture_run(env)
+            self._spool = SpoolWriter(self._settings.spool, run.run.digest)
+            self._spool.put([env.libraryset, run.variables, env.environment, run.run])
+            self._run_digest = run.run.digest
+            self._last_flush = time.monotonic()
+            return self
         self._store = store = Store(self._settings.url)
         try:
-            self._env_digest = env.environment.digest
             joined = self._joinable_run(store)
             if joined is not None:
                 self._run_digest, self._joined = joined, True
             else:
-                run = capture_run(
-                    env,
-                    self._settings,
-                    name=self._name,
-                    git=self._git,
-                    command=self._command,
-                    code_dir=_code_dir(self._command) if self._command else None,
-                )
+                run = self._capture_run(env)
                 store.put([env.libraryset, env.environment, run.variables, run.run])
                 self._run_digest = run.run.digest
         except BaseException:
@@ -92,6 +104,16 @@ class Tracker:
             raise
         self._last_flush = time.monotonic()
         return self
+
+    def _capture_run(self, env: EnvironmentCapture) -> RunCapture:
+        return capture_run(
+            env,
+            self._settings,
+            name=self._name,
+            git=self._git,
+            command=self._command,
+            code_dir=_code_dir(self._command) if self._command else None,
+        )
 
     def _joinable_run(self, store: Store) -> bytes | None:
         """The run named by ``PROVSTORE_RUN`` if it is stored and has this environment."""
@@ -111,7 +133,7 @@ class Tracker:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        store = self._require_store()
+        self._require_active()
         try:
             self.flush()
             if self._joined:
@@ -129,10 +151,17 @@ class Tracker:
                 exit_code=self.exit_code,
                 inputs=tuple(dict.fromkeys(self._inputs)),
             )
-            store.put([seal(end)])
+            self._write([seal(end)])
+            if self._spool is not None:
+                self._spool.publish()
+                self._spool = None
         finally:
-            store.close()
-            self._store = None
+            if self._spool is not None:
+                self._spool.discard()
+                self._spool = None
+            if self._store is not None:
+                self._store.close()
+                self._store = None
 
     # -- properties --------------------------------------------------------------------------
 
@@ -153,13 +182,21 @@ class Tracker:
 
     @property
     def store(self) -> Store:
-        """The store this run writes to."""
-        return self._require_store()
-
-    def _require_store(self) -> Store:
+        """The store this run writes to (not in spool mode)."""
+        self._require_active()
         if self._store is None:
-            raise UsageError("the tracker is not active; use it as `with tracker() as t:`")
+            raise UsageError("in spool mode the tracker writes a bundle, not to a store")
         return self._store
+
+    def _require_active(self) -> None:
+        if self._store is None and self._spool is None:
+            raise UsageError("the tracker is not active; use it as `with tracker() as t:`")
+
+    def _write(self, items: list[Sealed]) -> None:
+        if self._spool is not None:
+            self._spool.put(items)
+        elif self._store is not None:
+            self._store.put(items)
 
     # -- recording ---------------------------------------------------------------------------
 
@@ -177,7 +214,7 @@ class Tracker:
         ``path`` names the file holding its bytes (hashed now, streamed); ``parents`` are
         digests (hex, unique prefix or raw) of the products it was made from.
         """
-        store = self._require_store()
+        self._require_active()
         if not isinstance(name, str) or not name:
             raise UsageError("a product needs a non-empty str name")
         if version is not None and not isinstance(version, str):
@@ -194,7 +231,7 @@ class Tracker:
             size=size,
             path=recorded,
             run=self._run_digest,
-            parents=tuple(sorted({self._parent(store, ref) for ref in parents})),
+            parents=tuple(sorted({self._parent(ref) for ref in parents})),
         )
         try:
             item = seal(product)  # refuses unencodable metadata before anything is stored
@@ -224,11 +261,12 @@ class Tracker:
         A product already recorded with the same content is reused (the newest); otherwise
         a *source* product (no run, no parents) is recorded for the file.
         """
-        store = self._require_store()
+        self._require_active()
         content, size = hash_file(path)
         digest = self._by_content.get(content)
         if digest is None:
-            found = store.find_products(content_digest=content, limit=1)
+            store = self._store
+            found = store.find_products(content_digest=content, limit=1) if store else []
             if found:
                 digest = found[0].digest
             else:
@@ -252,9 +290,9 @@ class Tracker:
 
     def flush(self) -> None:
         """Write every pending product now, in one transaction."""
-        store = self._require_store()
+        self._require_active()
         if self._pending:
-            store.put(self._pending)
+            self._write(self._pending)
             self._pending = []
         self._last_flush = time.monotonic()
 
@@ -267,13 +305,19 @@ class Tracker:
         if len(self._pending) >= FLUSH_EVERY or time.monotonic() - self._last_flush > FLUSH_AFTER:
             self.flush()
 
-    def _parent(self, store: Store, ref: ParentRef) -> bytes:
+    def _parent(self, ref: ParentRef) -> bytes:
         if isinstance(ref, bytes) and len(ref) == DIGEST_SIZE and ref in self._known:
             return ref
+        exact = ref if isinstance(ref, bytes) and len(ref) == DIGEST_SIZE else None
         if isinstance(ref, str):
-            parsed = parse_ref(ref)
-            if parsed.exact is not None and parsed.exact in self._known:
-                return parsed.exact
+            exact = parse_ref(ref).exact
+            if exact is not None and exact in self._known:
+                return exact
+        store = self._store
+        if store is None:  # spool mode: no database to look in; the import checks it later
+            if exact is None:
+                raise UsageError(f"in spool mode a parent must be a full digest, not {ref!r}")
+            return exact
         try:
             digest = store.get(ref, kind="product").digest
         except UnknownDigestError:
@@ -298,10 +342,13 @@ def tracker(
     *,
     name: str | None = None,
     git: bool = True,
+    spool: str | None = None,
 ) -> Tracker:
     """Start tracking a run; use the result in a ``with`` block.
 
     ``url`` overrides the configured store (``PROVSTORE_URL``, ``[tool.provstore]``, default
-    SQLite file); ``name`` labels the run; ``git=False`` skips reading the code's git state.
+    SQLite file); ``name`` labels the run; ``git=False`` skips reading the code's git state;
+    ``spool`` (or ``PROVSTORE_SPOOL``) writes the run as a bundle into that directory instead
+    of to a database.
     """
-    return Tracker(resolve(url), name=name, git=git)
+    return Tracker(resolve(url, spool=spool), name=name, git=git)

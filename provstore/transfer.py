@@ -50,7 +50,7 @@ def _graph(store: Store, roots: Sequence[bytes]) -> dict[bytes, tuple[bytes, ...
         following = {d for d in store.run_ends(runs) if d not in refs} if runs else set()
         for digest, item in found.items():
             refs[digest] = item.obj.references()
-        for digest, item in found.items():
+        for digest in found:
             following.update(r for r in refs[digest] if r not in refs)
         layer = following - set(refs)
     return refs
@@ -180,3 +180,62 @@ def _write_batch(conn: Any, batch: list[tuple[int, Sealed]]) -> tuple[int, int]:
             index,
         )
     return len(new), len(batch) - len(new)
+
+
+def export_prov_json(store: Store, refs: Sequence[str | bytes], fileobj: BinaryIO) -> ExportResult:
+    """Write the closure of ``refs`` as a W3C PROV-JSON document."""
+    import json
+
+    from provstore.closure import closure
+    from provstore.prov import to_prov_json
+
+    roots = [store.resolve(ref) for ref in refs]
+    found = closure(store, roots).found
+    text = json.dumps(to_prov_json(found), indent=2, sort_keys=True) + "\n"
+    fileobj.write(text.encode("utf-8"))
+    return ExportResult(tuple(to_hex(r) for r in roots), len(found))
+
+
+def export_to_path(
+    store: Store,
+    refs: Sequence[str | bytes],
+    path: str,
+    *,
+    fmt: str = "bundle",
+    compress: bool = True,
+) -> ExportResult:
+    """Export to a file, written under a temporary name and renamed when complete ('-': stdout)."""
+    import os
+    import sys
+    import tempfile
+
+    def write(handle: BinaryIO) -> ExportResult:
+        if fmt == "prov-json":
+            return export_prov_json(store, refs, handle)
+        return export_bundle(store, refs, handle, compress=compress)
+
+    if path == "-":
+        result = write(sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+        return result
+    fd, temp = tempfile.mkstemp(
+        prefix=".provstore-export-", dir=os.path.dirname(os.path.abspath(path))
+    )
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            result = write(handle)
+        os.replace(temp, path)
+    except BaseException:
+        os.unlink(temp)
+        raise
+    return result
+
+
+def import_from_path(store: Store, path: str) -> ImportResult:
+    """Import a bundle file ('-': standard input)."""
+    import sys
+
+    if path == "-":
+        return import_bundle(store, sys.stdin.buffer)
+    with open(path, "rb") as handle:
+        return import_bundle(store, handle)

@@ -1,4 +1,4 @@
-"""``verify``: is a product still what was recorded, and could it be made again here?
+"""Verification: is a product still what was recorded, and could it be made again here.
 
 One report, a check per question:
 
