@@ -152,13 +152,22 @@ class _Source:
         if self._zip.eof and not self._zip.unconsumed_tail:
             self._eof = True
 
-    def at_end(self) -> bool:
-        """True when nothing follows what was read (in the stream or after it)."""
-        if self._buffer:
-            return False
+    def trailing_problem(self) -> str | None:
+        """Why the bundle does not end right after what was read (None when it does)."""
+        extra = "unexpected bytes after the end of the bundle"
         if self._zip is not None:
-            return self._zip.eof and not self._zip.unused_data and not self._file.read(1)
-        return not self._file.read(1)
+            while not self._zip.eof:  # the compressed stream must end right after the trailer
+                before = len(self._buffer)
+                self._fill(_CHUNK)
+                if len(self._buffer) > before:
+                    return extra
+                if self._eof and not self._zip.eof:
+                    return "the bundle is truncated (its compressed body is incomplete)"
+            if self._zip.unused_data:
+                return extra
+        if self._buffer or self._file.read(1):
+            return extra
+        return None
 
 
 class BundleReader:
@@ -217,5 +226,6 @@ class BundleReader:
             raise BundleError(f"the trailer says {count} objects but {self.count} were read")
         if checksum != self._hasher.digest():
             raise BundleError("the bundle checksum does not match its contents (tampered?)")
-        if not self._source.at_end():
-            raise BundleError("unexpected bytes after the end of the bundle")
+        problem = self._source.trailing_problem()
+        if problem is not None:
+            raise BundleError(problem)

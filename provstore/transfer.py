@@ -56,6 +56,18 @@ def _graph(store: Store, roots: Sequence[bytes]) -> dict[bytes, tuple[bytes, ...
     return refs
 
 
+def _with_run_products(store: Store, roots: list[bytes]) -> list[bytes]:
+    """A run given as a root brings the products it made (they name it; it cannot name them)."""
+    found = store.get_many(roots)
+    extra = [
+        product.digest
+        for digest, item in found.items()
+        if isinstance(item.obj, Run)
+        for product in store.products_of_run(digest)
+    ]
+    return [*roots, *extra]
+
+
 def _dependency_order(refs: dict[bytes, tuple[bytes, ...]]) -> list[bytes]:
     """Every object after the objects it refers to (iterative post-order, deterministic)."""
     order: list[bytes] = []
@@ -82,7 +94,7 @@ def export_bundle(
 ) -> ExportResult:
     """Write the full closure of ``refs`` to ``fileobj`` as a bundle."""
     roots = [store.resolve(ref) for ref in refs]
-    order = _dependency_order(_graph(store, roots))
+    order = _dependency_order(_graph(store, _with_run_products(store, roots)))
 
     def stream() -> Iterator[tuple[bytes, bytes]]:
         table = schema.objects

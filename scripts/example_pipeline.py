@@ -46,13 +46,19 @@ def summarise(table: str, out: str) -> None:
 
 
 def main(workdir: str) -> int:
-    raw, table, summary = (os.path.join(workdir, n) for n in ("raw.csv", "clean.csv", "summary.json"))
+    raw, table, summary = (
+        os.path.join(workdir, n) for n in ("raw.csv", "clean.csv", "summary.json")
+    )
     make_raw(raw)
     with tracker(name="example-pipeline") as t:
         raw_id = t.use(raw)
         rows = clean(raw, table)
         table_id = t.register_data_product(
-            name="clean_table", version="1.0.0", metadata={"rows": rows}, path=table, parents=[raw_id]
+            name="clean_table",
+            version="1.0.0",
+            metadata={"rows": rows},
+            path=table,
+            parents=[raw_id],
         )
         summarise(table, summary)
         summary_id = t.track(summary, parents=[table_id], name="station_means", version="1.0.0")
@@ -72,4 +78,6 @@ def main(workdir: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="provstore-demo-")))
+    sys.exit(
+        main(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="provstore-demo-"))
+    )

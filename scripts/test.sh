@@ -20,4 +20,12 @@ echo "test.sh: installing provstore[test] into .venv"
 
 bash scripts/start-test-databases.sh
 
+# Graphviz `dot` checks the lineage DOT output (tests/test_graph.py). Best effort: never fatal.
+if ! command -v dot >/dev/null && command -v apt-get >/dev/null && [[ $(id -u) -eq 0 ]]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq graphviz >/dev/null 2>&1 \
+        || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq graphviz >/dev/null 2>&1; } \
+        || echo "test.sh: could not install graphviz; the DOT tests will skip (or fail when CI=true)"
+fi
+
 exec .venv/bin/python -m pytest "$@"

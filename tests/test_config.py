@@ -52,7 +52,7 @@ def test_lists_extend_from_environment(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     "body",
-    ['[tool.provstore]\nurl = 3\n', '[tool.provstore]\nenv_allow = "X"\n', "[tool.provstore\n"],
+    ["[tool.provstore]\nurl = 3\n", '[tool.provstore]\nenv_allow = "X"\n', "[tool.provstore\n"],
 )
 def test_bad_pyproject_is_a_config_error(tmp_path, monkeypatch, body):
     _pyproject(tmp_path, body)

@@ -30,7 +30,7 @@ def _examples():
         Variables({"HOME": "/root", "GITHUB_TOKEN": "<redacted>"}, ("GITHUB_TOKEN",)),
         Run(D1, D2, "node1", "alice", ("python", "x.py"), "/work", "/usr/bin/python", 42,
             1_700_000_000_000_000_000, CodeState("/work", "ab" * 20, "main", True, D3), "nightly"),
-        RunEnd(D1, "failed", 1_700_000_000_000_000_001, "ValueError: x", None, (D2,), (D3,)),
+        RunEnd(D1, "failed", 1_700_000_000_000_000_001, "ValueError: x", None, (D2,)),
         Product("results", "1.0.0", {"rows": 10, "format": "parquet"}, D1, 123, "/out/r.parquet",
                 D2, (D1, D3)),
     ]  # fmt: skip

@@ -159,7 +159,7 @@ def test_lineage_diamond_and_depth(store):
 def test_runs_log_and_ends(store):
     base = _base()
     run = base[3]
-    end = seal(RunEnd(run.digest, "succeeded", time.time_ns(), None, None, (), ()))
+    end = seal(RunEnd(run.digest, "succeeded", time.time_ns(), None, None, ()))
     store.put(base + [_product("p", run.digest), end])
     [summary] = store.runs()
     assert summary.digest == run.digest and summary.status == "succeeded" and summary.products == 1

@@ -1,0 +1,256 @@
+"""Bundles: round trips between backends, idempotence, and rejection that changes nothing."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+
+import blake3
+import pytest
+import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from provstore import schema, tracker
+from provstore.bundle import MAGIC, BundleReader, Limits, write_bundle
+from provstore.digests import frame
+from provstore.errors import BundleError
+from provstore.objects import LibrarySet, Product, seal
+from provstore.store import Store
+from provstore.verify import verify
+
+PROVSTORE = shutil.which("provstore", path=os.path.dirname(sys.executable))
+
+
+def _record(url: str, tmp_path, depth: int = 3) -> str:
+    data = tmp_path / "input.csv"
+    data.write_text("a,b\n1,2\n")
+    with tracker(url, name="bundle-source") as t:
+        parent = t.use(data)
+        for i in range(depth):
+            parent = t.register_data_product(name=f"step{i}", version="1", metadata={"i": i},
+                                             parents=[parent])  # fmt: skip
+    return parent
+
+
+def _snapshot(url: str) -> dict[str, set]:
+    engine = sa.create_engine(url)
+    out = {}
+    with engine.connect() as conn:
+        for table in schema.metadata.sorted_tables:
+            try:
+                out[table.name] = {tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)
+                                   for row in conn.execute(table.select())}  # fmt: skip
+            except sa.exc.DBAPIError:
+                out[table.name] = set()
+    engine.dispose()
+    return out
+
+
+def _export(url: str, ref: str) -> bytes:
+    buf = io.BytesIO()
+    with Store(url) as store:
+        store.export_bundle([ref], buf)
+    return buf.getvalue()
+
+
+def test_round_trip_across_backends(backend_url, tmp_path):
+    sqlite_url = f"sqlite:///{tmp_path}/source.db"
+    product = _record(sqlite_url, tmp_path)
+    bundle = _export(sqlite_url, product)
+    with Store(backend_url) as target:
+        result = target.import_bundle(io.BytesIO(bundle))
+    assert result.roots == (product,)
+    with Store(backend_url) as target, Store(sqlite_url) as source:
+        theirs = set(source.lineage(product).depths)
+        assert set(target.lineage(product).depths) == theirs
+        assert target.get(product).obj == source.get(product).obj
+        assert target.environment_of(product).digest == source.environment_of(product).digest
+        report = verify(target, product, environment=False)
+        assert [c.status for c in report.checks if c.name == "integrity"] == ["ok"]
+        again = target.import_bundle(io.BytesIO(bundle))
+        assert again.added == 0 and again.present == result.added + result.present
+
+
+def test_sites_converge(backend_url, tmp_path):
+    sqlite_url = f"sqlite:///{tmp_path}/site-a.db"
+    a_product = _record(sqlite_url, tmp_path)
+    b_product = _record(backend_url, tmp_path, 2)
+    to_b = _export(sqlite_url, a_product)
+    to_a = _export(backend_url, b_product)
+    with Store(backend_url) as b:
+        b.import_bundle(io.BytesIO(to_b))
+    with Store(sqlite_url) as a:
+        a.import_bundle(io.BytesIO(to_a))
+    assert _snapshot(sqlite_url)["objects"] == _snapshot(backend_url)["objects"]
+
+
+@pytest.fixture
+def bundle_and_target(sqlite_url, tmp_path):
+    product = _record(sqlite_url, tmp_path)
+    bundle = _export(sqlite_url, product)
+    target = f"sqlite:///{tmp_path}/target.db"
+    Store(target).close()
+    return bundle, target
+
+
+def _rejected_and_unchanged(target: str, payload: bytes) -> None:
+    before = _snapshot(target)
+    with Store(target) as store, pytest.raises(BundleError):
+        store.import_bundle(io.BytesIO(payload))
+    assert _snapshot(target) == before
+
+
+def test_every_sampled_byte_flip_is_rejected(bundle_and_target):
+    bundle, target = bundle_and_target
+    rng = random.Random(7)
+    offsets = sorted(
+        set(rng.sample(range(len(bundle)), min(len(bundle), 150))) | {0, 8, len(bundle) - 1}
+    )
+    for offset in offsets:
+        damaged = bytearray(bundle)
+        damaged[offset] ^= 1 << rng.randrange(8)
+        _rejected_and_unchanged(target, bytes(damaged))
+
+
+def test_every_sampled_truncation_is_rejected(bundle_and_target):
+    bundle, target = bundle_and_target
+    for cut in sorted(
+        {0, 1, 7, 8, 13, len(bundle) - 1, *random.Random(3).sample(range(len(bundle)), 60)}
+    ):
+        _rejected_and_unchanged(target, bundle[:cut])
+    _rejected_and_unchanged(target, bundle + b"\x00")
+
+
+@given(st.binary(max_size=300))
+@settings(max_examples=60, deadline=None)
+def test_garbage_is_rejected(garbage):
+    with pytest.raises(BundleError):
+        reader = BundleReader(io.BytesIO(garbage))
+        list(reader.objects())
+    with pytest.raises(BundleError):
+        reader = BundleReader(io.BytesIO(MAGIC + garbage))
+        list(reader.objects())
+
+
+def _craft(objects, roots=None, compress=False) -> bytes:
+    buf = io.BytesIO()
+    objects = list(objects)
+    write_bundle(buf, roots if roots is not None else [objects[-1][0]], objects, compress=compress)
+    return buf.getvalue()
+
+
+def test_crafted_bad_objects_are_rejected_naming_them(bundle_and_target):
+    _, target = bundle_and_target
+    good = seal(LibrarySet((("a", "1"),)))
+    # bytes that do not match the digest the record claims
+    wrong = _craft([(good.digest, good.data.replace(b"a", b"b"))])
+    with Store(target) as store, pytest.raises(BundleError, match="do not hash") as info:
+        store.import_bundle(io.BytesIO(wrong))
+    assert info.value.digest == good.hex
+    # a correctly hashed but non-canonical body (unsorted map)
+    body = b"\x82\xa1b\x01\xa1a\x02"
+    data = frame("libraryset", 1, body)
+    digest = blake3.blake3(data).digest()
+    with Store(target) as store, pytest.raises(BundleError, match="invalid object") as info:
+        store.import_bundle(io.BytesIO(_craft([(digest, data)])))
+    assert info.value.digest == digest.hex()
+    # a product whose parent is neither in the bundle nor in the store
+    orphan = seal(Product("orphan", None, {}, None, None, None, None, (b"\x07" * 32,)))
+    with Store(target) as store, pytest.raises(BundleError, match="neither earlier") as info:
+        store.import_bundle(io.BytesIO(_craft([(orphan.digest, orphan.data)])))
+    assert info.value.digest == orphan.hex
+    # a root that is not in the bundle
+    with Store(target) as store, pytest.raises(BundleError, match="root"):
+        store.import_bundle(io.BytesIO(_craft([(good.digest, good.data)], roots=[b"\x01" * 32])))
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_hostile_sizes_and_nesting_are_bounded(bundle_and_target, compress):
+    _, target = bundle_and_target
+    huge_array = frame("libraryset", 1, b"\xdd\xff\xff\xff\xff")  # array of 2**32 - 1 elements
+    deep = frame("libraryset", 1, b"\x91" * 100_000 + b"\xc0")  # nesting 100,000 deep
+    for data in (huge_array, deep):
+        digest = blake3.blake3(data).digest()
+        start = time.perf_counter()
+        with Store(target) as store, pytest.raises(BundleError):
+            store.import_bundle(io.BytesIO(_craft([(digest, data)], compress=compress)))
+        assert time.perf_counter() - start < 30  # bounded, not a wall-clock benchmark
+    # a record that claims more bytes than the limit is refused before reading them
+    claim = MAGIC + struct.pack(">BBI", 1, 0, 0) + struct.pack(">I", 0xFFFFFFF0)
+    with pytest.raises(BundleError, match="limit"):
+        list(BundleReader(io.BytesIO(claim), Limits(max_object=1 << 20)).objects())
+    # a zip bomb: a few KB that inflate to gigabytes never get inflated beyond one record
+    bomb_body = struct.pack(">I", 0xFFFFFFF0) + b"\x00" * (1 << 24)
+    import zlib
+
+    bomb = MAGIC + struct.pack(">BBI", 1, 1, 0) + zlib.compress(bomb_body, 9)
+    with pytest.raises(BundleError, match="limit"):
+        list(BundleReader(io.BytesIO(bomb), Limits(max_object=1 << 20)).objects())
+
+
+def test_cli_import_twice_and_reject_exit_codes(bundle_and_target, tmp_path):
+    bundle, target = bundle_and_target
+    path = tmp_path / "b.psb"
+    path.write_bytes(bundle)
+    env = {**os.environ, "PROVSTORE_URL": target}
+    run = lambda *a: subprocess.run([PROVSTORE, *a], capture_output=True, text=True, env=env)  # noqa: E731
+    first = run("import", str(path), "--json")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.count('"added"') == 1
+    second = run("import", str(path), "--json")
+    assert second.returncode == 0 and '"added": 0' in second.stdout
+    path.write_bytes(bundle[:-5])
+    truncated = run("import", str(path))
+    assert truncated.returncode == 1 and "truncated" in truncated.stderr
+    assert run("import", str(tmp_path / "none.psb")).returncode == 2
+    path.write_bytes(os.urandom(200))
+    assert run("import", str(path)).returncode == 1
+    path.write_bytes(b"")
+    assert run("import", str(path)).returncode == 1
+
+
+def test_cli_export_round_trip(sqlite_url, tmp_path):
+    product = _record(sqlite_url, tmp_path)
+    out = tmp_path / "x.psb"
+    env = {**os.environ, "PROVSTORE_URL": sqlite_url}
+    proc = subprocess.run([PROVSTORE, "export", product[:12], "-o", str(out)], env=env,
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    other = f"sqlite:///{tmp_path}/other.db"
+    with Store(other) as store:
+        assert store.import_bundle(out.open("rb")).roots == (product,)
+        assert store.get(product).obj.name == "step2"
+
+
+def test_sigkill_mid_import_leaves_store_unchanged(tmp_path):
+    source = f"sqlite:///{tmp_path}/source.db"
+    with tracker(source) as t:
+        for i in range(3000):
+            t.register_data_product(name=f"p{i}", metadata={"i": i})
+        root = t.run
+    bundle = _export(source, root)
+    target = f"sqlite:///{tmp_path}/target.db"
+    Store(target).close()
+    before = _snapshot(target)
+    env = {**os.environ, "PROVSTORE_URL": target}
+    proc = subprocess.Popen([PROVSTORE, "import", "-"], stdin=subprocess.PIPE, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    proc.stdin.write(bundle[: len(bundle) // 2])
+    proc.stdin.flush()
+    time.sleep(2.0)  # the importer has consumed the first half and waits for more, mid-transaction
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert _snapshot(target) == before
+    retry = subprocess.run([PROVSTORE, "import", "-"], input=bundle, env=env, capture_output=True)
+    assert retry.returncode == 0, retry.stderr
+    with Store(target) as store:
+        assert store.stats()["objects"]["product"] == 3000
