@@ -32,7 +32,7 @@ from provstore import schema
 from provstore.digests import to_hex
 from provstore.errors import CorruptObjectError
 from provstore.objects import Sealed, load
-from provstore.store import _INDEX_TABLES, Store, _index_rows
+from provstore.store import INDEX_TABLES, Store, index_rows
 
 __all__ = ["LISTED_PER_TABLE", "FsckReport", "Problem", "fsck"]
 
@@ -169,11 +169,11 @@ class _Checker:
         upper: bytes | None,
     ) -> None:
         """Compare the index rows keyed in ``(lower, upper]`` with those derived from loaded."""
-        derived: dict[str, set[Row]] = {table.name: set() for table in _INDEX_TABLES}
+        derived: dict[str, set[Row]] = {table.name: set() for table in INDEX_TABLES}
         for item in loaded:
-            for table, row in _index_rows(item):
+            for table, row in index_rows(item):
                 derived[table.name].add(row)
-        for table in _INDEX_TABLES:
+        for table in INDEX_TABLES:
             found = {
                 row for row in _index_range(conn, table, lower, upper) if row[0] not in corrupt
             }
@@ -201,7 +201,7 @@ class _Checker:
 
     def check_tail(self, conn: Connection, lower: bytes | None) -> None:
         """Count index rows keyed past the last object (all extra); list the first few."""
-        for table in _INDEX_TABLES:
+        for table in INDEX_TABLES:
             key = list(table.primary_key.columns)
             after = [] if lower is None else [key[0] > lower]
             count = select(func.count()).select_from(table).where(*after)

@@ -33,9 +33,17 @@ from provstore.objects import Environment, Product, Run, RunEnd, Sealed, load, s
 if TYPE_CHECKING:
     from provstore.transfer import ExportResult, ImportResult
 
-__all__ = ["Lineage", "RunSummary", "Store", "open_store"]
+__all__ = [
+    "INDEX_TABLES",
+    "Lineage",
+    "RunSummary",
+    "Store",
+    "index_rows",
+    "open_store",
+    "write_items",
+]
 
-_INDEX_TABLES = (schema.products, schema.product_parents, schema.runs, schema.run_ends)
+INDEX_TABLES = (schema.products, schema.product_parents, schema.runs, schema.run_ends)
 _CANDIDATES_SHOWN = 10
 
 
@@ -71,7 +79,8 @@ def open_store(url: str | None = None) -> Store:
     return Store(resolve(url).url)
 
 
-def _index_rows(item: Sealed) -> Iterator[tuple[Any, tuple[Any, ...]]]:
+def index_rows(item: Sealed) -> Iterator[tuple[Any, tuple[Any, ...]]]:
+    """The index rows an object implies, as ``(table, row)`` pairs (none for most kinds)."""
     obj = item.obj
     if isinstance(obj, Product):
         name_key = blake3.blake3(obj.name.encode("utf-8")).digest()
@@ -88,6 +97,19 @@ def _index_rows(item: Sealed) -> Iterator[tuple[Any, tuple[Any, ...]]]:
         )
     elif isinstance(obj, RunEnd):
         yield schema.run_ends, (item.digest, obj.run, obj.status, obj.finished_ns)
+
+
+def write_items(conn: Connection, items: Iterable[Sealed]) -> None:
+    """Insert objects and the index rows they imply, idempotently, in the open transaction."""
+    rows: dict[Any, list[tuple[Any, ...]]] = {table: [] for table in INDEX_TABLES}
+    object_rows = []
+    for item in items:
+        object_rows.append((item.digest, item.kind, len(item.data), item.data))
+        for table, row in index_rows(item):
+            rows[table].append(row)
+    backend.insert_ignore(conn, schema.objects, object_rows)
+    for table, table_rows in rows.items():
+        backend.insert_ignore(conn, table, table_rows)
 
 
 class Store:
@@ -163,20 +185,13 @@ class Store:
 
     def put(self, items: Iterable[Sealed]) -> None:
         """Store objects and their index rows in one transaction (idempotent)."""
-        rows: dict[Any, list[tuple[Any, ...]]] = {table: [] for table in _INDEX_TABLES}
-        object_rows = []
-        for item in items:
-            object_rows.append((item.digest, item.kind, len(item.data), item.data))
-            for table, row in _index_rows(item):
-                rows[table].append(row)
+        batch = list(items)
 
         def write() -> None:
             with backend.write_transaction(self.engine) as conn:
-                backend.insert_ignore(conn, schema.objects, object_rows)
-                for table, table_rows in rows.items():
-                    backend.insert_ignore(conn, table, table_rows)
+                write_items(conn, batch)
 
-        if object_rows:
+        if batch:
             backend.retrying(write)
 
     def put_objects(self, objs: Iterable[Any]) -> list[Sealed]:
@@ -457,12 +472,14 @@ class Store:
     def reindex(self, batch: int = 5000, on_progress: Callable[[int], None] | None = None) -> int:
         """Rebuild every index table from the stored objects, in one transaction.
 
-        Returns how many objects were indexed; ``on_progress(n)`` follows each page.
+        Returns how many objects were indexed; ``on_progress(n)`` follows each page.  Objects
+        that do not hash or decode are skipped (``provstore fsck`` lists them), so one damaged
+        object cannot keep the rest of the index from being rebuilt.
         """
         o = schema.objects
         done = 0
         with backend.write_transaction(self.engine) as conn:
-            for table in _INDEX_TABLES:
+            for table in INDEX_TABLES:
                 conn.execute(table.delete())
             last = b""
             while True:
@@ -470,13 +487,17 @@ class Store:
                 page = conn.execute(query.order_by(o.c.digest).limit(batch)).all()
                 if not page:
                     break
-                rows: dict[Any, list[tuple[Any, ...]]] = {t: [] for t in _INDEX_TABLES}
+                rows: dict[Any, list[tuple[Any, ...]]] = {t: [] for t in INDEX_TABLES}
                 for digest, data in page:
-                    for table, row in _index_rows(load(bytes(digest), bytes(data))):
+                    try:
+                        item = load(bytes(digest), bytes(data))
+                    except CorruptObjectError:
+                        continue  # `provstore fsck` lists it; the rest still gets indexed
+                    done += 1
+                    for table, row in index_rows(item):
                         rows[table].append(row)
                 for table, table_rows in rows.items():
                     backend.insert_ignore(conn, table, table_rows)
-                done += len(page)
                 last = bytes(page[-1][0])
                 if on_progress is not None:
                     on_progress(len(page))

@@ -13,7 +13,7 @@ from provstore.bundle import BundleReader, Limits, write_bundle
 from provstore.digests import to_hex
 from provstore.errors import BundleError, CorruptObjectError
 from provstore.objects import Run, Sealed, load
-from provstore.store import Store, _index_rows
+from provstore.store import Store, write_items
 
 __all__ = ["ExportResult", "ImportResult", "export_bundle", "import_bundle"]
 
@@ -170,14 +170,7 @@ def _write_batch(conn: Any, batch: list[tuple[int, Sealed]]) -> tuple[int, int]:
         return 0, 0
     unique = {item.digest: item for _, item in batch}
     new = _absent(conn, list(unique))
-    index_rows: dict[Any, list[tuple[Any, ...]]] = {}
-    objects = [(d, i.kind, len(i.data), i.data) for d, i in unique.items()]
-    for item in unique.values():
-        for table, row in _index_rows(item):
-            index_rows.setdefault(table, []).append(row)
-    backend.insert_ignore(conn, schema.objects, objects)
-    for table, rows in index_rows.items():
-        backend.insert_ignore(conn, table, rows)
+    write_items(conn, unique.values())
     referrer: dict[bytes, tuple[int, Sealed]] = {}
     for index, item in batch:
         for ref in item.obj.references():
