@@ -496,9 +496,11 @@ def import_command(
             for name, reason in report.rejected.items():
                 click.echo(f"  rejected {name}: {reason}", err=True)
         ctx.exit(1 if report.rejected else 0)
+    from provstore.progress import progress, should_show
     from provstore.transfer import import_from_path
 
-    result = import_from_path(store, source or "-")
+    with progress("importing objects", None, enabled=should_show(as_json)) as bar:
+        result = import_from_path(store, source or "-", on_progress=bar.advance)
     if as_json:
         click.echo(render.to_json_text(
             {"roots": list(result.roots), "added": result.added, "present": result.present}

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import blake3
 import deal
@@ -118,17 +119,25 @@ def hash_framed(data: bytes) -> bytes:
     return blake3.blake3(data).digest()
 
 
+_PROGRESS_CHUNK = 1 << 26
+
+
 @deal.post(lambda result: len(result[0]) == DIGEST_SIZE and result[1] >= 0)
-def hash_file(path: str | os.PathLike[str]) -> tuple[bytes, int]:
+def hash_file(
+    path: str | os.PathLike[str], on_bytes: Callable[[int], None] | None = None
+) -> tuple[bytes, int]:
     """BLAKE3-256 and size of a file's bytes, memory-mapped and multi-threaded.
 
     Large files are never read whole into memory; the mapping is paged in and out by the OS.
+    ``on_bytes(n)`` is told of each 64 MiB hashed (for a progress bar).
     """
     name = os.fspath(path)
     try:
         size = os.stat(name).st_size
         hasher = blake3.blake3(max_threads=blake3.blake3.AUTO if size >= 1 << 23 else 1)
-        if size:
+        if size and on_bytes is not None and size > _PROGRESS_CHUNK:
+            _hash_in_chunks(hasher, name, on_bytes)
+        elif size:
             hasher.update_mmap(name)
     except FileNotFoundError:
         raise PathError(name, "no such file") from None
@@ -137,3 +146,18 @@ def hash_file(path: str | os.PathLike[str]) -> tuple[bytes, int]:
     except OSError as exc:
         raise PathError(name, exc.strerror or str(exc)) from None
     return hasher.digest(), size
+
+
+def _hash_in_chunks(hasher: Any, name: str, on_bytes: Callable[[int], None]) -> None:
+    import mmap
+
+    with open(name, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        view = memoryview(mm)
+        try:
+            for start in range(0, len(mm), _PROGRESS_CHUNK):
+                chunk = view[start : start + _PROGRESS_CHUNK]
+                hasher.update(chunk)
+                on_bytes(len(chunk))
+                chunk.release()
+        finally:
+            view.release()

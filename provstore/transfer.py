@@ -236,11 +236,13 @@ def export_to_path(
     return result
 
 
-def import_from_path(store: Store, path: str) -> ImportResult:
+def import_from_path(
+    store: Store, path: str, *, on_progress: Callable[[int], None] | None = None
+) -> ImportResult:
     """Import a bundle file ('-': standard input)."""
     import sys
 
     if path == "-":
-        return import_bundle(store, sys.stdin.buffer)
+        return import_bundle(store, sys.stdin.buffer, on_progress=on_progress)
     with open(path, "rb") as handle:
-        return import_bundle(store, handle)
+        return import_bundle(store, handle, on_progress=on_progress)

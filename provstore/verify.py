@@ -14,6 +14,7 @@ Statuses: ``ok`` and ``skipped`` pass; ``failed``, ``missing`` and ``unavailable
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +82,7 @@ def verify(
     rerun: bool = False,
     environment: bool = True,
     settings: Settings | None = None,
+    on_bytes: Callable[[int], None] | None = None,
 ) -> Report:
     """Verify the object named by ``ref`` (a product, run or environment)."""
     item = store.get(ref)
@@ -88,7 +90,7 @@ def verify(
     checks = [check_integrity(store, item)]
     obj = item.obj
     if isinstance(obj, Product):
-        checks.append(check_data(obj, path))
+        checks.append(check_data(obj, path, on_bytes))
     run = _run_of(store, item)
     env_digest = run.obj.environment if run and isinstance(run.obj, Run) else None
     if isinstance(obj, Environment):
@@ -134,7 +136,9 @@ def check_integrity(store: Store, item: Sealed) -> Check:
     )
 
 
-def check_data(product: Product, path: str | None) -> Check:
+def check_data(
+    product: Product, path: str | None, on_bytes: Callable[[int], None] | None = None
+) -> Check:
     """Hash the product's file and compare it with the recorded content digest and size."""
     if product.content is None:
         return Check("data", "skipped", "the product has no recorded file content")
@@ -145,7 +149,7 @@ def check_data(product: Product, path: str | None) -> Check:
     if not os.path.exists(target):
         return Check("data", "missing", f"file not found: {target}", expected)
     try:
-        digest, size = hash_file(target)
+        digest, size = hash_file(target, on_bytes)
     except PathError as exc:
         return Check("data", "missing", f"cannot read {target}: {exc.reason}", expected)
     details = {**expected, "actual": to_hex(digest), "actual_size": size}

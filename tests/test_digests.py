@@ -88,3 +88,15 @@ def test_hash_file_missing(tmp_path):
         hash_file(tmp_path / "nope")
     with pytest.raises(PathError, match="directory"):
         hash_file(tmp_path)
+
+
+def test_hash_file_with_progress_matches(tmp_path, monkeypatch):
+    import provstore.digests as digests
+
+    monkeypatch.setattr(digests, "_PROGRESS_CHUNK", 1 << 20)
+    payload = bytes(range(251)) * 15_000  # ~3.6 MiB: four chunks
+    path = tmp_path / "big.bin"
+    path.write_bytes(payload)
+    seen: list[int] = []
+    assert hash_file(path, seen.append) == (blake3.blake3(payload).digest(), len(payload))
+    assert sum(seen) == len(payload) and len(seen) == 4
