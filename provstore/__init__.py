@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _ERRORS = (
-    "AmbiguousDigestError", "CheckFailed", "ConfigError", "CorruptObjectError", "EncodingError",
+    "AmbiguousDigestError", "BundleError", "CheckFailed", "ConfigError", "CorruptObjectError", "EncodingError",
     "InvalidDigestError", "PathError", "ProvstoreError", "SchemaVersionError", "StoreError",
     "UnknownDigestError", "UnsupportedStoreError", "UsageError", "WrongKindError",
 )  # fmt: skip
@@ -31,6 +31,7 @@ _HOMES: dict[str, str] = {
 
 __all__ = [
     "AmbiguousDigestError",
+    "BundleError",
     "CheckFailed",
     "CodeState",
     "ConfigError",
@@ -78,6 +79,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from provstore.errors import (
         AmbiguousDigestError,
+        BundleError,
         CheckFailed,
         ConfigError,
         CorruptObjectError,
