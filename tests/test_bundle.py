@@ -254,3 +254,22 @@ def test_sigkill_mid_import_leaves_store_unchanged(tmp_path):
     assert retry.returncode == 0, retry.stderr
     with Store(target) as store:
         assert store.stats()["objects"]["product"] == 3000
+
+
+def test_cli_export_prov_json_is_valid_prov(sqlite_url, tmp_path):
+    import json
+
+    from prov.model import ProvDocument
+
+    product = _record(sqlite_url, tmp_path)
+    out = tmp_path / "x.prov.json"
+    env = {**os.environ, "PROVSTORE_URL": sqlite_url}
+    proc = subprocess.run([PROVSTORE, "export", product, "--format", "prov-json", "-o", str(out)],
+                          env=env, capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    document = ProvDocument.deserialize(content=out.read_text(), format="json")
+    identifiers = {
+        str(record.identifier) for record in document.get_records() if record.identifier
+    }
+    assert f"provstore:{product}" in identifiers
+    assert json.loads(out.read_text())["wasDerivedFrom"]
