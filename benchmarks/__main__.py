@@ -1,0 +1,107 @@
+"""Run the provstore benchmark suite.
+
+Usage::
+
+    python -m benchmarks [NAME ...] [--scale small|full] [--url URL ...] [--out FILE]
+                         [--report docs/benchmarks.rst] [--plot FILE.png]
+
+``--scale small`` finishes in about two minutes and runs in CI as a smoke test (it fails only
+when a benchmark raises, never on speed); ``full`` is the run whose figures go into the docs.
+Backends: SQLite always; PostgreSQL and MariaDB at ``--url`` or at ``PROVSTORE_BENCH_PG_URL`` /
+``PROVSTORE_BENCH_MYSQL_URL`` (default: database ``provstore_bench`` on the local servers,
+created and wiped by the suite) when they answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from benchmarks.harness import RESULTS, Context, Row, reachable, server_url, table, write_json
+
+NAMES = [
+    "start",
+    "capture",
+    "register",
+    "lookup",
+    "lineage",
+    "concurrency",
+    "hashing",
+    "bundle",
+    "storage",
+]
+
+
+def _backends(urls: list[str]) -> tuple[dict[str, str], list[str]]:
+    backends = {"sqlite": "sqlite://"}
+    notes = []
+    candidates = {"postgresql": server_url("postgresql"), "mariadb": server_url("mariadb")}
+    for url in urls:
+        candidates["postgresql" if url.startswith("postgres") else "mariadb"] = url
+    for name, url in candidates.items():
+        problem = reachable(url)
+        if problem is None:
+            backends[name] = url
+        else:
+            notes.append(f"{name} skipped: {problem}")
+    return backends, notes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"some of: {', '.join(NAMES)}")
+    parser.add_argument("--scale", choices=["small", "full"], default="small")
+    parser.add_argument("--url", action="append", default=[], help="a PostgreSQL or MySQL URL")
+    parser.add_argument("--out", type=Path, help="JSON results (default benchmarks/results/)")
+    parser.add_argument("--report", type=Path, help="write the results page (reStructuredText)")
+    parser.add_argument("--plot", type=Path, help="write a PNG plot (needs the bench extra)")
+    args = parser.parse_args(argv)
+    unknown = set(args.names) - set(NAMES)
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    backends, notes = _backends(args.url)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    rows: list[Row] = []
+    errors: list[str] = []
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="provstore-bench-") as work:
+        ctx = Context(args.scale, backends, Path(work))
+        for name in args.names or NAMES:
+            module = importlib.import_module(f"benchmarks.b_{name}")
+            print(f"== {name}: {module.DESCRIPTION}", file=sys.stderr, flush=True)
+            begun = time.perf_counter()
+            try:
+                rows.extend(module.run(ctx))
+            except Exception:  # noqa: BLE001 - reported, and the exit code says so
+                errors.append(f"{name}: {traceback.format_exc()}")
+                print(errors[-1], file=sys.stderr)
+            print(f"   {time.perf_counter() - begun:.1f} s", file=sys.stderr, flush=True)
+    seconds = time.perf_counter() - started
+    print(table(rows))
+    out = args.out or RESULTS / f"{args.scale}.json"
+    write_json(out, args.scale, rows, errors, seconds)
+    print(f"\nwrote {out} ({seconds:.0f} s); {len(errors)} benchmark errors")
+    if args.report:
+        from benchmarks.report import write_report
+
+        write_report(json.loads(out.read_text()), args.report, args.plot)
+    elif args.plot:
+        from benchmarks.report import write_plot
+
+        write_plot(json.loads(out.read_text()), args.plot)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

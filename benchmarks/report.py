@@ -1,0 +1,139 @@
+"""Turn a results JSON into the docs' benchmark page (reStructuredText) and a plot."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import fmt
+
+_SIZE = re.compile(r"(?<![\w.])(\d[\d,]*(?:\.\d+)?)\s*([kKM]?)(?![\w])")
+
+
+def _size_of(measure: str) -> float | None:
+    """The store or data size a measure names ('... at 100k', '@ 1M', 'n=20,000')."""
+    found = [m for m in _SIZE.finditer(measure)]
+    if not found:
+        return None
+    number, suffix = found[-1].groups()
+    value = float(number.replace(",", ""))
+    return value * {"k": 1e3, "K": 1e3, "M": 1e6}.get(suffix, 1)
+
+
+def _escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("*", "\\*").replace("`", "'") or " "
+
+
+def _table(rows: list[dict[str, Any]]) -> list[str]:
+    out = [
+        ".. list-table::",
+        "   :header-rows: 1",
+        "   :widths: 30 10 12 8 22 8 18 8",
+        "",
+        "   * - measure",
+        "     - backend",
+        "     - value",
+        "     - unit",
+        "     - baseline (same run)",
+        "     - ratio",
+        "     - target",
+        "     - verdict",
+    ]
+    for r in rows:
+        base = f"{fmt(r['baseline'])} ({r['baseline_label']})" if r["baseline"] is not None else ""
+        ratio = f"{r['ratio']:.2f}" if r.get("ratio") is not None else ""
+        verdict = {True: "met", False: "**missed**", None: ""}[r["met"]]
+        measure = r["measure"] + (f" ({r['note']})" if r.get("note") else "")
+        cells = [r["backend"], fmt(r["value"]), r["unit"], base, ratio, r["target"]]
+        out.append(f"   * - {_escape(measure)}")
+        out.extend(f"     - {_escape(str(c))}" for c in cells)
+        out.append(f"     - {verdict or ' '}")
+    return out
+
+
+def write_report(data: dict[str, Any], path: Path, plot: Path | None = None) -> None:
+    """Write the results page; with ``plot``, draw the figure and show it on the page."""
+    machine = data["machine"]
+    rows = data["rows"]
+    missed = [r for r in rows if r["met"] is False]
+    met = [r for r in rows if r["met"] is True]
+    lines = [
+        "Benchmarks",
+        "==========",
+        "",
+        "Every figure below was measured in one run of the suite, beside its baseline measured in",
+        "the same run (a raw-driver floor or a naive implementation) and the target it is held",
+        "to. The machine is shared and noisy (about ±30% on single figures): compare ratios.",
+        "",
+        f"* command: ``{data['command']}`` (``--scale {data['scale']}``, {data['seconds']:.0f} s)",
+        f"* date: {machine.get('date')}",
+        f"* machine: {machine.get('cpus')} CPUs ({machine.get('cpu', '?')}), "
+        f"{int(machine.get('memory_kib', 0)) // (1 << 20)} GiB, {machine.get('platform')}",
+        f"* Python {machine.get('python')}, SQLAlchemy {machine.get('sqlalchemy')}",
+        f"* targets: {len(met)} met, {len(missed)} missed",
+        "",
+    ]
+    if data.get("errors"):
+        lines += ["Errors in this run:", ""]
+        lines += [f"* ``{e.splitlines()[0]}``" for e in data["errors"]] + [""]
+    if plot is not None:
+        write_plot(data, plot)
+        rel = Path(plot).resolve().relative_to(Path(path).resolve().parent)
+        lines += [
+            f".. image:: {rel.as_posix()}",
+            "   :alt: throughput and latency against size",
+            "",
+        ]
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[r["benchmark"]].append(r)
+    for name, group in groups.items():
+        lines += [name, "-" * len(name), ""] + _table(group) + [""]
+    if missed:
+        lines += ["Missed targets", "--------------", ""]
+        lines += [f"* {_escape(r['benchmark'])}: {_escape(r['measure'])} ({r['backend']}): "
+                  f"{fmt(r['value'])} {r['unit']}, target {_escape(r['target'])}"
+                  for r in missed] + [""]  # fmt: skip
+    Path(path).write_text("\n".join(lines))
+
+
+def write_plot(data: dict[str, Any], path: Path) -> None:
+    """Throughput and latency against store or data size, one line per measure and backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+    for r in data["rows"]:
+        size = _size_of(r["measure"])
+        if (
+            size is None
+            or r["value"] is None
+            or not (r["unit"].endswith("/s") or r["unit"] == "ms")
+        ):
+            continue
+        label = _SIZE.sub("", r["measure"]).replace(" at ", " ").replace("@", "").strip(" ,")
+        series[(r["unit"], f"{r['benchmark']}: {label} [{r['backend']}]")].append(
+            (size, r["value"])
+        )
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    for (unit, label), points in sorted(series.items()):
+        if len(points) < 2:
+            continue
+        points.sort()
+        axis = right if unit == "ms" else left
+        axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+    for axis, title in ((left, "throughput (per second)"), (right, "latency (ms)")):
+        axis.set_xscale("log")
+        axis.set_xlabel("store / data size")
+        axis.set_title(title)
+        axis.grid(True, alpha=0.3)
+        if axis.lines:
+            axis.legend(fontsize=6)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
