@@ -245,9 +245,18 @@ class Store:
         return wanted - present
 
     def get(self, ref: str | bytes, *, kind: str | Sequence[str] | None = None) -> Sealed:
-        """The verified object named by ``ref``; with ``kind``, refuse objects of another."""
-        digest = self.resolve(ref)
-        return self._load(digest, kind)
+        """The verified object named by ``ref``; with ``kind``, refuse objects of another.
+
+        A full digest costs one indexed query; a prefix costs one more to make sure it is
+        unique.
+        """
+        if isinstance(ref, bytes) and len(ref) == DIGEST_SIZE:
+            return self._load(ref, kind)
+        if isinstance(ref, str):
+            exact = parse_ref(ref).exact
+            if exact is not None:
+                return self._load(exact, kind, ref)
+        return self._load(self.resolve(ref), kind)
 
     def get_many(
         self, digests: Iterable[bytes], *, corrupt: dict[bytes, str] | None = None
@@ -293,12 +302,14 @@ class Store:
             digests = [bytes(d) for d in rows]
         return list(self.get_many(digests).values())
 
-    def _load(self, digest: bytes, kind: str | Sequence[str] | None) -> Sealed:
+    def _load(
+        self, digest: bytes, kind: str | Sequence[str] | None, ref: str | None = None
+    ) -> Sealed:
         table = schema.objects
         with self.engine.connect() as conn:
             data = conn.execute(select(table.c.data).where(table.c.digest == digest)).scalar()
         if data is None:
-            raise UnknownDigestError(to_hex(digest))
+            raise UnknownDigestError(ref or to_hex(digest))
         item = load(digest, bytes(data))
         kinds = (kind,) if isinstance(kind, str) else kind
         if kinds is not None and item.kind not in kinds:
