@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Table, create_engine, event, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.pool import NullPool
 
 from provstore.errors import ConfigError, StoreError, UnsupportedStoreError
 
@@ -32,11 +33,15 @@ _NETWORK_FS = {
     "beegfs", "ceph", "glusterfs", "fuse.sshfs", "fuse.glusterfs", "fuse.cephfs",
     "fuse.gcsfuse", "fuse.s3fs", "fuse.rclone", "davfs", "fuse.davfs",
 }  # fmt: skip
-_RETRY_ATTEMPTS = 12
+_RETRY_ATTEMPTS = 20
 
 
-def connect(url: str) -> Engine:
-    """An engine for ``url`` with provstore's per-backend settings applied."""
+def connect(url: str, *, pooled: bool = True) -> Engine:
+    """An engine for ``url`` with provstore's per-backend settings applied.
+
+    ``pooled=False`` (what a tracked job uses on a server) opens a connection per transaction
+    and closes it after, so hundreds of jobs do not hold hundreds of idle server connections.
+    """
     try:
         parsed = make_url(url)
     except Exception as exc:
@@ -44,14 +49,13 @@ def connect(url: str) -> Engine:
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         return _sqlite_engine(parsed)
+    pool: dict[str, Any] = {"pool_pre_ping": True} if pooled else {"poolclass": NullPool}
     if backend == "postgresql":
-        return create_engine(parsed, pool_pre_ping=True)
+        return create_engine(parsed, **pool)
     if backend in ("mysql", "mariadb"):
         if "charset" not in parsed.query:
             parsed = parsed.update_query_dict({"charset": "utf8mb4"})
-        return create_engine(
-            parsed, pool_pre_ping=True, isolation_level="READ COMMITTED", pool_recycle=3600
-        )
+        return create_engine(parsed, isolation_level="READ COMMITTED", pool_recycle=3600, **pool)
     raise ConfigError(
         f"unsupported database {backend!r} in {url!r}; use sqlite:///PATH, "
         "postgresql://... or mysql+pymysql://..."
@@ -131,10 +135,13 @@ def _is_transient(exc: DBAPIError) -> bool:
     if code in ("40001", "40P01", "55P03"):
         return True
     args = getattr(orig, "args", ())
-    if args and isinstance(args[0], int) and args[0] in (1205, 1213, 1614):
-        return True
+    if args and isinstance(args[0], int) and args[0] in (1040, 1205, 1213, 1614):
+        return True  # too many connections, lock wait timeout, deadlock
     message = str(orig).lower()
-    return "database is locked" in message or "database is busy" in message
+    return any(
+        text in message
+        for text in ("database is locked", "database is busy", "too many clients")
+    )
 
 
 def retrying(action: Callable[[], T]) -> T:

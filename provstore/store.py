@@ -115,11 +115,11 @@ def write_items(conn: Connection, items: Iterable[Sealed]) -> None:
 class Store:
     """A provstore store behind one database URL."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, pooled: bool = True) -> None:
         self.url = url
-        self.engine: Engine = backend.connect(url)
+        self.engine: Engine = backend.connect(url, pooled=pooled)
         try:
-            self._ensure_schema()
+            backend.retrying(self._ensure_schema)
         except (OperationalError, DBAPIError) as exc:
             self.engine.dispose()
             raise StoreError(f"cannot open the store at {self.safe_url}: {exc.orig}") from None

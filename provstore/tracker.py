@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
+from provstore.backend import retrying
 from provstore.config import Settings, resolve
 from provstore.digests import DIGEST_SIZE, hash_file, parse_ref, to_hex
 from provstore.errors import EncodingError, UnknownDigestError, UsageError
@@ -89,7 +90,9 @@ class Tracker:
             self._run_digest = run.run.digest
             self._last_flush = time.monotonic()
             return self
-        self._store = store = Store(self._settings.url)
+        # A job on a server backend holds no idle connection between its writes.
+        pooled = self._settings.url.startswith("sqlite")
+        self._store = store = Store(self._settings.url, pooled=pooled)
         try:
             joined = self._joinable_run(store)
             if joined is not None:
@@ -121,7 +124,7 @@ class Tracker:
         if not ref or self._command is not None:
             return None
         try:
-            run = store.get(ref, kind="run")
+            run = retrying(lambda: store.get(ref, kind="run"))
         except UsageError:
             return None
         same_env = isinstance(run.obj, Run) and run.obj.environment == self._env_digest
@@ -266,7 +269,11 @@ class Tracker:
         digest = self._by_content.get(content)
         if digest is None:
             store = self._store
-            found = store.find_products(content_digest=content, limit=1) if store else []
+            found = (
+                retrying(lambda: store.find_products(content_digest=content, limit=1))
+                if store
+                else []
+            )
             if found:
                 digest = found[0].digest
             else:
@@ -319,7 +326,7 @@ class Tracker:
                 raise UsageError(f"in spool mode a parent must be a full digest, not {ref!r}")
             return exact
         try:
-            digest = store.get(ref, kind="product").digest
+            digest = retrying(lambda: store.get(ref, kind="product")).digest
         except UnknownDigestError:
             raise UnknownDigestError(ref if isinstance(ref, str) else ref.hex()) from None
         self._known.add(digest)

@@ -57,14 +57,20 @@ def _graph(store: Store, roots: Sequence[bytes]) -> dict[bytes, tuple[bytes, ...
 
 
 def _with_run_products(store: Store, roots: list[bytes]) -> list[bytes]:
-    """A run given as a root brings the products it made (they name it; it cannot name them)."""
-    found = store.get_many(roots)
-    extra = [
-        product.digest
-        for digest, item in found.items()
-        if isinstance(item.obj, Run)
-        for product in store.products_of_run(digest)
-    ]
+    """A run given as a root brings the products it made (they name it; it cannot name them).
+
+    Only digests are read here; every object is loaded and verified once, by the walk.
+    """
+    kinds = schema.objects.c
+    products = schema.products.c
+    extra: list[bytes] = []
+    with store.engine.connect() as conn:
+        runs = conn.execute(
+            select(kinds.digest).where(kinds.digest.in_(roots), kinds.kind == "run")
+        ).scalars()
+        for run in list(runs):
+            query = select(products.digest).where(products.run == run)
+            extra.extend(bytes(d) for d in conn.execute(query).scalars())
     return [*roots, *extra]
 
 
