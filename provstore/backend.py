@@ -156,10 +156,13 @@ def retrying(action: Callable[[], T]) -> T:
     raise StoreError("unreachable")  # pragma: no cover
 
 
-def insert_ignore(conn: Connection, table: Table, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Insert rows (tuples in column order), skipping those whose key is already present."""
+def insert_ignore(conn: Connection, table: Table, rows: Sequence[tuple[Any, ...]]) -> int:
+    """Insert rows (tuples in column order), skipping those whose key is already present.
+
+    Returns how many rows were new.
+    """
     if not rows:
-        return
+        return 0
     width = len(table.primary_key.columns)
     ordered = (
         sorted(rows) if width == len(table.columns) else sorted(rows, key=lambda r: r[:width])
@@ -171,24 +174,39 @@ def insert_ignore(conn: Connection, table: Table, rows: Sequence[tuple[Any, ...]
     backend = dialect.name
     if backend == "sqlite":
         marks = ", ".join("?" for _ in table.columns)
-        conn.exec_driver_sql(f"INSERT OR IGNORE INTO {name} ({columns}) VALUES ({marks})", ordered)
-    elif backend == "postgresql":
+        sql = f"INSERT OR IGNORE INTO {name} ({columns}) VALUES ({marks})"
+        return int(conn.exec_driver_sql(sql, ordered).rowcount)
+    if backend == "postgresql":
         from psycopg2.extras import execute_values
 
-        sql = f"INSERT INTO {name} ({columns}) VALUES %s ON CONFLICT DO NOTHING"
+        sql = f"INSERT INTO {name} ({columns}) VALUES %s ON CONFLICT DO NOTHING RETURNING 1"
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
-            execute_values(cursor, sql, ordered, page_size=1000)
+            return len(execute_values(cursor, sql, ordered, page_size=1000, fetch=True))
         finally:
             cursor.close()
-    else:
-        marks = ", ".join("%s" for _ in table.columns)
-        first = quote(table.primary_key.columns[0].name)
-        sql = (
-            f"INSERT INTO {name} ({columns}) VALUES ({marks}) "
-            f"ON DUPLICATE KEY UPDATE {first} = {first}"
-        )
-        conn.exec_driver_sql(sql, ordered)
+    marks = ", ".join("%s" for _ in table.columns)
+    first = quote(table.primary_key.columns[0].name)
+    sql = (
+        f"INSERT INTO {name} ({columns}) VALUES ({marks}) "
+        f"ON DUPLICATE KEY UPDATE {first} = {first}"
+    )
+    # pymysql reports matched rows (CLIENT.FOUND_ROWS), so count the new keys beforehand.
+    new = _count_new(conn, table, name, ordered) if width == 1 else 0
+    conn.exec_driver_sql(sql, ordered)
+    return new
+
+
+def _count_new(conn: Connection, table: Table, name: str, rows: Sequence[tuple[Any, ...]]) -> int:
+    keys = sorted({row[0] for row in rows})
+    key = conn.dialect.identifier_preparer.quote(table.primary_key.columns[0].name)
+    present = 0
+    for start in range(0, len(keys), 1000):
+        part = keys[start : start + 1000]
+        marks = ", ".join("%s" for _ in part)
+        sql = f"SELECT COUNT(*) FROM {name} WHERE {key} IN ({marks})"
+        present += int(conn.exec_driver_sql(sql, tuple(part)).scalar() or 0)
+    return len(keys) - present
 
 
 def text_stmt(sql: str) -> Any:

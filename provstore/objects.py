@@ -349,9 +349,12 @@ def seal(obj: Object) -> Sealed:
     return Sealed(hash_framed(data), obj.KIND, data, obj)
 
 
-def load(digest: bytes, data: bytes) -> Sealed:
-    """Check framed bytes against their digest and decode them; CorruptObjectError if not."""
-    if hash_framed(data) != digest:
+def load(digest: bytes, data: bytes, *, hashed: bool = False) -> Sealed:
+    """Check framed bytes against their digest and decode them; CorruptObjectError if not.
+
+    ``hashed=True`` skips the hash when the caller has just checked it (a bundle reader).
+    """
+    if not hashed and hash_framed(data) != digest:
         raise CorruptObjectError(to_hex(digest), "its bytes do not hash to its digest")
     try:
         kind, version, body = split_frame(data)

@@ -99,17 +99,21 @@ def index_rows(item: Sealed) -> Iterator[tuple[Any, tuple[Any, ...]]]:
         yield schema.run_ends, (item.digest, obj.run, obj.status, obj.finished_ns)
 
 
-def write_items(conn: Connection, items: Iterable[Sealed]) -> None:
-    """Insert objects and the index rows they imply, idempotently, in the open transaction."""
+def write_items(conn: Connection, items: Iterable[Sealed]) -> int:
+    """Insert objects and the index rows they imply, idempotently, in the open transaction.
+
+    Returns how many of the objects were new to the store.
+    """
     rows: dict[Any, list[tuple[Any, ...]]] = {table: [] for table in INDEX_TABLES}
     object_rows = []
     for item in items:
         object_rows.append((item.digest, item.kind, len(item.data), item.data))
         for table, row in index_rows(item):
             rows[table].append(row)
-    backend.insert_ignore(conn, schema.objects, object_rows)
+    added = backend.insert_ignore(conn, schema.objects, object_rows)
     for table, table_rows in rows.items():
         backend.insert_ignore(conn, table, table_rows)
+    return added
 
 
 class Store:

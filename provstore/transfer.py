@@ -143,7 +143,7 @@ def _import(
         batch: list[tuple[int, Sealed]] = []
         for index, digest, data in reader.objects():
             try:
-                batch.append((index, load(digest, data)))
+                batch.append((index, load(digest, data, hashed=True)))
             except CorruptObjectError as exc:
                 raise BundleError(f"invalid object: {exc.reason}", to_hex(digest), index) from None
             if len(batch) >= _BATCH:
@@ -175,8 +175,7 @@ def _write_batch(conn: Any, batch: list[tuple[int, Sealed]]) -> tuple[int, int]:
     if not batch:
         return 0, 0
     unique = {item.digest: item for _, item in batch}
-    new = _absent(conn, list(unique))
-    write_items(conn, unique.values())
+    added = write_items(conn, unique.values())
     referrer: dict[bytes, tuple[int, Sealed]] = {}
     for index, item in batch:
         for ref in item.obj.references():
@@ -190,7 +189,7 @@ def _write_batch(conn: Any, batch: list[tuple[int, Sealed]]) -> tuple[int, int]:
             item.hex,
             index,
         )
-    return len(new), len(batch) - len(new)
+    return added, len(batch) - added
 
 
 def export_prov_json(store: Store, refs: Sequence[str | bytes], fileobj: BinaryIO) -> ExportResult:
