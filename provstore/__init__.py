@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _ERRORS = (
-    "AmbiguousDigestError", "BundleError", "CheckFailed", "ConfigError", "CorruptObjectError", "EncodingError",
-    "InvalidDigestError", "PathError", "ProvstoreError", "SchemaVersionError", "StoreError",
+    "AmbiguousDigestError", "BundleError", "CheckFailed", "ConfigError", "CorruptObjectError",
+    "EncodingError", "InvalidDigestError", "PathError", "ProvstoreError", "SchemaVersionError", "StoreError",
     "UnknownDigestError", "UnsupportedStoreError", "UsageError", "WrongKindError",
 )  # fmt: skip
 _OBJECTS = (

@@ -139,8 +139,7 @@ def _is_transient(exc: DBAPIError) -> bool:
         return True  # too many connections, lock wait timeout, deadlock
     message = str(orig).lower()
     return any(
-        text in message
-        for text in ("database is locked", "database is busy", "too many clients")
+        text in message for text in ("database is locked", "database is busy", "too many clients")
     )
 
 
