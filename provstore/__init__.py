@@ -16,7 +16,8 @@ __version__ = "0.1.0"
 
 _ERRORS = (
     "AmbiguousDigestError", "BundleError", "CheckFailed", "ConfigError", "CorruptObjectError",
-    "EncodingError", "InvalidDigestError", "PathError", "ProvstoreError", "SchemaVersionError", "StoreError",
+    "EncodingError", "InvalidDigestError", "PathError", "ProvstoreError", "SchemaVersionError",
+    "StoreError",
     "UnknownDigestError", "UnsupportedStoreError", "UsageError", "WrongKindError",
 )  # fmt: skip
 _OBJECTS = (
