@@ -30,3 +30,13 @@ def typecheck(session: nox.Session) -> None:
     # packages = ["provstore"]) come from [tool.mypy] in pyproject.toml.
     session.install("-e", ".", "mypy>=1.10")
     session.run("mypy", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    # Warnings are errors, as in CI (tests/test_docs.py runs the same build); the pages go to
+    # build/docs. Arguments are passed to sphinx-build: `nox -s docs -- -E` rebuilds all.
+    session.install("-e", ".[docs]")
+    session.run(
+        "sphinx-build", "-W", "--keep-going", "-b", "html", *session.posargs, "docs", "build/docs"
+    )

@@ -16,7 +16,7 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 
 echo "test.sh: installing provstore[test] into .venv"
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,docs]'
 
 bash scripts/start-test-databases.sh
 

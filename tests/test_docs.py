@@ -1,0 +1,440 @@
+"""The documentation: it builds without warnings, its tutorial runs, its reference is complete.
+
+The build is ``sphinx-build -W --keep-going -b html docs OUT`` (``nox -s docs`` runs the same),
+once per test module; the reference checks read the ``objects.inv`` inventory it writes.
+
+How ``docs/tutorial.rst`` is run (``test_tutorial_runs``), in document order, in an empty
+directory, by one ``bash`` process, so shell variables carry from one command to the next:
+
+* a ``.. code-block::`` with a ``:caption:`` is a file: its content is written to the path the
+  caption names, relative to the working directory;
+* a ``.. code-block:: console`` holds commands: each line starting with ``$ `` is one (a line
+  ending in a backslash continues on the next), and the lines after it, up to the next
+  command, are its expected output: stdout and stderr together must match them, with ``...``
+  standing for any text, and runs of whitespace compared as one (doctest's ``ELLIPSIS`` and
+  ``NORMALIZE_WHITESPACE``). A command with no lines after it is not checked for output;
+* a command must exit 0, unless it ends with a ``# exit N`` comment: then it must exit N;
+* a console block with ``:class: not-run`` is not run; it may only hold ``pip install``
+  commands (installing is the one step the test cannot repeat);
+* any other literal block makes the test fail, so nothing in the tutorial escapes it.
+
+The environment is the test's (``conftest.isolated_env`` keeps the user's store and cache out
+of reach) with the venv's ``bin`` first on ``PATH``, ``PROVSTORE_URL`` at a new SQLite file
+(the tutorial exports its own, in the working directory) and no ``PYTHONPATH``.
+"""
+
+from __future__ import annotations
+
+import doctest
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import textwrap
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+import pytest
+
+import provstore
+from provstore import capture, redact
+from provstore.cli import main as cli_main
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+TUTORIAL = DOCS / "tutorial.rst"
+CONCEPTS = DOCS / "concepts.rst"
+BUILD_TIMEOUT = 300
+TUTORIAL_TIMEOUT = 600
+
+try:
+    import sphinx  # noqa: F401
+except ImportError:  # pragma: no cover
+    if os.environ.get("CI") == "true":
+        raise  # CI installs the docs extra (scripts/test.sh); a missing one is a failure there
+    pytest.skip(
+        "the docs extra is not installed: pip install -e '.[docs]'", allow_module_level=True
+    )
+
+
+# --- the build -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Build:
+    out: Path
+    returncode: int
+    log: str
+
+
+def sphinx_build(source: Path, out: Path) -> Build:
+    command = [
+        sys.executable,
+        "-m",
+        "sphinx",
+        "-W",
+        "--keep-going",
+        "-q",
+        "-b",
+        "html",
+        str(source),
+        str(out),
+    ]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=BUILD_TIMEOUT, cwd=ROOT)
+    log = proc.stdout + proc.stderr
+    return Build(out, proc.returncode, log)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Build:
+    return sphinx_build(DOCS, tmp_path_factory.mktemp("docs-html"))
+
+
+def inventory(build: Build) -> dict[str, set[str]]:
+    """Object name -> roles, from the ``objects.inv`` the build wrote (format version 2)."""
+    assert build.returncode == 0, build.log
+    raw = (build.out / "objects.inv").read_bytes()
+    header, _, body = raw.partition(b"zlib.\n")
+    assert b"# Sphinx inventory version 2" in header
+    found: dict[str, set[str]] = {}
+    for line in zlib.decompress(body).decode("utf-8").splitlines():
+        match = re.match(r"(.+?)\s+(\S+:\S+)\s+-?\d+\s", line)
+        if match:
+            found.setdefault(match.group(1), set()).add(match.group(2))
+    return found
+
+
+def test_docs_build_without_warnings(built: Build) -> None:
+    assert built.returncode == 0, f"sphinx-build -W failed:\n{built.log}"
+    pages = [p.relative_to(DOCS).with_suffix("") for p in DOCS.rglob("*.rst")]
+    assert len(pages) >= 10
+    missing = [str(page) for page in pages if not (built.out / f"{page}.html").is_file()]
+    assert not missing, missing
+
+
+def test_benchmarks_page_is_in_the_toctree(built: Build) -> None:
+    # -W would fail on a page left out of every toctree; make sure it is this page's link.
+    index = (built.out / "index.html").read_text(encoding="utf-8")
+    assert 'href="benchmarks.html"' in index
+
+
+def test_a_missing_benchmark_plot_does_not_break_the_build(tmp_path: Path) -> None:
+    # The generated benchmarks page may point at _static/benchmarks.png; a checkout without
+    # the picture must still build with -W.
+    source = tmp_path / "src"
+    source.mkdir()
+    shutil.copy(DOCS / "conf.py", source / "conf.py")
+    (source / "index.rst").write_text(
+        "Benchmarks\n==========\n\n.. image:: _static/benchmarks.png\n   :alt: plot\n"
+    )
+    result = sphinx_build(source, tmp_path / "out")
+    assert result.returncode == 0, result.log
+
+
+# --- the reference is complete -------------------------------------------------------------
+
+
+def public_members(cls: type) -> list[str]:
+    return sorted(
+        name
+        for name, value in vars(cls).items()
+        if not name.startswith("_") and (callable(value) or isinstance(value, property))
+    )
+
+
+def test_every_public_name_is_in_the_api_reference(built: Build) -> None:
+    names = inventory(built)
+    missing = [name for name in provstore.__all__ if f"provstore.{name}" not in names]
+    assert not missing, f"in provstore.__all__ but not in docs/api.rst: {missing}"
+
+
+# Names, not the classes: importing provstore.tracker (the module) before the facade has bound
+# provstore.tracker (the function) would shadow the function for the test modules after this.
+@pytest.mark.parametrize("name", ["Store", "Tracker"])
+def test_every_store_and_tracker_method_is_in_the_api_reference(built: Build, name: str) -> None:
+    names = inventory(built)
+    cls = getattr(provstore, name)
+    missing = [m for m in public_members(cls) if f"provstore.{name}.{m}" not in names]
+    assert not missing, f"{name} members missing from docs/api.rst: {missing}"
+
+
+def test_the_facade_names_the_functions_not_their_modules(built: Build) -> None:
+    roles = inventory(built)
+    assert "py:function" in roles["provstore.tracker"]
+    assert "py:function" in roles["provstore.open_store"]
+
+
+def click_commands(
+    command: click.Command, path: tuple[str, ...] = ("provstore",)
+) -> Iterator[tuple[tuple[str, ...], click.Command]]:
+    yield path, command
+    if isinstance(command, click.Group):
+        for name, sub in sorted(command.commands.items()):
+            yield from click_commands(sub, (*path, name))
+
+
+def test_every_command_and_option_is_in_the_cli_reference(built: Build) -> None:
+    names = inventory(built)
+    page = (built.out / "cli.html").read_text(encoding="utf-8")
+    missing = []
+    for path, command in click_commands(cli_main):
+        program = "-".join(path)
+        if f'<section id="{program}"' not in page:
+            missing.append(" ".join(path))
+        for param in command.params:
+            if getattr(param, "hidden", False):
+                continue
+            if isinstance(param, click.Option):
+                spellings = [*param.opts, *param.secondary_opts]
+            else:
+                spellings = [param.human_readable_name]
+            missing += [
+                f"{' '.join(path)} {s}" for s in spellings if f"{program}.{s}" not in names
+            ]
+    assert not missing, f"missing from the CLI reference (docs/cli.rst): {missing}"
+
+
+# --- concepts: the examples and lists are the code's -------------------------------------
+
+
+def test_concepts_examples_run() -> None:
+    result = doctest.testfile(
+        str(CONCEPTS), module_relative=False, optionflags=doctest.ELLIPSIS, verbose=False
+    )
+    assert result.attempted >= 10
+    assert result.failed == 0
+
+
+def test_every_digest_printed_in_concepts_is_checked() -> None:
+    text = CONCEPTS.read_text(encoding="utf-8")
+    examples = doctest.DocTestParser().get_examples(text)
+    checked = " ".join(example.want for example in examples)
+    printed = set(re.findall(r"\b[0-9a-f]{64}\b", text))
+    assert printed, "concepts.rst should show worked digest examples"
+    unchecked = sorted(d for d in printed if d not in checked)
+    assert not unchecked, f"digests in concepts.rst that no example produces: {unchecked}"
+
+
+def test_the_framing_example_is_the_pinned_golden_vector() -> None:
+    text = CONCEPTS.read_text(encoding="utf-8")
+    assert "product 1 1\\x00\\x80" in text
+    assert "479f8706e50025f03f87500bae6f9cfb8b5cff610ecceb8a5f4024dd886cdfe1" in text
+
+
+@pytest.mark.parametrize(
+    "patterns",
+    [capture.DEFAULT_ENV_ALLOW, capture.DEFAULT_ENV_DENY, redact.DEFAULT_SECRET_NAMES],
+    ids=["env-allow", "env-deny", "secret-names"],
+)
+def test_concepts_lists_every_default_pattern(patterns: tuple[str, ...]) -> None:
+    text = CONCEPTS.read_text(encoding="utf-8")
+    missing = [p for p in patterns if f"``{p}``" not in text]
+    assert not missing, f"docs/concepts.rst does not list {missing}"
+
+
+def test_readme_links_into_the_docs_resolve() -> None:
+    readme = (ROOT / "README.rst").read_text(encoding="utf-8")
+    linked = set(re.findall(r"docs/[\w/.-]+\.rst", readme))
+    assert linked, "README.rst should link into docs/"
+    assert all((ROOT / path).is_file() for path in linked), linked
+
+
+# --- the tutorial runs ---------------------------------------------------------------------
+
+DIRECTIVE = re.compile(r"^(?P<indent> *)\.\. (?P<name>[\w:-]+)::\s*(?P<arg>.*)$")
+OPTION = re.compile(r"^\s+:(?P<key>[\w-]+):\s*(?P<value>.*)$")
+EXPECTED_EXIT = re.compile(r"\s#\s*exit\s+(?P<code>\d+)\s*$")
+INSTALL = re.compile(r"^(python -m )?pip install\b")
+
+
+@dataclass
+class Block:
+    line: int
+    language: str
+    options: dict[str, str]
+    text: str
+
+
+@dataclass
+class Step:
+    line: int
+    command: str = ""
+    expected: list[str] = field(default_factory=list)
+    file: tuple[str, str] | None = None  # (path, content)
+
+    @property
+    def exit_code(self) -> int:
+        match = EXPECTED_EXIT.search(self.command)
+        return int(match.group("code")) if match else 0
+
+
+def literal_blocks(text: str) -> Iterator[Block]:
+    """Every code block of a reStructuredText page; anything else literal is an error."""
+    lines = text.splitlines()
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        match = DIRECTIVE.match(line)
+        if match and match.group("name") in ("code", "sourcecode", "literalinclude"):
+            raise AssertionError(f"line {index + 1}: use `.. code-block::` in the tutorial")
+        if not match and line.rstrip().endswith("::") and not line.lstrip().startswith(".."):
+            raise AssertionError(
+                f"line {index + 1}: a `::` literal block is not run; use "
+                "`.. code-block::` with a :caption: or console"
+            )
+        if not match or match.group("name") != "code-block":
+            index += 1
+            continue
+        indent = len(match.group("indent"))
+        index += 1
+        options: dict[str, str] = {}
+        while index < len(lines) and (opt := OPTION.match(lines[index])):
+            options[opt.group("key")] = opt.group("value").strip()
+            index += 1
+        while index < len(lines) and not lines[index].strip():
+            index += 1
+        start = index + 1  # the line number of the block's first line
+        body: list[str] = []
+        while index < len(lines):
+            current = lines[index]
+            if current.strip() and len(current) - len(current.lstrip()) <= indent:
+                break
+            body.append(current)
+            index += 1
+        yield Block(
+            start,
+            match.group("arg").strip(),
+            options,
+            textwrap.dedent("\n".join(body)).rstrip("\n") + "\n",
+        )
+
+
+def console_steps(block: Block) -> list[Step]:
+    steps: list[Step] = []
+    continued = False
+    for offset, line in enumerate(block.text.splitlines()):
+        if continued:
+            steps[-1].command += "\n" + line
+        elif line.startswith("$ "):
+            steps.append(Step(block.line + offset, command=line[2:]))
+        elif steps:
+            steps[-1].expected.append(line)
+        elif line.strip():
+            raise AssertionError(f"line {block.line}: console block output before any `$ `")
+        continued = (continued or line.startswith("$ ")) and line.endswith("\\")
+    return steps
+
+
+def tutorial_steps(text: str) -> tuple[list[Step], list[str]]:
+    """The steps to run, in order, and the commands left out (``:class: not-run``)."""
+    steps: list[Step] = []
+    skipped: list[str] = []
+    for block in literal_blocks(text):
+        caption = block.options.get("caption")
+        if caption:
+            assert not caption.startswith("/") and ".." not in caption.split("/"), caption
+            steps.append(Step(block.line, file=(caption, block.text)))
+        elif block.language == "console":
+            commands = console_steps(block)
+            if "not-run" in block.options.get("class", "").split():
+                bad = [s.command for s in commands if not INSTALL.match(s.command)]
+                assert not bad, f"line {block.line}: only pip install may be left out: {bad}"
+                skipped += [s.command for s in commands]
+            else:
+                steps += commands
+        else:
+            raise AssertionError(
+                f"tutorial line {block.line}: a {block.language} block without a :caption: "
+                "is neither a file nor commands, so the test cannot run it"
+            )
+    return steps, skipped
+
+
+def bash_script(steps: list[Step], workdir: Path, staged: Path, results: Path) -> str:
+    """The script that replays ``steps`` in ``workdir``; each file's content is staged first.
+
+    Step N leaves its output in ``results/N.out`` and its exit code in ``results/N.rc``; the
+    script stops at the first unexpected exit code.
+    """
+    parts = ["cd " + shlex.quote(str(workdir))]
+    for number, step in enumerate(steps):
+        if step.file is not None:
+            source = staged / str(number)
+            source.write_text(step.file[1], encoding="utf-8")
+            target = shlex.quote(step.file[0])
+            parts.append(
+                f'mkdir -p "$(dirname {target})" && cp {shlex.quote(str(source))} '
+                f"{target} || exit 0"
+            )
+            continue
+        out = shlex.quote(str(results / f"{number}.out"))
+        rc = shlex.quote(str(results / f"{number}.rc"))
+        parts.append(
+            f"{{\n{step.command}\n}} >{out} 2>&1 </dev/null\n"
+            f"__rc=$?\necho $__rc >{rc}\n"
+            f"[ $__rc -eq {step.exit_code} ] || exit 0"
+        )
+    return "\n".join(parts) + "\n"
+
+
+def test_the_tutorial_has_the_promised_steps() -> None:
+    steps, skipped = tutorial_steps(TUTORIAL.read_text(encoding="utf-8"))
+    commands = "\n".join(s.command for s in steps)
+    assert skipped and all(INSTALL.match(c) for c in skipped)
+    for needed in (
+        "provstore run ",
+        "python summarize.py",
+        "provstore lineage",
+        "provstore verify",
+        "provstore diff",
+        "provstore export",
+        "import summary.psb",
+    ):
+        assert needed in commands, needed
+    assert any(s.exit_code == 1 and "verify" in s.command for s in steps)
+    assert any(s.file and s.file[0].endswith(".py") for s in steps)
+
+
+def test_tutorial_runs(tmp_path: Path) -> None:
+    steps, _ = tutorial_steps(TUTORIAL.read_text(encoding="utf-8"))
+    workdir, staged, results = tmp_path / "work", tmp_path / "staged", tmp_path / "results"
+    for directory in (workdir, staged, results):
+        directory.mkdir()
+    script = tmp_path / "tutorial.sh"
+    script.write_text(bash_script(steps, workdir, staged, results), encoding="utf-8")
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["PROVSTORE_URL"] = f"sqlite:///{tmp_path / 'fresh-store.db'}"
+    proc = subprocess.run(
+        ["bash", str(script)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=TUTORIAL_TIMEOUT,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    checker = doctest.OutputChecker()
+    flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+    for number, step in enumerate(steps):
+        if step.file is not None:
+            continue
+        where = f"docs/tutorial.rst line {step.line}: $ {step.command}"
+        rc_file = results / f"{number}.rc"
+        assert rc_file.exists(), f"{where}\nwas not reached"
+        output = (results / f"{number}.out").read_text(encoding="utf-8", errors="replace")
+        code = int(rc_file.read_text())
+        assert code == step.exit_code, (
+            f"{where}\nexited {code}, the tutorial says {step.exit_code}; output:\n{output}"
+        )
+        want = "\n".join(step.expected).strip("\n")
+        if want:
+            assert checker.check_output(want + "\n", output, flags), (
+                f"{where}\nprinted:\n{output}\nthe tutorial shows:\n{want}"
+            )
