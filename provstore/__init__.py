@@ -27,7 +27,7 @@ _HOMES: dict[str, str] = {
     **{name: "provstore.errors" for name in _ERRORS},
     **{name: "provstore.objects" for name in _OBJECTS},
     **{name: "provstore.store" for name in ("Lineage", "RunSummary", "Store", "open_store")},
-    **{name: "provstore.tracker" for name in ("Tracker", "tracker")},
+    **{name: "provstore.tracking" for name in ("Tracker", "tracker")},
 }
 
 __all__ = [
@@ -106,4 +106,4 @@ if TYPE_CHECKING:
         Variables,
     )
     from provstore.store import Lineage, RunSummary, Store, open_store
-    from provstore.tracker import Tracker, tracker
+    from provstore.tracking import Tracker, tracker

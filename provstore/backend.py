@@ -179,9 +179,14 @@ def insert_ignore(conn: Connection, table: Table, rows: Sequence[tuple[Any, ...]
         from psycopg2.extras import execute_values
 
         sql = f"INSERT INTO {name} ({columns}) VALUES %s ON CONFLICT DO NOTHING RETURNING 1"
+        import psycopg2
+
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
             return len(execute_values(cursor, sql, ordered, page_size=1000, fetch=True))
+        except psycopg2.Error as exc:
+            # Wrapped like SQLAlchemy's own errors, so retries and the CLI's messages apply.
+            raise DBAPIError.instance(sql, None, exc, psycopg2.Error) from exc
         finally:
             cursor.close()
     marks = ", ".join("%s" for _ in table.columns)

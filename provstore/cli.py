@@ -70,7 +70,7 @@ def json_option(func: F) -> F:
 @click.version_option(package_name="provstore")
 @click.pass_context
 def main(ctx: click.Context, url: str | None) -> None:
-    r"""Provenance for data products: what made a file, with which code, inputs and environment.
+    """Provenance for data products: what made a file, with which code, inputs and environment.
 
     \b
     Examples:
@@ -86,7 +86,7 @@ def main(ctx: click.Context, url: str | None) -> None:
 @json_option
 @click.pass_context
 def show(ctx: click.Context, ref: str, as_json: bool) -> None:
-    r"""Show one object (product, run, environment, ...) by digest or unique prefix.
+    """Show one object (product, run, environment, ...) by digest or unique prefix.
 
     \b
     Example:
@@ -103,7 +103,7 @@ def show(ctx: click.Context, ref: str, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def log(ctx: click.Context, limit: int, as_json: bool) -> None:
-    r"""List the most recent runs, newest first.
+    """List the most recent runs, newest first.
 
     \b
     Example:
@@ -142,7 +142,7 @@ def log(ctx: click.Context, limit: int, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def stats(ctx: click.Context, as_json: bool) -> None:
-    r"""Count the objects in the store by kind.
+    """Count the objects in the store by kind.
 
     \b
     Example:
@@ -180,7 +180,7 @@ def verify(
     no_environment: bool,
     as_json: bool,
 ) -> None:
-    r"""Check a product: integrity, file content, environment, and optionally a re-run.
+    """Check a product: integrity, file content, environment, and optionally a re-run.
 
     Exits 0 only when every check passed; 1 when any failed (a missing file is a
     failed check).
@@ -238,7 +238,7 @@ def run(
     name: str | None,
     command: tuple[str, ...],
 ) -> None:
-    r"""Run a command under tracking, with no change to it; exits with its exit code.
+    """Run a command under tracking, with no change to it; exits with its exit code.
 
     Each output is recorded with every input as its parent. A tracker() inside the
     command joins this run.
@@ -267,7 +267,7 @@ def run(
 @json_option
 @click.pass_context
 def env(ctx: click.Context, match: bool, as_json: bool) -> None:
-    r"""Print the current environment's digest; with --match, whether the store knows it.
+    """Print the current environment's digest; with --match, whether the store knows it.
 
     \b
     Example:
@@ -296,7 +296,7 @@ def env(ctx: click.Context, match: bool, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def diff(ctx: click.Context, a: str, b: str | None, as_json: bool) -> None:
-    r"""Compare two environments, or those behind products or runs (B: this one).
+    """Compare two environments, or those behind products or runs (B: this one).
 
     \b
     Examples:
@@ -325,7 +325,7 @@ def diff(ctx: click.Context, a: str, b: str | None, as_json: bool) -> None:
 )
 @click.pass_context
 def lineage(ctx: click.Context, ref: str, descendants: bool, depth: int | None, fmt: str) -> None:
-    r"""Show where a product came from (ancestors) or what was made from it.
+    """Show where a product came from (ancestors) or what was made from it.
 
     \b
     Examples:
@@ -353,7 +353,7 @@ def lineage(ctx: click.Context, ref: str, descendants: bool, depth: int | None, 
 @json_option
 @click.pass_context
 def fsck(ctx: click.Context, as_json: bool) -> None:
-    r"""Re-hash every object, check references and the index; exit 1 on any problem.
+    """Re-hash every object, check references and the index; exit 1 on any problem.
 
     \b
     Example:
@@ -388,7 +388,7 @@ def fsck(ctx: click.Context, as_json: bool) -> None:
 @main.command(epilog=EXIT_CODES)
 @click.pass_context
 def reindex(ctx: click.Context) -> None:
-    r"""Rebuild the index tables from the stored objects (one transaction).
+    """Rebuild the index tables from the stored objects (one transaction).
 
     \b
     Example:
@@ -425,7 +425,7 @@ def reindex(ctx: click.Context) -> None:
 def export_command(
     ctx: click.Context, refs: tuple[str, ...], output: str, fmt: str, no_compress: bool
 ) -> None:
-    r"""Write products (or any objects) with their whole provenance closure to a file.
+    """Write products (or any objects) with their whole provenance closure to a file.
 
     \b
     Examples:
@@ -461,7 +461,7 @@ def export_command(
 def import_command(
     ctx: click.Context, source: str | None, spool: str | None, delete: bool, as_json: bool
 ) -> None:
-    r"""Check a bundle completely, then add its objects to the store in one transaction.
+    """Check a bundle completely, then add its objects to the store in one transaction.
 
     A damaged, incomplete or tampered bundle is rejected (exit 1) and the store is
     left exactly as it was. Importing the same bundle twice adds nothing.

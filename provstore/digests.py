@@ -2,7 +2,7 @@ r"""Digests: what names an object, how it is written as text, and how a prefix i
 
 A digest is BLAKE3-256 (32 raw bytes) of an object's *framed* payload::
 
-    b"<kind> <version> <body length>\\x00" + body
+    b"<kind> <version> <body length>\x00" + body
 
 so the same body stored under two kinds or two schema versions never shares a digest.  Text
 form is 64 lowercase hex characters; a lookup may use any unique prefix of at least

@@ -19,7 +19,7 @@ from provstore.digests import hash_file, to_hex
 from provstore.errors import PathError
 from provstore.objects import Product, Run, Sealed
 from provstore.store import Store
-from provstore.tracker import JOIN_VARIABLE
+from provstore.tracking import JOIN_VARIABLE
 from provstore.verify import Check
 
 __all__ = ["check_rerun", "rerun_command"]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from provstore.config import resolve
 from provstore.errors import PathError, UsageError
-from provstore.tracker import JOIN_VARIABLE, Tracker
+from provstore.tracking import JOIN_VARIABLE, Tracker
 
 __all__ = ["RunResult", "run_command"]
 

@@ -39,3 +39,14 @@ def test_import_is_lazy():
     code = "import sys, provstore, provstore.encoding; print('sqlalchemy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_tracker_is_the_function_whatever_was_imported_first():
+    code = (
+        "import provstore.runner, provstore.tracking\n"
+        "from provstore import Tracker\n"
+        "from provstore import tracker\n"
+        "print(callable(tracker) and tracker.__name__ == 'tracker' and type(tracker).__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "function"

@@ -153,8 +153,6 @@ def test_every_public_name_is_in_the_api_reference(built: Build) -> None:
     assert not missing, f"in provstore.__all__ but not in docs/api.rst: {missing}"
 
 
-# Names, not the classes: importing provstore.tracker (the module) before the facade has bound
-# provstore.tracker (the function) would shadow the function for the test modules after this.
 @pytest.mark.parametrize("name", ["Store", "Tracker"])
 def test_every_store_and_tracker_method_is_in_the_api_reference(built: Build, name: str) -> None:
     names = inventory(built)
