@@ -111,11 +111,11 @@ def make_fake_dists(directory: Path, count: int) -> None:
 
 _CHILD_CAPTURE = r"""
 import json, sys, time
-from provstore import capture
+from provstore import dists
 from provstore.snapshot import capture_environment
 if sys.argv[1] == "dists":  # only the distribution scan / cache read
     t0 = time.perf_counter()
-    n = len(capture.distributions())
+    n = len(dists.distributions())
 else:
     t0 = time.perf_counter()
     n = len(capture_environment().libraryset.obj.distributions)
