@@ -12,8 +12,6 @@ and importing :mod:`sqlalchemy.orm` would add ~60-100 ms to every process start.
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -26,14 +24,14 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.dialects import mysql
-from sqlalchemy.types import TypeEngine
+from sqlalchemy.types import BINARY, TypeEngine
 
 __all__ = [
     "SCHEMA_VERSION",
     "metadata",
     "meta",
     "objects",
+    "prepare",
     "product_parents",
     "products",
     "run_ends",
@@ -42,29 +40,20 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 _MY = ("mysql", "mariadb")
+_UNBOUNDED = 2**32 - 1  # MySQL turns TEXT(n)/BLOB(n) of this size into LONGTEXT/LONGBLOB
 
 
 def _digest() -> TypeEngine[bytes]:
-    return LargeBinary().with_variant(mysql.BINARY(32), *_MY)
+    return LargeBinary().with_variant(BINARY(32), *_MY)
 
 
 def _text() -> TypeEngine[str]:
-    return Text().with_variant(mysql.LONGTEXT(collation="utf8mb4_bin"), *_MY)
+    return Text().with_variant(Text(_UNBOUNDED, collation="utf8mb4_bin"), *_MY)
 
 
 def _short(length: int) -> TypeEngine[str]:
-    return String(length).with_variant(mysql.VARCHAR(length, collation="utf8mb4_bin"), *_MY)
+    return String(length).with_variant(String(length, collation="utf8mb4_bin"), *_MY)
 
-
-_TABLE_OPTS: dict[str, Any] = {
-    "mysql_engine": "InnoDB",
-    "mysql_charset": "utf8mb4",
-    "mysql_collate": "utf8mb4_bin",
-    "mariadb_engine": "InnoDB",
-    "mariadb_charset": "utf8mb4",
-    "mariadb_collate": "utf8mb4_bin",
-}
-_SMALL_ROWS: dict[str, Any] = {**_TABLE_OPTS, "sqlite_with_rowid": False}
 
 metadata = MetaData()
 
@@ -73,8 +62,7 @@ meta = Table(
     metadata,
     Column("key", _short(64), primary_key=True),
     Column("value", _text(), nullable=False),
-    **_TABLE_OPTS,
-)
+    )
 
 objects = Table(
     "objects",
@@ -82,10 +70,9 @@ objects = Table(
     Column("digest", _digest(), primary_key=True),
     Column("kind", _short(16), nullable=False),
     Column("size", Integer, nullable=False),
-    Column("data", LargeBinary().with_variant(mysql.LONGBLOB(), *_MY), nullable=False),
+    Column("data", LargeBinary().with_variant(LargeBinary(_UNBOUNDED), *_MY), nullable=False),
     Index("ix_objects_kind", "kind"),
-    **_TABLE_OPTS,
-)
+    )
 
 products = Table(
     "products",
@@ -98,15 +85,9 @@ products = Table(
     Column("size", BigInteger, nullable=True),
     Column("run", _digest(), nullable=True),
     Index("ix_products_name_key", "name_key"),
-    Index(
-        "ix_products_content",
-        "content",
-        sqlite_where=text("content IS NOT NULL"),
-        postgresql_where=text("content IS NOT NULL"),
-    ),
+    Index("ix_products_content", "content"),
     Index("ix_products_run", "run"),
-    **_SMALL_ROWS,
-)
+    )
 
 product_parents = Table(
     "product_parents",
@@ -114,8 +95,7 @@ product_parents = Table(
     Column("child", _digest(), primary_key=True),
     Column("parent", _digest(), primary_key=True),
     Index("ix_product_parents_parent", "parent", "child"),
-    **_SMALL_ROWS,
-)
+    )
 
 runs = Table(
     "runs",
@@ -128,8 +108,7 @@ runs = Table(
     Column("name", _text(), nullable=True),
     Index("ix_runs_environment", "environment"),
     Index("ix_runs_started", "started_ns"),
-    **_SMALL_ROWS,
-)
+    )
 
 run_ends = Table(
     "run_ends",
@@ -139,5 +118,25 @@ run_ends = Table(
     Column("status", _short(16), nullable=False),
     Column("finished_ns", BigInteger, nullable=False),
     Index("ix_run_ends_run", "run"),
-    **_SMALL_ROWS,
-)
+    )
+
+
+def prepare(dialect: str) -> None:
+    """Attach one dialect's DDL options before creating tables.
+
+    Kept out of the table definitions because naming a dialect's options there imports that
+    dialect (PostgreSQL's pulls in asyncio: ~90 ms on every process start).
+    """
+    small_rows = (products, product_parents, runs, run_ends)
+    content_index = next(i for i in products.indexes if i.name == "ix_products_content")
+    if dialect == "sqlite":
+        for table in small_rows:  # 32-byte keys and small rows: no separate rowid b-tree
+            table.dialect_kwargs["sqlite_with_rowid"] = False
+        content_index.dialect_kwargs["sqlite_where"] = text("content IS NOT NULL")
+    elif dialect == "postgresql":
+        content_index.dialect_kwargs["postgresql_where"] = text("content IS NOT NULL")
+    elif dialect in _MY:
+        for table in metadata.tables.values():
+            table.dialect_kwargs[f"{dialect}_engine"] = "InnoDB"
+            table.dialect_kwargs[f"{dialect}_charset"] = "utf8mb4"
+            table.dialect_kwargs[f"{dialect}_collate"] = "utf8mb4_bin"

@@ -177,6 +177,7 @@ class Store:
             elif name in ("mysql", "mariadb"):
                 conn.exec_driver_sql("SELECT GET_LOCK('provstore_schema', 120)")
             try:
+                schema.prepare(name)
                 schema.metadata.create_all(conn, checkfirst=True)
                 backend.insert_ignore(
                     conn, schema.meta, [("schema_version", str(schema.SCHEMA_VERSION))]

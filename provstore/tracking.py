@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import os
 import time
-import traceback
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provstore.backend import retrying
 from provstore.config import Settings, resolve
@@ -38,8 +37,10 @@ from provstore.snapshot import (
     capture_run,
     redactor_for,
 )
-from provstore.spool import SpoolWriter
 from provstore.store import Store
+
+if TYPE_CHECKING:
+    from provstore.spool import SpoolWriter
 
 __all__ = ["FLUSH_AFTER", "FLUSH_EVERY", "Tracker", "tracker"]
 
@@ -69,7 +70,7 @@ class Tracker:
         self.exit_code: int | None = None
         """Set by ``provstore run`` to the tracked command's exit status (non-zero: failed)."""
         self._store: Store | None = None
-        self._spool: SpoolWriter | None = None
+        self._spool: SpoolWriter | None = None  # spool mode: the run's bundle being written
         self._pending: list[Sealed] = []
         self._known: set[bytes] = set()
         self._by_content: dict[bytes, bytes] = {}
@@ -84,6 +85,8 @@ class Tracker:
         env = capture_environment(self._settings)
         self._env_digest = env.environment.digest
         if self._settings.spool:
+            from provstore.spool import SpoolWriter
+
             run = self._capture_run(env)
             self._spool = SpoolWriter(self._settings.spool, run.run.digest)
             self._spool.put([env.libraryset, run.variables, env.environment, run.run])
@@ -143,6 +146,8 @@ class Tracker:
                 return  # the run belongs to the process that started it; it records the end
             error = None
             if exc is not None:
+                import traceback
+
                 text = "".join(traceback.format_exception_only(exc_type, exc)).strip()
                 error = redactor_for(self._settings).redact_text(text)[0]
             failed = exc is not None or bool(self.exit_code)

@@ -50,3 +50,13 @@ def test_tracker_is_the_function_whatever_was_imported_first():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "function"
+
+
+def test_tracking_imports_no_unused_database_dialect():
+    code = (
+        "import sys, provstore.tracking\n"
+        "print(sorted(m for m in sys.modules if m.startswith('sqlalchemy.dialects.')"
+        " and m.split('.')[2] in ('postgresql', 'mysql', 'mssql', 'oracle')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
