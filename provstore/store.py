@@ -151,11 +151,6 @@ class Store:
     def _read_version(self) -> str | None:
         with self.engine.connect() as conn:
             if not inspect(conn).has_table(schema.meta.name):
-                if inspect(conn).has_table(schema.objects.name):
-                    raise StoreError(
-                        f"{self.safe_url} holds an 'objects' table but no provstore schema "
-                        "record; it is not a provstore store. Use another database."
-                    )
                 return None
             query = select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")
             value: str | None = conn.execute(query).scalar_one_or_none()
@@ -177,6 +172,13 @@ class Store:
             elif name in ("mysql", "mariadb"):
                 conn.exec_driver_sql("SELECT GET_LOCK('provstore_schema', 120)")
             try:
+                # Under the lock another process's creation is either whole or not begun.
+                found = inspect(conn)
+                if not found.has_table(schema.meta.name) and found.has_table(schema.objects.name):
+                    raise StoreError(
+                        f"{self.safe_url} holds an 'objects' table but no provstore schema "
+                        "record; it is not a provstore store. Use another database."
+                    )
                 schema.prepare(name)
                 schema.metadata.create_all(conn, checkfirst=True)
                 backend.insert_ignore(
