@@ -177,7 +177,16 @@ def stopwatch() -> Iterator[list[float]]:
 
 
 def child_env(**extra: str) -> dict[str, str]:
+    """The environment for child processes: the checkout importable, byte-code cached.
+
+    This workplace sets PYTHONDONTWRITEBYTECODE, which would make every child compile provstore
+    from source; users' installs have their byte code, so children get a cache of their own.
+    """
     env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.setdefault(
+        "PYTHONPYCACHEPREFIX", os.path.join(tempfile.gettempdir(), "provstore-bench-pyc")
+    )
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.update(extra)
     return env

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import blake3
-import deal
 
 from provstore.errors import InvalidDigestError, PathError
 
@@ -47,7 +46,6 @@ def to_hex(digest: bytes) -> str:
     return digest.hex()
 
 
-@deal.post(lambda result: len(result) == DIGEST_SIZE)
 def from_hex(text: str) -> bytes:
     """Parse a full 64-character hex digest (surrounding whitespace and case are forgiven)."""
     ref = parse_ref(text)
@@ -122,7 +120,6 @@ def hash_framed(data: bytes) -> bytes:
 _PROGRESS_CHUNK = 1 << 26
 
 
-@deal.post(lambda result: len(result[0]) == DIGEST_SIZE and result[1] >= 0)
 def hash_file(
     path: str | os.PathLike[str], on_bytes: Callable[[int], None] | None = None
 ) -> tuple[bytes, int]:

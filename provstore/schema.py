@@ -62,7 +62,7 @@ meta = Table(
     metadata,
     Column("key", _short(64), primary_key=True),
     Column("value", _text(), nullable=False),
-    )
+)
 
 objects = Table(
     "objects",
@@ -72,7 +72,7 @@ objects = Table(
     Column("size", Integer, nullable=False),
     Column("data", LargeBinary().with_variant(LargeBinary(_UNBOUNDED), *_MY), nullable=False),
     Index("ix_objects_kind", "kind"),
-    )
+)
 
 products = Table(
     "products",
@@ -87,7 +87,7 @@ products = Table(
     Index("ix_products_name_key", "name_key"),
     Index("ix_products_content", "content"),
     Index("ix_products_run", "run"),
-    )
+)
 
 product_parents = Table(
     "product_parents",
@@ -95,7 +95,7 @@ product_parents = Table(
     Column("child", _digest(), primary_key=True),
     Column("parent", _digest(), primary_key=True),
     Index("ix_product_parents_parent", "parent", "child"),
-    )
+)
 
 runs = Table(
     "runs",
@@ -108,7 +108,7 @@ runs = Table(
     Column("name", _text(), nullable=True),
     Index("ix_runs_environment", "environment"),
     Index("ix_runs_started", "started_ns"),
-    )
+)
 
 run_ends = Table(
     "run_ends",
@@ -118,7 +118,7 @@ run_ends = Table(
     Column("status", _short(16), nullable=False),
     Column("finished_ns", BigInteger, nullable=False),
     Index("ix_run_ends_run", "run"),
-    )
+)
 
 
 def prepare(dialect: str) -> None:
