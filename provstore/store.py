@@ -99,6 +99,37 @@ def index_rows(item: Sealed) -> Iterator[tuple[Any, tuple[Any, ...]]]:
         yield schema.run_ends, (item.digest, obj.run, obj.status, obj.finished_ns)
 
 
+_LEVEL_WALK_MAX = 1000
+
+
+def _edges_by_level(
+    conn: Connection, root: bytes, near: str, depth: int
+) -> list[tuple[bytes, bytes]]:
+    """Breadth-first, one indexed ``IN`` query per level (in chunks of 500 nodes)."""
+    table = schema.product_parents
+    column = table.c[near]
+    edges: set[tuple[bytes, bytes]] = set()
+    seen = {root}
+    frontier = [root]
+    for _ in range(depth):
+        following: list[bytes] = []
+        for start in range(0, len(frontier), 500):
+            query = select(table.c.child, table.c.parent).where(
+                column.in_(frontier[start : start + 500])
+            )
+            for child, parent in conn.execute(query):
+                edge = (bytes(child), bytes(parent))
+                edges.add(edge)
+                other = edge[1] if near == "child" else edge[0]
+                if other not in seen:
+                    seen.add(other)
+                    following.append(other)
+        if not following:
+            break
+        frontier = following
+    return list(edges)
+
+
 def write_items(conn: Connection, items: Iterable[Sealed]) -> int:
     """Insert objects and the index rows they imply, idempotently, in the open transaction.
 
@@ -406,33 +437,34 @@ class Store:
     def _reachable_edges(
         self, root: bytes, direction: str, depth: int | None
     ) -> list[tuple[bytes, bytes]]:
+        """Edges reachable from ``root``; level by level when bounded, else one recursive CTE.
+
+        A depth-limited recursive CTE must carry (node, depth) pairs, and on a DAG a node is
+        reached at many depths: the rows explode.  A bounded walk is therefore one indexed
+        query per level; an unbounded one is a CTE over edges (each edge once).
+        """
         near, far = ("child", "parent") if direction == "ancestors" else ("parent", "child")
-        limit = "" if depth is None else f"WHERE reach.depth < {int(depth)}"
-        if depth is None:
-            sql = (
-                f"WITH RECURSIVE reach(node) AS (SELECT :root UNION "
-                f"SELECT e.{far} FROM product_parents e JOIN reach ON e.{near} = reach.node) "
-                f"SELECT e.child, e.parent FROM product_parents e "
-                f"JOIN reach ON e.{near} = reach.node"
-            )
-        else:
-            sql = (
-                f"WITH RECURSIVE reach(node, depth) AS (SELECT :root, 0 UNION "
-                f"SELECT e.{far}, reach.depth + 1 FROM product_parents e "
-                f"JOIN reach ON e.{near} = reach.node {limit}) "
-                f"SELECT DISTINCT e.child, e.parent FROM product_parents e "
-                f"JOIN reach ON e.{near} = reach.node"
-            )
         with self.engine.connect() as conn:
+            if depth is not None and depth <= _LEVEL_WALK_MAX:
+                return _edges_by_level(conn, root, near, depth)
             self._prepare_recursion(conn)
+            sql = (
+                f"WITH RECURSIVE reach(child, parent) AS ("
+                f"SELECT child, parent FROM product_parents WHERE {near} = :root "
+                f"UNION SELECT e.child, e.parent FROM product_parents e "
+                f"JOIN reach ON e.{near} = reach.{far}) "
+                f"SELECT child, parent FROM reach"
+            )
             rows = conn.execute(backend.text_stmt(sql), {"root": root}).all()
         return [(bytes(c), bytes(p)) for c, p in rows]
 
     @staticmethod
     def _prepare_recursion(conn: Connection) -> None:
+        """Lift the server's recursion cap (MariaDB stops silently after 1,000 levels)."""
         if conn.dialect.name in ("mysql", "mariadb"):
-            is_maria = "mariadb" in str(getattr(conn.dialect, "server_version_info", "")).lower()
-            if not is_maria and not getattr(conn.dialect, "is_mariadb", False):
+            if getattr(conn.dialect, "is_mariadb", False):
+                conn.exec_driver_sql("SET SESSION max_recursive_iterations = 4294967295")
+            else:
                 conn.exec_driver_sql("SET SESSION cte_max_recursion_depth = 4294967295")
 
     def labels(self, digests: Iterable[bytes]) -> dict[bytes, str]:

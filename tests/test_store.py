@@ -200,3 +200,18 @@ def test_match_environment(store):
     assert store.match_environment(base[1].obj) is None
     store.put(base)
     assert store.match_environment(base[1].obj) == base[1].hex
+
+
+def test_deep_chains_are_walked_whole(store):
+    """A chain longer than MariaDB's default recursion cap (1,000) and both walk strategies."""
+    run = _base()[3].digest
+    chain = [_product("c0", run)]
+    for i in range(1, 2500):
+        chain.append(_product(f"c{i}", run, [chain[-1].digest]))
+    store.put(_base() + chain)
+    tip, first = chain[-1].hex, chain[0].hex
+    assert len(store.lineage(tip).depths) == 2500
+    assert len(store.lineage(first, "descendants").depths) == 2500
+    assert len(store.lineage(tip, depth=1500).depths) == 1501  # CTE, trimmed
+    assert len(store.lineage(tip, depth=10).depths) == 11  # level by level
+    assert store.lineage(tip, depth=10).depths[chain[-11].digest] == 10
