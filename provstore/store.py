@@ -294,7 +294,20 @@ class Store:
             exact = parse_ref(ref).exact
             if exact is not None:
                 return self._load(exact, kind, ref)
-        return self._load(self.resolve(ref), kind)
+        parsed = parse_ref(ref) if isinstance(ref, str) else None
+        if parsed is None:
+            return self._load(self.resolve(ref), kind)
+        table = schema.objects
+        query = (
+            select(table.c.digest, table.c.data)
+            .where(table.c.digest.between(parsed.low, parsed.high))
+            .limit(2)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        if len(rows) != 1:  # unknown or ambiguous: resolve() says which, with the candidates
+            return self._load(self.resolve(ref), kind)
+        return self._checked(load(bytes(rows[0][0]), bytes(rows[0][1])), kind)
 
     def get_many(
         self, digests: Iterable[bytes], *, corrupt: dict[bytes, str] | None = None
@@ -348,7 +361,10 @@ class Store:
             data = conn.execute(select(table.c.data).where(table.c.digest == digest)).scalar()
         if data is None:
             raise UnknownDigestError(ref or to_hex(digest))
-        item = load(digest, bytes(data))
+        return self._checked(load(digest, bytes(data)), kind)
+
+    @staticmethod
+    def _checked(item: Sealed, kind: str | Sequence[str] | None) -> Sealed:
         kinds = (kind,) if isinstance(kind, str) else kind
         if kinds is not None and item.kind not in kinds:
             raise WrongKindError(item.hex, item.kind, kinds)
@@ -362,8 +378,10 @@ class Store:
         limit: int | None = None,
     ) -> list[Sealed]:
         """Products by name, version and/or content digest, newest run first."""
-        p, r = schema.products, schema.runs
-        query = select(p.c.digest).select_from(p.outerjoin(r, r.c.digest == p.c.run))
+        p, r, o = schema.products, schema.runs, schema.objects
+        query = select(p.c.digest, o.c.data).select_from(
+            p.join(o, o.c.digest == p.c.digest).outerjoin(r, r.c.digest == p.c.run)
+        )
         if name is not None:
             key = blake3.blake3(name.encode("utf-8")).digest()
             query = query.where(p.c.name_key == key, p.c.name == name)
@@ -383,9 +401,8 @@ class Store:
         if limit is not None:
             query = query.limit(limit)
         with self.engine.connect() as conn:
-            digests = [bytes(d) for d in conn.execute(query).scalars()]
-        found = self.get_many(digests)
-        return [found[d] for d in digests if d in found]
+            rows = conn.execute(query).all()
+        return [load(bytes(digest), bytes(data)) for digest, data in rows]
 
     def environment_of(self, ref: str | bytes) -> Sealed:
         """The environment behind an environment, a run or a product (through its run)."""
