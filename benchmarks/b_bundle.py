@@ -1,0 +1,135 @@
+"""Bundles: import and export throughput, peak memory against bundle size, bytes per object.
+
+The machinery is :mod:`benchmarks.bench_bundle` (the standalone script): bundles of N objects
+(a library set, environment, variables and run, then products with 1-2 parents) are written
+uncompressed and zlib-compressed without a store; every import and export runs in a fresh
+process that reports objects/s and its memory (RSS after its imports and ``Store()`` as the
+baseline, ``ru_maxrss`` at the end as the peak).  The floor is raw ``sqlite3``: the same
+``objects`` rows, same DDL and pragmas, ``executemany`` in sorted batches, one transaction.
+Server backends import the zlib bundle into a scratch database of their own.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from benchmarks.b_concurrency import scratch_url
+from benchmarks.bench_bundle import build_bundles, export_child, import_child, raw_sqlite_floor
+from benchmarks.harness import Context, Row, wipe_database
+
+DESCRIPTION = "bundle import/export objects/s, peak RSS vs bundle size, bytes/object"
+NAME = "bundle"
+SCRATCH_DB = "provstore_bench_b_bundle"
+IMPORT_TARGET = 20_000.0
+RSS_FACTOR, RSS_SLACK_MIB = 1.5, 50.0
+RAW = "raw sqlite3 executemany"
+
+
+def _unlink_db(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def _one_size(ctx: Context, work: Path, n: int, servers: bool, export: bool) -> dict[str, Any]:
+    """Build, import (zlib; uncompressed too at full scale), raw floor, export, servers."""
+    out: dict[str, Any] = {"n": n}
+    build = out["build"] = build_bundles(work, n, ctx.seed)
+    variants = ctx.pick(("zlib",), ("zlib", "none"))
+    dbs = {v: work / f"import-{n}-{v}.db" for v in variants}
+    for variant, db in dbs.items():
+        out[f"import_{variant}"] = import_child(f"sqlite:///{db}", build["paths"][variant], n)
+    raw_db = work / f"raw-{n}.db"
+    out["raw"] = raw_sqlite_floor(build["paths"]["none"], str(dbs["zlib"]), str(raw_db))
+    _unlink_db(raw_db)
+    exported = work / f"export-{n}.psb.z"
+    if export:
+        result = export_child(f"sqlite:///{dbs['zlib']}", build["root"], str(exported), True)
+        if result["objects"] != n:
+            raise RuntimeError(f"export wrote {result['objects']} objects, not {n}")
+        out["export"] = result
+    out["server"] = {}
+    for backend in (b for b in ctx.backends if b != "sqlite") if servers else ():
+        url = scratch_url(ctx, backend, SCRATCH_DB)
+        try:
+            out["server"][backend] = import_child(url, build["paths"]["zlib"], n)
+        finally:
+            wipe_database(url)  # left empty, not dropped (creating one costs ~1 s)
+    for db in dbs.values():
+        _unlink_db(db)
+    for path in (*build["paths"].values(), str(exported)):
+        Path(path).unlink(missing_ok=True)
+    return out
+
+
+def _mib(result: dict[str, Any], key: str) -> str:
+    value = result.get(key)
+    return "?" if value is None else f"{value:.0f}"
+
+
+def _import_row(n: int, variant: str, res: dict[str, Any], raw: float | None,
+                backend: str = "sqlite") -> Row:  # fmt: skip
+    rate = res["objects_per_s"]
+    note = (f"{res['seconds']:.2f} s; peak RSS {res['peak_rss_mib']:.0f} MiB "
+            f"(+{res['growth_mib']:.0f} over {res['baseline_rss_mib']:.0f})")  # fmt: skip
+    return Row(NAME, f"import {n:,} objects ({variant})", rate, "objects/s", backend,
+               raw, RAW if raw is not None else "", f"≥ {IMPORT_TARGET:,.0f}/s",
+               rate >= IMPORT_TARGET, note)  # fmt: skip
+
+
+def run(ctx: Context) -> list[Row]:
+    sizes: list[int] = ctx.pick([2_000, 10_000], [10_000, 100_000, 1_000_000])
+    work = Path(tempfile.mkdtemp(prefix="bundle-", dir=ctx.work))
+    rows: list[Row] = []
+    peaks: dict[int, dict[str, Any]] = {}
+    try:
+        for n in sizes:
+            # full scale: everything at every size; small: server imports at the smallest
+            # size only, export at the largest only
+            res = _one_size(ctx, work, n, servers=not ctx.small or n == sizes[0],
+                            export=not ctx.small or n == sizes[-1])  # fmt: skip
+            raw = res["raw"]["rows_per_s"]
+            if "import_none" in res:
+                rows.append(_import_row(n, "uncompressed", res["import_none"], raw))
+            rows.append(_import_row(n, "zlib", res["import_zlib"], raw))
+            imp = peaks[n] = res["import_zlib"]
+            high = imp.get("sqlite_highwater_mib")
+            rows.append(Row(
+                NAME, f"import {n:,} objects (zlib): peak RSS", imp["peak_rss_mib"], "MiB",
+                "sqlite", imp["baseline_rss_mib"], "RSS after imports + Store()",
+                note=(f"growth {imp['growth_mib']:.0f} MiB"
+                      + (f", SQLite heap high-water {high:.0f} MiB" if high is not None else "")
+                      + (f"; uncompressed import peak {res['import_none']['peak_rss_mib']:.0f} MiB"
+                         if "import_none" in res else "")),
+            ))  # fmt: skip
+            exp = res.get("export")
+            if exp:
+                rows.append(Row(
+                    NAME, f"export {n:,} objects (zlib)", exp["objects_per_s"], "objects/s",
+                    "sqlite", note=(f"{exp['seconds']:.2f} s ({exp['graph_seconds']:.2f} s "
+                                    f"closure+order); peak RSS {exp['peak_rss_mib']:.0f} MiB"),
+                ))  # fmt: skip
+            build = res["build"]
+            rows.append(Row(
+                NAME, f"bundle bytes/object ({n:,}, zlib)", build["bytes"]["zlib"] / n, "B",
+                "", build["bytes"]["none"] / n, "uncompressed",
+                note=f"compression ratio {build['compression_ratio']:.2f}",
+            ))  # fmt: skip
+            for backend, imp_s in res["server"].items():
+                rows.append(_import_row(n, "zlib", imp_s, None, backend))
+        small, large = min(peaks), max(peaks)
+        lo, hi = peaks[small]["peak_rss_mib"], peaks[large]["peak_rss_mib"]
+        rows.append(Row(
+            NAME, f"peak RSS {large:,} vs {small:,} objects (zlib import)", hi, "MiB", "sqlite",
+            lo, f"{small:,} objects", f"≤ {RSS_FACTOR}× or +{RSS_SLACK_MIB:.0f} MiB",
+            hi <= max(lo * RSS_FACTOR, lo + RSS_SLACK_MIB),
+            note=(f"growth over baseline {peaks[small]['growth_mib']:.0f} → "
+                  f"{peaks[large]['growth_mib']:.0f} MiB, of which SQLite's heap (page cache, "
+                  f"capped by cache_size = 64 MiB) {_mib(peaks[small], 'sqlite_highwater_mib')} → "
+                  f"{_mib(peaks[large], 'sqlite_highwater_mib')} MiB"),
+        ))  # fmt: skip
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return rows
