@@ -180,12 +180,16 @@ class Store:
     # -- schema ------------------------------------------------------------------------------
 
     def _read_version(self) -> str | None:
-        with self.engine.connect() as conn:
-            if not inspect(conn).has_table(schema.meta.name):
-                return None
-            query = select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")
-            value: str | None = conn.execute(query).scalar_one_or_none()
-            return value
+        query = select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")
+        try:  # the common case, one query; the inspector only when the table may be missing
+            with self.engine.connect() as conn:
+                value: str | None = conn.execute(query).scalar_one_or_none()
+                return value
+        except DBAPIError:
+            with self.engine.connect() as conn:
+                if inspect(conn).has_table(schema.meta.name):
+                    raise
+            return None
 
     def _ensure_schema(self) -> None:
         version = self._read_version()
