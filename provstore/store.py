@@ -187,9 +187,10 @@ class Store:
                 return value
         except DBAPIError:
             with self.engine.connect() as conn:
-                if inspect(conn).has_table(schema.meta.name):
-                    raise
-            return None
+                if not inspect(conn).has_table(schema.meta.name):
+                    return None
+                again: str | None = conn.execute(query).scalar_one_or_none()  # created meanwhile
+                return again
 
     def _ensure_schema(self) -> None:
         version = self._read_version()
