@@ -31,7 +31,9 @@ from provstore.errors import (
 from provstore.objects import Environment, Product, Run, RunEnd, Sealed, load, seal
 
 if TYPE_CHECKING:
+    from provstore.envdiff import EnvDiff
     from provstore.transfer import ExportResult, ImportResult
+    from provstore.verify import Report
 
 __all__ = [
     "INDEX_TABLES",
@@ -592,3 +594,24 @@ class Store:
         from provstore.transfer import import_bundle
 
         return import_bundle(self, fileobj, on_progress=on_progress)
+
+    # -- checks ------------------------------------------------------------------------------
+
+    def diff(self, a: str | bytes, b: str | bytes | None = None) -> EnvDiff:
+        """Differences between the environments behind ``a`` and ``b`` (default: this one)."""
+        from provstore.verify import diff_refs
+
+        return diff_refs(self, a, b)
+
+    def verify(
+        self,
+        ref: str | bytes,
+        *,
+        path: str | None = None,
+        rerun: bool = False,
+        environment: bool = True,
+    ) -> Report:
+        """Integrity, file content, environment and (with ``rerun``) reproduction checks."""
+        from provstore.verify import verify
+
+        return verify(self, ref, path=path, rerun=rerun, environment=environment)

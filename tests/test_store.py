@@ -215,3 +215,23 @@ def test_deep_chains_are_walked_whole(store):
     assert len(store.lineage(tip, depth=1500).depths) == 1501  # CTE, trimmed
     assert len(store.lineage(tip, depth=10).depths) == 11  # level by level
     assert store.lineage(tip, depth=10).depths[chain[-11].digest] == 10
+
+
+def test_store_diff_and_verify_follow_the_design_api(tmp_path, sqlite_url):
+    from provstore import tracker
+
+    data = tmp_path / "f.bin"
+    data.write_bytes(b"x")
+    with tracker(sqlite_url) as t:
+        product = t.track(data)
+    with Store(sqlite_url) as store:
+        assert store.diff(product).identical
+        assert store.diff(product, product).identical
+        report = store.verify(product)
+        assert report.ok and [c.name for c in report.checks] == [
+            "integrity",
+            "data",
+            "environment",
+        ]
+        data.write_bytes(b"y")
+        assert not store.verify(product).ok
