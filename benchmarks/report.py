@@ -9,6 +9,8 @@ from typing import Any
 
 from benchmarks.harness import fmt
 
+_THROUGHPUT = ("register", "bundle")  # rates measured at several store or bundle sizes
+_LATENCY = ("register", "lookup")
 _SIZE = re.compile(r"(?<![\w.])(\d[\d,]*(?:\.\d+)?)\s*([kKM]?)(?![\w])")
 
 
@@ -109,13 +111,14 @@ def write_plot(data: dict[str, Any], path: Path) -> None:
     series: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
     for r in data["rows"]:
         size = _size_of(r["measure"])
-        if (
-            size is None
-            or r["value"] is None
-            or not (r["unit"].endswith("/s") or r["unit"] == "ms")
-        ):
-            continue
-        label = _SIZE.sub("", r["measure"]).replace(" at ", " ").replace("@", "").strip(" ,")
+        wanted = (r["unit"].endswith("/s") and r["benchmark"] in _THROUGHPUT) or (
+            r["unit"] == "ms" and r["benchmark"] in _LATENCY
+        )
+        if size is None or size < 100 or r["value"] is None or not wanted:
+            continue  # small numbers in a measure are depths or percentiles, not sizes
+        if "whole" in r["measure"]:
+            continue  # the whole-block average repeats the windows
+        label = _SIZE.sub("", r["measure"]).split(",")[0].strip()
         series[(r["unit"], f"{r['benchmark']}: {label} [{r['backend']}]")].append(
             (size, r["value"])
         )
@@ -126,13 +129,18 @@ def write_plot(data: dict[str, Any], path: Path) -> None:
         points.sort()
         axis = right if unit == "ms" else left
         axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
-    for axis, title in ((left, "throughput (per second)"), (right, "latency (ms)")):
+    panels = ((left, "throughput against store / bundle size"), (right, "latency (ms)"))
+    for axis, title in panels:
         axis.set_xscale("log")
-        axis.set_xlabel("store / data size")
+        axis.set_xlabel("products in the store (objects in the bundle)")
         axis.set_title(title)
         axis.grid(True, alpha=0.3)
         if axis.lines:
-            axis.legend(fontsize=6)
+            axis.legend(fontsize=7)
+        else:
+            axis.text(
+                0.5, 0.5, "no size series in this run", ha="center", transform=axis.transAxes
+            )
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
