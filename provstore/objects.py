@@ -18,7 +18,7 @@ Bodies are maps with exactly the fields below; :func:`load` refuses anything els
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from provstore import encoding
@@ -119,13 +119,18 @@ class _Base:
         for name, check in cls._CHECKS.items():
             if not check(body[name]):
                 raise ValueError(f"field {name!r} of a {cls.KIND} has the wrong type")
-        names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
-        return cls(**{name: _frozen(name, body[name]) for name in names})
+        # _CHECKS names every field (a test pins this), so no dataclasses.fields() per object.
+        return cls(
+            **{
+                name: value if type(value) is not list and name != "code" else _frozen(name, value)
+                for name, value in body.items()
+            }
+        )
 
 
 def _frozen(name: str, value: Any) -> Any:
-    if name == "code" and value is not None:
-        return CodeState(**value)
+    if name == "code":
+        return None if value is None else CodeState(**value)
     if name == "metadata" or type(value) is not list:
         return value
     return tuple(tuple(v) if type(v) is list else v for v in value)

@@ -125,3 +125,12 @@ def test_references():
     assert run.references() == (D1, D2)
     product = _examples()[5]
     assert set(product.references()) == {D2, D1, D3}
+
+
+def test_checks_name_every_field():
+    from dataclasses import fields
+
+    from provstore.objects import KINDS
+
+    for cls in KINDS.values():
+        assert set(cls._CHECKS) == {f.name for f in fields(cls)}, cls.KIND
