@@ -1,9 +1,9 @@
-"""Bundle benchmarks: write, import (objects/s, peak memory vs bundle size), export, raw floor.
+"""Bundle benchmarks: write, import (objects/s, peak memory vs bundle size), export, raw floors.
 
 Usage::
 
     python benchmarks/bench_bundle.py [--objects N ...] [--url URL] [--out FILE.json]
-                                      [--tracemalloc] [--keep]
+                                      [--tracemalloc] [--no-export] [--no-full-floor] [--keep]
 
 Prints a table and writes JSON (default ``benchmarks/results/bench_bundle.json``).  Timings are
 reported, never asserted: the machine is shared and noisy, so compare ratios taken in one run.
@@ -15,14 +15,18 @@ For every N (default 10,000 / 100,000 / 1,000,000):
    a time and written in dependency order with :class:`provstore.bundle.BundleWriter` to an
    uncompressed and a zlib file at once.  Only the products' digests are kept (for parents).
 2. Import each file into a fresh SQLite file store in a fresh process
-   (``Store(url).import_bundle(f)``): wall time, objects/s, and the child's memory — RSS and
-   ``ru_maxrss`` right after the imports and ``Store()`` (baseline), ``ru_maxrss`` at the end
-   (peak), RSS sampled during the import, and SQLite's own heap high-water mark (its page
-   cache, read through ctypes from the very libsqlite3 the ``sqlite3`` module uses).
-3. The raw sqlite3 floor: the same ``objects`` rows (digest, kind, size, data), same DDL as
-   provstore's ``objects`` table, same pragmas, ``executemany`` in batches of 2000 sorted by
-   key, one transaction.  Only the inserts and the commit are timed.
-4. Export of the largest store back to a bundle, in a fresh process: time, objects/s, memory.
+   (``Store(url).import_bundle(f)``): wall time, objects/s (overall, and per 5% of the bundle),
+   and the child's memory: RSS right after the imports and ``Store()`` (baseline), peak RSS at
+   the end (``ru_maxrss`` and ``VmHWM``), RSS sampled during the import, and SQLite's own heap
+   high-water mark (its page cache, read through ctypes from the very libsqlite3 the
+   ``sqlite3`` module uses).  Children are started by a small launcher process so that their
+   ``ru_maxrss`` is their own (see ``_LAUNCHER``).
+3. Raw sqlite3 floors, same DDL and pragmas as provstore, ``executemany`` in batches of 2000
+   objects sorted by key, one transaction, only the inserts and the commit timed: the
+   ``objects`` rows alone, and (unless ``--no-full-floor``) every row an import writes
+   (``objects`` + ``products`` + ``product_parents``).
+4. Export of the largest store back to a zlib bundle, in a fresh process: time (closure walk
+   vs streaming), objects/s, memory.
 5. With ``--url postgresql+psycopg2://...``: the zlib bundles imported into a scratch database
    ``provstore_bench_bundle`` (created and dropped here, recreated for every N).
 
@@ -33,6 +37,7 @@ the Python-heap peak and the biggest allocation sites still alive at the end of 
 from __future__ import annotations
 
 import argparse
+import atexit
 import datetime
 import json
 import os
@@ -416,7 +421,7 @@ class Launcher:
         return result
 
     def close(self) -> None:
-        if self.proc.stdin is not None:
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
             self.proc.stdin.close()
         self.proc.wait(timeout=30)
 
@@ -424,17 +429,21 @@ class Launcher:
 _launcher: Launcher | None = None
 
 
+def _get_launcher() -> Launcher:
+    """The launcher, started on first use (its own ru_maxrss may be inherited; its children's
+    is not, since they are exec'd from the launcher's small process image)."""
+    global _launcher
+    if _launcher is None or _launcher.proc.poll() is not None:
+        _launcher = Launcher()
+        atexit.register(_launcher.close)
+    return _launcher
+
+
 def _run_child(code: str, args: list[str], timeout: float = 3600) -> dict[str, Any]:
     argv = [sys.executable, "-c", code, *args]
     t0 = time.perf_counter()
-    if _launcher is not None:
-        proc = _launcher.run(argv, timeout)
-        rc, stdout, stderr = proc["rc"], proc["stdout"], proc["stderr"]
-    else:
-        done = subprocess.run(
-            argv, env=_child_env(), cwd=ROOT, capture_output=True, text=True, timeout=timeout
-        )
-        rc, stdout, stderr = done.returncode, done.stdout, done.stderr
+    proc = _get_launcher().run(argv, timeout)
+    rc, stdout, stderr = proc["rc"], proc["stdout"], proc["stderr"]
     wall = time.perf_counter() - t0
     if rc != 0:
         raise RuntimeError(f"child failed ({rc}):\n{stderr}")
@@ -664,7 +673,7 @@ def machine_info() -> dict[str, Any]:
         )  # fmt: skip
     except Exception:
         dirty = None
-    versions = {}
+    versions: dict[str, str | None] = {}
     for dist in ("blake3", "msgpack", "psycopg2-binary"):
         try:
             versions[dist] = md.version(dist)
@@ -706,10 +715,11 @@ def _rows(results: dict[str, Any]) -> list[Row]:
         return out
 
     def at(*path: str, scale: float = 1.0) -> list[Any]:
-        def get(s: dict[str, Any]) -> Any:
+        def get(entry: dict[str, Any]) -> Any:
+            value: Any = entry
             for key in path:
-                s = s[key]
-            return s if scale == 1.0 else s / scale
+                value = value[key]
+            return value if scale == 1.0 else value / scale
 
         return col(get)
 
@@ -881,8 +891,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = sorted(set(args.objects))
 
-    global _launcher
-    _launcher = Launcher()  # first, while this process is still small (see _LAUNCHER)
+    _get_launcher()  # first, while this process is still small (see _LAUNCHER)
     started = time.perf_counter()
     phases: dict[str, float] = {}
 

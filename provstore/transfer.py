@@ -38,21 +38,28 @@ class ImportResult:
 
 
 def _graph(store: Store, roots: Sequence[bytes]) -> dict[bytes, tuple[bytes, ...]]:
-    """Digest → references for the whole closure (with run ends), breadth-first."""
+    """Digest → references for the whole closure (with run ends), breadth-first.
+
+    Objects are loaded (and verified) a chunk at a time and only their references are kept,
+    so memory holds digests, not objects.
+    """
     refs: dict[bytes, tuple[bytes, ...]] = {}
-    layer = set(roots)
+    layer = sorted(set(roots))
     while layer:
-        found = store.get_many(layer)
-        for digest in layer:
-            if digest not in found:
-                raise BundleError(f"the store lacks {to_hex(digest)}; run `provstore fsck`")
-        runs = [d for d, item in found.items() if isinstance(item.obj, Run)]
-        following = {d for d in store.run_ends(runs) if d not in refs} if runs else set()
-        for digest, item in found.items():
-            refs[digest] = item.obj.references()
-        for digest in found:
-            following.update(r for r in refs[digest] if r not in refs)
-        layer = following - set(refs)
+        following: set[bytes] = set()
+        for start in range(0, len(layer), _BATCH):
+            chunk = layer[start : start + _BATCH]
+            found = store.get_many(chunk)
+            for digest in chunk:
+                if digest not in found:
+                    raise BundleError(f"the store lacks {to_hex(digest)}; run `provstore fsck`")
+            runs = [d for d, item in found.items() if isinstance(item.obj, Run)]
+            if runs:
+                following.update(store.run_ends(runs))
+            for digest, item in found.items():
+                refs[digest] = item.obj.references()
+                following.update(refs[digest])
+        layer = sorted(d for d in following if d not in refs)
     return refs
 
 
