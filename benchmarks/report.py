@@ -122,13 +122,17 @@ def write_plot(data: dict[str, Any], path: Path) -> None:
         series[(r["unit"], f"{r['benchmark']}: {label} [{r['backend']}]")].append(
             (size, r["value"])
         )
+        if r["baseline"] is not None and r["baseline_label"]:
+            base = f"  baseline: {r['baseline_label']} [{r['backend']}]"
+            series[(r["unit"], base)].append((size, r["baseline"]))
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
     for (unit, label), points in sorted(series.items()):
         if len(points) < 2:
             continue
         points.sort()
         axis = right if unit == "ms" else left
-        axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+        style = "--" if label.startswith("  baseline") else "-"
+        axis.plot([p[0] for p in points], [p[1] for p in points], style, marker="o", label=label)
     panels = ((left, "throughput against store / bundle size"), (right, "latency (ms)"))
     for axis, title in panels:
         axis.set_xscale("log")
