@@ -89,8 +89,7 @@ class BundleWriter:
 
     def add(self, digest: bytes, data: bytes) -> None:
         """Append one object."""
-        self._sink.write(_SIZE.pack(len(data)) + digest)
-        self._sink.write(data)
+        self._sink.write(_SIZE.pack(len(data)) + digest + data)
         self.count += 1
 
     def close(self) -> int:
