@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,7 +121,3 @@ def _table_str(table: Mapping[str, Any], key: str, where: Path | None) -> str | 
         raise ConfigError(f"[tool.provstore] {key} in {where} must be a string")
     return value
 
-
-def as_tuple(values: Sequence[str] | None) -> tuple[str, ...]:
-    """Normalise an optional list of strings."""
-    return tuple(values or ())

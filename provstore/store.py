@@ -239,12 +239,6 @@ class Store:
         if batch:
             backend.retrying(write)
 
-    def put_objects(self, objs: Iterable[Any]) -> list[Sealed]:
-        """Seal and store objects; returns them sealed."""
-        sealed = [seal(obj) for obj in objs]
-        self.put(sealed)
-        return sealed
-
     # -- reading -----------------------------------------------------------------------------
 
     def resolve(self, ref: str | bytes) -> bytes:
