@@ -2,14 +2,17 @@
 
 Usage::
 
-    python -m benchmarks [NAME ...] [--scale small|full] [--url URL ...] [--out FILE]
-                         [--report docs/benchmarks.rst] [--plot FILE.png]
+    python -m benchmarks [NAME ...] [--scale small|full] [--url URL ...] [--backend NAME ...]
+                         [--out FILE] [--report docs/benchmarks.rst] [--plot FILE.png]
+    python -m benchmarks --from RESULTS.json [--from ...] --report PAGE.rst [--plot FILE.png]
 
 ``--scale small`` finishes in about two minutes and runs in CI as a smoke test (it fails only
 when a benchmark raises, never on speed); ``full`` is the run whose figures go into the docs.
 Backends: SQLite always; PostgreSQL and MariaDB at ``--url`` or at ``PROVSTORE_BENCH_PG_URL`` /
 ``PROVSTORE_BENCH_MYSQL_URL`` (default: database ``provstore_bench`` on the local servers,
-created and wiped by the suite) when they answer.
+created and wiped by the suite) when they answer; ``--backend`` keeps only the named ones.
+``--from`` runs nothing: it writes the page from saved results of one or more runs (a long
+full run may be taken in parts), each part listed on the page with its own command.
 """
 
 from __future__ import annotations
@@ -38,12 +41,15 @@ NAMES = [
 ]
 
 
-def _backends(urls: list[str]) -> tuple[dict[str, str], list[str]]:
+def _backends(urls: list[str], only: list[str]) -> tuple[dict[str, str], list[str]]:
     backends = {"sqlite": "sqlite://"}
     notes = []
     candidates = {"postgresql": server_url("postgresql"), "mariadb": server_url("mariadb")}
     for url in urls:
         candidates["postgresql" if url.startswith("postgres") else "mariadb"] = url
+    if only:
+        backends = {k: v for k, v in backends.items() if k in only}
+        candidates = {k: v for k, v in candidates.items() if k in only}
     for name, url in candidates.items():
         problem = reachable(url)
         if problem is None:
@@ -62,6 +68,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"some of: {', '.join(NAMES)}")
     parser.add_argument("--scale", choices=["small", "full"], default="small")
     parser.add_argument("--url", action="append", default=[], help="a PostgreSQL or MySQL URL")
+    parser.add_argument(
+        "--backend",
+        action="append",
+        default=[],
+        choices=["sqlite", "postgresql", "mariadb"],
+        help="run on this backend only (repeat for several; default: all that answer)",
+    )
+    parser.add_argument(
+        "--from",
+        dest="sources",
+        action="append",
+        type=Path,
+        default=[],
+        help="write --report/--plot from this saved results JSON instead of running (repeatable)",
+    )
     parser.add_argument("--out", type=Path, help="JSON results (default benchmarks/results/)")
     parser.add_argument("--report", type=Path, help="write the results page (reStructuredText)")
     parser.add_argument("--plot", type=Path, help="write a PNG plot (needs the bench extra)")
@@ -69,7 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.names) - set(NAMES)
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
-    backends, notes = _backends(args.url)
+    if args.sources:
+        if args.names or not (args.report or args.plot):
+            parser.error("--from writes --report/--plot from saved results; name no benchmarks")
+        return _from_saved(args.sources, args.report, args.plot)
+    backends, notes = _backends(args.url, args.backend)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     rows: list[Row] = []
@@ -92,15 +117,26 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or RESULTS / f"{args.scale}.json"
     write_json(out, args.scale, rows, errors, seconds)
     print(f"\nwrote {out} ({seconds:.0f} s); {len(errors)} benchmark errors")
-    if args.report:
-        from benchmarks.report import write_report
-
-        write_report(json.loads(out.read_text()), args.report, args.plot)
-    elif args.plot:
-        from benchmarks.report import write_plot
-
-        write_plot(json.loads(out.read_text()), args.plot)
+    if args.report or args.plot:
+        _from_saved([out], args.report, args.plot)
     return 1 if errors else 0
+
+
+def _from_saved(sources: list[Path], report: Path | None, plot: Path | None) -> int:
+    from benchmarks.report import merge, write_plot, write_report
+
+    try:
+        data = merge([json.loads(path.read_text()) for path in sources])
+    except (OSError, ValueError) as exc:
+        print(f"error: cannot read results: {exc}", file=sys.stderr)
+        return 2
+    if report:
+        write_report(data, report, plot)
+        print(f"wrote {report}" + (f" and {plot}" if plot else ""))
+    elif plot:
+        write_plot(data, plot)
+        print(f"wrote {plot}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -244,8 +244,10 @@ def bigstore(ctx: Context, backend: str, dag: int, chain: int = 0,
     with Store(big.url) as store:
         if big.dag_count == 0 and big.chain_count == 0:
             store.put(plan.base)
-        for kind, have, want, make in (("dag", big.dag_count, dag, plan.dag_batch),
-                                       ("chain", big.chain_count, chain, plan.chain_batch)):
+        for kind, have, want, make in (
+            ("dag", big.dag_count, dag, plan.dag_batch),
+            ("chain", big.chain_count, chain, plan.chain_batch),
+        ):
             for k in range(have // BATCH, -(-want // BATCH)):
                 run, *items = make(k)
                 low = max(have, k * BATCH) - k * BATCH

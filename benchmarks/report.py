@@ -9,6 +9,10 @@ from typing import Any
 
 from benchmarks.harness import fmt
 
+_ORDER = {name: i for i, name in enumerate(
+    ["start", "capture", "register", "lookup", "lineage", "concurrency", "hashing", "bundle",
+     "storage"]
+)}  # fmt: skip
 _THROUGHPUT = ("register", "bundle")  # rates measured at several store or bundle sizes
 _LATENCY = ("register", "lookup")
 _SIZE = re.compile(r"(?<![\w.])(\d[\d,]*(?:\.\d+)?)\s*([kKM]?)(?![\w])")
@@ -55,6 +59,50 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One page's data from saved runs; a benchmark found in several runs keeps its latest."""
+    if not runs:
+        raise ValueError("no results to merge")
+    scales = {run["scale"] for run in runs}
+    if len(scales) > 1:
+        raise ValueError(f"runs of different scales cannot share a page: {sorted(scales)}")
+    rows: list[dict[str, Any]] = []
+    parts = []
+    for run in runs:
+        names = list(dict.fromkeys(r["benchmark"] for r in run["rows"]))
+        rows = [r for r in rows if r["benchmark"] not in names] + run["rows"]
+        parts.append({
+            "command": run["command"],
+            "seconds": run["seconds"],
+            "date": run["machine"].get("date"),
+            "benchmarks": names,
+        })  # fmt: skip
+    return {
+        **runs[-1],
+        "parts": parts,
+        "seconds": sum(run["seconds"] for run in runs),
+        "errors": [e for run in runs for e in run.get("errors", [])],
+        "rows": sorted(rows, key=lambda r: _ORDER.get(r["benchmark"], len(_ORDER))),
+    }
+
+
+def _commands(data: dict[str, Any]) -> list[str]:
+    parts = data.get("parts") or [
+        {"command": data["command"], "seconds": data["seconds"], "date": None, "benchmarks": []}
+    ]
+    if len(parts) == 1:
+        part = parts[0]
+        return [f"* command: ``{part['command']}`` ({part['seconds']:.0f} s)"]
+    lines = [f"* taken in {len(parts)} runs ({data['seconds']:.0f} s in all); each benchmark's "
+             "figures and baselines come from one run:"]  # fmt: skip
+    for part in parts:
+        lines.append(
+            f"  * ``{part['command']}`` ({', '.join(part['benchmarks'])}; "
+            f"{part['seconds']:.0f} s, started {part['date']})"
+        )
+    return lines
+
+
 def write_report(data: dict[str, Any], path: Path, plot: Path | None = None) -> None:
     """Write the results page; with ``plot``, draw the figure and show it on the page."""
     machine = data["machine"]
@@ -65,11 +113,12 @@ def write_report(data: dict[str, Any], path: Path, plot: Path | None = None) -> 
         "Benchmarks",
         "==========",
         "",
-        "Every figure below was measured in one run of the suite, beside its baseline measured in",
-        "the same run (a raw-driver floor or a naive implementation) and the target it is held",
-        "to. The machine is shared and noisy (about ±30% on single figures): compare ratios.",
+        "Every figure below was measured beside its baseline in the same run (a raw-driver",
+        "floor or a naive implementation) and is held to the target beside it. The machine is",
+        "shared and noisy (about ±30% on single figures): compare ratios.",
         "",
-        f"* command: ``{data['command']}`` (``--scale {data['scale']}``, {data['seconds']:.0f} s)",
+        f"* scale: ``--scale {data['scale']}``",
+        *_commands(data),
         f"* date: {machine.get('date')}",
         f"* machine: {machine.get('cpus')} CPUs ({machine.get('cpu', '?')}), "
         f"{int(machine.get('memory_kib', 0)) // (1 << 20)} GiB, {machine.get('platform')}",

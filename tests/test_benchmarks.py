@@ -33,3 +33,49 @@ def test_small_scale_suite_runs_without_errors(tmp_path):
     assert all(row["value"] is not None or row["note"] for row in data["rows"])
     page = report.read_text()
     assert page.startswith("Benchmarks\n==========") and "targets:" in page
+
+
+def _run(benchmark: str, command: str, value: float) -> dict:
+    row = {"benchmark": benchmark, "measure": "m", "backend": "sqlite", "value": value,
+           "unit": "ms", "baseline": None, "baseline_label": "", "target": "", "met": None,
+           "note": "", "ratio": None}  # fmt: skip
+    return {"scale": "full", "machine": {"date": "d"}, "seconds": 10.0, "command": command,
+            "errors": [], "rows": [row]}  # fmt: skip
+
+
+def test_saved_runs_merge_into_one_page_with_every_command(tmp_path):
+    from benchmarks.report import merge
+
+    first = _run("lookup", "python -m benchmarks lookup", 1.0)
+    second = _run("start", "python -m benchmarks start", 2.0)
+    again = _run("lookup", "python -m benchmarks lookup --backend sqlite", 3.0)
+    data = merge([first, second, again])
+    # suite order, and a benchmark run twice keeps only its latest figures
+    assert [(r["benchmark"], r["value"]) for r in data["rows"]] == [
+        ("start", 2.0),
+        ("lookup", 3.0),
+    ]
+    assert data["seconds"] == 30.0
+    paths = []
+    for i, run in enumerate([first, second, again]):
+        paths += ["--from", str(tmp_path / f"{i}.json")]
+        (tmp_path / f"{i}.json").write_text(json.dumps(run))
+    page = tmp_path / "page.rst"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", *paths, "--report", str(page)],
+                          cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    text = page.read_text()
+    assert "taken in 3 runs" in text
+    assert all(f"``{run['command']}``" in text for run in (first, second, again))
+
+
+def test_runs_of_different_scales_are_refused():
+    from benchmarks.report import merge
+
+    small = {**_run("start", "a", 1.0), "scale": "small"}
+    with pytest.raises(ValueError, match="different scales"):
+        merge([small, _run("lookup", "b", 1.0)])
+    missing = ["--from", "/nonexistent.json", "--report", "/tmp/x.rst"]
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", *missing],
+                          cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 2 and "cannot read results" in proc.stderr
