@@ -8,16 +8,17 @@ with the product index, plus a separate pure chain of 100,000 products (small: 2
 Measured, time in ms and nodes returned: ``Store.lineage(x, "ancestors" | "descendants",
 depth=d)`` for d = 10 and 1,000 in the DAG (ancestors of the newest product, descendants of the
 oldest; also ancestors to d = 100 (small: 30) to show how the cost grows) and the whole chain
-(d = its length).  Baselines in the same run: the very SQL of ``Store._reachable_edges`` on a
-raw driver connection, and at d = 10 a naive Python BFS issuing one query per node.
+(d = its length).  Baselines in the same run, on a raw driver connection: the textbook
+depth-limited recursive CTE over ``(node, depth)`` pairs (the SQL one would write first), the
+floor for a depth-limited walk (one ``IN`` query per level, every edge fetched once, nothing
+kept), and at d = 10 a naive Python BFS issuing one query per node.
 
-Store's depth-limited query recurses over ``(node, depth)`` pairs with ``UNION``: in a DAG a
-node reached by paths of many lengths is expanded once per length, so the work grows with
-nodes x depth instead of edges.  How many pairs the query has to derive is counted exactly from
-the generated graph and reported beside it; queries are cancelled after a timeout (the row
-then says so and its value is the time at which it was cancelled).  A proposed replacement of
-``_reachable_edges`` (:class:`ProposedStore`) is measured on the same cases and checked to
-return exactly what Store returns (where Store is right).
+In a DAG a node reached by paths of many lengths is expanded by the textbook CTE once per
+length, so its work grows with nodes x depth instead of edges; how many pairs it derives is
+counted exactly from the generated graph and reported beside it.  Queries are cancelled after
+a timeout (the row then says so and its value is the time at which it was cancelled).
+``Store.lineage`` walks level by level (see ``provstore.store._edges_by_level``) and is
+checked to return exactly the nodes within the depth.
 """
 
 from __future__ import annotations
@@ -43,111 +44,11 @@ TARGET_MS = 100.0  # an ancestor query of depth 1,000
 FAST_MS = 200.0  # cases faster than this are repeated and the median reported
 REPEAT = 3
 
-try:
-    from provstore.store import Store as _StoreBase
-except ImportError:  # pragma: no cover - provstore is always importable in the suite
-    _StoreBase = object  # type: ignore[assignment,misc]
-
-
-# -- the proposed _reachable_edges -------------------------------------------------------------
-
-
-class ProposedStore(_StoreBase):  # type: ignore[misc,valid-type]
-    """Store with the proposed ``_reachable_edges`` (everything else unchanged).
-
-    * The recursion carries edges, ``reach(child, parent[, depth])``, so there is no final
-      join of ``product_parents`` against the reached nodes (which SQLite and PostgreSQL run
-      as a scan of the whole table: O(store) even for depth 1).
-    * A depth limit is met level by level from the exact BFS frontier, deduplicated in
-      Python, each level one indexed ``IN`` query (every edge fetched once); while a round
-      meets no node seen before (a chain, a tree) the next round covers twice as many levels
-      in one recursive query (up to 512), so a 100k chain costs ~200 round trips, not 100k.
-      Nowhere does a query enumerate (node, depth) pairs across many path lengths.
-    * MariaDB's ``max_recursive_iterations`` (default 1,000, beyond which MariaDB silently
-      stops recursing) is lifted for the unbounded query, like MySQL's limit.
-    """
-
-    MAX_WINDOW = 512  # below MariaDB's default max_recursive_iterations (1,000)
-
-    def _reachable_edges(
-        self, root: bytes, direction: str, depth: int | None
-    ) -> list[tuple[bytes, bytes]]:
-        from sqlalchemy import bindparam, text
-
-        near, far = ("child", "parent") if direction == "ancestors" else ("parent", "child")
-        with self.engine.connect() as conn:
-            if depth is None:
-                self._prepare_recursion(conn)
-                sql = (
-                    f"WITH RECURSIVE reach(child, parent) AS ("
-                    f"SELECT child, parent FROM product_parents WHERE {near} = :root UNION "
-                    f"SELECT e.child, e.parent FROM product_parents e "
-                    f"JOIN reach ON e.{near} = reach.{far}) SELECT child, parent FROM reach"
-                )
-                rows = conn.execute(text(sql), {"root": root}).all()
-                return [(bytes(c), bytes(p)) for c, p in rows]
-            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-            level_sql = f"SELECT child, parent FROM product_parents WHERE {near} IN ("
-            ancestors = direction == "ancestors"
-            edges: set[tuple[bytes, bytes]] = set()
-            out: dict[bytes, list[bytes]] = {}
-            seen = {root}
-            frontier = [root]
-            level, window = 0, 2  # depth 1 (root and its neighbours' links): one query
-            while frontier and level <= depth:
-                # fetch the edges out of the nodes at levels level .. level + span - 1
-                span = min(window, depth + 1 - level)
-                if span > 1:
-                    query = text(
-                        f"WITH RECURSIVE reach(child, parent, depth) AS ("
-                        f"SELECT child, parent, 1 FROM product_parents WHERE {near} IN :nodes "
-                        f"UNION SELECT e.child, e.parent, reach.depth + 1 "
-                        f"FROM product_parents e JOIN reach ON e.{near} = reach.{far} "
-                        f"WHERE reach.depth < {span}) SELECT DISTINCT child, parent FROM reach"
-                    ).bindparams(bindparam("nodes", expanding=True))
-                fetched: set[tuple[bytes, bytes]] = set()
-                for start in range(0, len(frontier), 500):
-                    part = frontier[start : start + 500]
-                    if span == 1:  # the hot path: plain driver SQL, no statement compiling
-                        marks = ", ".join([mark] * len(part))
-                        result = conn.exec_driver_sql(level_sql + marks + ")", tuple(part))
-                    else:
-                        result = conn.execute(query, {"nodes": part})
-                    fetched.update((bytes(c), bytes(p)) for c, p in result.all())
-                for edge in fetched - edges:
-                    src, dst = edge if ancestors else (edge[1], edge[0])
-                    out.setdefault(src, []).append(dst)
-                edges |= fetched
-                # the exact BFS levels over what has been fetched
-                rejoined = False
-                for _ in range(span):
-                    nxt = []
-                    for node in frontier:
-                        for n in out.pop(node, ()):
-                            if n in seen:
-                                rejoined = True
-                            else:
-                                seen.add(n)
-                                nxt.append(n)
-                    frontier = nxt
-                level += span
-                window = 1 if rejoined else min(2 * window, self.MAX_WINDOW)
-        return list(edges)
-
-    @staticmethod
-    def _prepare_recursion(conn: Any) -> None:
-        if conn.dialect.name in ("mysql", "mariadb"):
-            if getattr(conn.dialect, "is_mariadb", False):
-                conn.exec_driver_sql("SET SESSION max_recursive_iterations = 4294967295")
-            else:
-                conn.exec_driver_sql("SET SESSION cte_max_recursion_depth = 4294967295")
-
-
 # -- baselines ---------------------------------------------------------------------------------
 
 
 def cte_sql(direction: str, depth: int | None, mark: str) -> str:
-    """The SQL of ``Store._reachable_edges`` (copied), with the driver's parameter mark."""
+    """The textbook recursive CTE (with depth: over (node, depth) pairs), raw driver marks."""
     near, far = ("child", "parent") if direction == "ancestors" else ("parent", "child")
     if depth is None:
         return (
@@ -323,21 +224,18 @@ def run(ctx: Context) -> list[Row]:
         big = bigstore(ctx, backend, size, chain)
         parents = big.plan.dag_parents[: big.dag_count]
         store = Store(big.url)
-        proposed = ProposedStore(big.url)
         raw = raw_connect(backend, big.url)
         limit_engine(store.engine, backend, timeout)
-        limit_engine(proposed.engine, backend, timeout)
         limit_dbapi(backend, raw.conn, timeout)
         try:
-            rows.extend(_backend_rows(ctx, big, store, proposed, raw, parents, timeout))
+            rows.extend(_backend_rows(ctx, big, store, raw, parents, timeout))
         finally:
             raw.close()
             store.close()
-            proposed.close()
     return rows
 
 
-def _backend_rows(ctx: Context, big: BigStore, store: Any, proposed: Any, raw: Any,
+def _backend_rows(ctx: Context, big: BigStore, store: Any, raw: Any,
                   parents: list[tuple[int, ...]], timeout: float) -> list[Row]:  # fmt: skip
     rows: list[Row] = []
     for graph, root, index, direction, depth in _cases(big, ctx.small):
@@ -349,7 +247,7 @@ def _backend_rows(ctx: Context, big: BigStore, store: Any, proposed: Any, raw: A
         targeted = graph == "DAG" and direction == "ancestors" and depth == 1000
         case = _Case(big, f"{graph} {direction} depth {depth:,}", root, direction, depth, want,
                      work, timeout, targeted)  # fmt: skip
-        rows.extend(case.rows(store, proposed, raw))
+        rows.extend(case.rows(store, raw))
     return rows
 
 
@@ -374,17 +272,17 @@ class _Case:
     def floor(self, raw: Any) -> int:
         return level_bfs(raw, self.root, self.direction, self.depth)
 
-    def rows(self, store: Any, proposed: Any, raw: Any) -> list[Row]:
+    def rows(self, store: Any, raw: Any) -> list[Row]:
         backend, what, timeout = self.big.backend, self.what, self.timeout
         target = f"<= {TARGET_MS:g} ms" if self.targeted else ""
         rows = []
         ms, got, cancelled = _timed(lambda: self.lineage(store), timeout)
         if cancelled:
-            raw_ms, raw_label = None, "same CTE, raw driver: not run"
+            raw_ms, raw_label = None, "textbook CTE, raw driver: not run"
             note = f"cancelled after {ms / 1e3:.1f} s (timeout); "
         else:
             raw_ms, _, raw_cancelled = _timed(lambda: self.raw_cte(raw), timeout)
-            raw_label = "same CTE, raw driver" + (" (cancelled)" if raw_cancelled else "")
+            raw_label = "textbook CTE, raw driver" + (" (cancelled)" if raw_cancelled else "")
             note = f"{len(got.depths):,} nodes, {len(got.edges):,} edges returned; "
         note += f"{self.want:,} nodes within depth; {self.work}; {self.big.describe()}"
         if backend == "postgresql" and _uses_jit(raw, cte_sql(self.direction, self.depth, "%s"),
@@ -407,18 +305,4 @@ class _Case:
             f_note = f"one IN query per level, raw driver, no edges kept; {f_note}"
             rows.append(Row(NAME, f"floor: level-by-level BFS {what}", f_ms, "ms", backend,
                             note=f_note))  # fmt: skip
-        # the proposal does not explode, and on a server its timeout is per round anyway
-        p_ms, p_got, p_cancelled = _timed(lambda: self.lineage(proposed), 10 * timeout)
-        if p_cancelled:
-            p_note = f"cancelled after {p_ms / 1e3:.1f} s (timeout)"
-        else:
-            p_note = f"{len(p_got.depths):,} nodes, {len(p_got.edges):,} edges returned"
-            if got is not None and (p_got.depths, p_got.edges) != (got.depths, got.edges):
-                p_note += "; differs from Store.lineage"
-            if len(p_got.depths) != self.want:
-                p_note = f"WRONG: {self.want:,} nodes expected; " + p_note
-        p_met = (not p_cancelled and p_ms <= TARGET_MS) if self.targeted else None
-        rows.append(Row(NAME, f"proposed _reachable_edges: {what}", p_ms, "ms", backend,
-                        ms, "Store.lineage" + (" (cancelled)" if cancelled else ""), target,
-                        p_met, p_note))  # fmt: skip
         return rows

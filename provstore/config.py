@@ -120,4 +120,3 @@ def _table_str(table: Mapping[str, Any], key: str, where: Path | None) -> str | 
     if value is not None and not isinstance(value, str):
         raise ConfigError(f"[tool.provstore] {key} in {where} must be a string")
     return value
-

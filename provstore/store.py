@@ -102,34 +102,97 @@ def index_rows(item: Sealed) -> Iterator[tuple[Any, tuple[Any, ...]]]:
 
 
 _LEVEL_WALK_MAX = 1000
+_MAX_WINDOW = 512  # levels per recursive query; below MariaDB's max_recursive_iterations
+_CHUNK = 500  # nodes per IN list
 
 
 def _edges_by_level(
     conn: Connection, root: bytes, near: str, depth: int
-) -> list[tuple[bytes, bytes]]:
-    """Breadth-first, one indexed ``IN`` query per level (in chunks of 500 nodes)."""
-    table = schema.product_parents
-    column = table.c[near]
+) -> tuple[dict[bytes, int], set[tuple[bytes, bytes]]]:
+    """The nodes within ``depth`` levels of ``root`` with their levels, and the edges out.
+
+    The walk is breadth first.  Edges out of the last level are fetched too, so the caller
+    can keep every edge among the nodes returned (the subgraph an unbounded walk gives,
+    trimmed).  Each level is one indexed ``IN`` query on the nodes first reached at the level
+    before (plain driver SQL on the driver's cursor: nothing compiled per level), so every
+    edge is fetched once.  While a round meets no node seen before (a chain, a tree) the next
+    round fetches twice as many levels in one depth-limited recursive query, up to
+    ``_MAX_WINDOW``: a chain of 100,000 costs a few hundred round trips.  A DAG that rejoins
+    falls back to one level per query, as a depth-limited CTE there would enumerate every
+    (node, path length) pair.
+    """
+    far = "parent" if near == "child" else "child"
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    level_sql = f"SELECT child, parent FROM product_parents WHERE {near} IN ("
+    window_sql = (
+        f"WITH RECURSIVE reach(child, parent, depth) AS ("
+        f"SELECT child, parent, 1 FROM product_parents WHERE {near} IN ({{marks}}) "
+        f"UNION SELECT e.child, e.parent, reach.depth + 1 "
+        f"FROM product_parents e JOIN reach ON e.{near} = reach.{far} "
+        f"WHERE reach.depth < {{span}}) SELECT DISTINCT child, parent FROM reach"
+    )
     edges: set[tuple[bytes, bytes]] = set()
-    seen = {root}
+    out: dict[bytes, list[bytes]] = {}
+    seen = {root: 0}
     frontier = [root]
-    for _ in range(depth):
-        following: list[bytes] = []
-        for start in range(0, len(frontier), 500):
-            query = select(table.c.child, table.c.parent).where(
-                column.in_(frontier[start : start + 500])
-            )
-            for child, parent in conn.execute(query):
-                edge = (bytes(child), bytes(parent))
-                edges.add(edge)
-                other = edge[1] if near == "child" else edge[0]
-                if other not in seen:
-                    seen.add(other)
-                    following.append(other)
-        if not following:
-            break
-        frontier = following
-    return list(edges)
+    level, window = 0, 1
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        while frontier and level <= depth:
+            span = min(window, depth + 1 - level)
+            fetched: set[tuple[bytes, bytes]] = set()
+            for start in range(0, len(frontier), _CHUNK):
+                part = frontier[start : start + _CHUNK]
+                marks = ", ".join([mark] * len(part))
+                if span == 1:
+                    cursor.execute(level_sql + marks + ")", part)
+                else:
+                    cursor.execute(window_sql.format(marks=marks, span=span), part)
+                rows = cursor.fetchall()
+                if rows and not isinstance(rows[0][0], bytes):  # psycopg2: memoryview
+                    rows = [(bytes(c), bytes(p)) for c, p in rows]
+                fetched.update(rows)
+            for edge in fetched - edges:
+                src, dst = edge if near == "child" else (edge[1], edge[0])
+                out.setdefault(src, []).append(dst)
+            edges |= fetched
+            rejoined = False
+            for reached in range(level + 1, min(level + span + 1, depth + 1)):
+                following = []  # the exact BFS level ``reached``, over what has been fetched
+                for node in frontier:
+                    for other in out.pop(node, ()):
+                        if other in seen:
+                            rejoined = True
+                        else:
+                            seen[other] = reached
+                            following.append(other)
+                frontier = following
+            level += span
+            window = 1 if rejoined else min(2 * window, _MAX_WINDOW)
+    finally:
+        cursor.close()
+    return seen, edges
+
+
+def _levels(
+    root: bytes, edges: Iterable[tuple[bytes, bytes]], near: str, depth: int | None
+) -> dict[bytes, int]:
+    """Breadth-first levels from ``root`` over ``edges``, to ``depth`` (all when None)."""
+    neighbours: dict[bytes, list[bytes]] = {}
+    for child, parent in edges:
+        src, dst = (child, parent) if near == "child" else (parent, child)
+        neighbours.setdefault(src, []).append(dst)
+    depths = {root: 0}
+    queue = deque([root])
+    while queue:
+        node = queue.popleft()
+        if depth is not None and depths[node] >= depth:
+            continue
+        for nxt in neighbours.get(node, ()):
+            if nxt not in depths:
+                depths[nxt] = depths[node] + 1
+                queue.append(nxt)
+    return depths
 
 
 def write_items(conn: Connection, items: Iterable[Sealed]) -> int:
@@ -433,48 +496,34 @@ class Store:
         if direction not in ("ancestors", "descendants"):
             raise ValueError("direction must be 'ancestors' or 'descendants'")
         root = self.get(ref, kind="product").digest
-        edges = self._reachable_edges(root, direction, depth)
-        step = 1 if direction == "ancestors" else 0
-        neighbours: dict[bytes, list[bytes]] = {}
-        for child, parent in edges:
-            src, dst = (child, parent) if step else (parent, child)
-            neighbours.setdefault(src, []).append(dst)
-        depths = {root: 0}
-        queue = deque([root])
-        while queue:
-            node = queue.popleft()
-            if depth is not None and depths[node] >= depth:
-                continue
-            for nxt in neighbours.get(node, ()):
-                if nxt not in depths:
-                    depths[nxt] = depths[node] + 1
-                    queue.append(nxt)
-        kept = tuple(sorted(e for e in edges if e[0] in depths and e[1] in depths))
-        return Lineage(root, direction, depths, kept)
-
-    def _reachable_edges(
-        self, root: bytes, direction: str, depth: int | None
-    ) -> list[tuple[bytes, bytes]]:
-        """Edges reachable from ``root``; level by level when bounded, else one recursive CTE.
-
-        A depth-limited recursive CTE must carry (node, depth) pairs, and on a DAG a node is
-        reached at many depths: the rows explode.  A bounded walk is therefore one indexed
-        query per level; an unbounded one is a CTE over edges (each edge once).
-        """
         near, far = ("child", "parent") if direction == "ancestors" else ("parent", "child")
         with self.engine.connect() as conn:
             if depth is not None and depth <= _LEVEL_WALK_MAX:
-                return _edges_by_level(conn, root, near, depth)
-            self._prepare_recursion(conn)
-            sql = (
-                f"WITH RECURSIVE reach(child, parent) AS ("
-                f"SELECT child, parent FROM product_parents WHERE {near} = :root "
-                f"UNION SELECT e.child, e.parent FROM product_parents e "
-                f"JOIN reach ON e.{near} = reach.{far}) "
-                f"SELECT child, parent FROM reach"
-            )
-            rows = conn.execute(backend.text_stmt(sql), {"root": root}).all()
-        return [(bytes(c), bytes(p)) for c, p in rows]
+                depths, edges = _edges_by_level(conn, root, near, depth)
+            else:
+                edges = self._all_edges(conn, root, near, far)
+                depths = _levels(root, edges, near, depth)
+        kept = tuple(sorted(e for e in edges if e[0] in depths and e[1] in depths))
+        return Lineage(root, direction, depths, kept)
+
+    def _all_edges(
+        self, conn: Connection, root: bytes, near: str, far: str
+    ) -> set[tuple[bytes, bytes]]:
+        """Every edge reachable from ``root``: one recursive CTE over edges (each edge once).
+
+        A depth-limited recursive CTE would carry (node, depth) pairs, and in a DAG a node is
+        reached at many depths: the rows explode.  Deep bounded walks use this and trim.
+        """
+        self._prepare_recursion(conn)
+        sql = (
+            f"WITH RECURSIVE reach(child, parent) AS ("
+            f"SELECT child, parent FROM product_parents WHERE {near} = :root "
+            f"UNION SELECT e.child, e.parent FROM product_parents e "
+            f"JOIN reach ON e.{near} = reach.{far}) "
+            f"SELECT child, parent FROM reach"
+        )
+        rows = conn.execute(backend.text_stmt(sql), {"root": root}).all()
+        return {(bytes(c), bytes(p)) for c, p in rows}
 
     @staticmethod
     def _prepare_recursion(conn: Connection) -> None:

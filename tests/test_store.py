@@ -7,6 +7,8 @@ import time
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from provstore import schema
 from provstore.errors import (
@@ -235,3 +237,51 @@ def test_store_diff_and_verify_follow_the_design_api(tmp_path, sqlite_url):
         ]
         data.write_bytes(b"y")
         assert not store.verify(product).ok
+
+
+_graphs = st.integers(2, 40).flatmap(
+    lambda n: st.tuples(
+        st.just(n),
+        # parents of node i among the 6 nodes before it: chains (one parent), trees, rejoins
+        st.lists(st.lists(st.integers(1, 6), max_size=3), min_size=n, max_size=n),
+        st.integers(0, n - 1),
+        st.sampled_from(["ancestors", "descendants"]),
+        st.one_of(st.none(), st.integers(0, 4), st.integers(0, 45)),
+    )
+)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(graph=_graphs, tag=st.uuids())
+@example(graph=(3, [[], [1], [1, 2]], 2, "ancestors", 1), tag="edge-in-last-level")
+@example(graph=(3, [[], [1], [1, 2]], 0, "descendants", 1), tag="edge-in-last-level")
+def test_bounded_lineage_is_the_trimmed_whole_lineage(store, graph, tag):
+    """Any depth and direction: BFS depths, and every edge among the nodes returned."""
+    n, back, root_index, direction, depth = graph
+    run = _base()[3].digest
+    nodes, edges = [], set()
+    for i in range(n):
+        parents = {i - k for k in back[i] if i - k >= 0}
+        made = _product(f"{tag}-{i}", run, [nodes[j].digest for j in parents])
+        edges |= {(i, j) for j in parents}
+        nodes.append(made)
+    store.put(_base() + nodes)
+    step = {i: [] for i in range(n)}
+    for child, parent in edges:
+        a, b = (child, parent) if direction == "ancestors" else (parent, child)
+        step[a].append(b)
+    want = {root_index: 0}
+    frontier = [root_index]
+    while frontier and (depth is None or want[frontier[0]] < depth):
+        following = []
+        for a in frontier:
+            for b in step[a]:
+                if b not in want:
+                    want[b] = want[a] + 1
+                    following.append(b)
+        frontier = following
+    got = store.lineage(nodes[root_index].hex, direction, depth)
+    assert got.depths == {nodes[i].digest: d for i, d in want.items()}
+    kept = {(nodes[c].digest, nodes[p].digest) for c, p in edges if c in want and p in want}
+    assert set(got.edges) == kept
