@@ -12,9 +12,7 @@ Two more figures say where ``Store.get``'s time goes: its select and verificatio
 statement built once, (a) through the pool per call as Store does (checkout; on the servers
 ``pool_pre_ping`` makes that a round trip; BEGIN; reset on return) and (b) on one connection
 held open.  Store.get - (a) is what building the select each call costs, (a) - (b) what the
-per-call connection costs.  ``lineage(depth=1)`` is also measured through the proposed
-``_reachable_edges`` of :mod:`benchmarks.b_lineage` (the current one joins the whole
-``product_parents`` table on SQLite and PostgreSQL, so it grows with the store).
+per-call connection costs.
 
 The measures are interleaved in chunks so a noisy moment on the shared machine hits them all.
 """
@@ -27,7 +25,6 @@ from collections.abc import Callable
 from typing import Any
 
 from benchmarks._bigstore import BigStore, bigstore, raw_connect
-from benchmarks.b_lineage import ProposedStore
 from benchmarks.harness import Context, Row, percentile
 
 DESCRIPTION = "point lookups at 1M products: get/prefix/name/environment/lineage p50, p99"
@@ -121,7 +118,6 @@ def _measure(big: BigStore, lookups: int, budget: float, seed: int) -> dict[str,
     dag, names, parents = big.dag, big.plan.dag_names, big.plan.dag_parents
     n = len(dag)
     store = Store(big.url)
-    proposed = ProposedStore(big.url)
     raw_get, raw_close = _raw_getter(big.backend, big.url)
     orm_get, orm_close = _orm_getter(big.url)
     pooled_get, held_get, held_close = _prebuilt_getters(store)
@@ -155,11 +151,6 @@ def _measure(big: BigStore, lookups: int, budget: float, seed: int) -> dict[str,
         if len(got.depths) != 1 + len(parents[i]):
             raise AssertionError("lineage(depth=1) returned the wrong nodes")
 
-    def proposed1(i: int) -> None:
-        got = proposed.lineage(dag[i].hex(), depth=1)
-        if len(got.depths) != 1 + len(parents[i]):
-            raise AssertionError("proposed lineage(depth=1) returned the wrong nodes")
-
     def raw(i: int) -> None:
         if raw_get(dag[i]) is None:
             raise AssertionError("raw lookup found nothing")
@@ -176,7 +167,7 @@ def _measure(big: BigStore, lookups: int, budget: float, seed: int) -> dict[str,
 
     measures: dict[str, Callable[[int], None]] = {
         "get_full": get_full, "get_prefix": get_prefix, "find_name": find_name,
-        "match_env": match_env, "lineage1": lineage1, "proposed1": proposed1, "raw": raw,
+        "match_env": match_env, "lineage1": lineage1, "raw": raw,
         "orm": orm,
         "pooled": pooled, "held": held,
     }  # fmt: skip
@@ -207,7 +198,6 @@ def _measure(big: BigStore, lookups: int, budget: float, seed: int) -> dict[str,
         orm_close()
         held_close()
         store.close()
-        proposed.close()
 
 
 _LABELS = {
@@ -243,11 +233,6 @@ def run(ctx: Context) -> list[Row]:
                              f"p99 {p99['raw']:.3f} ms"))  # fmt: skip
         rows.append(Row(NAME, "baseline: naive ORM session.get p50", p50["orm"], "ms", backend,
                         p50["raw"], raw_label, note=f"p99 {p99['orm']:.3f} ms"))  # fmt: skip
-        rows.append(Row(NAME, "proposed _reachable_edges: lineage(product, depth=1) p50",
-                        p50["proposed1"], "ms", backend, p50["lineage1"],
-                        "Store.lineage(product, depth=1) p50", f"<= {TARGET_MS:g} ms p50",
-                        p50["proposed1"] <= TARGET_MS,
-                        f"b_lineage.ProposedStore; p99 {p99['proposed1']:.3f} ms"))  # fmt: skip
         get = p50["get_full"]
         checkout = p50["pooled"] - p50["held"]
         building = get - p50["pooled"]

@@ -7,13 +7,18 @@ every read of an object re-hashes its bytes.  The index tables can always be reb
 
 from __future__ import annotations
 
+import functools
+import os
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Concatenate, ParamSpec, TypeVar
 
 import blake3
-from sqlalchemy import func, inspect, select
+from sqlalchemy import bindparam, func, inspect, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -47,6 +52,15 @@ __all__ = [
 
 INDEX_TABLES = (schema.products, schema.product_parents, schema.runs, schema.run_ends)
 _CANDIDATES_SHOWN = 10
+_IDLE_CHECK_S = 5.0  # a held read connection idle this long is checked before use
+
+# Hot reads, built once (SQLAlchemy then only looks their compiled form up in its cache).
+_O = schema.objects.c
+_DATA_BY_DIGEST = select(_O.data).where(_O.digest == bindparam("digest"))
+_HAS_DIGEST = select(_O.digest).where(_O.digest == bindparam("digest"))
+_BY_PREFIX = (
+    select(_O.digest, _O.data).where(_O.digest.between(bindparam("low"), bindparam("high")))
+).limit(2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +121,11 @@ _CHUNK = 500  # nodes per IN list
 
 
 def _edges_by_level(
-    conn: Connection, root: bytes, near: str, depth: int
+    conn: Connection,
+    root: bytes,
+    near: str,
+    depth: int,
+    first: Sequence[bytes] | None = None,
 ) -> tuple[dict[bytes, int], set[tuple[bytes, bytes]]]:
     """The nodes within ``depth`` levels of ``root`` with their levels, and the edges out.
 
@@ -136,6 +154,10 @@ def _edges_by_level(
     seen = {root: 0}
     frontier = [root]
     level, window = 0, 1
+    if first is not None:  # the root's edges are known (ancestors: the product's parents)
+        edges = {(root, parent) for parent in first}
+        seen.update(dict.fromkeys(first, 1))
+        frontier, level = list(dict.fromkeys(first)), 1
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         while frontier and level <= depth:
@@ -195,6 +217,25 @@ def _levels(
     return depths
 
 
+@functools.cache
+def _find_query(name: bool, version: bool, content: str | None, limited: bool) -> Any:
+    """The ``find_products`` statement for this combination of filters (built once each)."""
+    p, r, o = schema.products, schema.runs, schema.objects
+    query = select(p.c.digest, o.c.data).select_from(
+        p.join(o, o.c.digest == p.c.digest).outerjoin(r, r.c.digest == p.c.run)
+    )
+    if name:
+        query = query.where(p.c.name_key == bindparam("name_key"), p.c.name == bindparam("name"))
+    if version:
+        query = query.where(p.c.version == bindparam("version"))
+    if content == "exact":
+        query = query.where(p.c.content == bindparam("content"))
+    elif content == "range":
+        query = query.where(p.c.content.between(bindparam("low"), bindparam("high")))
+    query = query.order_by(r.c.started_ns.desc(), p.c.digest)
+    return query.limit(bindparam("limit")) if limited else query
+
+
 def write_items(conn: Connection, items: Iterable[Sealed]) -> int:
     """Insert objects and the index rows they imply, idempotently, in the open transaction.
 
@@ -212,12 +253,37 @@ def write_items(conn: Connection, items: Iterable[Sealed]) -> int:
     return added
 
 
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def _reads(method: Callable[Concatenate[Store, _P], _T]) -> Callable[Concatenate[Store, _P], _T]:
+    """Run a read again, once, when its held connection turned out dead (server restart)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Store, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return method(self, *args, **kwargs)
+        except DBAPIError as exc:
+            if not (self._hold and exc.connection_invalidated):
+                raise
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class Store:
     """A provstore store behind one database URL."""
 
     def __init__(self, url: str, *, pooled: bool = True) -> None:
         self.url = url
         self.engine: Engine = backend.connect(url, pooled=pooled)
+        # On a server a pooled store keeps one autocommit connection per thread for reads:
+        # a lookup is then one round trip, not four (pre-ping, BEGIN, SELECT, ROLLBACK).
+        self._hold = pooled and self.engine.dialect.name != "sqlite"
+        self._local = threading.local()
+        self._held: list[Connection] = []
+        self._held_lock = threading.Lock()
         try:
             backend.retrying(self._ensure_schema)
         except (OperationalError, DBAPIError) as exc:
@@ -234,7 +300,62 @@ class Store:
 
     def close(self) -> None:
         """Release every connection."""
+        with self._held_lock:
+            held, self._held = self._held, []
+        for conn in held:
+            with suppress(Exception):  # a connection the server already dropped
+                conn.close()
         self.engine.dispose()
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        """A connection for reads that need no transaction of their own.
+
+        Objects are immutable and the store only grows, so statements in separate snapshots
+        still read a consistent store.  SQLite, and stores opened with ``pooled=False`` (jobs
+        on a server, which must not hold idle connections), take one from the engine.
+        """
+        if not self._hold:
+            with self.engine.connect() as conn:
+                yield conn
+            return
+        conn = self._reader()
+        try:
+            yield conn
+        except BaseException:
+            self._drop_reader(conn)  # whatever state it is in, the next read starts afresh
+            raise
+
+    def _reader(self) -> Connection:
+        local = self._local
+        conn: Connection | None = getattr(local, "conn", None)
+        now = time.monotonic()
+        if conn is not None and (local.pid != os.getpid() or conn.invalidated or conn.closed):
+            self._drop_reader(conn)
+            conn = None
+        if conn is not None and now - local.used > _IDLE_CHECK_S:
+            try:  # idle a while: the server may have closed it or restarted since
+                conn.exec_driver_sql("SELECT 1").close()
+            except DBAPIError:
+                self._drop_reader(conn)
+                conn = None
+        if conn is None:
+            conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            local.conn, local.pid = conn, os.getpid()
+            with self._held_lock:
+                self._held.append(conn)
+        local.used = now
+        return conn
+
+    def _drop_reader(self, conn: Connection) -> None:
+        """Forget this thread's read connection; close it unless it was inherited by fork."""
+        self._local.conn = None
+        with self._held_lock:
+            if conn in self._held:
+                self._held.remove(conn)
+        if getattr(self._local, "pid", None) == os.getpid():
+            with suppress(Exception):
+                conn.close()
 
     def __enter__(self) -> Store:
         return self
@@ -247,11 +368,11 @@ class Store:
     def _read_version(self) -> str | None:
         query = select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")
         try:  # the common case, one query; the inspector only when the table may be missing
-            with self.engine.connect() as conn:
+            with self._reading() as conn:
                 value: str | None = conn.execute(query).scalar_one_or_none()
                 return value
         except DBAPIError:
-            with self.engine.connect() as conn:
+            with self._reading() as conn:
                 if not inspect(conn).has_table(schema.meta.name):
                     return None
                 again: str | None = conn.execute(query).scalar_one_or_none()  # created meanwhile
@@ -304,6 +425,7 @@ class Store:
 
     # -- reading -----------------------------------------------------------------------------
 
+    @_reads
     def resolve(self, ref: str | bytes) -> bytes:
         """The full digest named by raw bytes, hex text or a unique hex prefix."""
         if isinstance(ref, bytes):
@@ -315,7 +437,7 @@ class Store:
         parsed = parse_ref(ref)
         col = schema.objects.c.digest
         query = select(col).where(col.between(parsed.low, parsed.high)).order_by(col)
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             found = list(conn.execute(query.limit(_CANDIDATES_SHOWN + 1)).scalars())
         if not found:
             raise UnknownDigestError(ref)
@@ -326,19 +448,20 @@ class Store:
             raise AmbiguousDigestError(ref, shown)
         return bytes(found[0])
 
+    @_reads
     def contains(self, digest: bytes) -> bool:
         """Whether an object with this digest is stored (one indexed lookup)."""
-        col = schema.objects.c.digest
-        with self.engine.connect() as conn:
-            return conn.execute(select(col).where(col == digest)).first() is not None
+        with self._reading() as conn:
+            return conn.execute(_HAS_DIGEST, {"digest": digest}).first() is not None
 
+    @_reads
     def missing(self, digests: Iterable[bytes]) -> set[bytes]:
         """Those of ``digests`` that are not stored."""
         wanted = set(digests)
         col = schema.objects.c.digest
         present: set[bytes] = set()
         chunk = sorted(wanted)
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             for start in range(0, len(chunk), 500):
                 part = chunk[start : start + 500]
                 present.update(
@@ -346,6 +469,7 @@ class Store:
                 )
         return wanted - present
 
+    @_reads
     def get(self, ref: str | bytes, *, kind: str | Sequence[str] | None = None) -> Sealed:
         """The verified object named by ``ref``; with ``kind``, refuse objects of another.
 
@@ -361,18 +485,13 @@ class Store:
         parsed = parse_ref(ref) if isinstance(ref, str) else None
         if parsed is None:
             return self._load(self.resolve(ref), kind)
-        table = schema.objects
-        query = (
-            select(table.c.digest, table.c.data)
-            .where(table.c.digest.between(parsed.low, parsed.high))
-            .limit(2)
-        )
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
+        with self._reading() as conn:
+            rows = conn.execute(_BY_PREFIX, {"low": parsed.low, "high": parsed.high}).all()
         if len(rows) != 1:  # unknown or ambiguous: resolve() says which, with the candidates
             return self._load(self.resolve(ref), kind)
         return self._checked(load(bytes(rows[0][0]), bytes(rows[0][1])), kind)
 
+    @_reads
     def get_many(
         self, digests: Iterable[bytes], *, corrupt: dict[bytes, str] | None = None
     ) -> dict[bytes, Sealed]:
@@ -384,7 +503,7 @@ class Store:
         wanted = sorted(set(digests))
         table = schema.objects
         found: dict[bytes, Sealed] = {}
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             for start in range(0, len(wanted), 500):
                 part = wanted[start : start + 500]
                 query = select(table.c.digest, table.c.data).where(table.c.digest.in_(part))
@@ -398,21 +517,23 @@ class Store:
                         corrupt[digest] = exc.reason
         return found
 
+    @_reads
     def run_ends(self, runs: Iterable[bytes]) -> list[bytes]:
         """Digests of the end records of these runs."""
         wanted = sorted(set(runs))
         col = schema.run_ends.c
         out: list[bytes] = []
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             for start in range(0, len(wanted), 500):
                 query = select(col.digest).where(col.run.in_(wanted[start : start + 500]))
                 out.extend(bytes(d) for d in conn.execute(query).scalars())
         return out
 
+    @_reads
     def products_of_run(self, run: bytes) -> list[Sealed]:
         """Every product a run made (through the ``products.run`` index)."""
         col = schema.products.c
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             rows = conn.execute(select(col.digest).where(col.run == run)).scalars()
             digests = [bytes(d) for d in rows]
         return list(self.get_many(digests).values())
@@ -420,9 +541,8 @@ class Store:
     def _load(
         self, digest: bytes, kind: str | Sequence[str] | None, ref: str | None = None
     ) -> Sealed:
-        table = schema.objects
-        with self.engine.connect() as conn:
-            data = conn.execute(select(table.c.data).where(table.c.digest == digest)).scalar()
+        with self._reading() as conn:
+            data = conn.execute(_DATA_BY_DIGEST, {"digest": digest}).scalar()
         if data is None:
             raise UnknownDigestError(ref or to_hex(digest))
         return self._checked(load(digest, bytes(data)), kind)
@@ -434,6 +554,7 @@ class Store:
             raise WrongKindError(item.hex, item.kind, kinds)
         return item
 
+    @_reads
     def find_products(
         self,
         name: str | None = None,
@@ -442,30 +563,26 @@ class Store:
         limit: int | None = None,
     ) -> list[Sealed]:
         """Products by name, version and/or content digest, newest run first."""
-        p, r, o = schema.products, schema.runs, schema.objects
-        query = select(p.c.digest, o.c.data).select_from(
-            p.join(o, o.c.digest == p.c.digest).outerjoin(r, r.c.digest == p.c.run)
-        )
+        params: dict[str, Any] = {}
         if name is not None:
-            key = blake3.blake3(name.encode("utf-8")).digest()
-            query = query.where(p.c.name_key == key, p.c.name == name)
+            params["name_key"] = blake3.blake3(name.encode("utf-8")).digest()
+            params["name"] = name
         if version is not None:
-            query = query.where(p.c.version == version)
+            params["version"] = version
+        match = None
         if content_digest is not None:
             raw = (
                 content_digest if isinstance(content_digest, bytes) else parse_ref(content_digest)
             )
-            if isinstance(raw, bytes):
-                query = query.where(p.c.content == raw)
-            elif raw.exact is not None:
-                query = query.where(p.c.content == raw.exact)
+            if isinstance(raw, bytes) or raw.exact is not None:
+                match, params["content"] = "exact", raw if isinstance(raw, bytes) else raw.exact
             else:
-                query = query.where(p.c.content.between(raw.low, raw.high))
-        query = query.order_by(r.c.started_ns.desc(), p.c.digest)
+                match, params["low"], params["high"] = "range", raw.low, raw.high
         if limit is not None:
-            query = query.limit(limit)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
+            params["limit"] = limit
+        query = _find_query(name is not None, version is not None, match, limit is not None)
+        with self._reading() as conn:
+            rows = conn.execute(query, params).all()
         return [load(bytes(digest), bytes(data)) for digest, data in rows]
 
     def environment_of(self, ref: str | bytes) -> Sealed:
@@ -479,6 +596,7 @@ class Store:
             item = self.get(item.obj.environment, kind="environment")
         return item
 
+    @_reads
     def match_environment(self, env: Environment | None = None) -> str | None:
         """The hex digest of ``env`` (default: this process's) if the store holds it."""
         if env is None:
@@ -489,17 +607,23 @@ class Store:
             digest = seal(env).digest
         return to_hex(digest) if self.contains(digest) else None
 
+    @_reads
     def lineage(
         self, ref: str | bytes, direction: str = "ancestors", depth: int | None = None
     ) -> Lineage:
         """Ancestors or descendants of a product, to ``depth`` levels (all when None)."""
         if direction not in ("ancestors", "descendants"):
             raise ValueError("direction must be 'ancestors' or 'descendants'")
-        root = self.get(ref, kind="product").digest
+        item = self.get(ref, kind="product")
+        root = item.digest
         near, far = ("child", "parent") if direction == "ancestors" else ("parent", "child")
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             if depth is not None and depth <= _LEVEL_WALK_MAX:
-                depths, edges = _edges_by_level(conn, root, near, depth)
+                # a product names its parents: the first level of ancestors needs no query
+                obj = item.obj
+                assert isinstance(obj, Product)
+                first = obj.parents if direction == "ancestors" and depth else None
+                depths, edges = _edges_by_level(conn, root, near, depth, first)
             else:
                 edges = self._all_edges(conn, root, near, far)
                 depths = _levels(root, edges, near, depth)
@@ -534,12 +658,13 @@ class Store:
             else:
                 conn.exec_driver_sql("SET SESSION cte_max_recursion_depth = 4294967295")
 
+    @_reads
     def labels(self, digests: Iterable[bytes]) -> dict[bytes, str]:
         """``"name version"`` of each product among ``digests``, from the index."""
         col = schema.products.c
         wanted = sorted(set(digests))
         out: dict[bytes, str] = {}
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             for start in range(0, len(wanted), 500):
                 part = wanted[start : start + 500]
                 query = select(col.digest, col.name, col.version).where(col.digest.in_(part))
@@ -547,6 +672,7 @@ class Store:
                     out[bytes(digest)] = f"{name} {version}" if version else name
         return out
 
+    @_reads
     def runs(self, limit: int = 20) -> list[RunSummary]:
         """The most recent runs, newest first, with how they ended and how many products."""
         r, e, p = schema.runs, schema.run_ends, schema.products
@@ -558,17 +684,18 @@ class Store:
             .order_by(r.c.started_ns.desc(), r.c.digest)
             .limit(limit)
         )  # fmt: skip
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             rows = conn.execute(query).all()
         return [RunSummary(bytes(row[0]), *row[1:]) for row in rows]
 
+    @_reads
     def stats(self) -> dict[str, Any]:
         """Object counts by kind and bytes stored."""
         o = schema.objects
         query = select(o.c.kind, func.count(), func.coalesce(func.sum(o.c.size), 0)).group_by(
             o.c.kind
         )
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             rows = conn.execute(query).all()
             edges = conn.execute(select(func.count()).select_from(schema.product_parents)).scalar()
         counts = {

@@ -285,3 +285,63 @@ def test_bounded_lineage_is_the_trimmed_whole_lineage(store, graph, tag):
     assert got.depths == {nodes[i].digest: d for i, d in want.items()}
     kept = {(nodes[c].digest, nodes[p].digest) for c, p in edges if c in want and p in want}
     assert set(got.edges) == kept
+
+
+def _server_sessions(url: str) -> set[int]:
+    """Ids of the server sessions connected to the test database, this one excluded."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            if engine.dialect.name == "postgresql":
+                sql = ("SELECT pid FROM pg_stat_activity "
+                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")  # fmt: skip
+            else:
+                sql = ("SELECT id FROM information_schema.processlist "
+                       "WHERE db = DATABASE() AND id <> CONNECTION_ID()")  # fmt: skip
+            return {int(row[0]) for row in conn.exec_driver_sql(sql)}
+    finally:
+        engine.dispose()
+
+
+def _kill(url: str, session: int) -> None:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            if engine.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_terminate_backend({session})")
+            else:
+                conn.exec_driver_sql(f"KILL {session}")
+    finally:
+        engine.dispose()
+
+
+def test_reads_survive_the_server_dropping_their_connection(server_url):
+    """Reads on a server share one held connection; if it dies, the read is retried."""
+    items = _base()
+    others = _server_sessions(server_url)  # the test harness's own
+    with Store(server_url) as store:
+        store.put(items)
+        assert store.get(items[0].hex).digest == items[0].digest
+        held = _server_sessions(server_url) - others
+        assert held
+        for _ in range(5):  # every read uses the same session: no new connections
+            store.contains(items[1].digest)
+        assert _server_sessions(server_url) - others == held
+        for session in held:
+            _kill(server_url, session)
+        for _ in range(50):  # the kill is asynchronous on PostgreSQL
+            if not _server_sessions(server_url) & held:
+                break
+            time.sleep(0.05)
+        assert store.get(items[0].hex).digest == items[0].digest  # reconnected, no error
+        assert store.find_products(name="nothing") == []
+    assert _server_sessions(server_url) == others  # close() released every connection
+
+
+def test_jobs_on_a_server_hold_no_idle_connection(server_url):
+    items = _base()
+    others = _server_sessions(server_url)
+    with Store(server_url, pooled=False) as store:
+        store.put(items)
+        assert store.get(items[0].hex).digest == items[0].digest
+        assert _server_sessions(server_url) == others
