@@ -54,6 +54,10 @@ def decode(data: bytes) -> Value:
         value = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True, timestamp=0)
     except Exception as exc:  # msgpack raises a zoo of types for malformed input
         raise EncodingError("bytes", f"not valid msgpack ({type(exc).__name__}: {exc})") from None
+    if _in_order(value, 0):  # the common case: no copy, just pack and compare
+        if _packb(value) == data:
+            return value
+        raise EncodingError("bytes", "not in canonical form (re-encoding gives other bytes)")
     try:
         again = encode(value)
     except EncodingError as exc:
@@ -63,6 +67,32 @@ def decode(data: bytes) -> Value:
     if again != data:
         raise EncodingError("bytes", "not in canonical form (re-encoding gives other bytes)")
     return value
+
+
+def _in_order(value: Value, depth: int) -> bool:
+    """Whether a decoded value is canonical as it stands: maps in key order, types allowed.
+
+    Then packing it as it is gives its canonical bytes (msgpack keeps a map's order).
+    """
+    kind = type(value)
+    if kind in _SCALARS:
+        return True
+    if kind is float:
+        return math.isfinite(value)
+    if depth >= MAX_DEPTH:
+        return False
+    if kind is list:
+        return all(type(item) in _SCALARS or _in_order(item, depth + 1) for item in value)
+    if kind is dict:
+        previous = None
+        for key, item in value.items():
+            if type(key) is not str or (previous is not None and key <= previous):
+                return False
+            previous = key
+            if type(item) not in _SCALARS and not _in_order(item, depth + 1):
+                return False
+        return True
+    return False
 
 
 def _canon(value: Value, depth: int) -> Value:

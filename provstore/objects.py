@@ -114,18 +114,18 @@ class _Base:
     @classmethod
     def from_body(cls, body: Any) -> Any:
         """Build the object from a decoded body, refusing missing, extra or mistyped fields."""
-        if type(body) is not dict or set(body) != set(cls._CHECKS):
+        if type(body) is not dict or body.keys() != cls._CHECKS.keys():
             raise ValueError(f"a {cls.KIND} needs exactly the fields {sorted(cls._CHECKS)}")
-        for name, check in cls._CHECKS.items():
-            if not check(body[name]):
-                raise ValueError(f"field {name!r} of a {cls.KIND} has the wrong type")
         # _CHECKS names every field (a test pins this), so no dataclasses.fields() per object.
-        return cls(
-            **{
-                name: value if type(value) is not list and name != "code" else _frozen(name, value)
-                for name, value in body.items()
-            }
-        )
+        fields = {}
+        for name, check in cls._CHECKS.items():
+            value = body[name]
+            if not check(value):
+                raise ValueError(f"field {name!r} of a {cls.KIND} has the wrong type")
+            fields[name] = (
+                value if type(value) is not list and name != "code" else _frozen(name, value)
+            )
+        return cls(**fields)
 
 
 def _frozen(name: str, value: Any) -> Any:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from queue import Full, Queue
+from typing import Any, BinaryIO, TypeVar
 
 from sqlalchemy import select
 
@@ -18,6 +20,7 @@ from provstore.store import Store, write_items
 __all__ = ["ExportResult", "ImportResult", "export_bundle", "import_bundle"]
 
 _BATCH = 2000
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,24 +150,73 @@ def _import(
 ) -> ImportResult:
     added = present = 0
     with backend.write_transaction(store.engine) as conn:
-        batch: list[tuple[int, Sealed]] = []
-        for index, digest, data in reader.objects():
-            try:
-                batch.append((index, load(digest, data, hashed=True)))
-            except CorruptObjectError as exc:
-                raise BundleError(f"invalid object: {exc.reason}", to_hex(digest), index) from None
-            if len(batch) >= _BATCH:
-                new, old = _write_batch(conn, batch)
-                added, present = added + new, present + old
-                if on_progress:
-                    on_progress(len(batch))
-                batch = []
-        new, old = _write_batch(conn, batch)
-        added, present = added + new, present + old
+        # Reading, hashing and decoding run a batch ahead in a thread while this one writes:
+        # the database releases the GIL, so the two overlap (bounded: two batches in flight).
+        for batch in _ahead(_decoded(reader)):
+            new, old = _write_batch(conn, batch)
+            added, present = added + new, present + old
+            if on_progress and batch:
+                on_progress(len(batch))
         missing_roots = _absent(conn, reader.roots)
         if missing_roots:
             raise BundleError("a root is not in the bundle", to_hex(sorted(missing_roots)[0]))
     return ImportResult(tuple(to_hex(r) for r in reader.roots), added, present)
+
+
+def _decoded(reader: BundleReader) -> Iterator[list[tuple[int, Sealed]]]:
+    """Batches of verified objects; the last comes after the trailer was checked."""
+    batch: list[tuple[int, Sealed]] = []
+    for index, digest, data in reader.objects():
+        try:
+            batch.append((index, load(digest, data, hashed=True)))
+        except CorruptObjectError as exc:
+            raise BundleError(f"invalid object: {exc.reason}", to_hex(digest), index) from None
+        if len(batch) >= _BATCH:
+            yield batch
+            batch = []
+    yield batch
+
+
+def _ahead(items: Iterator[_T], depth: int = 2) -> Iterator[_T]:
+    """Iterate ``items`` in a worker thread, at most ``depth`` items ahead of the consumer.
+
+    An exception in the worker is raised here; leaving early stops the worker.
+    """
+    queue: Queue[tuple[bool, Any]] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[bool, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                queue.put(entry, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in items:
+                if not put((True, item)):
+                    return
+            put((False, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            put((False, exc))
+
+    worker = threading.Thread(target=work, name="provstore-import-reader", daemon=True)
+    worker.start()
+    try:
+        while True:
+            ok, item = queue.get()
+            if ok:
+                yield item
+            elif item is None:
+                return
+            else:
+                raise item
+    finally:
+        stop.set()
+        worker.join()
 
 
 def _absent(conn: Any, digests: Sequence[bytes] | set[bytes]) -> set[bytes]:

@@ -273,3 +273,35 @@ def test_cli_export_prov_json_is_valid_prov(sqlite_url, tmp_path):
     }
     assert f"provstore:{product}" in identifiers
     assert json.loads(out.read_text())["wasDerivedFrom"]
+
+
+def test_read_ahead_keeps_order_raises_worker_errors_and_stops_when_left():
+    import threading
+
+    from provstore.transfer import _ahead
+
+    assert list(_ahead(iter(range(1000)))) == list(range(1000))
+
+    def failing():
+        yield 1
+        raise BundleError("bad record", None, 7)
+
+    got = []
+    with pytest.raises(BundleError, match="bad record"):
+        for item in _ahead(failing()):
+            got.append(item)
+    assert got == [1]
+    produced = []
+
+    def endless():
+        n = 0
+        while True:
+            produced.append(n)
+            yield n
+            n += 1
+
+    for item in _ahead(endless(), depth=2):
+        if item == 5:
+            break
+    assert len(produced) <= 5 + 1 + 2 + 1  # bounded read-ahead: at most depth (+1 in hand)
+    assert not [t for t in threading.enumerate() if t.name == "provstore-import-reader"]
