@@ -53,6 +53,7 @@ __all__ = [
 INDEX_TABLES = (schema.products, schema.product_parents, schema.runs, schema.run_ends)
 _CANDIDATES_SHOWN = 10
 _IDLE_CHECK_S = 5.0  # a held read connection idle this long is checked before use
+_MAX_HELD = 4  # threads that hold a read connection; more read through the pool
 
 # Hot reads, built once (SQLAlchemy then only looks their compiled form up in its cache).
 _O = schema.objects.c
@@ -282,7 +283,8 @@ class Store:
         # a lookup is then one round trip, not four (pre-ping, BEGIN, SELECT, ROLLBACK).
         self._hold = pooled and self.engine.dialect.name != "sqlite"
         self._local = threading.local()
-        self._held: list[Connection] = []
+        self._held: dict[Connection, threading.Thread] = {}
+        self._held_pid = os.getpid()
         self._held_lock = threading.Lock()
         try:
             backend.retrying(self._ensure_schema)
@@ -301,10 +303,11 @@ class Store:
     def close(self) -> None:
         """Release every connection."""
         with self._held_lock:
-            held, self._held = self._held, []
-        for conn in held:
-            with suppress(Exception):  # a connection the server already dropped
-                conn.close()
+            held, self._held = self._held, {}
+        if self._held_pid == os.getpid():  # never close what a forked parent still uses
+            for conn in held:
+                with suppress(Exception):  # a connection the server already dropped
+                    conn.close()
         self.engine.dispose()
 
     @contextmanager
@@ -312,25 +315,31 @@ class Store:
         """A connection for reads that need no transaction of their own.
 
         Objects are immutable and the store only grows, so statements in separate snapshots
-        still read a consistent store.  SQLite, and stores opened with ``pooled=False`` (jobs
-        on a server, which must not hold idle connections), take one from the engine.
+        still read a consistent store.  SQLite, stores opened with ``pooled=False`` (jobs on a
+        server, which must not hold idle connections) and threads beyond the first
+        ``_MAX_HELD`` take one from the engine's pool.
         """
-        if not self._hold:
-            with self.engine.connect() as conn:
-                yield conn
+        conn = self._reader() if self._hold else None
+        if conn is None:
+            with self.engine.connect() as pooled:
+                yield pooled
             return
-        conn = self._reader()
         try:
             yield conn
         except BaseException:
             self._drop_reader(conn)  # whatever state it is in, the next read starts afresh
             raise
 
-    def _reader(self) -> Connection:
+    def _reader(self) -> Connection | None:
+        """The calling thread's read connection (opened, checked or replaced as needed)."""
         local = self._local
+        if self._held_pid != os.getpid():  # a forked child: the parent's connections stay
+            with self._held_lock:
+                self._held, self._held_pid = {}, os.getpid()
+            local.conn = None
         conn: Connection | None = getattr(local, "conn", None)
         now = time.monotonic()
-        if conn is not None and (local.pid != os.getpid() or conn.invalidated or conn.closed):
+        if conn is not None and (conn.invalidated or conn.closed):
             self._drop_reader(conn)
             conn = None
         if conn is not None and now - local.used > _IDLE_CHECK_S:
@@ -340,22 +349,27 @@ class Store:
                 self._drop_reader(conn)
                 conn = None
         if conn is None:
-            conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            local.conn, local.pid = conn, os.getpid()
             with self._held_lock:
-                self._held.append(conn)
+                for other, owner in list(self._held.items()):
+                    if not owner.is_alive():  # its thread ended with the store still open
+                        del self._held[other]
+                        with suppress(Exception):
+                            other.close()
+                if len(self._held) >= _MAX_HELD:
+                    return None
+                conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+                self._held[conn] = threading.current_thread()
+            local.conn = conn
         local.used = now
         return conn
 
     def _drop_reader(self, conn: Connection) -> None:
-        """Forget this thread's read connection; close it unless it was inherited by fork."""
+        """Forget and close this thread's read connection."""
         self._local.conn = None
         with self._held_lock:
-            if conn in self._held:
-                self._held.remove(conn)
-        if getattr(self._local, "pid", None) == os.getpid():
-            with suppress(Exception):
-                conn.close()
+            self._held.pop(conn, None)
+        with suppress(Exception):
+            conn.close()
 
     def __enter__(self) -> Store:
         return self
@@ -611,7 +625,12 @@ class Store:
     def lineage(
         self, ref: str | bytes, direction: str = "ancestors", depth: int | None = None
     ) -> Lineage:
-        """Ancestors or descendants of a product, to ``depth`` levels (all when None)."""
+        """Ancestors or descendants of a product, to ``depth`` levels (all when None).
+
+        ``depths`` maps each product reached to its distance from ``ref`` (the shortest path);
+        ``edges`` holds every parent link among them, so a depth-limited lineage is exactly the
+        unlimited one cut down to the products within ``depth``.
+        """
         if direction not in ("ancestors", "descendants"):
             raise ValueError("direction must be 'ancestors' or 'descendants'")
         item = self.get(ref, kind="product")

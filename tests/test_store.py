@@ -345,3 +345,44 @@ def test_jobs_on_a_server_hold_no_idle_connection(server_url):
         store.put(items)
         assert store.get(items[0].hex).digest == items[0].digest
         assert _server_sessions(server_url) == others
+
+
+def test_threads_hold_a_bounded_number_of_read_connections(server_url):
+    """Each thread reads on its own connection, up to a cap; ended threads give theirs back."""
+    import threading
+
+    from provstore.store import _MAX_HELD
+
+    items = _base()
+    others = _server_sessions(server_url)
+    with Store(server_url) as store:
+        store.put(items)
+        release = threading.Event()
+        errors = []
+
+        def reader():
+            try:
+                assert store.get(items[0].hex).digest == items[0].digest
+                release.wait(30)
+                assert store.contains(items[1].digest)
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=reader) for _ in range(_MAX_HELD + 3)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.5)
+        during = _server_sessions(server_url) - others
+        release.set()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        # the held ones and at most a few pooled ones; never one per thread forever
+        assert _MAX_HELD <= len(during) <= _MAX_HELD + 1 + 5
+        assert len(store._held) == _MAX_HELD  # the main thread's (opening the store) and 3
+        late = threading.Thread(target=lambda: store.get(items[0].hex))
+        late.start()
+        late.join()  # a new reader: the connections of ended threads were closed first
+        assert len(store._held) == 2
+        assert _server_sessions(server_url) - others <= during
+    assert _server_sessions(server_url) == others
