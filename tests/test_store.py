@@ -293,11 +293,11 @@ def _server_sessions(url: str) -> set[int]:
     try:
         with engine.connect() as conn:
             if engine.dialect.name == "postgresql":
-                sql = ("SELECT pid FROM pg_stat_activity "
-                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")  # fmt: skip
+                sql = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                sql += "AND pid <> pg_backend_pid()"
             else:
-                sql = ("SELECT id FROM information_schema.processlist "
-                       "WHERE db = DATABASE() AND id <> CONNECTION_ID()")  # fmt: skip
+                sql = "SELECT id FROM information_schema.processlist WHERE db = DATABASE() "
+                sql += "AND id <> CONNECTION_ID()"
             return {int(row[0]) for row in conn.exec_driver_sql(sql)}
     finally:
         engine.dispose()
