@@ -13,6 +13,7 @@ _ORDER = {name: i for i, name in enumerate(
     ["start", "capture", "register", "lookup", "lineage", "concurrency", "hashing", "bundle",
      "storage"]
 )}  # fmt: skip
+_BACKENDS = {"sqlite": 1, "postgresql": 2, "mariadb": 3}
 _THROUGHPUT = ("register", "bundle")  # rates measured at several store or bundle sizes
 _LATENCY = ("register", "lookup")
 _SIZE = re.compile(r"(?<![\w.])(\d[\d,]*(?:\.\d+)?)\s*([kKM]?)(?![\w])")
@@ -60,7 +61,11 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """One page's data from saved runs; a benchmark found in several runs keeps its latest."""
+    """One page's data from saved runs.
+
+    A benchmark measured on the same backend in several runs keeps its latest figures; a run
+    may add a backend to a benchmark measured earlier on others.
+    """
     if not runs:
         raise ValueError("no results to merge")
     scales = {run["scale"] for run in runs}
@@ -70,7 +75,8 @@ def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
     parts = []
     for run in runs:
         names = list(dict.fromkeys(r["benchmark"] for r in run["rows"]))
-        rows = [r for r in rows if r["benchmark"] not in names] + run["rows"]
+        again = {(r["benchmark"], r["backend"]) for r in run["rows"]}
+        rows = [r for r in rows if (r["benchmark"], r["backend"]) not in again] + run["rows"]
         parts.append({
             "command": run["command"],
             "seconds": run["seconds"],
@@ -82,7 +88,13 @@ def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "parts": parts,
         "seconds": sum(run["seconds"] for run in runs),
         "errors": [e for run in runs for e in run.get("errors", [])],
-        "rows": sorted(rows, key=lambda r: _ORDER.get(r["benchmark"], len(_ORDER))),
+        "rows": sorted(
+            rows,
+            key=lambda r: (
+                _ORDER.get(r["benchmark"], len(_ORDER)),
+                _BACKENDS.get(r["backend"], 0),
+            ),
+        ),  # fmt: skip
     }
 
 

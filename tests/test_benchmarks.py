@@ -35,8 +35,8 @@ def test_small_scale_suite_runs_without_errors(tmp_path):
     assert page.startswith("Benchmarks\n==========") and "targets:" in page
 
 
-def _run(benchmark: str, command: str, value: float) -> dict:
-    row = {"benchmark": benchmark, "measure": "m", "backend": "sqlite", "value": value,
+def _run(benchmark: str, command: str, value: float, backend: str = "sqlite") -> dict:
+    row = {"benchmark": benchmark, "measure": "m", "backend": backend, "value": value,
            "unit": "ms", "baseline": None, "baseline_label": "", "target": "", "met": None,
            "note": "", "ratio": None}  # fmt: skip
     return {"scale": "full", "machine": {"date": "d"}, "seconds": 10.0, "command": command,
@@ -49,13 +49,15 @@ def test_saved_runs_merge_into_one_page_with_every_command(tmp_path):
     first = _run("lookup", "python -m benchmarks lookup", 1.0)
     second = _run("start", "python -m benchmarks start", 2.0)
     again = _run("lookup", "python -m benchmarks lookup --backend sqlite", 3.0)
-    data = merge([first, second, again])
-    # suite order, and a benchmark run twice keeps only its latest figures
-    assert [(r["benchmark"], r["value"]) for r in data["rows"]] == [
-        ("start", 2.0),
-        ("lookup", 3.0),
+    more = _run("lookup", "python -m benchmarks lookup --backend mariadb", 4.0, "mariadb")
+    data = merge([first, second, again, more])
+    # suite order; a benchmark run twice on a backend keeps only its latest figures
+    assert [(r["benchmark"], r["backend"], r["value"]) for r in data["rows"]] == [
+        ("start", "sqlite", 2.0),
+        ("lookup", "sqlite", 3.0),
+        ("lookup", "mariadb", 4.0),
     ]
-    assert data["seconds"] == 30.0
+    assert data["seconds"] == 40.0
     paths = []
     for i, run in enumerate([first, second, again]):
         paths += ["--from", str(tmp_path / f"{i}.json")]
