@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from queue import Full, Queue
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO
 
 from sqlalchemy import select
 
@@ -20,7 +18,7 @@ from provstore.store import Store, write_items
 __all__ = ["ExportResult", "ImportResult", "export_bundle", "import_bundle"]
 
 _BATCH = 2000
-_T = TypeVar("_T")
+_KNOWN = 100_000  # digests remembered per import to spare reference lookups (~10 MiB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,11 +147,10 @@ def _import(
     store: Store, reader: BundleReader, on_progress: Callable[[int], None] | None
 ) -> ImportResult:
     added = present = 0
+    known: dict[bytes, None] = {}  # digests written by this import, the newest kept
     with backend.write_transaction(store.engine) as conn:
-        # Reading, hashing and decoding run a batch ahead in a thread while this one writes:
-        # the database releases the GIL, so the two overlap (bounded: two batches in flight).
-        for batch in _ahead(_decoded(reader)):
-            new, old = _write_batch(conn, batch)
+        for batch in _decoded(reader):
+            new, old = _write_batch(conn, batch, known)
             added, present = added + new, present + old
             if on_progress and batch:
                 on_progress(len(batch))
@@ -177,69 +174,43 @@ def _decoded(reader: BundleReader) -> Iterator[list[tuple[int, Sealed]]]:
     yield batch
 
 
-def _ahead(items: Iterator[_T], depth: int = 2) -> Iterator[_T]:
-    """Iterate ``items`` in a worker thread, at most ``depth`` items ahead of the consumer.
-
-    An exception in the worker is raised here; leaving early stops the worker.
-    """
-    queue: Queue[tuple[bool, Any]] = Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(entry: tuple[bool, Any]) -> bool:
-        while not stop.is_set():
-            try:
-                queue.put(entry, timeout=0.1)
-                return True
-            except Full:
-                continue
-        return False
-
-    def work() -> None:
-        try:
-            for item in items:
-                if not put((True, item)):
-                    return
-            put((False, None))
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
-            put((False, exc))
-
-    worker = threading.Thread(target=work, name="provstore-import-reader", daemon=True)
-    worker.start()
-    try:
-        while True:
-            ok, item = queue.get()
-            if ok:
-                yield item
-            elif item is None:
-                return
-            else:
-                raise item
-    finally:
-        stop.set()
-        worker.join()
-
-
 def _absent(conn: Any, digests: Sequence[bytes] | set[bytes]) -> set[bytes]:
     wanted = sorted(set(digests))
-    col = schema.objects.c.digest
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     found: set[bytes] = set()
     for start in range(0, len(wanted), 500):
         part = wanted[start : start + 500]
-        found.update(bytes(d) for d in conn.execute(select(col).where(col.in_(part))).scalars())
+        sql = f"SELECT digest FROM objects WHERE digest IN ({', '.join([mark] * len(part))})"
+        found.update(bytes(d) for (d,) in conn.exec_driver_sql(sql, tuple(part)))
     return set(wanted) - found
 
 
-def _write_batch(conn: Any, batch: list[tuple[int, Sealed]]) -> tuple[int, int]:
-    """Insert a batch, then require every reference to resolve; returns (added, present)."""
+def _write_batch(
+    conn: Any, batch: list[tuple[int, Sealed]], known: dict[bytes, None] | None = None
+) -> tuple[int, int]:
+    """Insert a batch, then require every reference to resolve; returns (added, present).
+
+    ``known`` holds digests this import wrote already (bounded to the newest ``_KNOWN``):
+    references to them, which are most of them (a product's run, its recent parents), need
+    no query.
+    """
     if not batch:
         return 0, 0
     unique = {item.digest: item for _, item in batch}
     added = write_items(conn, unique.values())
+    known = {} if known is None else known
+    known.update(dict.fromkeys(unique))
     referrer: dict[bytes, tuple[int, Sealed]] = {}
     for index, item in batch:
         for ref in item.obj.references():
-            referrer.setdefault(ref, (index, item))
+            if ref not in known:
+                referrer.setdefault(ref, (index, item))
     missing = _absent(conn, list(referrer))
+    known.update(dict.fromkeys(referrer))
+    if len(known) > _KNOWN:  # keep the newest half (amortised: no per-entry eviction)
+        newest = list(known)[-(_KNOWN // 2) :]
+        known.clear()
+        known.update(dict.fromkeys(newest))
     if missing:
         ref = sorted(missing, key=lambda d: referrer[d][0])[0]
         index, item = referrer[ref]

@@ -275,33 +275,28 @@ def test_cli_export_prov_json_is_valid_prov(sqlite_url, tmp_path):
     assert json.loads(out.read_text())["wasDerivedFrom"]
 
 
-def test_read_ahead_keeps_order_raises_worker_errors_and_stops_when_left():
-    import threading
+def test_references_are_checked_beyond_the_remembered_window(sqlite_url, monkeypatch):
+    """Small batches and a tiny memory of imported digests: lookups must cover the rest."""
+    from provstore import transfer
 
-    from provstore.transfer import _ahead
-
-    assert list(_ahead(iter(range(1000)))) == list(range(1000))
-
-    def failing():
-        yield 1
-        raise BundleError("bad record", None, 7)
-
-    got = []
-    with pytest.raises(BundleError, match="bad record"):
-        for item in _ahead(failing()):
-            got.append(item)
-    assert got == [1]
-    produced = []
-
-    def endless():
-        n = 0
-        while True:
-            produced.append(n)
-            yield n
-            n += 1
-
-    for item in _ahead(endless(), depth=2):
-        if item == 5:
-            break
-    assert len(produced) <= 5 + 1 + 2 + 1  # bounded read-ahead: at most depth (+1 in hand)
-    assert not [t for t in threading.enumerate() if t.name == "provstore-import-reader"]
+    monkeypatch.setattr(transfer, "_BATCH", 3)
+    monkeypatch.setattr(transfer, "_KNOWN", 4)
+    first = seal(Product("p0", None, {}, None, None, None, None, ()))
+    chain = [first]
+    for i in range(1, 30):  # each product names the first one and its predecessor
+        parents = tuple(sorted({first.digest, chain[-1].digest}))
+        chain.append(seal(Product(f"p{i}", None, {}, None, None, None, None, parents)))
+    records = [(item.digest, item.data) for item in chain]
+    with Store(sqlite_url) as store:
+        result = store.import_bundle(io.BytesIO(_craft(records, roots=[chain[-1].digest])))
+        assert (result.added, result.present) == (30, 0)
+        assert len(store.lineage(chain[-1].hex).depths) == 30
+    # late in the bundle, long after the window moved on, a reference to nothing
+    phantom = (b"\x09" * 32,)
+    bad = seal(Product("bad", None, {}, None, None, None, None, (first.digest, *phantom)))
+    records = [*records[:20], (bad.digest, bad.data), *records[20:]]
+    with Store(sqlite_url.replace("store.db", "other.db")) as store:
+        with pytest.raises(BundleError, match="neither earlier") as info:
+            store.import_bundle(io.BytesIO(_craft(records, roots=[chain[-1].digest])))
+        assert info.value.digest == bad.hex
+        assert store.stats()["objects"]["product"] == 0
