@@ -111,13 +111,13 @@ def _commands(data: dict[str, Any]) -> list[str]:
         part = parts[0]
         return [f"* command: ``{part['command']}`` ({part['seconds']:.0f} s)"]
     lines = [f"* taken in {len(parts)} runs ({data['seconds']:.0f} s in all); each benchmark's "
-             "figures and baselines come from one run:"]  # fmt: skip
+             "figures and baselines come from one run:", ""]  # fmt: skip
     for part in parts:
         lines.append(
             f"  * ``{part['command']}`` ({', '.join(part['benchmarks'])}; "
-            f"{part['seconds']:.0f} s, started {part['date']})"
+            f"{part['seconds']:.0f} s, written {part['date']})"
         )
-    return lines
+    return [*lines, ""]
 
 
 def write_report(data: dict[str, Any], path: Path, plot: Path | None = None) -> None:
