@@ -15,7 +15,6 @@ _ORDER = {name: i for i, name in enumerate(
 )}  # fmt: skip
 _BACKENDS = {"sqlite": 1, "postgresql": 2, "mariadb": 3}
 _THROUGHPUT = ("register", "bundle")  # rates measured at several store or bundle sizes
-_LATENCY = ("register", "lookup")
 _SIZE = re.compile(r"(?<![\w.])(\d[\d,]*(?:\.\d+)?)\s*([kKM]?)(?![\w])")
 
 
@@ -169,7 +168,7 @@ def write_report(data: dict[str, Any], path: Path, plot: Path | None = None) -> 
 
 
 def write_plot(data: dict[str, Any], path: Path) -> None:
-    """Throughput and latency against store or data size, one line per measure and backend."""
+    """Throughput against store or bundle size, and lineage latency against depth."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -178,13 +177,14 @@ def write_plot(data: dict[str, Any], path: Path) -> None:
     series: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
     for r in data["rows"]:
         size = _size_of(r["measure"])
-        wanted = (r["unit"].endswith("/s") and r["benchmark"] in _THROUGHPUT) or (
-            r["unit"] == "ms" and r["benchmark"] in _LATENCY
-        )
-        if size is None or size < 100 or r["value"] is None or not wanted:
-            continue  # small numbers in a measure are depths or percentiles, not sizes
-        if "whole" in r["measure"]:
+        if size is None or r["value"] is None or "whole" in r["measure"]:
             continue  # the whole-block average repeats the windows
+        if r["benchmark"] == "lineage" and r["unit"] == "ms" and "DAG ancestors" in r["measure"]:
+            label = r["measure"].split(" depth")[0]  # x: the depth asked for
+            series[("ms", f"{label} [{r['backend']}]")].append((size, r["value"]))
+            continue
+        if size < 100 or not (r["unit"].endswith("/s") and r["benchmark"] in _THROUGHPUT):
+            continue  # small numbers in a measure are percentiles or counts, not sizes
         label = _SIZE.sub("", r["measure"]).split(",")[0].strip()
         series[(r["unit"], f"{r['benchmark']}: {label} [{r['backend']}]")].append(
             (size, r["value"])
@@ -198,20 +198,23 @@ def write_plot(data: dict[str, Any], path: Path) -> None:
             continue
         points.sort()
         axis = right if unit == "ms" else left
-        style = "--" if label.startswith("  baseline") else "-"
+        style = "--" if label.startswith(("  baseline", "floor")) else "-"
         axis.plot([p[0] for p in points], [p[1] for p in points], style, marker="o", label=label)
-    panels = ((left, "throughput against store / bundle size"), (right, "latency (ms)"))
-    for axis, title in panels:
+    panels = (
+        (left, "throughput (/s) against store / bundle size",
+         "products in the store (objects in the bundle)"),
+        (right, "lineage latency (ms) against depth, DAG ancestors", "depth"),
+    )  # fmt: skip
+    for axis, title, xlabel in panels:
         axis.set_xscale("log")
-        axis.set_xlabel("products in the store (objects in the bundle)")
+        axis.set_yscale("log")
+        axis.set_xlabel(xlabel)
         axis.set_title(title)
         axis.grid(True, alpha=0.3)
         if axis.lines:
             axis.legend(fontsize=7)
         else:
-            axis.text(
-                0.5, 0.5, "no size series in this run", ha="center", transform=axis.transAxes
-            )
+            axis.text(0.5, 0.5, "no series in this run", ha="center", transform=axis.transAxes)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
