@@ -8,12 +8,7 @@ every read of an object re-hashes its bytes.  The index tables can always be reb
 from __future__ import annotations
 
 import functools
-import os
-import threading
-import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, Concatenate, ParamSpec, TypeVar
 
@@ -22,7 +17,7 @@ from sqlalchemy import bindparam, func, inspect, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from provstore import backend, schema
+from provstore import backend, schema, walk
 from provstore.config import resolve
 from provstore.digests import DIGEST_SIZE, parse_ref, to_hex
 from provstore.errors import (
@@ -34,6 +29,7 @@ from provstore.errors import (
     WrongKindError,
 )
 from provstore.objects import Environment, Product, Run, RunEnd, Sealed, load, seal
+from provstore.readers import Readers
 
 if TYPE_CHECKING:
     from provstore.envdiff import EnvDiff
@@ -52,8 +48,6 @@ __all__ = [
 
 INDEX_TABLES = (schema.products, schema.product_parents, schema.runs, schema.run_ends)
 _CANDIDATES_SHOWN = 10
-_IDLE_CHECK_S = 5.0  # a held read connection idle this long is checked before use
-_MAX_HELD = 4  # threads that hold a read connection; more read through the pool
 
 # Hot reads, built once (SQLAlchemy then only looks their compiled form up in its cache).
 _O = schema.objects.c
@@ -116,108 +110,6 @@ def index_rows(item: Sealed) -> Iterator[tuple[Any, tuple[Any, ...]]]:
         yield schema.run_ends, (item.digest, obj.run, obj.status, obj.finished_ns)
 
 
-_LEVEL_WALK_MAX = 1000
-_MAX_WINDOW = 512  # levels per recursive query; below MariaDB's max_recursive_iterations
-_CHUNK = 500  # nodes per IN list
-
-
-def _edges_by_level(
-    conn: Connection,
-    root: bytes,
-    near: str,
-    depth: int,
-    first: Sequence[bytes] | None = None,
-) -> tuple[dict[bytes, int], set[tuple[bytes, bytes]]]:
-    """The nodes within ``depth`` levels of ``root`` with their levels, and the edges out.
-
-    The walk is breadth first.  Edges out of the last level are fetched too, so the caller
-    can keep every edge among the nodes returned (the subgraph an unbounded walk gives,
-    trimmed).  Each level is one indexed ``IN`` query on the nodes first reached at the level
-    before (plain driver SQL on the driver's cursor: nothing compiled per level), so every
-    edge is fetched once.  While a round meets no node seen before (a chain, a tree) the next
-    round fetches twice as many levels in one depth-limited recursive query, up to
-    ``_MAX_WINDOW``: a chain of 100,000 costs a few hundred round trips.  A DAG that rejoins
-    falls back to one level per query, as a depth-limited CTE there would enumerate every
-    (node, path length) pair.
-    """
-    far = "parent" if near == "child" else "child"
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    level_sql = f"SELECT child, parent FROM product_parents WHERE {near} IN ("
-    window_sql = (
-        f"WITH RECURSIVE reach(child, parent, depth) AS ("
-        f"SELECT child, parent, 1 FROM product_parents WHERE {near} IN ({{marks}}) "
-        f"UNION SELECT e.child, e.parent, reach.depth + 1 "
-        f"FROM product_parents e JOIN reach ON e.{near} = reach.{far} "
-        f"WHERE reach.depth < {{span}}) SELECT DISTINCT child, parent FROM reach"
-    )
-    edges: set[tuple[bytes, bytes]] = set()
-    out: dict[bytes, list[bytes]] = {}
-    seen = {root: 0}
-    frontier = [root]
-    level, window = 0, 1
-    if first is not None:  # the root's edges are known (ancestors: the product's parents)
-        edges = {(root, parent) for parent in first}
-        seen.update(dict.fromkeys(first, 1))
-        frontier, level = list(dict.fromkeys(first)), 1
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        while frontier and level <= depth:
-            span = min(window, depth + 1 - level)
-            fetched: set[tuple[bytes, bytes]] = set()
-            for start in range(0, len(frontier), _CHUNK):
-                part = frontier[start : start + _CHUNK]
-                marks = ", ".join([mark] * len(part))
-                if span == 1:
-                    cursor.execute(level_sql + marks + ")", part)
-                else:
-                    cursor.execute(window_sql.format(marks=marks, span=span), part)
-                rows = cursor.fetchall()
-                if rows and not isinstance(rows[0][0], bytes):  # psycopg2: memoryview
-                    rows = [(bytes(c), bytes(p)) for c, p in rows]
-                fetched.update(rows)
-            for edge in fetched - edges:
-                src, dst = edge if near == "child" else (edge[1], edge[0])
-                out.setdefault(src, []).append(dst)
-            edges |= fetched
-            rejoined = False
-            for reached in range(level + 1, min(level + span + 1, depth + 1)):
-                following = []  # the exact BFS level ``reached``, over what has been fetched
-                for node in frontier:
-                    for other in out.pop(node, ()):
-                        if other in seen:
-                            rejoined = True
-                        else:
-                            seen[other] = reached
-                            following.append(other)
-                frontier = following
-            level += span
-            window = 1 if rejoined else min(2 * window, _MAX_WINDOW)
-    finally:
-        cursor.close()
-    return seen, edges
-
-
-def _levels(
-    root: bytes, edges: Iterable[tuple[bytes, bytes]], near: str, depth: int | None
-) -> dict[bytes, int]:
-    """Breadth-first levels from ``root`` over ``edges``, to ``depth`` (all when None)."""
-    neighbours: dict[bytes, list[bytes]] = {}
-    for child, parent in edges:
-        src, dst = (child, parent) if near == "child" else (parent, child)
-        neighbours.setdefault(src, []).append(dst)
-    depths = {root: 0}
-    queue = deque([root])
-    while queue:
-        node = queue.popleft()
-        if depth is not None and depths[node] >= depth:
-            continue
-        for nxt in neighbours.get(node, ()):
-            if nxt not in depths:
-                depths[nxt] = depths[node] + 1
-                queue.append(nxt)
-    return depths
-
-
 @functools.cache
 def _find_query(name: bool, version: bool, content: str | None, limited: bool) -> Any:
     """The ``find_products`` statement for this combination of filters (built once each)."""
@@ -266,7 +158,7 @@ def _reads(method: Callable[Concatenate[Store, _P], _T]) -> Callable[Concatenate
         try:
             return method(self, *args, **kwargs)
         except DBAPIError as exc:
-            if not (self._hold and exc.connection_invalidated):
+            if not (self._readers.hold and exc.connection_invalidated):
                 raise
             return method(self, *args, **kwargs)
 
@@ -281,11 +173,8 @@ class Store:
         self.engine: Engine = backend.connect(url, pooled=pooled)
         # On a server a pooled store keeps one autocommit connection per thread for reads:
         # a lookup is then one round trip, not four (pre-ping, BEGIN, SELECT, ROLLBACK).
-        self._hold = pooled and self.engine.dialect.name != "sqlite"
-        self._local = threading.local()
-        self._held: dict[Connection, threading.Thread] = {}
-        self._held_pid = os.getpid()
-        self._held_lock = threading.Lock()
+        self._readers = Readers(self.engine, hold=pooled and self.engine.dialect.name != "sqlite")
+        self._reading = self._readers.connection
         try:
             backend.retrying(self._ensure_schema)
         except (OperationalError, DBAPIError) as exc:
@@ -302,74 +191,8 @@ class Store:
 
     def close(self) -> None:
         """Release every connection."""
-        with self._held_lock:
-            held, self._held = self._held, {}
-        if self._held_pid == os.getpid():  # never close what a forked parent still uses
-            for conn in held:
-                with suppress(Exception):  # a connection the server already dropped
-                    conn.close()
+        self._readers.close()
         self.engine.dispose()
-
-    @contextmanager
-    def _reading(self) -> Iterator[Connection]:
-        """A connection for reads that need no transaction of their own.
-
-        Objects are immutable and the store only grows, so statements in separate snapshots
-        still read a consistent store.  SQLite, stores opened with ``pooled=False`` (jobs on a
-        server, which must not hold idle connections) and threads beyond the first
-        ``_MAX_HELD`` take one from the engine's pool.
-        """
-        conn = self._reader() if self._hold else None
-        if conn is None:
-            with self.engine.connect() as pooled:
-                yield pooled
-            return
-        try:
-            yield conn
-        except BaseException:
-            self._drop_reader(conn)  # whatever state it is in, the next read starts afresh
-            raise
-
-    def _reader(self) -> Connection | None:
-        """The calling thread's read connection (opened, checked or replaced as needed)."""
-        local = self._local
-        if self._held_pid != os.getpid():  # a forked child: the parent's connections stay
-            with self._held_lock:
-                self._held, self._held_pid = {}, os.getpid()
-            local.conn = None
-        conn: Connection | None = getattr(local, "conn", None)
-        now = time.monotonic()
-        if conn is not None and (conn.invalidated or conn.closed):
-            self._drop_reader(conn)
-            conn = None
-        if conn is not None and now - local.used > _IDLE_CHECK_S:
-            try:  # idle a while: the server may have closed it or restarted since
-                conn.exec_driver_sql("SELECT 1").close()
-            except DBAPIError:
-                self._drop_reader(conn)
-                conn = None
-        if conn is None:
-            with self._held_lock:
-                for other, owner in list(self._held.items()):
-                    if not owner.is_alive():  # its thread ended with the store still open
-                        del self._held[other]
-                        with suppress(Exception):
-                            other.close()
-                if len(self._held) >= _MAX_HELD:
-                    return None
-                conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-                self._held[conn] = threading.current_thread()
-            local.conn = conn
-        local.used = now
-        return conn
-
-    def _drop_reader(self, conn: Connection) -> None:
-        """Forget and close this thread's read connection."""
-        self._local.conn = None
-        with self._held_lock:
-            self._held.pop(conn, None)
-        with suppress(Exception):
-            conn.close()
 
     def __enter__(self) -> Store:
         return self
@@ -637,15 +460,15 @@ class Store:
         root = item.digest
         near, far = ("child", "parent") if direction == "ancestors" else ("parent", "child")
         with self._reading() as conn:
-            if depth is not None and depth <= _LEVEL_WALK_MAX:
+            if depth is not None and depth <= walk.LEVEL_WALK_MAX:
                 # a product names its parents: the first level of ancestors needs no query
                 obj = item.obj
                 assert isinstance(obj, Product)
                 first = obj.parents if direction == "ancestors" and depth else None
-                depths, edges = _edges_by_level(conn, root, near, depth, first)
+                depths, edges = walk.edges_by_level(conn, root, near, depth, first)
             else:
                 edges = self._all_edges(conn, root, near, far)
-                depths = _levels(root, edges, near, depth)
+                depths = walk.levels(root, edges, near, depth)
         kept = tuple(sorted(e for e in edges if e[0] in depths and e[1] in depths))
         return Lineage(root, direction, depths, kept)
 

@@ -1,0 +1,115 @@
+"""Lineage walks over the ``product_parents`` index: breadth first, level by level.
+
+:meth:`provstore.store.Store.lineage` uses these; they take an open connection and return
+plain digests, so they know nothing of objects or of how the store holds connections.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy.engine import Connection
+
+__all__ = ["LEVEL_WALK_MAX", "edges_by_level", "levels"]
+
+LEVEL_WALK_MAX = 1000
+_MAX_WINDOW = 512  # levels per recursive query; below MariaDB's max_recursive_iterations
+_CHUNK = 500  # nodes per IN list
+
+
+def edges_by_level(
+    conn: Connection,
+    root: bytes,
+    near: str,
+    depth: int,
+    first: Sequence[bytes] | None = None,
+) -> tuple[dict[bytes, int], set[tuple[bytes, bytes]]]:
+    """The nodes within ``depth`` levels of ``root`` with their levels, and the edges out.
+
+    The walk is breadth first.  Edges out of the last level are fetched too, so the caller
+    can keep every edge among the nodes returned (the subgraph an unbounded walk gives,
+    trimmed).  Each level is one indexed ``IN`` query on the nodes first reached at the level
+    before (plain driver SQL on the driver's cursor: nothing compiled per level), so every
+    edge is fetched once.  While a round meets no node seen before (a chain, a tree) the next
+    round fetches twice as many levels in one depth-limited recursive query, up to
+    ``_MAX_WINDOW``: a chain of 100,000 costs a few hundred round trips.  A DAG that rejoins
+    falls back to one level per query, as a depth-limited CTE there would enumerate every
+    (node, path length) pair.
+    """
+    far = "parent" if near == "child" else "child"
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    level_sql = f"SELECT child, parent FROM product_parents WHERE {near} IN ("
+    window_sql = (
+        f"WITH RECURSIVE reach(child, parent, depth) AS ("
+        f"SELECT child, parent, 1 FROM product_parents WHERE {near} IN ({{marks}}) "
+        f"UNION SELECT e.child, e.parent, reach.depth + 1 "
+        f"FROM product_parents e JOIN reach ON e.{near} = reach.{far} "
+        f"WHERE reach.depth < {{span}}) SELECT DISTINCT child, parent FROM reach"
+    )
+    edges: set[tuple[bytes, bytes]] = set()
+    out: dict[bytes, list[bytes]] = {}
+    seen = {root: 0}
+    frontier = [root]
+    level, window = 0, 1
+    if first is not None:  # the root's edges are known (ancestors: the product's parents)
+        edges = {(root, parent) for parent in first}
+        seen.update(dict.fromkeys(first, 1))
+        frontier, level = list(dict.fromkeys(first)), 1
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        while frontier and level <= depth:
+            span = min(window, depth + 1 - level)
+            fetched: set[tuple[bytes, bytes]] = set()
+            for start in range(0, len(frontier), _CHUNK):
+                part = frontier[start : start + _CHUNK]
+                marks = ", ".join([mark] * len(part))
+                if span == 1:
+                    cursor.execute(level_sql + marks + ")", part)
+                else:
+                    cursor.execute(window_sql.format(marks=marks, span=span), part)
+                rows = cursor.fetchall()
+                if rows and not isinstance(rows[0][0], bytes):  # psycopg2: memoryview
+                    rows = [(bytes(c), bytes(p)) for c, p in rows]
+                fetched.update(rows)
+            for edge in fetched - edges:
+                src, dst = edge if near == "child" else (edge[1], edge[0])
+                out.setdefault(src, []).append(dst)
+            edges |= fetched
+            rejoined = False
+            for reached in range(level + 1, min(level + span + 1, depth + 1)):
+                following = []  # the exact BFS level ``reached``, over what has been fetched
+                for node in frontier:
+                    for other in out.pop(node, ()):
+                        if other in seen:
+                            rejoined = True
+                        else:
+                            seen[other] = reached
+                            following.append(other)
+                frontier = following
+            level += span
+            window = 1 if rejoined else min(2 * window, _MAX_WINDOW)
+    finally:
+        cursor.close()
+    return seen, edges
+
+
+def levels(
+    root: bytes, edges: Iterable[tuple[bytes, bytes]], near: str, depth: int | None
+) -> dict[bytes, int]:
+    """Breadth-first levels from ``root`` over ``edges``, to ``depth`` (all when None)."""
+    neighbours: dict[bytes, list[bytes]] = {}
+    for child, parent in edges:
+        src, dst = (child, parent) if near == "child" else (parent, child)
+        neighbours.setdefault(src, []).append(dst)
+    depths = {root: 0}
+    queue = deque([root])
+    while queue:
+        node = queue.popleft()
+        if depth is not None and depths[node] >= depth:
+            continue
+        for nxt in neighbours.get(node, ()):
+            if nxt not in depths:
+                depths[nxt] = depths[node] + 1
+                queue.append(nxt)
+    return depths
