@@ -224,6 +224,11 @@ def _count_new(conn: Connection, table: Table, name: str, rows: Sequence[tuple[A
     return len(keys) - present
 
 
+def param_mark(conn: Connection) -> str:
+    """The driver's positional parameter mark, for plain SQL on its cursor."""
+    return "?" if conn.dialect.paramstyle == "qmark" else "%s"
+
+
 def text_stmt(sql: str) -> Any:
     """A textual statement (kept here so callers need not import sqlalchemy)."""
     return text(sql)

@@ -174,7 +174,6 @@ class Store:
         # On a server a pooled store keeps one autocommit connection per thread for reads:
         # a lookup is then one round trip, not four (pre-ping, BEGIN, SELECT, ROLLBACK).
         self._readers = Readers(self.engine, hold=pooled and self.engine.dialect.name != "sqlite")
-        self._reading = self._readers.connection
         try:
             backend.retrying(self._ensure_schema)
         except (OperationalError, DBAPIError) as exc:
@@ -205,11 +204,11 @@ class Store:
     def _read_version(self) -> str | None:
         query = select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")
         try:  # the common case, one query; the inspector only when the table may be missing
-            with self._reading() as conn:
+            with self._readers.connection() as conn:
                 value: str | None = conn.execute(query).scalar_one_or_none()
                 return value
         except DBAPIError:
-            with self._reading() as conn:
+            with self._readers.connection() as conn:
                 if not inspect(conn).has_table(schema.meta.name):
                     return None
                 again: str | None = conn.execute(query).scalar_one_or_none()  # created meanwhile
@@ -274,7 +273,7 @@ class Store:
         parsed = parse_ref(ref)
         col = schema.objects.c.digest
         query = select(col).where(col.between(parsed.low, parsed.high)).order_by(col)
-        with self._reading() as conn:
+        with self._readers.connection() as conn:
             found = list(conn.execute(query.limit(_CANDIDATES_SHOWN + 1)).scalars())
         if not found:
             raise UnknownDigestError(ref)
@@ -288,7 +287,7 @@ class Store:
     @_reads
     def contains(self, digest: bytes) -> bool:
         """Whether an object with this digest is stored (one indexed lookup)."""
-        with self._reading() as conn:
+        with self._readers.connection() as conn:
             return conn.execute(_HAS_DIGEST, {"digest": digest}).first() is not None
 
     @_reads
@@ -298,7 +297,7 @@ class Store:
         col = schema.objects.c.digest
         present: set[bytes] = set()
         chunk = sorted(wanted)
-        with self._reading() as conn:
+        with self._readers.connection() as conn:
             for start in range(0, len(chunk), 500):
                 part = chunk[start : start + 500]
                 present.update(
@@ -322,7 +321,7 @@ class Store:
         parsed = parse_ref(ref) if isinstance(ref, str) else None
         if parsed is None:
             return self._load(self.resolve(ref), kind)
-        with self._reading() as conn:
+        with self._readers.connection() as conn:
             rows = conn.execute(_BY_PREFIX, {"low": parsed.low, "high": parsed.high}).all()
         if len(rows) != 1:  # unknown or ambiguous: resolve() says which, with the candidates
             return self._load(self.resolve(ref), kind)
@@ -340,7 +339,7 @@ class Store:
         wanted = sorted(set(digests))
         table = schema.objects
         found: dict[bytes, Sealed] = {}
-        with self._reading() as conn:
+        with self._readers.connection() as conn:
             for start in range(0, len(wanted), 500):
                 part = wanted[start : start + 500]
                 query = select(table.c.digest, table.c.data).where(table.c.digest.in_(part))
@@ -360,7 +359,7 @@ class Store:
         wanted = sorted(set(runs))
         col = schema.run_ends.c
         out: list[bytes] = []
-        with self._reading() as conn:
+        with self._readers.connection() as conn:
             for start in range(0, len(wanted), 500):
                 query = select(col.digest).where(col.run.in_(wanted[start : start + 500]))
                 out.extend(bytes(d) for d in conn.execute(query).scalars())
@@ -370,7 +369,7 @@ class Store:
     def products_of_run(self, run: bytes) -> list[Sealed]:
         """Every product a run made (through the ``products.run`` index)."""
         col = schema.products.c
-        with self._reading() as conn:
+        with self._readers.connection() as conn:
             rows = conn.execute(select(col.digest).where(col.run == run)).scalars()
             digests = [bytes(d) for d in rows]
         return list(self.get_many(digests).values())
@@ -378,7 +377,7 @@ class Store:
     def _load(
         self, digest: bytes, kind: str | Sequence[str] | None, ref: str | None = None
     ) -> Sealed:
-        with self._reading() as conn:
+        with self._readers.connection() as conn:
             data = conn.execute(_DATA_BY_DIGEST, {"digest": digest}).scalar()
         if data is None:
             raise UnknownDigestError(ref or to_hex(digest))
@@ -418,7 +417,7 @@ class Store:
         if limit is not None:
             params["limit"] = limit
         query = _find_query(name is not None, version is not None, match, limit is not None)
-        with self._reading() as conn:
+        with self._readers.connection() as conn:
             rows = conn.execute(query, params).all()
         return [load(bytes(digest), bytes(data)) for digest, data in rows]
 
@@ -458,8 +457,8 @@ class Store:
             raise ValueError("direction must be 'ancestors' or 'descendants'")
         item = self.get(ref, kind="product")
         root = item.digest
-        near, far = ("child", "parent") if direction == "ancestors" else ("parent", "child")
-        with self._reading() as conn:
+        near = "child" if direction == "ancestors" else "parent"
+        with self._readers.connection() as conn:
             if depth is not None and depth <= walk.LEVEL_WALK_MAX:
                 # a product names its parents: the first level of ancestors needs no query
                 obj = item.obj
@@ -467,38 +466,10 @@ class Store:
                 first = obj.parents if direction == "ancestors" and depth else None
                 depths, edges = walk.edges_by_level(conn, root, near, depth, first)
             else:
-                edges = self._all_edges(conn, root, near, far)
+                edges = walk.all_edges(conn, root, near)
                 depths = walk.levels(root, edges, near, depth)
         kept = tuple(sorted(e for e in edges if e[0] in depths and e[1] in depths))
         return Lineage(root, direction, depths, kept)
-
-    def _all_edges(
-        self, conn: Connection, root: bytes, near: str, far: str
-    ) -> set[tuple[bytes, bytes]]:
-        """Every edge reachable from ``root``: one recursive CTE over edges (each edge once).
-
-        A depth-limited recursive CTE would carry (node, depth) pairs, and in a DAG a node is
-        reached at many depths: the rows explode.  Deep bounded walks use this and trim.
-        """
-        self._prepare_recursion(conn)
-        sql = (
-            f"WITH RECURSIVE reach(child, parent) AS ("
-            f"SELECT child, parent FROM product_parents WHERE {near} = :root "
-            f"UNION SELECT e.child, e.parent FROM product_parents e "
-            f"JOIN reach ON e.{near} = reach.{far}) "
-            f"SELECT child, parent FROM reach"
-        )
-        rows = conn.execute(backend.text_stmt(sql), {"root": root}).all()
-        return {(bytes(c), bytes(p)) for c, p in rows}
-
-    @staticmethod
-    def _prepare_recursion(conn: Connection) -> None:
-        """Lift the server's recursion cap (MariaDB stops silently after 1,000 levels)."""
-        if conn.dialect.name in ("mysql", "mariadb"):
-            if getattr(conn.dialect, "is_mariadb", False):
-                conn.exec_driver_sql("SET SESSION max_recursive_iterations = 4294967295")
-            else:
-                conn.exec_driver_sql("SET SESSION cte_max_recursion_depth = 4294967295")
 
     @_reads
     def labels(self, digests: Iterable[bytes]) -> dict[bytes, str]:
@@ -506,7 +477,7 @@ class Store:
         col = schema.products.c
         wanted = sorted(set(digests))
         out: dict[bytes, str] = {}
-        with self._reading() as conn:
+        with self._readers.connection() as conn:
             for start in range(0, len(wanted), 500):
                 part = wanted[start : start + 500]
                 query = select(col.digest, col.name, col.version).where(col.digest.in_(part))
@@ -526,7 +497,7 @@ class Store:
             .order_by(r.c.started_ns.desc(), r.c.digest)
             .limit(limit)
         )  # fmt: skip
-        with self._reading() as conn:
+        with self._readers.connection() as conn:
             rows = conn.execute(query).all()
         return [RunSummary(bytes(row[0]), *row[1:]) for row in rows]
 
@@ -537,7 +508,7 @@ class Store:
         query = select(o.c.kind, func.count(), func.coalesce(func.sum(o.c.size), 0)).group_by(
             o.c.kind
         )
-        with self._reading() as conn:
+        with self._readers.connection() as conn:
             rows = conn.execute(query).all()
             edges = conn.execute(select(func.count()).select_from(schema.product_parents)).scalar()
         counts = {

@@ -176,7 +176,7 @@ def _decoded(reader: BundleReader) -> Iterator[list[tuple[int, Sealed]]]:
 
 def _absent(conn: Any, digests: Sequence[bytes] | set[bytes]) -> set[bytes]:
     wanted = sorted(set(digests))
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    mark = backend.param_mark(conn)
     found: set[bytes] = set()
     for start in range(0, len(wanted), 500):
         part = wanted[start : start + 500]
@@ -186,7 +186,7 @@ def _absent(conn: Any, digests: Sequence[bytes] | set[bytes]) -> set[bytes]:
 
 
 def _write_batch(
-    conn: Any, batch: list[tuple[int, Sealed]], known: dict[bytes, None] | None = None
+    conn: Any, batch: list[tuple[int, Sealed]], known: dict[bytes, None]
 ) -> tuple[int, int]:
     """Insert a batch, then require every reference to resolve; returns (added, present).
 
@@ -198,7 +198,6 @@ def _write_batch(
         return 0, 0
     unique = {item.digest: item for _, item in batch}
     added = write_items(conn, unique.values())
-    known = {} if known is None else known
     known.update(dict.fromkeys(unique))
     referrer: dict[bytes, tuple[int, Sealed]] = {}
     for index, item in batch:

@@ -11,7 +11,9 @@ from collections.abc import Iterable, Sequence
 
 from sqlalchemy.engine import Connection
 
-__all__ = ["LEVEL_WALK_MAX", "edges_by_level", "levels"]
+from provstore.backend import param_mark, text_stmt
+
+__all__ = ["LEVEL_WALK_MAX", "all_edges", "edges_by_level", "levels"]
 
 LEVEL_WALK_MAX = 1000
 _MAX_WINDOW = 512  # levels per recursive query; below MariaDB's max_recursive_iterations
@@ -38,7 +40,7 @@ def edges_by_level(
     (node, path length) pair.
     """
     far = "parent" if near == "child" else "child"
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    mark = param_mark(conn)
     level_sql = f"SELECT child, parent FROM product_parents WHERE {near} IN ("
     window_sql = (
         f"WITH RECURSIVE reach(child, parent, depth) AS ("
@@ -113,3 +115,26 @@ def levels(
                 depths[nxt] = depths[node] + 1
                 queue.append(nxt)
     return depths
+
+
+def all_edges(conn: Connection, root: bytes, near: str) -> set[tuple[bytes, bytes]]:
+    """Every edge reachable from ``root``: one recursive CTE over edges (each edge once).
+
+    A depth-limited recursive CTE would carry (node, depth) pairs, and in a DAG a node is
+    reached at many depths: the rows explode.  Deep bounded walks use this and trim.
+    """
+    far = "parent" if near == "child" else "child"
+    if conn.dialect.name in ("mysql", "mariadb"):  # MariaDB stops silently after 1,000 levels
+        if getattr(conn.dialect, "is_mariadb", False):
+            conn.exec_driver_sql("SET SESSION max_recursive_iterations = 4294967295")
+        else:
+            conn.exec_driver_sql("SET SESSION cte_max_recursion_depth = 4294967295")
+    sql = (
+        f"WITH RECURSIVE reach(child, parent) AS ("
+        f"SELECT child, parent FROM product_parents WHERE {near} = :root "
+        f"UNION SELECT e.child, e.parent FROM product_parents e "
+        f"JOIN reach ON e.{near} = reach.{far}) "
+        f"SELECT child, parent FROM reach"
+    )
+    rows = conn.execute(text_stmt(sql), {"root": root}).all()
+    return {(bytes(c), bytes(p)) for c, p in rows}
