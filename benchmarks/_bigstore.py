@@ -179,7 +179,7 @@ def _drop_scratch() -> None:
 
 
 def _base_objects() -> tuple[list[Any], Any]:
-    from provstore.objects import Environment, LibrarySet, Variables, seal
+    from provstore.core.objects import Environment, LibrarySet, Variables, seal
 
     dists = tuple(sorted((f"pkg{i:03d}", f"1.{i % 7}.{i % 13}") for i in range(300)))
     libs = seal(LibrarySet(dists))
@@ -192,7 +192,7 @@ def _base_objects() -> tuple[list[Any], Any]:
 
 
 def _run_object(env: bytes, variables: bytes, k: int) -> Any:
-    from provstore.objects import Run, seal
+    from provstore.core.objects import Run, seal
 
     started = 1_790_000_000_000_000_000 + k * 1_000_000_000
     return seal(Run(env, variables, "bench-host", "bench", ("bench.py", str(k)), "/work",
@@ -200,7 +200,7 @@ def _run_object(env: bytes, variables: bytes, k: int) -> Any:
 
 
 def _product(name: str, version: str, i: int, run: bytes, parents: tuple[bytes, ...]) -> Any:
-    from provstore.objects import Product, seal
+    from provstore.core.objects import Product, seal
 
     content = blake3.blake3(i.to_bytes(8, "little", signed=True) + name.encode()).digest()
     meta = {"rows": i * 7 % 100_003, "stage": "transform"}

@@ -1,6 +1,6 @@
 """Environment capture, cold and warm, with 30 / 300 / 3,000 fake distributions on sys.path.
 
-Every figure is one fresh interpreter timing ``provstore.snapshot.capture_environment()``
+Every figure is one fresh interpreter timing ``provstore.capture.snapshot.capture_environment()``
 in-process (imports excluded): *cold* with an empty ``PROVSTORE_CACHE_DIR`` (a new one per
 process), *warm* with the cache a first process wrote.  The naive baseline, measured in the same
 run on the same ``sys.path``, enumerates the distributions with ``importlib.metadata``
@@ -145,7 +145,7 @@ def run_py(code: str, env: dict[str, str], cwd: Path, *args: str) -> dict[str, A
 
 _CAPTURE = r"""
 import json, time
-from provstore.snapshot import capture_environment
+from provstore.capture.snapshot import capture_environment
 t0 = time.perf_counter()
 env = capture_environment()
 t1 = time.perf_counter()

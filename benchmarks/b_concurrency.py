@@ -251,7 +251,7 @@ def check_store(url: str, results: list[dict[str, Any]]) -> dict[str, Any]:
     counted as an error)."""
     from sqlalchemy import func, select
 
-    from provstore import schema
+    from provstore.db import schema
     from provstore.store import Store
 
     reported = [d for r in results for d in r["digests"]]

@@ -1,4 +1,4 @@
-"""Content hashing: ``provstore.digests.hash_file`` beside the BLAKE3 library floor.
+"""Content hashing: ``provstore.core.digests.hash_file`` beside the BLAKE3 library floor.
 
 For each file size, on the same bytes: provstore's ``hash_file(path)``; the floor
 ``blake3.blake3(max_threads=blake3.blake3.AUTO).update_mmap(path)``; and ``hashlib.sha256``
@@ -63,7 +63,7 @@ def _sha256(path: str) -> bytes:
 
 
 def _measure(path: Path, size: int, repeat: int) -> dict[str, list[float]]:
-    from provstore.digests import hash_file
+    from provstore.core.digests import hash_file
 
     name = str(path)
     methods: dict[str, Callable[[], object]] = {

@@ -92,8 +92,8 @@ def _prebuilt_getters(store: Any) -> tuple[Callable[[bytes], Any], Callable[[byt
     pool (checkout, BEGIN, reset on return, as Store does), and on one connection held open."""
     from sqlalchemy import bindparam, select
 
-    from provstore import schema
-    from provstore.objects import load
+    from provstore.core.objects import load
+    from provstore.db import schema
 
     table = schema.objects
     query = select(table.c.data).where(table.c.digest == bindparam("d"))
@@ -172,7 +172,7 @@ def _measure(big: BigStore, lookups: int, budget: float, seed: int) -> dict[str,
         "pooled": pooled, "held": held,
     }  # fmt: skip
     try:
-        from provstore.objects import seal
+        from provstore.core.objects import seal
 
         env_hex = seal(env).hex
         plan = {name: keys() for name in measures}

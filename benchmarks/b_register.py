@@ -202,7 +202,7 @@ def _read_rows(url: str, run_hex: str) -> dict[str, list[tuple[Any, ...]]]:
     """The objects, products and parent rows of one run, in table column order."""
     import sqlalchemy as sa
 
-    from provstore import schema
+    from provstore.db import schema
 
     joins = {
         "objects": "JOIN products p ON t.digest = p.digest",
@@ -315,7 +315,7 @@ def _create_tables(url: str) -> dict[str, str]:
     """provstore's DDL for the three tables in ``url``; returns each table's column list."""
     import sqlalchemy as sa
 
-    from provstore import schema
+    from provstore.db import schema
 
     tables = [schema.metadata.tables[t] for t in TABLES]
     engine = sa.create_engine(url)
@@ -364,7 +364,7 @@ def _naive_models() -> Any:
     from sqlalchemy import Index
     from sqlalchemy.orm import DeclarativeBase, mapped_column
 
-    from provstore import schema
+    from provstore.db import schema
 
     o, p, e = schema.objects.c, schema.products.c, schema.product_parents.c
 
@@ -403,7 +403,7 @@ def naive_orm(url: str, n: int, seed: int) -> dict[str, Any]:
     import sqlalchemy as sa
     from sqlalchemy.orm import Session
 
-    from provstore.objects import Product, seal
+    from provstore.core.objects import Product, seal
 
     base, object_row, product_row, parent_row = _naive_models()
     engine = sa.create_engine(url)

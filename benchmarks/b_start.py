@@ -28,7 +28,7 @@ ENTRY_TARGET_MS = 20.0  # tracker entry beyond the import
 VERIFY_TARGET = 1.5  # provstore verify <= 1.5x import sqlalchemy
 
 # What a user's script pays before its first line runs.  (The module behind it was
-# provstore.tracker, now provstore.tracking; the public spelling stays the same.)
+# provstore.tracker, now provstore.tracking.tracker; the public spelling stays the same.)
 IMPORT_TRACKER = "from provstore import tracker"
 
 _SETUP = r"""
@@ -46,7 +46,7 @@ _IMPORTTIME_MODULES = {
         "sqlalchemy.dialects.postgresql",
         "sqlalchemy.dialects.sqlite",
     ),  # fmt: skip
-    "deal (provstore.digests)": ("deal",),
+    "deal (provstore.core.digests)": ("deal",),
     "provstore.* own code (self time)": (),
 }
 

@@ -79,7 +79,7 @@ def _sqlite_size(path: str) -> tuple[int, dict[str, int]]:
 def _server_size(url: str, postgres: bool) -> tuple[int, dict[str, int]]:
     import sqlalchemy as sa
 
-    from provstore import schema
+    from provstore.db import schema
 
     names = list(schema.metadata.tables)
     engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
@@ -208,8 +208,8 @@ def add_environment_variants(url: str, count: int) -> None:
     this process's, with a run and a run end each (what a tracker block would write)."""
     import dataclasses
 
-    from provstore.objects import Environment, LibrarySet, Run, RunEnd, Variables, seal
-    from provstore.snapshot import capture_environment, capture_run
+    from provstore.capture.snapshot import capture_environment, capture_run
+    from provstore.core.objects import Environment, LibrarySet, Run, RunEnd, Variables, seal
     from provstore.store import Store
 
     env = capture_environment()

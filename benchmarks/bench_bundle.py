@@ -12,8 +12,8 @@ For every N (default 10,000 / 100,000 / 1,000,000):
 
 1. Build a bundle of N objects without a store: one LibrarySet, Environment, Variables and Run,
    then N-4 Products with 1-2 parents among earlier products (deterministic RNG), sealed one at
-   a time and written in dependency order with :class:`provstore.bundle.BundleWriter` to an
-   uncompressed and a zlib file at once.  Only the products' digests are kept (for parents).
+   a time and written in dependency order with
+   :class:`provstore.exchange.bundle.BundleWriter` to an uncompressed and a zlib file at once.  Only the products' digests are kept (for parents).
 2. Import each file into a fresh SQLite file store in a fresh process
    (``Store(url).import_bundle(f)``): wall time, objects/s (overall, and per 5% of the bundle),
    and the child's memory: RSS right after the imports and ``Store()`` (baseline), peak RSS at
@@ -69,7 +69,7 @@ MIB = 1 << 20
 
 def _head_objects() -> list[Any]:
     """LibrarySet, Environment, Variables, Run: sealed, in dependency order."""
-    from provstore.objects import Environment, LibrarySet, Run, Variables, seal
+    from provstore.core.objects import Environment, LibrarySet, Run, Variables, seal
 
     libs = seal(LibrarySet(tuple((f"pkg{i:03d}", f"1.{i % 7}.{i % 3}") for i in range(300))))
     env = seal(
@@ -113,8 +113,8 @@ def build_bundles(work: Path, n: int, seed: int = SEED) -> dict[str, Any]:
     """Write ``bundle-N.psb`` (uncompressed) and ``bundle-N.psb.z`` (zlib) side by side."""
     import blake3
 
-    from provstore.bundle import BundleWriter
-    from provstore.objects import Product, seal
+    from provstore.core.objects import Product, seal
+    from provstore.exchange.bundle import BundleWriter
 
     if n < 5:
         raise SystemExit("--objects must be at least 5 (4 head objects + products)")
@@ -232,7 +232,7 @@ _CHILD_IMPORT = (
     _CHILD_PRELUDE
     + r"""
 mode, url, path, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-import provstore.transfer as transfer
+import provstore.exchange.transfer as transfer
 from provstore.store import Store
 trace = mode == "tracemalloc"
 if trace:
@@ -322,7 +322,7 @@ _CHILD_EXPORT = (
     _CHILD_PRELUDE
     + r"""
 url, root, path, compress = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
-import provstore.transfer as transfer
+import provstore.exchange.transfer as transfer
 from provstore.store import Store
 store = Store(url)
 gc.collect()

@@ -11,12 +11,12 @@ reported, never asserted: the machine is shared and noisy, so compare ratios tak
 1. Environment capture with ``--dists`` fake distributions prepended to ``sys.path``
    (``PYTHONPATH``), each measurement in a fresh process: cold (empty cache dir), warm
    (cache present), ``tracker()`` entry/exit on a SQLite store that already holds this
-   environment, and the import time of ``provstore.tracking`` beside ``sqlalchemy``.
+   environment, and the import time of ``provstore.tracking.tracker`` beside ``sqlalchemy``.
 2. Products/s in one ``tracker()`` block on a SQLite file: ``--products`` products with 1-2
    parents among earlier ones, timed from the first registration to the end of ``__exit__``.
 3. The raw sqlite3 floor for exactly the rows provstore wrote in that run, inserted with plain
    ``sqlite3`` (same DDL, WAL, synchronous=NORMAL, ``executemany`` per table, batches of
-   ``provstore.tracking.FLUSH_EVERY`` products, keys sorted, one commit per batch).
+   ``provstore.tracking.tracker.FLUSH_EVERY`` products, keys sorted, one commit per batch).
 4. With ``--url``, products/s against that (e.g. PostgreSQL) URL as well.
 """
 
@@ -111,8 +111,8 @@ def make_fake_dists(directory: Path, count: int) -> None:
 
 _CHILD_CAPTURE = r"""
 import json, sys, time
-from provstore import dists
-from provstore.snapshot import capture_environment
+from provstore.capture import dists
+from provstore.capture.snapshot import capture_environment
 if sys.argv[1] == "dists":  # only the distribution scan / cache read
     t0 = time.perf_counter()
     n = len(dists.distributions())
@@ -125,7 +125,7 @@ print(json.dumps({"ms": (t1 - t0) * 1e3, "dists": n}))
 
 _CHILD_ENTRY = r"""
 import json, sys, time
-import provstore.tracking
+import provstore.tracking.tracker
 from provstore import tracker
 url, git = sys.argv[1], sys.argv[2] == "1"
 t0 = time.perf_counter()
@@ -140,9 +140,9 @@ print(json.dumps({"enter_ms": (t1 - t0) * 1e3, "exit_ms": (t2 - t1) * 1e3}))
 # The steps of Tracker.__enter__, timed one by one (a separate process from the one above).
 _CHILD_ENTRY_STEPS = r"""
 import json, sys, time
-import provstore.tracking
+import provstore.tracking.tracker
 from provstore.config import resolve
-from provstore.snapshot import capture_environment, capture_run
+from provstore.capture.snapshot import capture_environment, capture_run
 from provstore.store import Store
 url = sys.argv[1]
 p = time.perf_counter
@@ -256,7 +256,7 @@ def bench_capture(work: Path, n_dists: int, repeat: int) -> dict[str, Any]:
     imports: dict[str, Any] = {}
     for label, stmt in (
         ("python -c pass", "pass"),
-        ('python -c "import provstore.tracking"', "import provstore.tracking"),
+        ('python -c "import provstore.tracking.tracker"', "import provstore.tracking.tracker"),
         ('python -c "import sqlalchemy"', "import sqlalchemy"),
     ):
         _wall([py, "-c", stmt], plain_env, cwd)  # page cache warm-up
@@ -433,7 +433,7 @@ def raw_sqlite_floor(src_db: str, run_hex: str, batch: int, dst_db: str) -> dict
 
 
 def bench_products(work: Path, n: int, repeat: int, profile: bool) -> dict[str, Any]:
-    from provstore.tracking import FLUSH_AFTER, FLUSH_EVERY
+    from provstore.tracking.tracker import FLUSH_AFTER, FLUSH_EVERY
 
     plan = _parent_plan(n, SEED)
     prov_runs, raw_runs = [], []

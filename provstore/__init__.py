@@ -3,7 +3,7 @@
 ``with tracker() as t:`` records the environment, the run and every data product it
 registers; :func:`open_store` queries what was recorded.
 
-Names are imported on first use, so ``import provstore.encoding`` (or a CLI command that needs
+Names are imported on first use, so ``import provstore.core.encoding`` (or a CLI command that needs
 no database) does not pay for SQLAlchemy.
 """
 
@@ -24,10 +24,10 @@ _OBJECTS = (
     "CodeState", "Environment", "LibrarySet", "Product", "Run", "RunEnd", "Sealed", "Variables",
 )  # fmt: skip
 _HOMES: dict[str, str] = {
-    **{name: "provstore.errors" for name in _ERRORS},
-    **{name: "provstore.objects" for name in _OBJECTS},
+    **{name: "provstore.core.errors" for name in _ERRORS},
+    **{name: "provstore.core.objects" for name in _OBJECTS},
     **{name: "provstore.store" for name in ("Lineage", "RunSummary", "Store", "open_store")},
-    **{name: "provstore.tracking" for name in ("Tracker", "tracker")},
+    **{name: "provstore.tracking.tracker" for name in ("Tracker", "tracker")},
 }
 
 __all__ = [
@@ -78,7 +78,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from provstore.errors import (
+    from provstore.core.errors import (
         AmbiguousDigestError,
         BundleError,
         CheckFailed,
@@ -95,7 +95,7 @@ if TYPE_CHECKING:
         UsageError,
         WrongKindError,
     )
-    from provstore.objects import (
+    from provstore.core.objects import (
         CodeState,
         Environment,
         LibrarySet,
@@ -106,4 +106,4 @@ if TYPE_CHECKING:
         Variables,
     )
     from provstore.store import Lineage, RunSummary, Store, open_store
-    from provstore.tracking import Tracker, tracker
+    from provstore.tracking.tracker import Tracker, tracker

@@ -17,10 +17,9 @@ from sqlalchemy import bindparam, func, inspect, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from provstore import backend, schema, walk
 from provstore.config import resolve
-from provstore.digests import DIGEST_SIZE, parse_ref, to_hex
-from provstore.errors import (
+from provstore.core.digests import DIGEST_SIZE, parse_ref, to_hex
+from provstore.core.errors import (
     AmbiguousDigestError,
     CorruptObjectError,
     SchemaVersionError,
@@ -28,13 +27,16 @@ from provstore.errors import (
     UnknownDigestError,
     WrongKindError,
 )
-from provstore.objects import Environment, Product, Run, RunEnd, Sealed, load, seal
-from provstore.readers import Readers
+from provstore.core.objects import Environment, Product, Run, RunEnd, Sealed, load, seal
+from provstore.db import engine as backend
+from provstore.db import lineage as walk
+from provstore.db import schema
+from provstore.db.connections import Readers
 
 if TYPE_CHECKING:
-    from provstore.envdiff import EnvDiff
-    from provstore.transfer import ExportResult, ImportResult
-    from provstore.verify import Report
+    from provstore.checks.envdiff import EnvDiff
+    from provstore.checks.verify import Report
+    from provstore.exchange.transfer import ExportResult, ImportResult
 
 __all__ = [
     "INDEX_TABLES",
@@ -436,7 +438,7 @@ class Store:
     def match_environment(self, env: Environment | None = None) -> str | None:
         """The hex digest of ``env`` (default: this process's) if the store holds it."""
         if env is None:
-            from provstore.snapshot import capture_environment
+            from provstore.capture.snapshot import capture_environment
 
             digest = capture_environment().environment.digest
         else:
@@ -566,7 +568,7 @@ class Store:
         self, refs: Sequence[str | bytes], fileobj: BinaryIO, *, compress: bool = True
     ) -> ExportResult:
         """Write the full closure of ``refs`` to a binary file object as a bundle."""
-        from provstore.transfer import export_bundle
+        from provstore.exchange.transfer import export_bundle
 
         return export_bundle(self, refs, fileobj, compress=compress)
 
@@ -574,7 +576,7 @@ class Store:
         self, fileobj: BinaryIO, *, on_progress: Callable[[int], None] | None = None
     ) -> ImportResult:
         """Check and import a bundle in one transaction; a rejected one changes nothing."""
-        from provstore.transfer import import_bundle
+        from provstore.exchange.transfer import import_bundle
 
         return import_bundle(self, fileobj, on_progress=on_progress)
 
@@ -582,7 +584,7 @@ class Store:
 
     def diff(self, a: str | bytes, b: str | bytes | None = None) -> EnvDiff:
         """Differences between the environments behind ``a`` and ``b`` (default: this one)."""
-        from provstore.verify import diff_refs
+        from provstore.checks.verify import diff_refs
 
         return diff_refs(self, a, b)
 
@@ -595,6 +597,6 @@ class Store:
         environment: bool = True,
     ) -> Report:
         """Integrity, file content, environment and (with ``rerun``) reproduction checks."""
-        from provstore.verify import verify
+        from provstore.checks.verify import verify
 
         return verify(self, ref, path=path, rerun=rerun, environment=environment)

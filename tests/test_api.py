@@ -36,14 +36,14 @@ def test_errors_share_one_root():
 
 
 def test_import_is_lazy():
-    code = "import sys, provstore, provstore.encoding; print('sqlalchemy' in sys.modules)"
+    code = "import sys, provstore, provstore.core.encoding; print('sqlalchemy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
 def test_tracker_is_the_function_whatever_was_imported_first():
     code = (
-        "import provstore.runner, provstore.tracking\n"
+        "import provstore.tracking.command, provstore.tracking.tracker\n"
         "from provstore import Tracker\n"
         "from provstore import tracker\n"
         "print(callable(tracker) and tracker.__name__ == 'tracker' and type(tracker).__name__)"
@@ -54,7 +54,7 @@ def test_tracker_is_the_function_whatever_was_imported_first():
 
 def test_tracking_imports_no_unused_database_dialect():
     code = (
-        "import sys, provstore.tracking\n"
+        "import sys, provstore.tracking.tracker\n"
         "print(sorted(m for m in sys.modules if m.startswith('sqlalchemy.dialects.')"
         " and m.split('.')[2] in ('postgresql', 'mysql', 'mssql', 'oracle')))"
     )

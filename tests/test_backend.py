@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from provstore import backend
-from provstore.errors import ConfigError, UnsupportedStoreError
+from provstore.core.errors import ConfigError, UnsupportedStoreError
+from provstore.db import engine as backend
 from provstore.store import Store
 
 

@@ -18,13 +18,14 @@ import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from provstore import schema, tracker
-from provstore.bundle import MAGIC, BundleReader, Limits, write_bundle
-from provstore.digests import frame
-from provstore.errors import BundleError
-from provstore.objects import LibrarySet, Product, seal
+from provstore import tracker
+from provstore.checks.verify import verify
+from provstore.core.digests import frame
+from provstore.core.errors import BundleError
+from provstore.core.objects import LibrarySet, Product, seal
+from provstore.db import schema
+from provstore.exchange.bundle import MAGIC, BundleReader, Limits, write_bundle
 from provstore.store import Store
-from provstore.verify import verify
 
 PROVSTORE = shutil.which("provstore", path=os.path.dirname(sys.executable))
 
@@ -277,7 +278,7 @@ def test_cli_export_prov_json_is_valid_prov(sqlite_url, tmp_path):
 
 def test_references_are_checked_beyond_the_remembered_window(sqlite_url, monkeypatch):
     """Small batches and a tiny memory of imported digests: lookups must cover the rest."""
-    from provstore import transfer
+    from provstore.exchange import transfer
 
     monkeypatch.setattr(transfer, "_BATCH", 3)
     monkeypatch.setattr(transfer, "_KNOWN", 4)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from provstore import capture
+from provstore.capture import process as capture
 
 # --- environment --------------------------------------------------------------------------
 

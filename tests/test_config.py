@@ -7,7 +7,7 @@ import os
 import pytest
 
 from provstore.config import default_url, resolve
-from provstore.errors import ConfigError
+from provstore.core.errors import ConfigError
 
 
 def _pyproject(directory, body: str):

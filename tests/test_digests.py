@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from provstore.digests import (
+from provstore.core.digests import (
     frame,
     from_hex,
     hash_file,
@@ -16,7 +16,7 @@ from provstore.digests import (
     split_frame,
     to_hex,
 )
-from provstore.errors import InvalidDigestError, PathError
+from provstore.core.errors import InvalidDigestError, PathError
 
 
 def test_golden_frame_and_digest():
@@ -91,7 +91,7 @@ def test_hash_file_missing(tmp_path):
 
 
 def test_hash_file_with_progress_matches(tmp_path, monkeypatch):
-    import provstore.digests as digests
+    import provstore.core.digests as digests
 
     monkeypatch.setattr(digests, "_PROGRESS_CHUNK", 1 << 20)
     payload = bytes(range(251)) * 15_000  # ~3.6 MiB: four chunks

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from provstore import dists
+from provstore.capture import dists
 
 # --- distributions ------------------------------------------------------------------------
 

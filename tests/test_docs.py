@@ -42,7 +42,8 @@ import click
 import pytest
 
 import provstore
-from provstore import capture, redact
+from provstore.capture import process as capture
+from provstore.capture import redact
 from provstore.cli import main as cli_main
 
 ROOT = Path(__file__).resolve().parent.parent

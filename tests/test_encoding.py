@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from provstore.encoding import MAX_DEPTH, decode, encode
-from provstore.errors import EncodingError
+from provstore.core.encoding import MAX_DEPTH, decode, encode
+from provstore.core.errors import EncodingError
 
 # Golden vectors: worked out by hand from the msgpack spec, so a change in the encoding fails.
 GOLDEN = [

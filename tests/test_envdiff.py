@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from provstore.envdiff import Change, diff_environments, diff_to_json, diff_to_text
-from provstore.objects import Environment, LibrarySet, seal
+from provstore.checks.envdiff import Change, diff_environments, diff_to_json, diff_to_text
+from provstore.core.objects import Environment, LibrarySet, seal
 
 
 def libs(**versions: str) -> LibrarySet:

@@ -9,10 +9,11 @@ import msgpack
 import pytest
 import sqlalchemy as sa
 
-from provstore import fsck as fsck_module
-from provstore import schema, tracker
-from provstore.digests import frame, from_hex
-from provstore.fsck import FsckReport, Problem, fsck
+from provstore import tracker
+from provstore.checks import fsck as fsck_module
+from provstore.checks.fsck import FsckReport, Problem, fsck
+from provstore.core.digests import frame, from_hex
+from provstore.db import schema
 from provstore.store import Store
 
 HEALTHY_KINDS = {

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from provstore.graph import lineage_dot, lineage_json, lineage_mermaid, lineage_text
+from provstore.exchange.lineage import lineage_dot, lineage_json, lineage_mermaid, lineage_text
 from provstore.store import Lineage
 
 

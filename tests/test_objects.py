@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from provstore.errors import CorruptObjectError
-from provstore.objects import (
+from provstore.core.errors import CorruptObjectError
+from provstore.core.objects import (
     CodeState,
     Environment,
     LibrarySet,
@@ -88,7 +88,7 @@ def test_tampered_bytes_rejected():
     ],
 )
 def test_wrong_body_rejected(body):
-    from provstore.digests import frame, hash_framed
+    from provstore.core.digests import frame, hash_framed
 
     data = frame("libraryset", 1, body)
     with pytest.raises(CorruptObjectError):
@@ -96,7 +96,7 @@ def test_wrong_body_rejected(body):
 
 
 def test_unknown_kind_and_version_rejected():
-    from provstore.digests import frame, hash_framed
+    from provstore.core.digests import frame, hash_framed
 
     for data in (
         frame("gadget", 1, b"\x80"),
@@ -130,7 +130,7 @@ def test_references():
 def test_checks_name_every_field():
     from dataclasses import fields
 
-    from provstore.objects import KINDS
+    from provstore.core.objects import KINDS
 
     for cls in KINDS.values():
         assert set(cls._CHECKS) == {f.name for f in fields(cls)}, cls.KIND

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from provstore.progress import REDRAW_INTERVAL, Progress, progress, should_show
+from provstore.cli.progress import REDRAW_INTERVAL, Progress, progress, should_show
 
 
 class CountingStream(io.StringIO):

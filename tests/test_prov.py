@@ -10,8 +10,8 @@ import prov.model as prov_model
 import pytest
 
 from provstore import open_store, tracker
-from provstore.closure import closure
-from provstore.objects import (
+from provstore.checks.walk import closure
+from provstore.core.objects import (
     Environment,
     LibrarySet,
     Product,
@@ -21,7 +21,7 @@ from provstore.objects import (
     Variables,
     seal,
 )
-from provstore.prov import PREFIXES, to_prov_json
+from provstore.exchange.prov import PREFIXES, to_prov_json
 
 PROV_TYPE = "prov:type"
 

@@ -7,8 +7,8 @@ import time
 
 import sqlalchemy as sa
 
-from provstore.objects import LibrarySet, Variables, seal
-from provstore.readers import MAX_HELD
+from provstore.core.objects import LibrarySet, Variables, seal
+from provstore.db.connections import MAX_HELD
 from provstore.store import Store
 
 

@@ -9,14 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from provstore.errors import ConfigError
-from provstore.redact import (
+from provstore.capture.redact import (
     _ANCHORS,
     DEFAULT_SECRET_NAMES,
     DEFAULT_SECRET_VALUE_PATTERNS,
     REDACTED,
     Redactor,
 )
+from provstore.core.errors import ConfigError
 
 R = Redactor()
 

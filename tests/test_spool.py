@@ -10,9 +10,9 @@ import threading
 import pytest
 
 from provstore import tracker
-from provstore.errors import UsageError
-from provstore.spool import SUFFIX, ingest
+from provstore.core.errors import UsageError
 from provstore.store import Store
+from provstore.tracking.spool import SUFFIX, ingest
 
 
 def _bundles(directory) -> list[str]:

@@ -10,8 +10,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from provstore import schema
-from provstore.errors import (
+from provstore.core.errors import (
     AmbiguousDigestError,
     CorruptObjectError,
     InvalidDigestError,
@@ -20,7 +19,8 @@ from provstore.errors import (
     UnknownDigestError,
     WrongKindError,
 )
-from provstore.objects import Environment, LibrarySet, Product, Run, RunEnd, Variables, seal
+from provstore.core.objects import Environment, LibrarySet, Product, Run, RunEnd, Variables, seal
+from provstore.db import schema
 from provstore.store import Store
 
 

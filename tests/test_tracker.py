@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from provstore import open_store, tracker
-from provstore.errors import EncodingError, PathError, UnknownDigestError
+from provstore.core.errors import EncodingError, PathError, UnknownDigestError
 from provstore.store import Store
 
 
@@ -250,7 +250,7 @@ def test_thousands_of_products_in_one_block(sqlite_url):
 
 
 def test_tracker_outside_with_is_a_clear_error():
-    from provstore.errors import UsageError
+    from provstore.core.errors import UsageError
 
     t = tracker("sqlite:////nonexistent-dir-never/x.db")
     with pytest.raises(UsageError, match="not active"):

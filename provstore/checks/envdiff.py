@@ -1,7 +1,7 @@
 """What differs between two environments: packages, interpreter, platform and variables.
 
-Pure functions over :class:`~provstore.objects.Environment` and
-:class:`~provstore.objects.LibrarySet` values; the caller loads them (from a store, or from
+Pure functions over :class:`~provstore.core.objects.Environment` and
+:class:`~provstore.core.objects.LibrarySet` values; the caller loads them (from a store, or from
 the live process).  Variables that were redacted on either side are *unverifiable*: their
 stored values are ``<redacted>`` placeholders, so they are never reported as equal or as
 different, only listed by name.
@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from provstore.objects import Environment, LibrarySet, seal
+from provstore.core.objects import Environment, LibrarySet, seal
 
 __all__ = ["Change", "EnvDiff", "diff_environments", "diff_to_json", "diff_to_text"]
 

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import blake3
 
-from provstore.errors import InvalidDigestError, PathError
+from provstore.core.errors import InvalidDigestError, PathError
 
 __all__ = [
     "DIGEST_SIZE",

@@ -25,22 +25,22 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from provstore.backend import retrying
-from provstore.config import Settings, resolve
-from provstore.digests import DIGEST_SIZE, hash_file, parse_ref, to_hex
-from provstore.errors import EncodingError, UnknownDigestError, UsageError
-from provstore.objects import Product, Run, RunEnd, Sealed, seal
-from provstore.snapshot import (
+from provstore.capture.snapshot import (
     EnvironmentCapture,
     RunCapture,
     capture_environment,
     capture_run,
     redactor_for,
 )
+from provstore.config import Settings, resolve
+from provstore.core.digests import DIGEST_SIZE, hash_file, parse_ref, to_hex
+from provstore.core.errors import EncodingError, UnknownDigestError, UsageError
+from provstore.core.objects import Product, Run, RunEnd, Sealed, seal
+from provstore.db.engine import retrying
 from provstore.store import Store
 
 if TYPE_CHECKING:
-    from provstore.spool import SpoolWriter
+    from provstore.tracking.spool import SpoolWriter
 
 __all__ = ["FLUSH_AFTER", "FLUSH_EVERY", "Tracker", "tracker"]
 
@@ -85,7 +85,7 @@ class Tracker:
         env = capture_environment(self._settings)
         self._env_digest = env.environment.digest
         if self._settings.spool:
-            from provstore.spool import SpoolWriter
+            from provstore.tracking.spool import SpoolWriter
 
             run = self._capture_run(env)
             self._spool = SpoolWriter(self._settings.spool, run.run.digest)

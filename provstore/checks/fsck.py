@@ -28,10 +28,10 @@ from typing import Any
 from sqlalchemy import Table, func, select
 from sqlalchemy.engine import Connection, Engine
 
-from provstore import schema
-from provstore.digests import to_hex
-from provstore.errors import CorruptObjectError
-from provstore.objects import Sealed, load
+from provstore.core.digests import to_hex
+from provstore.core.errors import CorruptObjectError
+from provstore.core.objects import Sealed, load
+from provstore.db import schema
 from provstore.store import INDEX_TABLES, Store, index_rows
 
 __all__ = ["LISTED_PER_TABLE", "FsckReport", "Problem", "fsck"]

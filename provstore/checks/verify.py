@@ -18,15 +18,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from provstore.closure import closure
+from provstore.checks.walk import closure
 from provstore.config import Settings, resolve
-from provstore.digests import hash_file, to_hex
-from provstore.errors import PathError, ProvstoreError
-from provstore.objects import Environment, LibrarySet, Product, Run, Sealed
+from provstore.core.digests import hash_file, to_hex
+from provstore.core.errors import PathError, ProvstoreError
+from provstore.core.objects import Environment, LibrarySet, Product, Run, Sealed
 from provstore.store import Store
 
 if TYPE_CHECKING:
-    from provstore.envdiff import EnvDiff
+    from provstore.checks.envdiff import EnvDiff
 
 __all__ = ["PASSING", "Check", "Report", "diff_refs", "verify"]
 
@@ -98,7 +98,7 @@ def verify(
     if environment:
         checks.append(check_environment(store, env_digest, settings))
     if rerun:
-        from provstore.rerun import check_rerun
+        from provstore.checks.rerun import check_rerun
 
         checks.append(check_rerun(store, run, settings))
     return Report(item.hex, item.kind, tuple(checks))
@@ -176,11 +176,11 @@ def diff_refs(
 
     ``b`` defaults to this process's environment.
     """
-    from provstore.envdiff import diff_environments
+    from provstore.checks.envdiff import diff_environments
 
     left = _environment_pair(store, a)
     if b is None:
-        from provstore.snapshot import capture_environment
+        from provstore.capture.snapshot import capture_environment
 
         now = capture_environment(settings or resolve(store.url))
         assert isinstance(now.environment.obj, Environment)
@@ -195,7 +195,7 @@ def check_environment(store: Store, recorded: bytes | None, settings: Settings) 
     """Compare this process's environment with the recorded one; the diff when they differ."""
     if recorded is None:
         return Check("environment", "skipped", "no environment recorded (a source product)")
-    from provstore.envdiff import diff_to_json, diff_to_text
+    from provstore.checks.envdiff import diff_to_json, diff_to_text
 
     try:
         diff = diff_refs(store, recorded, None, settings)

@@ -8,11 +8,12 @@ from typing import Any, BinaryIO
 
 from sqlalchemy import select
 
-from provstore import backend, schema
-from provstore.bundle import BundleReader, Limits, write_bundle
-from provstore.digests import to_hex
-from provstore.errors import BundleError, CorruptObjectError
-from provstore.objects import Run, Sealed, load
+from provstore.core.digests import to_hex
+from provstore.core.errors import BundleError, CorruptObjectError
+from provstore.core.objects import Run, Sealed, load
+from provstore.db import engine as backend
+from provstore.db import schema
+from provstore.exchange.bundle import BundleReader, Limits, write_bundle
 from provstore.store import Store, write_items
 
 __all__ = ["ExportResult", "ImportResult", "export_bundle", "import_bundle"]
@@ -225,8 +226,8 @@ def export_prov_json(store: Store, refs: Sequence[str | bytes], fileobj: BinaryI
     """Write the closure of ``refs`` as a W3C PROV-JSON document."""
     import json
 
-    from provstore.closure import closure
-    from provstore.prov import to_prov_json
+    from provstore.checks.walk import closure
+    from provstore.exchange.prov import to_prov_json
 
     roots = [store.resolve(ref) for ref in refs]
     found = closure(store, roots).found

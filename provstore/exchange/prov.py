@@ -2,10 +2,11 @@
 
 The mapping, one PROV record per stored fact:
 
-* a :class:`~provstore.objects.Product` is an ``entity`` (``prov:type`` ``provstore:Product``)
-  named by its digest; its metadata is flattened into ``provstore:meta_<key>`` attributes;
-* a :class:`~provstore.objects.Run` is an ``activity``; its :class:`~provstore.objects.RunEnd`
-  (when among the objects) adds ``prov:endTime``, the status and the inputs it ``used``;
+* a :class:`~provstore.core.objects.Product` is an ``entity`` (``prov:type``
+  ``provstore:Product``) named by its digest; its metadata is flattened into
+  ``provstore:meta_<key>`` attributes;
+* a :class:`~provstore.core.objects.Run` is an ``activity``; its
+  :class:`~provstore.core.objects.RunEnd` (when among the objects) adds ``prov:endTime``, the status and the inputs it ``used``;
 * the environment, its library set and the run's variables are entities the run ``used``
   (roles ``environment`` and ``variables``).  The variables entity names the redacted variables
   and gives the count, not the values: they are in the store (and in bundles) under its digest,
@@ -31,8 +32,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from provstore.digests import to_hex
-from provstore.objects import Environment, LibrarySet, Product, Run, RunEnd, Sealed, Variables
+from provstore.core.digests import to_hex
+from provstore.core.objects import Environment, LibrarySet, Product, Run, RunEnd, Sealed, Variables
 
 __all__ = ["PREFIXES", "to_prov_json"]
 

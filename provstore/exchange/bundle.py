@@ -26,8 +26,8 @@ from typing import BinaryIO
 
 import blake3
 
-from provstore.digests import DIGEST_SIZE, to_hex
-from provstore.errors import BundleError
+from provstore.core.digests import DIGEST_SIZE, to_hex
+from provstore.core.errors import BundleError
 
 __all__ = [
     "FORMAT_VERSION",

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from provstore.bundle import BundleWriter
-from provstore.digests import to_hex
-from provstore.errors import BundleError, ConfigError
-from provstore.objects import Sealed
+from provstore.core.digests import to_hex
+from provstore.core.errors import BundleError, ConfigError
+from provstore.core.objects import Sealed
+from provstore.exchange.bundle import BundleWriter
 from provstore.store import Store
 
 __all__ = ["SUFFIX", "IngestReport", "SpoolWriter", "ingest"]

@@ -6,7 +6,7 @@ import datetime
 import json
 from typing import Any
 
-from provstore.objects import Sealed
+from provstore.core.objects import Sealed
 
 __all__ = ["format_ns", "human", "to_json", "to_json_text"]
 

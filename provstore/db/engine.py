@@ -23,7 +23,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 
-from provstore.errors import ConfigError, StoreError, UnsupportedStoreError
+from provstore.core.errors import ConfigError, StoreError, UnsupportedStoreError
 
 __all__ = ["connect", "insert_ignore", "retrying", "write_transaction"]
 

@@ -1,4 +1,4 @@
-"""Turn what :mod:`provstore.capture` reads from the live process into sealed objects.
+"""Turn what :mod:`provstore.capture.process` reads from the live process into sealed objects.
 
 Secrets are redacted here, before anything is encoded or hashed.
 """
@@ -11,11 +11,11 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from provstore import capture
+from provstore.capture import process as capture
+from provstore.capture.dists import distributions
+from provstore.capture.redact import Redactor
 from provstore.config import Settings, resolve
-from provstore.dists import distributions
-from provstore.objects import CodeState, Environment, LibrarySet, Run, Sealed, Variables, seal
-from provstore.redact import Redactor
+from provstore.core.objects import CodeState, Environment, LibrarySet, Run, Sealed, Variables, seal
 
 __all__ = [
     "EnvironmentCapture",

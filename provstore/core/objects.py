@@ -21,9 +21,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from provstore import encoding
-from provstore.digests import DIGEST_SIZE, frame, hash_framed, split_frame, to_hex
-from provstore.errors import CorruptObjectError, EncodingError
+from provstore.core import encoding
+from provstore.core.digests import DIGEST_SIZE, frame, hash_framed, split_frame, to_hex
+from provstore.core.errors import CorruptObjectError, EncodingError
 
 __all__ = [
     "KINDS",

@@ -24,7 +24,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from provstore.errors import ConfigError
+from provstore.core.errors import ConfigError
 
 __all__ = [
     "DEFAULT_SECRET_NAMES",
@@ -290,7 +290,7 @@ class Redactor:
     def extended(self, names: Sequence[str] = (), value_patterns: Sequence[str] = ()) -> Redactor:
         """Return a redactor that also treats ``names`` and ``value_patterns`` as secret.
 
-        Raises :class:`~provstore.errors.ConfigError` for a pattern that does not compile.
+        Raises :class:`~provstore.core.errors.ConfigError` for a pattern that does not compile.
         """
         return Redactor(
             names=self.names + _as_tuple(names),

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from provstore.config import resolve
-from provstore.errors import PathError, UsageError
-from provstore.tracking import JOIN_VARIABLE, Tracker
+from provstore.core.errors import PathError, UsageError
+from provstore.tracking.tracker import JOIN_VARIABLE, Tracker
 
 __all__ = ["RunResult", "run_command"]
 

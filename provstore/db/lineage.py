@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 
 from sqlalchemy.engine import Connection
 
-from provstore.backend import param_mark, text_stmt
+from provstore.db.engine import param_mark, text_stmt
 
 __all__ = ["LEVEL_WALK_MAX", "all_edges", "edges_by_level", "levels"]
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import msgpack
 
-from provstore.errors import EncodingError
+from provstore.core.errors import EncodingError
 
 __all__ = ["MAX_DEPTH", "Value", "decode", "encode"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from provstore.objects import Run, Sealed
+from provstore.core.objects import Run, Sealed
 from provstore.store import Store
 
 __all__ = ["Closure", "closure"]

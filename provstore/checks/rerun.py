@@ -14,13 +14,13 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from provstore.checks.verify import Check
 from provstore.config import Settings
-from provstore.digests import hash_file, to_hex
-from provstore.errors import PathError
-from provstore.objects import Product, Run, Sealed
+from provstore.core.digests import hash_file, to_hex
+from provstore.core.errors import PathError
+from provstore.core.objects import Product, Run, Sealed
 from provstore.store import Store
-from provstore.tracking import JOIN_VARIABLE
-from provstore.verify import Check
+from provstore.tracking.tracker import JOIN_VARIABLE
 
 __all__ = ["check_rerun", "rerun_command"]
 

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
-from provstore.errors import ProvstoreError
+from provstore.core.errors import ProvstoreError
 
 __all__ = ["main"]
 
@@ -92,7 +92,7 @@ def show(ctx: click.Context, ref: str, as_json: bool) -> None:
     Example:
       provstore show 3fa9c1 --json
     """
-    from provstore import render
+    from provstore.cli import output as render
 
     item = _store(ctx).get(ref)
     click.echo(render.to_json_text(render.to_json(item)) if as_json else render.human(item))
@@ -109,7 +109,7 @@ def log(ctx: click.Context, limit: int, as_json: bool) -> None:
     Example:
       provstore log -n 5
     """
-    from provstore import render
+    from provstore.cli import output as render
 
     runs = _store(ctx).runs(limit)
     if as_json:
@@ -148,7 +148,7 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     Example:
       provstore stats --json
     """
-    from provstore import render
+    from provstore.cli import output as render
 
     data = _store(ctx).stats()
     if as_json:
@@ -191,8 +191,8 @@ def verify(
       provstore verify 3fa9c1 --path /data/copy.parquet --json
       provstore verify 3fa9c1 --rerun
     """
-    from provstore import render
-    from provstore.verify import verify as run_verify
+    from provstore.checks.verify import verify as run_verify
+    from provstore.cli import output as render
 
     report = run_verify(_store(ctx), ref, path=path, rerun=rerun, environment=not no_environment)
     if as_json:
@@ -247,7 +247,7 @@ def run(
     Example:
       provstore run -i raw.csv -o clean.csv --name clean -- python clean.py raw.csv
     """
-    from provstore.runner import run_command
+    from provstore.tracking.command import run_command
 
     result = run_command(
         command, inputs=inputs, outputs=outputs, name=name, url=ctx.obj.get("url")
@@ -273,8 +273,8 @@ def env(ctx: click.Context, match: bool, as_json: bool) -> None:
     Example:
       provstore env --match
     """
-    from provstore import render
-    from provstore.snapshot import capture_environment
+    from provstore.capture.snapshot import capture_environment
+    from provstore.cli import output as render
 
     captured = capture_environment()
     data: dict[str, Any] = {"environment": captured.environment.hex}
@@ -303,9 +303,9 @@ def diff(ctx: click.Context, a: str, b: str | None, as_json: bool) -> None:
       provstore diff 3fa9c1             recorded vs the current environment
       provstore diff 3fa9c1 77d0e2 --json
     """
-    from provstore import render
-    from provstore.envdiff import diff_to_json, diff_to_text
-    from provstore.verify import diff_refs
+    from provstore.checks.envdiff import diff_to_json, diff_to_text
+    from provstore.checks.verify import diff_refs
+    from provstore.cli import output as render
 
     result = diff_refs(_store(ctx), a, b)
     click.echo(render.to_json_text(diff_to_json(result)) if as_json else diff_to_text(result))
@@ -333,7 +333,8 @@ def lineage(ctx: click.Context, ref: str, descendants: bool, depth: int | None, 
       provstore lineage 3fa9c1 --descendants --depth 2
       provstore lineage 3fa9c1 --format dot | dot -Tsvg > lineage.svg
     """
-    from provstore import graph, render
+    from provstore.cli import output as render
+    from provstore.exchange import lineage as graph
 
     store = _store(ctx)
     result = store.lineage(ref, "descendants" if descendants else "ancestors", depth)
@@ -359,9 +360,9 @@ def fsck(ctx: click.Context, as_json: bool) -> None:
     Example:
       provstore fsck
     """
-    from provstore import render
-    from provstore.fsck import fsck as run_fsck
-    from provstore.progress import progress, should_show
+    from provstore.checks.fsck import fsck as run_fsck
+    from provstore.cli import output as render
+    from provstore.cli.progress import progress, should_show
 
     store = _store(ctx)
     total = sum(store.stats()["objects"].values())
@@ -394,7 +395,7 @@ def reindex(ctx: click.Context) -> None:
     Example:
       provstore reindex
     """
-    from provstore.progress import progress, should_show
+    from provstore.cli.progress import progress, should_show
 
     store = _store(ctx)
     total = sum(store.stats()["objects"].values())
@@ -432,7 +433,7 @@ def export_command(
       provstore export 3fa9c1 -o results.psb
       provstore export 3fa9c1 77d0e2 --format prov-json -o results.prov.json
     """
-    from provstore.transfer import export_to_path
+    from provstore.exchange.transfer import export_to_path
 
     result = export_to_path(_store(ctx), refs, output, fmt=fmt, compress=not no_compress)
     if output != "-":
@@ -471,13 +472,13 @@ def import_command(
       provstore import results.psb
       provstore import --spool /scratch/provstore-spool
     """
-    from provstore import render
+    from provstore.cli import output as render
 
     if (source is None) == (spool is None):
         raise click.UsageError("give either a bundle FILE or --spool DIR")
     store = _store(ctx)
     if spool is not None:
-        from provstore.spool import ingest
+        from provstore.tracking.spool import ingest
 
         report = ingest(store, spool, delete=delete)
         data = {
@@ -496,8 +497,8 @@ def import_command(
             for name, reason in report.rejected.items():
                 click.echo(f"  rejected {name}: {reason}", err=True)
         ctx.exit(1 if report.rejected else 0)
-    from provstore.progress import progress, should_show
-    from provstore.transfer import import_from_path
+    from provstore.cli.progress import progress, should_show
+    from provstore.exchange.transfer import import_from_path
 
     with progress("importing objects", None, enabled=should_show(as_json)) as bar:
         result = import_from_path(store, source or "-", on_progress=bar.advance)
