@@ -13,7 +13,8 @@ For every N (default 10,000 / 100,000 / 1,000,000):
 1. Build a bundle of N objects without a store: one LibrarySet, Environment, Variables and Run,
    then N-4 Products with 1-2 parents among earlier products (deterministic RNG), sealed one at
    a time and written in dependency order with
-   :class:`provstore.exchange.bundle.BundleWriter` to an uncompressed and a zlib file at once.  Only the products' digests are kept (for parents).
+   :class:`provstore.exchange.bundle.BundleWriter` to an uncompressed and a zlib file at once.
+   Only the products' digests are kept (for parents).
 2. Import each file into a fresh SQLite file store in a fresh process
    (``Store(url).import_bundle(f)``): wall time, objects/s (overall, and per 5% of the bundle),
    and the child's memory: RSS right after the imports and ``Store()`` (baseline), peak RSS at

@@ -6,7 +6,8 @@ The mapping, one PROV record per stored fact:
   ``provstore:Product``) named by its digest; its metadata is flattened into
   ``provstore:meta_<key>`` attributes;
 * a :class:`~provstore.core.objects.Run` is an ``activity``; its
-  :class:`~provstore.core.objects.RunEnd` (when among the objects) adds ``prov:endTime``, the status and the inputs it ``used``;
+  :class:`~provstore.core.objects.RunEnd` (when among the objects) adds
+  ``prov:endTime``, the status and the inputs it ``used``;
 * the environment, its library set and the run's variables are entities the run ``used``
   (roles ``environment`` and ``variables``).  The variables entity names the redacted variables
   and gives the count, not the values: they are in the store (and in bundles) under its digest,
