@@ -3,8 +3,8 @@
 Pure functions that return plain data (str, bytes, tuples, dicts); the object types and the
 redaction of secrets sit on top (:mod:`provstore.capture.redact` must run on variables before
 they are encoded). Everything here is on the start-up path of every tracked process, so it
-imports only what it needs, late, and never crashes a capture because of a broken distribution, an odd
-environment or a failing ``git``.
+imports only what it needs, late, and never crashes a capture because of a broken
+distribution, an odd environment or a failing ``git``.
 """
 
 from __future__ import annotations
