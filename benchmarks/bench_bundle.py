@@ -234,7 +234,7 @@ _CHILD_IMPORT = (
     + r"""
 mode, url, path, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 import provstore.exchange.transfer as transfer
-from provstore.store import Store
+from provstore.api import Store
 trace = mode == "tracemalloc"
 if trace:
     import tracemalloc
@@ -324,7 +324,7 @@ _CHILD_EXPORT = (
     + r"""
 url, root, path, compress = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
 import provstore.exchange.transfer as transfer
-from provstore.store import Store
+from provstore.api import Store
 store = Store(url)
 gc.collect()
 base_rss, base_max = rss_mib(), maxrss_mib()

@@ -26,7 +26,8 @@ _OBJECTS = (
 _HOMES: dict[str, str] = {
     **{name: "provstore.core.errors" for name in _ERRORS},
     **{name: "provstore.core.objects" for name in _OBJECTS},
-    **{name: "provstore.store" for name in ("Lineage", "RunSummary", "Store", "open_store")},
+    **{name: "provstore.store" for name in ("Lineage", "RunSummary")},
+    **{name: "provstore.api" for name in ("Store", "open_store")},
     **{name: "provstore.tracking.tracker" for name in ("Tracker", "tracker")},
 }
 
@@ -78,6 +79,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from provstore.api import Store, open_store
     from provstore.core.errors import (
         AmbiguousDigestError,
         BundleError,
@@ -105,5 +107,5 @@ if TYPE_CHECKING:
         Sealed,
         Variables,
     )
-    from provstore.store import Lineage, RunSummary, Store, open_store
+    from provstore.store import Lineage, RunSummary
     from provstore.tracking.tracker import Tracker, tracker

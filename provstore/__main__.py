@@ -1,5 +1,5 @@
 """``python -m provstore``."""
 
-from provstore.cli import main
+from provstore.cli.main import main
 
 main()

@@ -22,7 +22,12 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["Settings", "default_url", "find_pyproject", "resolve"]
+__all__ = ["JOIN_VARIABLE", "URL_VARIABLE", "Settings", "default_url", "find_pyproject", "resolve"]
+
+URL_VARIABLE = "PROVSTORE_URL"
+"""The store's URL, for this process and the commands it starts."""
+JOIN_VARIABLE = "PROVSTORE_RUN"
+"""Set by ``provstore run`` for its command: the run a ``tracker()`` inside it joins."""
 
 _LIST_KEYS = ("env_allow", "redact_names", "redact_values")
 
@@ -105,8 +110,8 @@ def resolve(
         spool = str(pyproject.parent / from_table) if from_table else None
     if url:
         return Settings(url, "argument", spool, **lists)
-    if os.environ.get("PROVSTORE_URL"):
-        return Settings(os.environ["PROVSTORE_URL"], "PROVSTORE_URL", spool, **lists)
+    if os.environ.get(URL_VARIABLE):
+        return Settings(os.environ[URL_VARIABLE], URL_VARIABLE, spool, **lists)
     from_file = _table_str(table, "url", pyproject)
     if from_file and pyproject is not None:
         return Settings(

@@ -10,14 +10,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import blake3
 from sqlalchemy import bindparam, func, inspect, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from provstore.config import resolve
 from provstore.core.digests import DIGEST_SIZE, parse_ref, to_hex
 from provstore.core.errors import (
     AmbiguousDigestError,
@@ -33,18 +32,12 @@ from provstore.db import lineage as walk
 from provstore.db import schema
 from provstore.db.connections import Readers
 
-if TYPE_CHECKING:
-    from provstore.checks.envdiff import EnvDiff
-    from provstore.checks.verify import Report
-    from provstore.exchange.transfer import ExportResult, ImportResult
-
 __all__ = [
     "INDEX_TABLES",
     "Lineage",
     "RunSummary",
     "Store",
     "index_rows",
-    "open_store",
     "write_items",
 ]
 
@@ -85,11 +78,6 @@ class RunSummary:
     status: str | None
     finished_ns: int | None
     products: int
-
-
-def open_store(url: str | None = None) -> Store:
-    """Open (creating if needed) the store at ``url`` or the configured one."""
-    return Store(resolve(url).url)
 
 
 def index_rows(item: Sealed) -> Iterator[tuple[Any, tuple[Any, ...]]]:
@@ -561,42 +549,3 @@ class Store:
                 if on_progress is not None:
                     on_progress(len(page))
         return done
-
-    # -- bundles -----------------------------------------------------------------------------
-
-    def export_bundle(
-        self, refs: Sequence[str | bytes], fileobj: BinaryIO, *, compress: bool = True
-    ) -> ExportResult:
-        """Write the full closure of ``refs`` to a binary file object as a bundle."""
-        from provstore.exchange.transfer import export_bundle
-
-        return export_bundle(self, refs, fileobj, compress=compress)
-
-    def import_bundle(
-        self, fileobj: BinaryIO, *, on_progress: Callable[[int], None] | None = None
-    ) -> ImportResult:
-        """Check and import a bundle in one transaction; a rejected one changes nothing."""
-        from provstore.exchange.transfer import import_bundle
-
-        return import_bundle(self, fileobj, on_progress=on_progress)
-
-    # -- checks ------------------------------------------------------------------------------
-
-    def diff(self, a: str | bytes, b: str | bytes | None = None) -> EnvDiff:
-        """Differences between the environments behind ``a`` and ``b`` (default: this one)."""
-        from provstore.checks.verify import diff_refs
-
-        return diff_refs(self, a, b)
-
-    def verify(
-        self,
-        ref: str | bytes,
-        *,
-        path: str | None = None,
-        rerun: bool = False,
-        environment: bool = True,
-    ) -> Report:
-        """Integrity, file content, environment and (with ``rerun``) reproduction checks."""
-        from provstore.checks.verify import verify
-
-        return verify(self, ref, path=path, rerun=rerun, environment=environment)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
+from provstore import Store
 from provstore.core.errors import ConfigError, UnsupportedStoreError
 from provstore.db import engine as backend
-from provstore.store import Store
 
 
 def test_sqlite_is_wal_with_busy_timeout(sqlite_url):

@@ -18,14 +18,13 @@ import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from provstore import tracker
+from provstore import Store, tracker
 from provstore.checks.verify import verify
 from provstore.core.digests import frame
 from provstore.core.errors import BundleError
 from provstore.core.objects import LibrarySet, Product, seal
 from provstore.db import schema
 from provstore.exchange.bundle import MAGIC, BundleReader, Limits, write_bundle
-from provstore.store import Store
 
 PROVSTORE = shutil.which("provstore", path=os.path.dirname(sys.executable))
 

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from provstore import tracker
-from provstore.cli import main
+from provstore.cli.main import main
 
 
 @pytest.fixture

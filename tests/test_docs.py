@@ -44,7 +44,7 @@ import pytest
 import provstore
 from provstore.capture import process as capture
 from provstore.capture import redact
-from provstore.cli import main as cli_main
+from provstore.cli.main import main as cli_main
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

@@ -9,12 +9,11 @@ import msgpack
 import pytest
 import sqlalchemy as sa
 
-from provstore import tracker
+from provstore import Store, tracker
 from provstore.checks import fsck as fsck_module
 from provstore.checks.fsck import FsckReport, Problem, fsck
 from provstore.core.digests import frame, from_hex
 from provstore.db import schema
-from provstore.store import Store
 
 HEALTHY_KINDS = {
     "environment": 1,

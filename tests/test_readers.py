@@ -7,9 +7,9 @@ import time
 
 import sqlalchemy as sa
 
+from provstore import Store
 from provstore.core.objects import LibrarySet, Variables, seal
 from provstore.db.connections import MAX_HELD
-from provstore.store import Store
 
 
 def _base():

@@ -9,9 +9,8 @@ import threading
 
 import pytest
 
-from provstore import tracker
+from provstore import Store, tracker
 from provstore.core.errors import UsageError
-from provstore.store import Store
 from provstore.tracking.spool import SUFFIX, ingest
 
 

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from provstore import Store
 from provstore.core.errors import (
     AmbiguousDigestError,
     CorruptObjectError,
@@ -21,7 +22,6 @@ from provstore.core.errors import (
 )
 from provstore.core.objects import Environment, LibrarySet, Product, Run, RunEnd, Variables, seal
 from provstore.db import schema
-from provstore.store import Store
 
 
 def _base():

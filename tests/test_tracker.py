@@ -10,9 +10,8 @@ import textwrap
 import pytest
 import sqlalchemy as sa
 
-from provstore import open_store, tracker
+from provstore import Store, open_store, tracker
 from provstore.core.errors import EncodingError, PathError, UnknownDigestError
-from provstore.store import Store
 
 
 def run_python(code: str, env: dict[str, str] | None = None, cwd: str | None = None) -> str:

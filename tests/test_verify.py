@@ -12,9 +12,8 @@ import textwrap
 import pytest
 import sqlalchemy as sa
 
-from provstore import tracker
+from provstore import Store, tracker
 from provstore.db import schema
-from provstore.store import Store
 
 PROVSTORE = shutil.which("provstore", path=os.path.dirname(sys.executable))
 

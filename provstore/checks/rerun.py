@@ -14,13 +14,12 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from provstore.checks.verify import Check
-from provstore.config import Settings
+from provstore.checks.report import Check
+from provstore.config import JOIN_VARIABLE, URL_VARIABLE, Settings
 from provstore.core.digests import hash_file, to_hex
 from provstore.core.errors import PathError
 from provstore.core.objects import Product, Run, Sealed
 from provstore.store import Store
-from provstore.tracking.tracker import JOIN_VARIABLE
 
 __all__ = ["check_rerun", "rerun_command"]
 
@@ -58,7 +57,7 @@ def check_rerun(store: Store, run: Sealed | None, settings: Settings) -> Check:
     paths = sorted({p.obj.path for p in outputs if isinstance(p.obj, Product) and p.obj.path})
     with _outputs_aside(paths), tempfile.TemporaryDirectory(prefix="provstore-rerun-") as scratch:
         env = {k: v for k, v in os.environ.items() if k != JOIN_VARIABLE}
-        env["PROVSTORE_URL"] = f"sqlite:///{os.path.join(scratch, 'rerun.db')}"
+        env[URL_VARIABLE] = f"sqlite:///{os.path.join(scratch, 'rerun.db')}"
         code = subprocess.call(command, cwd=run.obj.cwd, env=env)
         results = {path: _digest_or_none(path) for path in paths}
     return _compare(outputs, results, command, code)

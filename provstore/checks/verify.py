@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from provstore.checks.report import Check, Report
 from provstore.checks.walk import closure
 from provstore.config import Settings, resolve
 from provstore.core.digests import hash_file, to_hex
@@ -28,50 +28,7 @@ from provstore.store import Store
 if TYPE_CHECKING:
     from provstore.checks.envdiff import EnvDiff
 
-__all__ = ["PASSING", "Check", "Report", "diff_refs", "verify"]
-
-PASSING = ("ok", "skipped")
-
-
-@dataclass(frozen=True, slots=True)
-class Check:
-    """One line of a report."""
-
-    name: str
-    status: str
-    message: str
-    details: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def passed(self) -> bool:
-        """Whether this check lets the whole verification pass."""
-        return self.status in PASSING
-
-
-@dataclass(frozen=True, slots=True)
-class Report:
-    """Every check on one object."""
-
-    digest: str
-    kind: str
-    checks: tuple[Check, ...]
-
-    @property
-    def ok(self) -> bool:
-        """True when every check passed (exit code 0)."""
-        return all(check.passed for check in self.checks)
-
-    def to_json(self) -> dict[str, Any]:
-        """Plain JSON data."""
-        return {
-            "digest": self.digest,
-            "kind": self.kind,
-            "ok": self.ok,
-            "checks": [
-                {"check": c.name, "status": c.status, "message": c.message, **c.details}
-                for c in self.checks
-            ],
-        }
+__all__ = ["check_data", "check_environment", "check_integrity", "diff_refs", "verify"]
 
 
 def verify(

@@ -9,14 +9,15 @@ root (ancestors: child to parents; descendants: parent to children).
 
 from __future__ import annotations
 
+import json
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # only the type: the store module pulls in SQLAlchemy, and this one is pure
     from provstore.store import Lineage
 
-__all__ = ["lineage_dot", "lineage_json", "lineage_mermaid", "lineage_text"]
+__all__ = ["LINEAGE_FORMATS", "lineage_dot", "lineage_json", "lineage_mermaid", "lineage_text"]
 
 _SHORT = 12
 _UNKNOWN = "(unknown)"
@@ -203,3 +204,16 @@ def lineage_mermaid(lineage: Lineage, names: Mapping[bytes, str]) -> str:
         lines.append(f"  {ids[parent]} --> {ids[child]}")
     lines.append(f"  style {ids[lineage.root]} stroke-width:3px")
     return "\n".join(lines)
+
+
+def _lineage_json_text(lineage: Lineage, names: Mapping[bytes, str]) -> str:
+    return json.dumps(lineage_json(lineage, names), indent=2, sort_keys=True, ensure_ascii=False)
+
+
+LINEAGE_FORMATS: dict[str, Callable[[Lineage, Mapping[bytes, str]], str]] = {
+    "text": lineage_text,
+    "json": _lineage_json_text,
+    "dot": lineage_dot,
+    "mermaid": lineage_mermaid,
+}
+"""Every way a lineage can be written, by the name ``provstore lineage --format`` takes."""

@@ -14,9 +14,9 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from provstore.config import resolve
+from provstore.config import JOIN_VARIABLE, URL_VARIABLE, resolve
 from provstore.core.errors import PathError, UsageError
-from provstore.tracking.tracker import JOIN_VARIABLE, Tracker
+from provstore.tracking.tracker import Tracker
 
 __all__ = ["RunResult", "run_command"]
 
@@ -49,7 +49,7 @@ def run_command(
     settings = resolve(url)
     with Tracker(settings, name=name, command=list(command)) as t:
         used = {path: t.use(path) for path in inputs}
-        env = {**os.environ, JOIN_VARIABLE: t.run, "PROVSTORE_URL": settings.url}
+        env = {**os.environ, JOIN_VARIABLE: t.run, URL_VARIABLE: settings.url}
         try:
             code = subprocess.call(list(command), env=env)
         except FileNotFoundError:

@@ -20,6 +20,7 @@ from provstore.core.digests import to_hex
 from provstore.core.errors import BundleError, ConfigError
 from provstore.core.objects import Sealed
 from provstore.exchange.bundle import BundleWriter
+from provstore.exchange.transfer import import_bundle
 from provstore.store import Store
 
 __all__ = ["SUFFIX", "IngestReport", "SpoolWriter", "ingest"]
@@ -97,7 +98,7 @@ def ingest(
         path = os.path.join(directory, name)
         try:
             with open(path, "rb") as handle:
-                result = store.import_bundle(handle)
+                result = import_bundle(store, handle)
         except FileNotFoundError:
             continue  # another ingester took it
         except BundleError as exc:

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from provstore.api import Store
 from provstore.capture.snapshot import (
     EnvironmentCapture,
     RunCapture,
@@ -32,12 +33,11 @@ from provstore.capture.snapshot import (
     capture_run,
     redactor_for,
 )
-from provstore.config import Settings, resolve
+from provstore.config import JOIN_VARIABLE, Settings, resolve
 from provstore.core.digests import DIGEST_SIZE, hash_file, parse_ref, to_hex
 from provstore.core.errors import EncodingError, UnknownDigestError, UsageError
 from provstore.core.objects import Product, Run, RunEnd, Sealed, seal
 from provstore.db.engine import retrying
-from provstore.store import Store
 
 if TYPE_CHECKING:
     from provstore.tracking.spool import SpoolWriter
@@ -46,7 +46,6 @@ __all__ = ["FLUSH_AFTER", "FLUSH_EVERY", "Tracker", "tracker"]
 
 FLUSH_EVERY = 5000
 FLUSH_AFTER = 0.5
-JOIN_VARIABLE = "PROVSTORE_RUN"
 
 ParentRef = str | bytes
 

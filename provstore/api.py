@@ -1,0 +1,72 @@
+"""The public :class:`Store`: the store with the operations that live in outer layers.
+
+:class:`provstore.store.Store` reads and writes objects and their index; checks (verify, diff)
+and exchange (bundles) are built on top of it and cannot be imported by it.  This subclass
+gathers them into the one object :func:`open_store` returns, so a user holds one handle::
+
+    with open_store() as store:
+        report = store.verify("3fa9c1")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, BinaryIO
+
+from provstore import store
+from provstore.config import resolve
+
+if TYPE_CHECKING:
+    from provstore.checks.envdiff import EnvDiff
+    from provstore.checks.report import Report
+    from provstore.exchange.transfer import ExportResult, ImportResult
+
+__all__ = ["Store", "open_store"]
+
+
+class Store(store.Store):
+    """A provstore store behind one database URL: query, verify, diff, export and import.
+
+    The operations of the outer layers are imported when first used, so opening a store (or
+    starting a tracked process) does not pay for modules it may never need.
+    """
+
+    def export_bundle(
+        self, refs: Sequence[str | bytes], fileobj: BinaryIO, *, compress: bool = True
+    ) -> ExportResult:
+        """Write the full closure of ``refs`` to a binary file object as a bundle."""
+        from provstore.exchange.transfer import export_bundle
+
+        return export_bundle(self, refs, fileobj, compress=compress)
+
+    def import_bundle(
+        self, fileobj: BinaryIO, *, on_progress: Callable[[int], None] | None = None
+    ) -> ImportResult:
+        """Check and import a bundle in one transaction; a rejected one changes nothing."""
+        from provstore.exchange.transfer import import_bundle
+
+        return import_bundle(self, fileobj, on_progress=on_progress)
+
+    def diff(self, a: str | bytes, b: str | bytes | None = None) -> EnvDiff:
+        """Differences between the environments behind ``a`` and ``b`` (default: this one)."""
+        from provstore.checks.verify import diff_refs
+
+        return diff_refs(self, a, b)
+
+    def verify(
+        self,
+        ref: str | bytes,
+        *,
+        path: str | None = None,
+        rerun: bool = False,
+        environment: bool = True,
+    ) -> Report:
+        """Integrity, file content, environment and (with ``rerun``) reproduction checks."""
+        from provstore.checks.verify import verify
+
+        return verify(self, ref, path=path, rerun=rerun, environment=environment)
+
+
+def open_store(url: str | None = None) -> Store:
+    """Open (creating if needed) the store at ``url`` or the configured one."""
+    return Store(resolve(url).url)

@@ -1,0 +1,123 @@
+"""Commands that move provenance between stores: export and import."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from provstore.cli.common import EXIT_CODES, emit, json_option, store_of
+from provstore.cli.progress import progress, should_show
+from provstore.exchange.formats import EXPORT_FORMATS
+
+if TYPE_CHECKING:
+    from provstore.tracking.spool import IngestReport
+
+_FORMATS_HELP = "; ".join(f"{f.name}: {f.help}" for f in EXPORT_FORMATS.values()) + "."
+
+
+@click.command(name="export", epilog=EXIT_CODES)
+@click.argument("refs", metavar="HASH...", nargs=-1, required=True)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="The file to write ('-' for standard output).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(list(EXPORT_FORMATS)),
+    default="bundle",
+    show_default=True,
+    help=_FORMATS_HELP,
+)
+@click.option("--no-compress", is_flag=True, help="Write the bundle body uncompressed.")
+@click.pass_context
+def export_command(
+    ctx: click.Context, refs: tuple[str, ...], output: str, fmt: str, no_compress: bool
+) -> None:
+    """Write products (or any objects) with their whole provenance closure to a file.
+
+    \b
+    Examples:
+      provstore export 3fa9c1 -o results.psb
+      provstore export 3fa9c1 77d0e2 --format prov-json -o results.prov.json
+    """
+    from provstore.exchange.formats import export_to_path
+
+    result = export_to_path(store_of(ctx), refs, output, fmt=fmt, compress=not no_compress)
+    if output != "-":
+        click.echo(f"exported {result.objects} objects to {output}")
+
+
+@click.command(name="import", epilog=EXIT_CODES)
+@click.argument(
+    "source",
+    metavar="FILE",
+    required=False,
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+)
+@click.option(
+    "--spool",
+    type=click.Path(exists=True, file_okay=False),
+    help="Ingest every complete bundle in this spool directory.",
+)
+@click.option(
+    "--delete",
+    is_flag=True,
+    help="With --spool: delete ingested bundles (default: move to ingested/).",
+)
+@json_option
+@click.pass_context
+def import_command(
+    ctx: click.Context, source: str | None, spool: str | None, delete: bool, as_json: bool
+) -> None:
+    """Check a bundle completely, then add its objects to the store in one transaction.
+
+    A damaged, incomplete or tampered bundle is rejected (exit 1) and the store is
+    left exactly as it was. Importing the same bundle twice adds nothing.
+
+    \b
+    Examples:
+      provstore import results.psb
+      provstore import --spool /scratch/provstore-spool
+    """
+    if (source is None) == (spool is None):
+        raise click.UsageError("give either a bundle FILE or --spool DIR")
+    store = store_of(ctx)
+    if spool is not None:
+        from provstore.tracking.spool import ingest
+
+        report = ingest(store, spool, delete=delete)
+        emit(as_json, _ingest_json(report), lambda: _ingest_text(report))
+        if not as_json:
+            for name, reason in report.rejected.items():
+                click.echo(f"  rejected {name}: {reason}", err=True)
+        ctx.exit(1 if report.rejected else 0)
+    from provstore.exchange.formats import import_from_path
+
+    with progress("importing objects", None, enabled=should_show(as_json)) as bar:
+        result = import_from_path(store, source or "-", on_progress=bar.advance)
+    data = {"roots": list(result.roots), "added": result.added, "present": result.present}
+    emit(as_json, data, f"imported {result.added} new objects ({result.present} already present)")
+
+
+def _ingest_json(report: IngestReport) -> dict[str, Any]:
+    return {
+        "ingested": report.ingested,
+        "rejected": report.rejected,
+        "added": report.added,
+        "present": report.present,
+    }
+
+
+def _ingest_text(report: IngestReport) -> str:
+    return (
+        f"ingested {len(report.ingested)} bundles ({report.added} new objects, "
+        f"{report.present} already present); rejected {len(report.rejected)}"
+    )
+
+
+COMMANDS = [export_command, import_command]
