@@ -330,7 +330,7 @@ gc.collect()
 base_rss, base_max = rss_mib(), maxrss_mib()
 clock = time.perf_counter
 marks = {}
-real_graph = transfer._graph
+real_graph = transfer._references
 def timed_graph(*args, **kwargs):  # the closure walk (loads and checks every object)
     marks["graph_start"] = clock()
     try:
@@ -339,7 +339,7 @@ def timed_graph(*args, **kwargs):  # the closure walk (loads and checks every ob
         marks["graph_end"] = clock()
         marks["rss_after_graph"] = rss_mib()
         marks["hwm_after_graph"] = hwm_mib()
-transfer._graph = timed_graph
+transfer._references = timed_graph
 real_write = transfer.write_bundle
 def timed_write(*args, **kwargs):  # called once the closure and its order are known
     marks["stream_start"] = clock()

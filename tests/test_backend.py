@@ -7,6 +7,7 @@ import sqlalchemy as sa
 
 from provstore import Store
 from provstore.core.errors import ConfigError, UnsupportedStoreError
+from provstore.db import dialects
 from provstore.db import engine as backend
 
 
@@ -22,7 +23,7 @@ def test_in_memory_sqlite_refused():
 
 
 def test_network_file_system_refused(sqlite_url, monkeypatch):
-    monkeypatch.setattr(backend, "_filesystem_type", lambda directory: "nfs4")
+    monkeypatch.setattr(dialects, "filesystem_type", lambda directory: "nfs4")
     with pytest.raises(UnsupportedStoreError, match="PostgreSQL"):
         Store(sqlite_url)
 

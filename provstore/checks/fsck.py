@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Table, func, select
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from provstore.core.digests import to_hex
 from provstore.core.errors import CorruptObjectError
 from provstore.core.objects import Sealed, load
 from provstore.db import schema
-from provstore.store import INDEX_TABLES, Store, index_rows
+from provstore.db.index import INDEX_TABLES, index_rows
+from provstore.store import Store
 
 __all__ = ["LISTED_PER_TABLE", "FsckReport", "Problem", "fsck"]
 
@@ -259,11 +260,12 @@ def _read_page(conn: Connection, after: bytes | None, batch: int) -> list[Row]:
 
 
 @contextmanager
-def _snapshot(engine: Engine) -> Iterator[Connection]:
+def _snapshot(store: Store) -> Iterator[Connection]:
     """One read transaction, so every page and index range comes from the same state."""
-    with engine.connect() as conn:
-        if conn.dialect.name != "sqlite":  # SQLite's WAL read transaction is a snapshot
-            conn.execution_options(isolation_level="REPEATABLE READ")
+    with store.engine.connect() as conn:
+        isolation = store.dialect.long_read_isolation
+        if isolation is not None:
+            conn.execution_options(isolation_level=isolation)
         with conn.begin():
             yield conn
 
@@ -279,7 +281,7 @@ def fsck(
     if batch < 1:
         raise ValueError("batch must be at least 1")
     checker = _Checker(store)
-    with _snapshot(store.engine) as conn:
+    with _snapshot(store) as conn:
         last: bytes | None = None
         while page := _read_page(conn, last, batch):
             checker.check_page(conn, page, last)

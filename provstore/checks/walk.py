@@ -1,8 +1,10 @@
 """The closure of objects: everything a set of roots refers to, transitively, re-hashed.
 
 A product's closure holds its run, that run's environment, variables and library set, its
-parents and theirs, and (optionally) how each run ended.  Bundles export closures; ``verify``
-checks that a closure is whole.
+parents and theirs, and (optionally) how each run ended.  ``verify`` checks that a closure is
+whole, exports write it (keeping only references, so memory holds digests, not objects).
+This is the one walk over references; lineage walks over the index are in
+:mod:`provstore.db.lineage`.
 """
 
 from __future__ import annotations
@@ -10,20 +12,28 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from provstore.core.objects import Run, Sealed
+from provstore.core.chunks import chunked
+from provstore.core.objects import Sealed
 from provstore.store import Store
 
 __all__ = ["Closure", "closure"]
 
+_BATCH = 2000  # objects loaded at a time
+
 
 @dataclass(slots=True)
 class Closure:
-    """Objects found (verified), digests referenced but not stored, and corrupt objects.
+    """What a walk reached, what it could not, and why.
 
-    ``referrers`` maps each missing digest to one object that refers to it, for messages.
+    ``references`` maps every object reached (verified) to the digests it refers to;
+    ``found`` holds the objects themselves unless the walk was asked for references only.
+    ``missing`` are digests referred to but not stored, ``corrupt`` objects that do not hash
+    or decode (with the reason), and ``referrers`` maps each of them to one object that refers
+    to it, for messages.
     """
 
     found: dict[bytes, Sealed] = field(default_factory=dict)
+    references: dict[bytes, tuple[bytes, ...]] = field(default_factory=dict)
     missing: set[bytes] = field(default_factory=set)
     corrupt: dict[bytes, str] = field(default_factory=dict)
     referrers: dict[bytes, bytes] = field(default_factory=dict)
@@ -34,24 +44,33 @@ class Closure:
         return not self.missing and not self.corrupt
 
 
-def closure(store: Store, roots: Iterable[bytes], *, run_ends: bool = True) -> Closure:
-    """Walk references breadth-first from ``roots``, one batched query per layer."""
+def closure(
+    store: Store, roots: Iterable[bytes], *, run_ends: bool = True, objects: bool = True
+) -> Closure:
+    """Walk references breadth-first from ``roots``, a batch of objects per query.
+
+    ``run_ends`` follows each run to its end records (which name the run, not the reverse);
+    ``objects=False`` keeps only :attr:`Closure.references`.
+    """
     result = Closure()
-    layer = set(roots)
-    seen: set[bytes] = set(layer)
+    layer = sorted(set(roots))
+    seen = set(layer)
     while layer:
-        found = store.get_many(layer, corrupt=result.corrupt)
-        result.found.update(found)
-        result.missing.update(d for d in layer if d not in found and d not in result.corrupt)
         following: set[bytes] = set()
-        runs = [d for d, item in found.items() if isinstance(item.obj, Run)]
-        if run_ends and runs:
-            following.update(d for d in store.run_ends(runs) if d not in seen)
-        for digest, item in found.items():
-            for ref in item.obj.references():
-                if ref not in seen:
-                    result.referrers.setdefault(ref, digest)
-                    following.add(ref)
+        for part in chunked(layer, _BATCH):
+            found = store.get_many(part, corrupt=result.corrupt)
+            result.missing.update(d for d in part if d not in found and d not in result.corrupt)
+            runs = [d for d, item in found.items() if item.kind == "run"]
+            if run_ends and runs:
+                following.update(d for d in store.run_ends(runs) if d not in seen)
+            for digest, item in found.items():
+                refs = result.references[digest] = item.obj.references()
+                if objects:
+                    result.found[digest] = item
+                for ref in refs:
+                    if ref not in seen:
+                        result.referrers.setdefault(ref, digest)
+                        following.add(ref)
         seen.update(following)
-        layer = following
+        layer = sorted(following)
     return result

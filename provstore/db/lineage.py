@@ -9,15 +9,40 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Sequence
 
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from provstore.db.engine import param_mark, text_stmt
+from provstore.core.chunks import CHUNK
+from provstore.db import dialects
+from provstore.db.engine import param_mark
 
-__all__ = ["LEVEL_WALK_MAX", "all_edges", "edges_by_level", "levels"]
+__all__ = ["LEVEL_WALK_MAX", "all_edges", "edges_by_level", "levels", "walk"]
+
+Edge = tuple[bytes, bytes]
 
 LEVEL_WALK_MAX = 1000
 _MAX_WINDOW = 512  # levels per recursive query; below MariaDB's max_recursive_iterations
-_CHUNK = 500  # nodes per IN list
+
+
+def walk(
+    conn: Connection,
+    root: bytes,
+    direction: str,
+    depth: int | None,
+    first: Sequence[bytes] | None = None,
+) -> tuple[dict[bytes, int], set[Edge]]:
+    """Nodes within ``depth`` levels of ``root`` (all when None) with their levels, and edges.
+
+    ``direction`` is ``ancestors`` (follow parents) or ``descendants``; ``first`` may give the
+    root's parents when they are known (an ancestors walk then starts a level further).
+    Bounded walks go level by level; deeper or unbounded ones fetch every reachable edge in
+    one recursive query and trim.
+    """
+    near = "child" if direction == "ancestors" else "parent"
+    if depth is not None and depth <= LEVEL_WALK_MAX:
+        return edges_by_level(conn, root, near, depth, first)
+    edges = all_edges(conn, root, near)
+    return levels(root, edges, near, depth), edges
 
 
 def edges_by_level(
@@ -63,8 +88,8 @@ def edges_by_level(
         while frontier and level <= depth:
             span = min(window, depth + 1 - level)
             fetched: set[tuple[bytes, bytes]] = set()
-            for start in range(0, len(frontier), _CHUNK):
-                part = frontier[start : start + _CHUNK]
+            for start in range(0, len(frontier), CHUNK):
+                part = frontier[start : start + CHUNK]
                 marks = ", ".join([mark] * len(part))
                 if span == 1:
                     cursor.execute(level_sql + marks + ")", part)
@@ -124,11 +149,7 @@ def all_edges(conn: Connection, root: bytes, near: str) -> set[tuple[bytes, byte
     reached at many depths: the rows explode.  Deep bounded walks use this and trim.
     """
     far = "parent" if near == "child" else "child"
-    if conn.dialect.name in ("mysql", "mariadb"):  # MariaDB stops silently after 1,000 levels
-        if getattr(conn.dialect, "is_mariadb", False):
-            conn.exec_driver_sql("SET SESSION max_recursive_iterations = 4294967295")
-        else:
-            conn.exec_driver_sql("SET SESSION cte_max_recursion_depth = 4294967295")
+    dialects.of(conn).lift_recursion_limit(conn)
     sql = (
         f"WITH RECURSIVE reach(child, parent) AS ("
         f"SELECT child, parent FROM product_parents WHERE {near} = :root "
@@ -136,5 +157,5 @@ def all_edges(conn: Connection, root: bytes, near: str) -> set[tuple[bytes, byte
         f"JOIN reach ON e.{near} = reach.{far}) "
         f"SELECT child, parent FROM reach"
     )
-    rows = conn.execute(text_stmt(sql), {"root": root}).all()
+    rows = conn.execute(text(sql), {"root": root}).all()
     return {(bytes(c), bytes(p)) for c, p in rows}

@@ -6,6 +6,10 @@ them and can be rebuilt by :func:`provstore.store.Store.reindex`.  Digests are b
 binary collation, so ``Pillow`` and ``pillow`` stay different.  Names are looked up through a
 digest column (``name_key``), so names of any length can be indexed on every backend.
 
+Tables declare what a database may do with them in ``info`` (``compact``: small rows under a
+digest key; ``partial``: an index's ``WHERE`` clause); :mod:`provstore.db.dialects` turns that
+into each database's DDL options.
+
 Core tables rather than ORM classes: every hot path is a batched insert or a prebuilt select,
 and importing :mod:`sqlalchemy.orm` would add ~60-100 ms to every process start.
 """
@@ -22,16 +26,16 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    text,
 )
 from sqlalchemy.types import BINARY, TypeEngine
+
+from provstore.db.dialects import MYSQL_BACKENDS
 
 __all__ = [
     "SCHEMA_VERSION",
     "metadata",
     "meta",
     "objects",
-    "prepare",
     "product_parents",
     "products",
     "run_ends",
@@ -39,7 +43,7 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
-_MY = ("mysql", "mariadb")
+_MY = MYSQL_BACKENDS
 _UNBOUNDED = 2**32 - 1  # MySQL turns TEXT(n)/BLOB(n) of this size into LONGTEXT/LONGBLOB
 
 
@@ -85,8 +89,9 @@ products = Table(
     Column("size", BigInteger, nullable=True),
     Column("run", _digest(), nullable=True),
     Index("ix_products_name_key", "name_key"),
-    Index("ix_products_content", "content"),
+    Index("ix_products_content", "content", info={"partial": "content IS NOT NULL"}),
     Index("ix_products_run", "run"),
+    info={"compact": True},
 )
 
 product_parents = Table(
@@ -95,6 +100,7 @@ product_parents = Table(
     Column("child", _digest(), primary_key=True),
     Column("parent", _digest(), primary_key=True),
     Index("ix_product_parents_parent", "parent", "child"),
+    info={"compact": True},
 )
 
 runs = Table(
@@ -108,6 +114,7 @@ runs = Table(
     Column("name", _text(), nullable=True),
     Index("ix_runs_environment", "environment"),
     Index("ix_runs_started", "started_ns"),
+    info={"compact": True},
 )
 
 run_ends = Table(
@@ -118,25 +125,5 @@ run_ends = Table(
     Column("status", _short(16), nullable=False),
     Column("finished_ns", BigInteger, nullable=False),
     Index("ix_run_ends_run", "run"),
+    info={"compact": True},
 )
-
-
-def prepare(dialect: str) -> None:
-    """Attach one dialect's DDL options before creating tables.
-
-    Kept out of the table definitions because naming a dialect's options there imports that
-    dialect (PostgreSQL's pulls in asyncio: ~90 ms on every process start).
-    """
-    small_rows = (products, product_parents, runs, run_ends)
-    content_index = next(i for i in products.indexes if i.name == "ix_products_content")
-    if dialect == "sqlite":
-        for table in small_rows:  # 32-byte keys and small rows: no separate rowid b-tree
-            table.dialect_kwargs["sqlite_with_rowid"] = False
-        content_index.dialect_kwargs["sqlite_where"] = text("content IS NOT NULL")
-    elif dialect == "postgresql":
-        content_index.dialect_kwargs["postgresql_where"] = text("content IS NOT NULL")
-    elif dialect in _MY:
-        for table in metadata.tables.values():
-            table.dialect_kwargs[f"{dialect}_engine"] = "InnoDB"
-            table.dialect_kwargs[f"{dialect}_charset"] = "utf8mb4"
-            table.dialect_kwargs[f"{dialect}_collate"] = "utf8mb4_bin"

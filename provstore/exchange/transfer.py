@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
-from sqlalchemy import select
+from sqlalchemy.engine import Connection
 
+from provstore.checks.walk import closure
+from provstore.core.chunks import chunked
 from provstore.core.digests import to_hex
 from provstore.core.errors import BundleError, CorruptObjectError
-from provstore.core.objects import Run, Sealed, load
-from provstore.db import engine as backend
-from provstore.db import schema
+from provstore.core.objects import Sealed, load
+from provstore.db.engine import write_transaction
+from provstore.db.index import absent, write_items
 from provstore.exchange.bundle import BundleReader, Limits, write_bundle
-from provstore.store import Store, write_items
+from provstore.store import Store
 
 __all__ = ["ExportResult", "ImportResult", "export_bundle", "import_bundle"]
 
@@ -39,48 +41,20 @@ class ImportResult:
     present: int
 
 
-def _graph(store: Store, roots: Sequence[bytes]) -> dict[bytes, tuple[bytes, ...]]:
-    """Digest → references for the whole closure (with run ends), breadth-first.
+def _references(store: Store, roots: list[bytes]) -> dict[bytes, tuple[bytes, ...]]:
+    """Digest → references for the whole closure of ``roots`` (with run ends).
 
-    Objects are loaded (and verified) a chunk at a time and only their references are kept,
-    so memory holds digests, not objects.
+    A run given as a root brings the products it made (they name it; it cannot name them).
+    Objects are verified as the walk loads them; only their references are kept.
     """
-    refs: dict[bytes, tuple[bytes, ...]] = {}
-    layer = sorted(set(roots))
-    while layer:
-        following: set[bytes] = set()
-        for start in range(0, len(layer), _BATCH):
-            chunk = layer[start : start + _BATCH]
-            found = store.get_many(chunk)
-            for digest in chunk:
-                if digest not in found:
-                    raise BundleError(f"the store lacks {to_hex(digest)}; run `provstore fsck`")
-            runs = [d for d, item in found.items() if isinstance(item.obj, Run)]
-            if runs:
-                following.update(store.run_ends(runs))
-            for digest, item in found.items():
-                refs[digest] = item.obj.references()
-                following.update(refs[digest])
-        layer = sorted(d for d in following if d not in refs)
-    return refs
-
-
-def _with_run_products(store: Store, roots: list[bytes]) -> list[bytes]:
-    """A run given as a root brings the products it made (they name it; it cannot name them).
-
-    Only digests are read here; every object is loaded and verified once, by the walk.
-    """
-    kinds = schema.objects.c
-    products = schema.products.c
-    extra: list[bytes] = []
-    with store.engine.connect() as conn:
-        runs = conn.execute(
-            select(kinds.digest).where(kinds.digest.in_(roots), kinds.kind == "run")
-        ).scalars()
-        for run in list(runs):
-            query = select(products.digest).where(products.run == run)
-            extra.extend(bytes(d) for d in conn.execute(query).scalars())
-    return [*roots, *extra]
+    walked = closure(store, [*roots, *store.made_by(roots)], objects=False)
+    if walked.corrupt:
+        digest, reason = min(walked.corrupt.items())
+        raise CorruptObjectError(to_hex(digest), reason)
+    if walked.missing:
+        lacking = to_hex(min(walked.missing))
+        raise BundleError(f"the store lacks {lacking}; run `provstore fsck`")
+    return walked.references
 
 
 def _dependency_order(refs: dict[bytes, tuple[bytes, ...]]) -> list[bytes]:
@@ -109,17 +83,13 @@ def export_bundle(
 ) -> ExportResult:
     """Write the full closure of ``refs`` to ``fileobj`` as a bundle."""
     roots = [store.resolve(ref) for ref in refs]
-    order = _dependency_order(_graph(store, _with_run_products(store, roots)))
+    order = _dependency_order(_references(store, roots))
 
     def stream() -> Iterator[tuple[bytes, bytes]]:
-        table = schema.objects
-        for start in range(0, len(order), _BATCH):
-            part = order[start : start + _BATCH]
-            query = select(table.c.digest, table.c.data).where(table.c.digest.in_(part))
-            with store.engine.connect() as conn:
-                rows = {bytes(d): bytes(data) for d, data in conn.execute(query)}
+        for part in chunked(order, _BATCH):
+            found = store.get_bytes(part)
             for digest in part:
-                yield digest, rows[digest]
+                yield digest, found[digest]
 
     count = write_bundle(fileobj, roots, stream(), compress=compress)
     return ExportResult(tuple(to_hex(r) for r in roots), count)
@@ -141,7 +111,7 @@ def import_bundle(
         return _import(store, BundleReader(fileobj, limits), on_progress)
 
     # A deadlock or serialization failure is retried from the start when the file can seek.
-    return attempt() if start is None else backend.retrying(attempt)
+    return attempt() if start is None else store.retrying(attempt)
 
 
 def _import(
@@ -149,13 +119,13 @@ def _import(
 ) -> ImportResult:
     added = present = 0
     known: dict[bytes, None] = {}  # digests written by this import, the newest kept
-    with backend.write_transaction(store.engine) as conn:
+    with write_transaction(store.engine) as conn:
         for batch in _decoded(reader):
             new, old = _write_batch(conn, batch, known)
             added, present = added + new, present + old
             if on_progress and batch:
                 on_progress(len(batch))
-        missing_roots = _absent(conn, reader.roots)
+        missing_roots = absent(conn, reader.roots)
         if missing_roots:
             raise BundleError("a root is not in the bundle", to_hex(sorted(missing_roots)[0]))
     return ImportResult(tuple(to_hex(r) for r in reader.roots), added, present)
@@ -175,19 +145,8 @@ def _decoded(reader: BundleReader) -> Iterator[list[tuple[int, Sealed]]]:
     yield batch
 
 
-def _absent(conn: Any, digests: Sequence[bytes] | set[bytes]) -> set[bytes]:
-    wanted = sorted(set(digests))
-    mark = backend.param_mark(conn)
-    found: set[bytes] = set()
-    for start in range(0, len(wanted), 500):
-        part = wanted[start : start + 500]
-        sql = f"SELECT digest FROM objects WHERE digest IN ({', '.join([mark] * len(part))})"
-        found.update(bytes(d) for (d,) in conn.exec_driver_sql(sql, tuple(part)))
-    return set(wanted) - found
-
-
 def _write_batch(
-    conn: Any, batch: list[tuple[int, Sealed]], known: dict[bytes, None]
+    conn: Connection, batch: list[tuple[int, Sealed]], known: dict[bytes, None]
 ) -> tuple[int, int]:
     """Insert a batch, then require every reference to resolve; returns (added, present).
 
@@ -198,14 +157,14 @@ def _write_batch(
     if not batch:
         return 0, 0
     unique = {item.digest: item for _, item in batch}
-    added = write_items(conn, unique.values())
+    added = write_items(conn, list(unique.values()))
     known.update(dict.fromkeys(unique))
     referrer: dict[bytes, tuple[int, Sealed]] = {}
     for index, item in batch:
         for ref in item.obj.references():
             if ref not in known:
                 referrer.setdefault(ref, (index, item))
-    missing = _absent(conn, list(referrer))
+    missing = absent(conn, referrer)
     known.update(dict.fromkeys(referrer))
     if len(known) > _KNOWN:  # keep the newest half (amortised: no per-entry eviction)
         newest = list(known)[-(_KNOWN // 2) :]

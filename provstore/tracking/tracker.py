@@ -37,7 +37,7 @@ from provstore.config import JOIN_VARIABLE, Settings, resolve
 from provstore.core.digests import DIGEST_SIZE, hash_file, parse_ref, to_hex
 from provstore.core.errors import EncodingError, UnknownDigestError, UsageError
 from provstore.core.objects import Product, Run, RunEnd, Sealed, seal
-from provstore.db.engine import retrying
+from provstore.db.dialects import for_url
 
 if TYPE_CHECKING:
     from provstore.tracking.spool import SpoolWriter
@@ -93,7 +93,7 @@ class Tracker:
             self._last_flush = time.monotonic()
             return self
         # A job on a server backend holds no idle connection between its writes.
-        pooled = self._settings.url.startswith("sqlite")
+        pooled = for_url(self._settings.url).pool_jobs
         self._store = store = Store(self._settings.url, pooled=pooled)
         try:
             joined = self._joinable_run(store)
@@ -126,7 +126,7 @@ class Tracker:
         if not ref or self._command is not None:
             return None
         try:
-            run = retrying(lambda: store.get(ref, kind="run"))
+            run = store.retrying(lambda: store.get(ref, kind="run"))
         except UsageError:
             return None
         same_env = isinstance(run.obj, Run) and run.obj.environment == self._env_digest
@@ -274,7 +274,7 @@ class Tracker:
         if digest is None:
             store = self._store
             found = (
-                retrying(lambda: store.find_products(content_digest=content, limit=1))
+                store.retrying(lambda: store.find_products(content_digest=content, limit=1))
                 if store
                 else []
             )
@@ -330,7 +330,7 @@ class Tracker:
                 raise UsageError(f"in spool mode a parent must be a full digest, not {ref!r}")
             return exact
         try:
-            digest = retrying(lambda: store.get(ref, kind="product")).digest
+            digest = store.retrying(lambda: store.get(ref, kind="product")).digest
         except UnknownDigestError:
             raise UnknownDigestError(ref if isinstance(ref, str) else ref.hex()) from None
         self._known.add(digest)

@@ -1,0 +1,356 @@
+"""Every difference between the databases provstore runs on, one record per database.
+
+A :class:`Dialect` says how to open an engine for its URLs, how to insert rows idempotently,
+which errors are worth retrying, how to serialise schema creation between processes, how to
+let a recursive query run to any depth, which isolation a long read needs, whether a store
+holds read connections and whether a tracked job keeps a pool, and which table options its
+DDL takes.  Nothing outside this module names a database: callers ask :func:`for_url` or
+:func:`of` for the record and use it.
+
+Adding a database is one subclass here, one entry in :data:`DIALECTS`, and its URL in the test
+suite's backend fixture (``tests/conftest.py``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from sqlalchemy import MetaData, Table, create_engine, event, text
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
+
+from provstore.core.chunks import chunked
+from provstore.core.errors import ConfigError, UnsupportedStoreError
+
+__all__ = ["DIALECTS", "MYSQL_BACKENDS", "Dialect", "for_url", "of", "parse_url"]
+
+Row = tuple[Any, ...]
+
+MYSQL_BACKENDS = ("mysql", "mariadb")
+"""SQLAlchemy's names for the MySQL family (schema type variants are declared for these)."""
+
+_NETWORK_FS = {
+    "nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "afs", "9p", "lustre", "gpfs",
+    "beegfs", "ceph", "glusterfs", "fuse.sshfs", "fuse.glusterfs", "fuse.cephfs",
+    "fuse.gcsfuse", "fuse.s3fs", "fuse.rclone", "davfs", "fuse.davfs",
+}  # fmt: skip
+_SCHEMA_LOCK_ID = 727300001
+
+
+class Dialect:
+    """What one database does its own way.  The base class holds the common answers."""
+
+    name: ClassVar[str]
+    backends: ClassVar[tuple[str, ...]]
+    """SQLAlchemy backend names this record serves."""
+    hold_reads: ClassVar[bool] = True
+    """A pooled store keeps one autocommit read connection per thread (one round trip/read)."""
+    pool_jobs: ClassVar[bool] = False
+    """A tracked job keeps a pool; on a server it must not hold idle connections."""
+    long_read_isolation: ClassVar[str | None] = "REPEATABLE READ"
+    """The isolation a multi-statement read (fsck) needs to see one state throughout."""
+
+    def engine(self, url: URL, *, pooled: bool) -> Engine:
+        """An engine for ``url`` with this database's settings."""
+        raise NotImplementedError
+
+    def prepare_schema(self, metadata: MetaData) -> None:
+        """Attach this database's DDL options before the tables are created.
+
+        The schema declares intent in ``info``: ``compact`` tables (small rows under a
+        digest key) and ``partial`` indexes (a ``WHERE`` clause).  Kept out of the table
+        definitions, since naming a dialect's options there imports that dialect's module on
+        every process start.
+        """
+
+    def lock_schema(self, conn: Connection) -> None:
+        """Serialise schema creation between processes (inside the open transaction)."""
+
+    def unlock_schema(self, conn: Connection) -> None:
+        """Release what :meth:`lock_schema` took, when it outlives the transaction."""
+
+    def lift_recursion_limit(self, conn: Connection) -> None:
+        """Let a recursive query on this connection run to any depth."""
+
+    def is_transient(self, exc: DBAPIError) -> bool:
+        """Whether a failed transaction may succeed if run again (deadlock, lock timeout)."""
+        return False
+
+    def insert_ignore(self, conn: Connection, table: Table, rows: Sequence[Row]) -> int:
+        """Insert rows sorted by key, skipping keys already present; how many were new."""
+        raise NotImplementedError
+
+
+def _sorted_rows(table: Table, rows: Sequence[Row]) -> list[Row]:
+    """Rows in key order, so concurrent batches take their locks in the same order."""
+    width = len(table.primary_key.columns)
+    return sorted(rows) if width == len(table.columns) else sorted(rows, key=lambda r: r[:width])
+
+
+def _columns(conn: Connection, table: Table) -> tuple[str, str]:
+    quote = conn.dialect.identifier_preparer.quote
+    return quote(table.name), ", ".join(quote(c.name) for c in table.columns)
+
+
+def _partial_indexes(metadata: MetaData) -> list[tuple[Any, str]]:
+    return [
+        (index, index.info["partial"])
+        for table in metadata.tables.values()
+        for index in table.indexes
+        if "partial" in index.info
+    ]
+
+
+class SQLite(Dialect):
+    """An embedded file: WAL, a busy timeout, writers begun ``IMMEDIATE``."""
+
+    name = "sqlite"
+    backends = ("sqlite",)
+    hold_reads = False  # a connection per read is cheap here, and WAL readers never block
+    pool_jobs = True
+    long_read_isolation = None  # a WAL read transaction is already a snapshot
+
+    def engine(self, url: URL, *, pooled: bool) -> Engine:
+        """A file engine; an in-memory store only with ``PROVSTORE_ALLOW_MEMORY=1`` (tests)."""
+        path = url.database
+        if not path or path == ":memory:" or path.startswith("file::memory:"):
+            if os.environ.get("PROVSTORE_ALLOW_MEMORY") != "1":
+                raise ConfigError(
+                    "an in-memory SQLite store forgets everything when the process ends; "
+                    "give a file: sqlite:////absolute/path/provstore.db"
+                )
+        else:
+            _refuse_network_fs(path)
+        engine = create_engine(url, connect_args={"timeout": 60})
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+
+    def prepare_schema(self, metadata: MetaData) -> None:
+        """Compact tables without a separate rowid B-tree; partial indexes."""
+        for table in metadata.tables.values():
+            if table.info.get("compact"):
+                table.dialect_kwargs["sqlite_with_rowid"] = False
+        for index, where in _partial_indexes(metadata):
+            index.dialect_kwargs["sqlite_where"] = text(where)
+
+    def is_transient(self, exc: DBAPIError) -> bool:
+        """Busy or locked database files."""
+        message = str(exc.orig).lower()
+        return "database is locked" in message or "database is busy" in message
+
+    def insert_ignore(self, conn: Connection, table: Table, rows: Sequence[Row]) -> int:
+        """``INSERT OR IGNORE`` through ``executemany``."""
+        if not rows:
+            return 0
+        name, columns = _columns(conn, table)
+        marks = ", ".join("?" for _ in table.columns)
+        sql = f"INSERT OR IGNORE INTO {name} ({columns}) VALUES ({marks})"
+        return int(conn.exec_driver_sql(sql, _sorted_rows(table, rows)).rowcount)
+
+
+def _refuse_network_fs(path: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fstype = filesystem_type(directory)
+    if fstype in _NETWORK_FS:
+        raise UnsupportedStoreError(
+            f"{path} is on a network file system ({fstype}); SQLite's locking is not safe "
+            "there. Use PostgreSQL or MariaDB for a shared store, or spool mode for "
+            "nodes that cannot reach one."
+        )
+
+
+def filesystem_type(directory: str) -> str:
+    """The type of the file system holding ``directory`` ('' when it cannot be told)."""
+    try:
+        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as mounts:
+            entries = [line.split() for line in mounts]
+    except OSError:
+        return ""
+    best, fstype = "", ""
+    real = os.path.realpath(directory)
+    for entry in entries:
+        if len(entry) < 3:
+            continue
+        point = entry[1].replace("\\040", " ")
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, fstype = point, entry[2]
+    return fstype
+
+
+def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA busy_timeout = 60000")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.execute("PRAGMA cache_size = -65536")  # 64 MiB: index pages of big batches
+    cursor.execute("PRAGMA wal_autocheckpoint = 10000")  # fewer, larger checkpoints
+    cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    immediate = conn.get_execution_options().get("provstore_write", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _server_pool(pooled: bool) -> dict[str, Any]:
+    return {"pool_pre_ping": True} if pooled else {"poolclass": NullPool}
+
+
+class PostgreSQL(Dialect):
+    """A server: ``ON CONFLICT DO NOTHING`` through psycopg2's ``execute_values``."""
+
+    name = "postgresql"
+    backends = ("postgresql",)
+
+    def engine(self, url: URL, *, pooled: bool) -> Engine:
+        """A psycopg2 engine; unpooled for jobs."""
+        return create_engine(url, **_server_pool(pooled))
+
+    def prepare_schema(self, metadata: MetaData) -> None:
+        """Partial indexes."""
+        for index, where in _partial_indexes(metadata):
+            index.dialect_kwargs["postgresql_where"] = text(where)
+
+    def lock_schema(self, conn: Connection) -> None:
+        """A transaction-scoped advisory lock (released at commit)."""
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK_ID})")
+
+    def is_transient(self, exc: DBAPIError) -> bool:
+        """Serialization failure, deadlock, lock not available, too many clients."""
+        code = getattr(exc.orig, "pgcode", None)
+        return code in ("40001", "40P01", "55P03") or "too many clients" in str(exc.orig).lower()
+
+    def insert_ignore(self, conn: Connection, table: Table, rows: Sequence[Row]) -> int:
+        """One multi-row statement per 1,000 rows (psycopg2's executemany sends one per row)."""
+        if not rows:
+            return 0
+        import psycopg2
+        from psycopg2.extras import execute_values
+
+        name, columns = _columns(conn, table)
+        sql = f"INSERT INTO {name} ({columns}) VALUES %s ON CONFLICT DO NOTHING RETURNING 1"
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            ordered = _sorted_rows(table, rows)
+            return len(execute_values(cursor, sql, ordered, page_size=1000, fetch=True))
+        except psycopg2.Error as exc:
+            # Wrapped like SQLAlchemy's own errors, so retries and the CLI's messages apply.
+            raise DBAPIError.instance(sql, None, exc, psycopg2.Error) from exc
+        finally:
+            cursor.close()
+
+
+class MySQL(Dialect):
+    """MySQL and MariaDB: utf8mb4 with binary collation, InnoDB, ``READ COMMITTED``."""
+
+    name = "mysql"
+    backends = MYSQL_BACKENDS
+
+    def engine(self, url: URL, *, pooled: bool) -> Engine:
+        """A PyMySQL engine speaking utf8mb4; no TLS context on loopback."""
+        if "charset" not in url.query:
+            url = url.update_query_dict({"charset": "utf8mb4"})
+        args: dict[str, Any] = {}
+        local = url.host in (None, "localhost", "127.0.0.1", "::1")
+        if url.get_driver_name() == "pymysql" and local and "ssl" not in str(url.query):
+            # PyMySQL builds a fresh TLS context (40-150 ms) per connection; loopback needs none.
+            args["ssl_disabled"] = True
+        return create_engine(
+            url,
+            isolation_level="READ COMMITTED",
+            pool_recycle=3600,
+            connect_args=args,
+            **_server_pool(pooled),
+        )
+
+    def prepare_schema(self, metadata: MetaData) -> None:
+        """InnoDB tables in utf8mb4 with the binary collation."""
+        for table in metadata.tables.values():
+            for backend in self.backends:
+                table.dialect_kwargs[f"{backend}_engine"] = "InnoDB"
+                table.dialect_kwargs[f"{backend}_charset"] = "utf8mb4"
+                table.dialect_kwargs[f"{backend}_collate"] = "utf8mb4_bin"
+
+    def lock_schema(self, conn: Connection) -> None:
+        """A named lock held by the session (released by :meth:`unlock_schema`)."""
+        conn.exec_driver_sql("SELECT GET_LOCK('provstore_schema', 120)")
+
+    def unlock_schema(self, conn: Connection) -> None:
+        """Release the named lock."""
+        conn.exec_driver_sql("SELECT RELEASE_LOCK('provstore_schema')")
+
+    def lift_recursion_limit(self, conn: Connection) -> None:
+        """MariaDB stops a recursive CTE silently after 1,000 rounds; MySQL fails at 1,000."""
+        if getattr(conn.dialect, "is_mariadb", False):
+            conn.exec_driver_sql("SET SESSION max_recursive_iterations = 4294967295")
+        else:
+            conn.exec_driver_sql("SET SESSION cte_max_recursion_depth = 4294967295")
+
+    def is_transient(self, exc: DBAPIError) -> bool:
+        """Too many connections, lock wait timeout, deadlock, and their kin."""
+        args: tuple[Any, ...] = getattr(exc.orig, "args", ())
+        return bool(args) and isinstance(args[0], int) and args[0] in (1040, 1205, 1213, 1614)
+
+    def insert_ignore(self, conn: Connection, table: Table, rows: Sequence[Row]) -> int:
+        """``ON DUPLICATE KEY UPDATE`` (PyMySQL folds ``executemany`` into multi-row inserts)."""
+        if not rows:
+            return 0
+        name, columns = _columns(conn, table)
+        marks = ", ".join("%s" for _ in table.columns)
+        first = conn.dialect.identifier_preparer.quote(table.primary_key.columns[0].name)
+        sql = (
+            f"INSERT INTO {name} ({columns}) VALUES ({marks}) "
+            f"ON DUPLICATE KEY UPDATE {first} = {first}"
+        )
+        ordered = _sorted_rows(table, rows)
+        # PyMySQL reports matched rows (CLIENT.FOUND_ROWS), so count the new keys beforehand.
+        single_key = len(table.primary_key.columns) == 1
+        new = _count_new(conn, name, first, ordered) if single_key else 0
+        conn.exec_driver_sql(sql, ordered)
+        return new
+
+
+def _count_new(conn: Connection, name: str, key: str, rows: Sequence[Row]) -> int:
+    keys = sorted({row[0] for row in rows})
+    present = 0
+    for part in chunked(keys, 1000):
+        marks = ", ".join("%s" for _ in part)
+        sql = f"SELECT COUNT(*) FROM {name} WHERE {key} IN ({marks})"
+        present += int(conn.exec_driver_sql(sql, tuple(part)).scalar() or 0)
+    return len(keys) - present
+
+
+DIALECTS: dict[str, Dialect] = {d.name: d for d in (SQLite(), PostgreSQL(), MySQL())}
+_BY_BACKEND = {backend: d for d in DIALECTS.values() for backend in d.backends}
+
+
+def parse_url(url: str | URL) -> URL:
+    """A SQLAlchemy URL, or :class:`ConfigError` naming what is wrong with the text."""
+    try:
+        return make_url(url)
+    except Exception as exc:
+        raise ConfigError(f"{url!r} is not a database URL: {exc}") from None
+
+
+def for_url(url: str | URL) -> Dialect:
+    """The record for a URL's database, or :class:`ConfigError` for one provstore lacks."""
+    parsed = parse_url(url)
+    found = _BY_BACKEND.get(parsed.get_backend_name())
+    if found is None:
+        raise ConfigError(
+            f"unsupported database {parsed.get_backend_name()!r} in {url!r}; use "
+            "sqlite:///PATH, postgresql://... or mysql+pymysql://..."
+        )
+    return found
+
+
+def of(bind: Connection | Engine) -> Dialect:
+    """The record for an open connection or engine."""
+    return _BY_BACKEND[bind.dialect.name]

@@ -1,0 +1,142 @@
+"""The index rows each kind of object implies, and writing objects with them.
+
+:data:`INDEXERS` has one entry per kind in :data:`provstore.core.objects.KINDS` (a test holds
+them equal): a function from a sealed object to the ``(table, row)`` pairs derived from it.
+Writing, :func:`rebuild` and ``fsck`` all derive rows through it, so the index is always what
+the objects say.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+import blake3
+from sqlalchemy import Table, select
+from sqlalchemy.engine import Connection
+
+from provstore.core.chunks import chunked
+from provstore.core.errors import CorruptObjectError
+from provstore.core.objects import Product, Run, RunEnd, Sealed, load
+from provstore.db import dialects, schema
+from provstore.db.engine import param_mark
+
+__all__ = ["INDEXERS", "INDEX_TABLES", "absent", "index_rows", "rebuild", "write_items"]
+
+Row = tuple[Any, ...]
+IndexRow = tuple[Table, Row]
+
+INDEX_TABLES = (schema.products, schema.product_parents, schema.runs, schema.run_ends)
+"""The tables derived from objects (everything but ``objects`` and ``provstore_meta``)."""
+
+
+def name_key(name: str) -> bytes:
+    """The digest a product name is indexed by (names of any length fit every backend)."""
+    return blake3.blake3(name.encode("utf-8")).digest()
+
+
+def _product_rows(item: Sealed) -> Iterator[IndexRow]:
+    obj = item.obj
+    assert isinstance(obj, Product)
+    key = name_key(obj.name)
+    yield (
+        schema.products,
+        (item.digest, key, obj.name, obj.version, obj.content, obj.size, obj.run),
+    )
+    for parent in obj.parents:
+        yield schema.product_parents, (item.digest, parent)
+
+
+def _run_rows(item: Sealed) -> Iterator[IndexRow]:
+    obj = item.obj
+    assert isinstance(obj, Run)
+    yield schema.runs, (item.digest, obj.environment, obj.started_ns, obj.host, obj.user, obj.name)
+
+
+def _run_end_rows(item: Sealed) -> Iterator[IndexRow]:
+    obj = item.obj
+    assert isinstance(obj, RunEnd)
+    yield schema.run_ends, (item.digest, obj.run, obj.status, obj.finished_ns)
+
+
+def _no_rows(item: Sealed) -> Iterator[IndexRow]:
+    """Kinds found only by digest (through the objects that refer to them)."""
+    return iter(())
+
+
+INDEXERS: dict[str, Callable[[Sealed], Iterable[IndexRow]]] = {
+    "libraryset": _no_rows,
+    "environment": _no_rows,
+    "variables": _no_rows,
+    "run": _run_rows,
+    "runend": _run_end_rows,
+    "product": _product_rows,
+}
+
+
+def index_rows(item: Sealed) -> Iterable[IndexRow]:
+    """The index rows an object implies, as ``(table, row)`` pairs."""
+    return INDEXERS[item.kind](item)
+
+
+def _insert_index(conn: Connection, items: Iterable[Sealed]) -> None:
+    rows: dict[Table, list[Row]] = {table: [] for table in INDEX_TABLES}
+    for item in items:
+        for table, row in index_rows(item):
+            rows[table].append(row)
+    insert = dialects.of(conn).insert_ignore
+    for table, table_rows in rows.items():
+        insert(conn, table, table_rows)
+
+
+def write_items(conn: Connection, items: Sequence[Sealed]) -> int:
+    """Insert objects and the index rows they imply, idempotently, in the open transaction.
+
+    Returns how many of the objects were new to the store.
+    """
+    object_rows = [(item.digest, item.kind, len(item.data), item.data) for item in items]
+    added = dialects.of(conn).insert_ignore(conn, schema.objects, object_rows)
+    _insert_index(conn, items)
+    return added
+
+
+def absent(conn: Connection, digests: Iterable[bytes]) -> set[bytes]:
+    """Those of ``digests`` that name no stored object (plain SQL on the driver: hot path)."""
+    wanted = sorted(set(digests))
+    mark = param_mark(conn)
+    found: set[bytes] = set()
+    for part in chunked(wanted):
+        sql = f"SELECT digest FROM objects WHERE digest IN ({', '.join([mark] * len(part))})"
+        found.update(bytes(d) for (d,) in conn.exec_driver_sql(sql, tuple(part)))
+    return set(wanted) - found
+
+
+def rebuild(
+    conn: Connection, batch: int = 5000, on_progress: Callable[[int], None] | None = None
+) -> int:
+    """Empty the index tables and derive them again from every object, in the open transaction.
+
+    Returns how many objects were indexed.  Objects that do not hash or decode are skipped
+    (``provstore fsck`` lists them), so one damaged object cannot keep the rest from being
+    indexed.
+    """
+    o = schema.objects
+    for table in INDEX_TABLES:
+        conn.execute(table.delete())
+    done, last = 0, b""
+    while True:
+        query = select(o.c.digest, o.c.data).where(o.c.digest > last)
+        page = conn.execute(query.order_by(o.c.digest).limit(batch)).all()
+        if not page:
+            return done
+        loaded = []
+        for digest, data in page:
+            try:
+                loaded.append(load(bytes(digest), bytes(data)))
+            except CorruptObjectError:
+                continue
+        _insert_index(conn, loaded)
+        done += len(loaded)
+        last = bytes(page[-1][0])
+        if on_progress is not None:
+            on_progress(len(page))

@@ -1,0 +1,77 @@
+"""The store's read statements, built once (SQLAlchemy then finds their compiled form cached).
+
+Each function returns a Core statement with named bind parameters; :class:`provstore.store.Store`
+executes them on its read connections.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from sqlalchemy import bindparam, func, select
+
+from provstore.db import schema
+
+__all__ = [
+    "BY_PREFIX",
+    "DATA_BY_DIGEST",
+    "HAS_DIGEST",
+    "SCHEMA_VERSION",
+    "find_products",
+    "recent_runs",
+]
+
+_O = schema.objects.c
+DATA_BY_DIGEST = select(_O.data).where(_O.digest == bindparam("digest"))
+HAS_DIGEST = select(_O.digest).where(_O.digest == bindparam("digest"))
+BY_PREFIX = (
+    select(_O.digest, _O.data).where(_O.digest.between(bindparam("low"), bindparam("high")))
+).limit(2)
+DIGESTS_IN_RANGE = (
+    select(_O.digest)
+    .where(_O.digest.between(bindparam("low"), bindparam("high")))
+    .order_by(_O.digest)
+    .limit(bindparam("limit"))
+)
+SCHEMA_VERSION = select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")
+COUNT_BY_KIND = select(_O.kind, func.count(), func.coalesce(func.sum(_O.size), 0)).group_by(
+    _O.kind
+)
+COUNT_PARENT_LINKS = select(func.count()).select_from(schema.product_parents)
+
+
+@functools.cache
+def find_products(name: bool, version: bool, content: str | None, limited: bool) -> Any:
+    """The ``find_products`` statement for this combination of filters (built once each).
+
+    ``content`` is ``"exact"`` (bind ``content``), ``"range"`` (bind ``low``/``high``) or None.
+    """
+    p, r, o = schema.products, schema.runs, schema.objects
+    query = select(p.c.digest, o.c.data).select_from(
+        p.join(o, o.c.digest == p.c.digest).outerjoin(r, r.c.digest == p.c.run)
+    )
+    if name:
+        query = query.where(p.c.name_key == bindparam("name_key"), p.c.name == bindparam("name"))
+    if version:
+        query = query.where(p.c.version == bindparam("version"))
+    if content == "exact":
+        query = query.where(p.c.content == bindparam("content"))
+    elif content == "range":
+        query = query.where(p.c.content.between(bindparam("low"), bindparam("high")))
+    query = query.order_by(r.c.started_ns.desc(), p.c.digest)
+    return query.limit(bindparam("limit")) if limited else query
+
+
+@functools.cache
+def recent_runs() -> Any:
+    """The newest runs with how they ended and how many products each made (bind ``limit``)."""
+    r, e, p = schema.runs, schema.run_ends, schema.products
+    count = select(func.count()).where(p.c.run == r.c.digest).scalar_subquery()
+    return (
+        select(r.c.digest, r.c.started_ns, r.c.host, r.c.user, r.c.name,
+               e.c.status, e.c.finished_ns, count)
+        .select_from(r.outerjoin(e, e.c.run == r.c.digest))
+        .order_by(r.c.started_ns.desc(), r.c.digest)
+        .limit(bindparam("limit"))
+    )  # fmt: skip

@@ -1,0 +1,67 @@
+"""Creating the schema once, and refusing a database written by another schema version.
+
+Several processes may open a new store at once: creation happens under the dialect's schema
+lock, inside one transaction, so each process finds the schema either whole or not begun.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
+from sqlalchemy import inspect
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+from provstore.core.errors import SchemaVersionError, StoreError
+from provstore.db import dialects, queries, schema
+from provstore.db.engine import retrying, write_transaction
+
+__all__ = ["ensure_schema"]
+
+Reader = Callable[[], AbstractContextManager[Connection]]
+
+
+def ensure_schema(engine: Engine, reader: Reader, shown_url: str) -> None:
+    """Create the schema if the database has none; refuse one of another version."""
+    dialect = dialects.of(engine)
+    version = _read_version(reader)
+    if version is None:
+        retrying(lambda: _create_schema(engine, shown_url), dialect)
+        version = _read_version(reader)
+    if version != str(schema.SCHEMA_VERSION):
+        raise SchemaVersionError(str(version), schema.SCHEMA_VERSION)
+
+
+def _read_version(reader: Reader) -> str | None:
+    try:  # the common case, one query; the inspector only when the table may be missing
+        with reader() as conn:
+            value: str | None = conn.execute(queries.SCHEMA_VERSION).scalar_one_or_none()
+            return value
+    except DBAPIError:
+        with reader() as conn:
+            if not inspect(conn).has_table(schema.meta.name):
+                return None
+            # created meanwhile by another process
+            again: str | None = conn.execute(queries.SCHEMA_VERSION).scalar_one_or_none()
+            return again
+
+
+def _create_schema(engine: Engine, shown_url: str) -> None:
+    dialect = dialects.of(engine)
+    with write_transaction(engine) as conn:
+        dialect.lock_schema(conn)
+        try:
+            # Under the lock another process's creation is either whole or not begun.
+            found = inspect(conn)
+            if not found.has_table(schema.meta.name) and found.has_table(schema.objects.name):
+                raise StoreError(
+                    f"{shown_url} holds an 'objects' table but no provstore schema "
+                    "record; it is not a provstore store. Use another database."
+                )
+            dialect.prepare_schema(schema.metadata)
+            schema.metadata.create_all(conn, checkfirst=True)
+            version_row = [("schema_version", str(schema.SCHEMA_VERSION))]
+            dialect.insert_ignore(conn, schema.meta, version_row)
+        finally:
+            dialect.unlock_schema(conn)
