@@ -26,7 +26,8 @@ import time
 import traceback
 from pathlib import Path
 
-from benchmarks.harness import RESULTS, Context, Row, reachable, server_url, table, write_json
+from benchmarks.harness import RESULTS, Context, Row, reachable, server_url
+from benchmarks.report import table, write_json
 
 NAMES = [
     "start",

@@ -26,11 +26,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import Context, Row, child_env, percentile, wipe_database
+from benchmarks.harness import Context, Row, child_env, empty_scratch, percentile
 
 DESCRIPTION = "1..128 writer processes, one flush per product: products/s, latency, errors"
 NAME = "concurrency"
-SCRATCH_DB = "provstore_bench_b_concurrency"
+SCRATCH = "b_concurrency"  # the store: <base>_b_concurrency on a server
 LEVEL_SECONDS = 12.0  # full scale: aim every level at about this long
 SMALL_PER_WRITER = 100  # ~200 asked; halved to keep --scale small inside its time budget
 READY_TIMEOUT = 900.0
@@ -92,39 +92,6 @@ while True:  # one phase after another until the stop file appears
 """
 
 
-# -- scratch databases (shared with b_bundle) -------------------------------------------------
-
-
-def scratch_url(ctx: Context, backend: str, database: str) -> str:
-    """An empty database of our own on a server backend (others may use the shared one).
-
-    Created on first use and wiped (not dropped: PostgreSQL takes ~1 s to create one) before
-    every use; it is left empty afterwards.
-    """
-    from sqlalchemy.engine import make_url
-
-    url = make_url(ctx.backends[backend]).set(database=database)
-    text = url.render_as_string(hide_password=False)
-    wipe_database(text)
-    return text
-
-
-def fresh_store(ctx: Context, backend: str, database: str) -> str:
-    if backend == "sqlite":
-        return ctx.fresh_url("sqlite", database)
-    return scratch_url(ctx, backend, database)
-
-
-def bench_env(ctx: Context) -> dict[str, str]:
-    """Children's environment: provstore importable, no PROVSTORE_* settings, own cache."""
-    env = {k: v for k, v in child_env().items() if not k.startswith("PROVSTORE_")}
-    cache = ctx.work / "cache"
-    env["XDG_CACHE_HOME"] = str(cache)
-    env["PROVSTORE_CACHE_DIR"] = str(cache / "provstore")
-    env["XDG_DATA_HOME"] = str(ctx.work / "data")
-    return env
-
-
 # -- the writer pool ---------------------------------------------------------------------------
 
 
@@ -138,7 +105,7 @@ class Pool:
 
     def __init__(self, ctx: Context) -> None:
         self.ctl = Path(tempfile.mkdtemp(prefix="concurrency-", dir=ctx.work))
-        self.env = bench_env(ctx)
+        self.env = child_env(ctx.work / "cache")
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.phase = 0
 
@@ -319,13 +286,13 @@ def run(ctx: Context) -> list[Row]:
     plan = _plan(ctx)
     try:
         for backend, writers in plan:
-            url = fresh_store(ctx, backend, SCRATCH_DB)
+            url = ctx.scratch_url(backend, SCRATCH)
             used[backend] = url
             if not ctx.small and backend not in rate_guess:
                 # calibrate the per-writer counts with a short single-writer run
                 calib = pool.level(url, 1, 300, timeout=600)
                 rate_guess[backend] = calib["rate"] or 100.0
-                url = fresh_store(ctx, backend, SCRATCH_DB)
+                url = ctx.scratch_url(backend, SCRATCH)
             per_writer = ctx.pick(
                 SMALL_PER_WRITER,
                 max(50, math.ceil(rate_guess.get(backend, 0.0) * LEVEL_SECONDS / writers)),
@@ -342,9 +309,8 @@ def run(ctx: Context) -> list[Row]:
                          _rows(ctx, backend, res, base.get(backend), first_multi)))  # fmt: skip
     finally:
         pool.close()
-        for backend, url in used.items():
-            if backend != "sqlite":
-                wipe_database(url)  # left empty
+        for url in used.values():
+            empty_scratch(url)
     return [row for _, _, level in sorted(rows, key=lambda r: r[:2]) for row in level]
 
 

@@ -34,9 +34,8 @@ from benchmarks._bigstore import (
     is_timeout,
     limit_dbapi,
     limit_engine,
-    raw_connect,
 )
-from benchmarks.harness import Context, Row, median
+from benchmarks.harness import Context, Row, median, raw_connect
 
 DESCRIPTION = "lineage at 1M products: ancestors/descendants to depth 10, 1,000, a 100k chain"
 NAME = "lineage"

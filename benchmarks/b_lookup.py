@@ -24,8 +24,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks._bigstore import BigStore, bigstore, raw_connect
-from benchmarks.harness import Context, Row, percentile
+from benchmarks._bigstore import BigStore, bigstore
+from benchmarks.harness import Context, Row, percentile, raw_connect
 
 DESCRIPTION = "point lookups at 1M products: get/prefix/name/environment/lineage p50, p99"
 NAME = "lookup"

@@ -18,8 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.b_capture import child_env, make_fake_dists, quiet_dir, run_py
-from benchmarks.harness import Context, Row
+from benchmarks.harness import Context, Row, child_env, make_fake_dists, quiet_dir, run_child
 
 DESCRIPTION = "process start: import, tracker entry, provstore verify vs sqlalchemy and sqlite3"
 
@@ -127,14 +126,15 @@ def run(ctx: Context) -> list[Row]:
     base = ctx.work / "start"
     dists = make_fake_dists(base / "site", 300)
     cwd = quiet_dir(base / "cwd")
-    env = child_env(base, dists, base / "cache")
+    env = child_env(base / "cache", dists, checkout=False)
     db = base / "store" / "provstore.db"
     db.parent.mkdir(parents=True)
     url = f"sqlite:///{db}"
     product_file = base / "product.bin"
     product_file.write_bytes(bytes(range(256)) * 4096)  # 1 MiB
     # The store holds this environment and one product; the distribution cache is written.
-    digest: str = run_py(_SETUP, env, cwd, url, str(product_file))["digest"]
+    setup = run_child(_SETUP, [url, str(product_file)], env, cwd, timeout=600)
+    digest: str = setup["digest"]
 
     py = sys.executable
     cli = [*_provstore_script(), "--url", url, "verify", digest]
