@@ -9,10 +9,20 @@ Usage::
 ``--scale small`` finishes in about two minutes and runs in CI as a smoke test (it fails only
 when a benchmark raises, never on speed); ``full`` is the run whose figures go into the docs.
 Backends: SQLite always; PostgreSQL and MariaDB at ``--url`` or at ``PROVSTORE_BENCH_PG_URL`` /
-``PROVSTORE_BENCH_MYSQL_URL`` (default: database ``provstore_bench`` on the local servers,
-created and wiped by the suite) when they answer; ``--backend`` keeps only the named ones.
+``PROVSTORE_BENCH_MYSQL_URL`` (default: database ``provstore_bench`` on the local servers)
+when they answer; ``--backend`` keeps only the named ones.
 ``--from`` runs nothing: it writes the page from saved results of one or more runs (a long
 full run may be taken in parts), each part listed on the page with its own command.
+
+Scratch databases: the database a server URL names (the base) is only probed, created if
+missing and emptied; the benchmarks work in databases of their own named after it,
+``<base>_register``, ``<base>_register_raw``, ``<base>_register_naive``, ``<base>_storage``,
+``<base>_storage_runs``, ``<base>_b_concurrency``, ``<base>_b_bundle`` and
+``<base>_bigstore``, each created on first use and emptied before (and mostly after) use;
+``<base>_bigstore`` is dropped when the run ends.  So two runs given different base
+databases never touch each other's: the test suite's smoke run uses ``<test database>_bench``
+(next to ``PROVSTORE_TEST_PG_URL`` / ``PROVSTORE_TEST_MYSQL_URL``), a hand run
+``provstore_bench`` unless told otherwise.
 """
 
 from __future__ import annotations
@@ -60,7 +70,7 @@ def _backends(urls: list[str], only: list[str]) -> tuple[dict[str, str], list[st
     return backends, notes
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description=__doc__,
@@ -87,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="JSON results (default benchmarks/results/)")
     parser.add_argument("--report", type=Path, help="write the results page (reStructuredText)")
     parser.add_argument("--plot", type=Path, help="write a PNG plot (needs the bench extra)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     unknown = set(args.names) - set(NAMES)
     if unknown:

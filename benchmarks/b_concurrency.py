@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,21 @@ class Pool:
         tail = (self.ctl / f"log-{writer}.txt").read_text(errors="replace")[-400:]
         return f"writer {writer} exited with {code}: {tail.strip()}"
 
+    def _wait(self, pending: set[int], done: Callable[[int], bool], seconds: float,
+              errors: list[str]) -> set[int]:  # fmt: skip
+        """Poll until each writer in ``pending`` is ``done`` or has died (an error), for at
+        most ``seconds``; returns the writers still pending."""
+        deadline = time.monotonic() + seconds
+        while pending and time.monotonic() < deadline:
+            for w in list(pending):
+                if done(w):
+                    pending.discard(w)
+                elif (death := self._died(w)) is not None:
+                    errors.append(death)
+                    pending.discard(w)
+            time.sleep(0.01)
+        return pending
+
     def level(self, url: str, writers: int, per_writer: int, timeout: float) -> dict[str, Any]:
         """Run one level; returns the summary (rates, latencies, errors, store check)."""
         for w in range(writers):
@@ -139,29 +155,19 @@ class Pool:
         plan.with_suffix(".tmp").replace(plan)
         self.phase += 1
         errors: list[str] = []
-        pending = set(range(writers))
-        deadline = time.monotonic() + READY_TIMEOUT
-        while pending and time.monotonic() < deadline:
-            for w in list(pending):
-                if (ctl / f"ready-{k}-{w}").exists() or (ctl / f"out-{k}-{w}.json").exists():
-                    pending.discard(w)
-                elif (death := self._died(w)) is not None:
-                    errors.append(death)
-                    pending.discard(w)
-            time.sleep(0.01)
+
+        def finished(w: int) -> bool:
+            return (ctl / f"out-{k}-{w}.json").exists()
+
+        def ready(w: int) -> bool:
+            return (ctl / f"ready-{k}-{w}").exists() or finished(w)
+
+        pending = self._wait(set(range(writers)), ready, READY_TIMEOUT, errors)
         if pending:
             errors.append(f"{len(pending)} writers not ready after {READY_TIMEOUT:.0f} s")
         (ctl / f"go-{k}").touch()
-        pending = {w for w in range(writers) if w in self.procs}
-        deadline = time.monotonic() + timeout
-        while pending and time.monotonic() < deadline:
-            for w in list(pending):
-                if (ctl / f"out-{k}-{w}.json").exists():
-                    pending.discard(w)
-                elif (death := self._died(w)) is not None:
-                    errors.append(death)
-                    pending.discard(w)
-            time.sleep(0.01)
+        running = {w for w in range(writers) if w in self.procs}
+        pending = self._wait(running, finished, timeout, errors)
         for w in sorted(pending):  # did not finish in time: end them (our own children)
             self.procs.pop(w).kill()
             errors.append(f"writer {w} killed after {timeout:.0f} s")
