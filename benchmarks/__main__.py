@@ -14,15 +14,17 @@ when they answer; ``--backend`` keeps only the named ones.
 ``--from`` runs nothing: it writes the page from saved results of one or more runs (a long
 full run may be taken in parts), each part listed on the page with its own command.
 
-Scratch databases: the database a server URL names (the base) is only probed, created if
-missing and emptied; the benchmarks work in databases of their own named after it,
+Scratch databases: the database a server URL names (the base) is only probed: created if
+missing, and emptied.  The benchmarks work in databases of their own named after it:
 ``<base>_register``, ``<base>_register_raw``, ``<base>_register_naive``, ``<base>_storage``,
-``<base>_storage_runs``, ``<base>_b_concurrency``, ``<base>_b_bundle`` and
-``<base>_bigstore``, each created on first use and emptied before (and mostly after) use;
-``<base>_bigstore`` is dropped when the run ends.  So two runs given different base
-databases never touch each other's: the test suite's smoke run uses ``<test database>_bench``
-(next to ``PROVSTORE_TEST_PG_URL`` / ``PROVSTORE_TEST_MYSQL_URL``), a hand run
-``provstore_bench`` unless told otherwise.
+``<base>_storage_runs``, ``<base>_b_concurrency``, ``<base>_b_bundle`` and ``<base>_bigstore``
+(with the default base, ``provstore_bench_register`` and so on), each created on first use and
+emptied before and after it; ``<base>_bigstore`` is dropped when the run ends.  So setting
+``PROVSTORE_BENCH_PG_URL`` / ``PROVSTORE_BENCH_MYSQL_URL`` (or ``--url``) to another database
+moves every scratch database with it, and two runs with different bases never touch each
+other's: the test suite's smoke run (``tests/test_benchmarks.py``) uses
+``<test database>_bench``, beside the databases of ``PROVSTORE_TEST_PG_URL`` /
+``PROVSTORE_TEST_MYSQL_URL``.
 """
 
 from __future__ import annotations
