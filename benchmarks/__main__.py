@@ -9,10 +9,22 @@ Usage::
 ``--scale small`` finishes in about two minutes and runs in CI as a smoke test (it fails only
 when a benchmark raises, never on speed); ``full`` is the run whose figures go into the docs.
 Backends: SQLite always; PostgreSQL and MariaDB at ``--url`` or at ``PROVSTORE_BENCH_PG_URL`` /
-``PROVSTORE_BENCH_MYSQL_URL`` (default: database ``provstore_bench`` on the local servers,
-created and wiped by the suite) when they answer; ``--backend`` keeps only the named ones.
+``PROVSTORE_BENCH_MYSQL_URL`` (default: database ``provstore_bench`` on the local servers)
+when they answer; ``--backend`` keeps only the named ones.
 ``--from`` runs nothing: it writes the page from saved results of one or more runs (a long
 full run may be taken in parts), each part listed on the page with its own command.
+
+Scratch databases: the database a server URL names (the base) is only probed: created if
+missing, and emptied.  The benchmarks work in databases of their own named after it:
+``<base>_register``, ``<base>_register_raw``, ``<base>_register_naive``, ``<base>_storage``,
+``<base>_storage_runs``, ``<base>_b_concurrency``, ``<base>_b_bundle`` and ``<base>_bigstore``
+(with the default base, ``provstore_bench_register`` and so on), each created on first use and
+emptied before and after it; ``<base>_bigstore`` is dropped when the run ends.  So setting
+``PROVSTORE_BENCH_PG_URL`` / ``PROVSTORE_BENCH_MYSQL_URL`` (or ``--url``) to another database
+moves every scratch database with it, and two runs with different bases never touch each
+other's: the test suite's smoke run (``tests/test_benchmarks.py``) uses
+``<test database>_bench``, beside the databases of ``PROVSTORE_TEST_PG_URL`` /
+``PROVSTORE_TEST_MYSQL_URL``.
 """
 
 from __future__ import annotations
@@ -26,7 +38,8 @@ import time
 import traceback
 from pathlib import Path
 
-from benchmarks.harness import RESULTS, Context, Row, reachable, server_url, table, write_json
+from benchmarks.harness import RESULTS, Context, Row, reachable, server_url
+from benchmarks.report import table, write_json
 
 NAMES = [
     "start",
@@ -59,7 +72,7 @@ def _backends(urls: list[str], only: list[str]) -> tuple[dict[str, str], list[st
     return backends, notes
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description=__doc__,
@@ -86,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="JSON results (default benchmarks/results/)")
     parser.add_argument("--report", type=Path, help="write the results page (reStructuredText)")
     parser.add_argument("--plot", type=Path, help="write a PNG plot (needs the bench extra)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     unknown = set(args.names) - set(NAMES)
     if unknown:

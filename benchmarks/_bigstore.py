@@ -11,10 +11,10 @@ full scale; the lineage benchmark adds the chain.  Up to :data:`SHARE_SEALED` pr
 sealed objects are kept and put into every backend; beyond that they are sealed again per
 backend (same bytes).  After a build, PostgreSQL and MariaDB get ``ANALYZE`` (what autovacuum and
 InnoDB's statistics recalculation would have done by then).  Server backends use a scratch
-database of their own (other benchmarks wipe the shared one), dropped when the process ends.
+database of their own (``<base>_bigstore``), dropped when the process ends.
 
-Also here: raw driver connections (the baselines) and statement timeouts, so a query that
-explodes is cancelled and reported instead of holding the suite for minutes.
+Also here: statement timeouts, so a query that explodes is cancelled and reported instead of
+holding the suite for minutes.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from typing import Any
 
 import blake3
 
-from benchmarks.harness import Context, wipe_database
+from benchmarks.harness import Context
 
 BATCH = 5_000  # products per Store.put transaction
 WINDOW = 50  # parents are drawn among this many previous products
 SHARE_SEALED = 60_000  # up to this many products, sealed batches are reused across backends
-SCRATCH_DB = "provstore_bench_bigstore"
+SCRATCH = "bigstore"  # the store: <base>_bigstore on a server
 TIMEOUT_ERRORS = ("interrupted", "statement timeout", "canceling statement", "max_statement_time")
 
 _STORES: dict[tuple[int, str], BigStore] = {}
@@ -138,17 +138,12 @@ class BigStore:
 
 
 def _scratch_url(ctx: Context, backend: str) -> str:
-    if backend == "sqlite":
-        return ctx.fresh_url("sqlite", "bigstore")
-    from sqlalchemy.engine import make_url
-
-    url = make_url(ctx.backends[backend]).set(database=SCRATCH_DB)
-    text = url.render_as_string(hide_password=False)
-    wipe_database(text)
-    if not _SCRATCH:
-        atexit.register(_drop_scratch)
-    _SCRATCH.add(text)
-    return text
+    url = ctx.scratch_url(backend, SCRATCH)
+    if backend != "sqlite":
+        if not _SCRATCH:
+            atexit.register(_drop_scratch)
+        _SCRATCH.add(url)
+    return url
 
 
 def _drop_scratch() -> None:
@@ -273,48 +268,6 @@ def _analyze(store: Any) -> None:
         else:
             conn.exec_driver_sql("ANALYZE TABLE objects, products, product_parents, runs")
         conn.commit()
-
-
-# -- raw driver connections --------------------------------------------------------------------
-
-
-@dataclass
-class Raw:
-    """A persistent DBAPI connection and the driver's parameter mark."""
-
-    backend: str
-    conn: Any
-    mark: str
-
-    def close(self) -> None:
-        self.conn.close()
-
-
-def raw_connect(backend: str, url: str) -> Raw:
-    """A plain sqlite3 / psycopg2 / pymysql connection to the store at ``url``."""
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    if backend == "sqlite":
-        import sqlite3
-
-        conn = sqlite3.connect(parsed.database, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA cache_size = -65536")
-        return Raw(backend, conn, "?")
-    if backend == "postgresql":
-        import psycopg2
-
-        conn = psycopg2.connect(host=parsed.host, port=parsed.port or 5432,
-                                user=parsed.username, password=parsed.password or "",
-                                dbname=parsed.database)  # fmt: skip
-        conn.autocommit = True
-        return Raw(backend, conn, "%s")
-    import pymysql
-
-    conn = pymysql.connect(host=parsed.host, port=parsed.port or 3306, user=parsed.username,
-                           password=parsed.password or "", database=parsed.database,
-                           charset="utf8mb4", autocommit=True)  # fmt: skip
-    return Raw(backend, conn, "%s")
 
 
 # -- statement timeouts ------------------------------------------------------------------------

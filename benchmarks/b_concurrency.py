@@ -23,14 +23,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import Context, Row, child_env, percentile, wipe_database
+from benchmarks.harness import Context, Row, child_env, empty_scratch, percentile
 
 DESCRIPTION = "1..128 writer processes, one flush per product: products/s, latency, errors"
 NAME = "concurrency"
-SCRATCH_DB = "provstore_bench_b_concurrency"
+SCRATCH = "b_concurrency"  # the store: <base>_b_concurrency on a server
 LEVEL_SECONDS = 12.0  # full scale: aim every level at about this long
 SMALL_PER_WRITER = 100  # ~200 asked; halved to keep --scale small inside its time budget
 READY_TIMEOUT = 900.0
@@ -92,39 +93,6 @@ while True:  # one phase after another until the stop file appears
 """
 
 
-# -- scratch databases (shared with b_bundle) -------------------------------------------------
-
-
-def scratch_url(ctx: Context, backend: str, database: str) -> str:
-    """An empty database of our own on a server backend (others may use the shared one).
-
-    Created on first use and wiped (not dropped: PostgreSQL takes ~1 s to create one) before
-    every use; it is left empty afterwards.
-    """
-    from sqlalchemy.engine import make_url
-
-    url = make_url(ctx.backends[backend]).set(database=database)
-    text = url.render_as_string(hide_password=False)
-    wipe_database(text)
-    return text
-
-
-def fresh_store(ctx: Context, backend: str, database: str) -> str:
-    if backend == "sqlite":
-        return ctx.fresh_url("sqlite", database)
-    return scratch_url(ctx, backend, database)
-
-
-def bench_env(ctx: Context) -> dict[str, str]:
-    """Children's environment: provstore importable, no PROVSTORE_* settings, own cache."""
-    env = {k: v for k, v in child_env().items() if not k.startswith("PROVSTORE_")}
-    cache = ctx.work / "cache"
-    env["XDG_CACHE_HOME"] = str(cache)
-    env["PROVSTORE_CACHE_DIR"] = str(cache / "provstore")
-    env["XDG_DATA_HOME"] = str(ctx.work / "data")
-    return env
-
-
 # -- the writer pool ---------------------------------------------------------------------------
 
 
@@ -138,7 +106,7 @@ class Pool:
 
     def __init__(self, ctx: Context) -> None:
         self.ctl = Path(tempfile.mkdtemp(prefix="concurrency-", dir=ctx.work))
-        self.env = bench_env(ctx)
+        self.env = child_env(ctx.work / "cache")
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.phase = 0
 
@@ -160,6 +128,21 @@ class Pool:
         tail = (self.ctl / f"log-{writer}.txt").read_text(errors="replace")[-400:]
         return f"writer {writer} exited with {code}: {tail.strip()}"
 
+    def _wait(self, pending: set[int], done: Callable[[int], bool], seconds: float,
+              errors: list[str]) -> set[int]:  # fmt: skip
+        """Poll until each writer in ``pending`` is ``done`` or has died (an error), for at
+        most ``seconds``; returns the writers still pending."""
+        deadline = time.monotonic() + seconds
+        while pending and time.monotonic() < deadline:
+            for w in list(pending):
+                if done(w):
+                    pending.discard(w)
+                elif (death := self._died(w)) is not None:
+                    errors.append(death)
+                    pending.discard(w)
+            time.sleep(0.01)
+        return pending
+
     def level(self, url: str, writers: int, per_writer: int, timeout: float) -> dict[str, Any]:
         """Run one level; returns the summary (rates, latencies, errors, store check)."""
         for w in range(writers):
@@ -172,29 +155,19 @@ class Pool:
         plan.with_suffix(".tmp").replace(plan)
         self.phase += 1
         errors: list[str] = []
-        pending = set(range(writers))
-        deadline = time.monotonic() + READY_TIMEOUT
-        while pending and time.monotonic() < deadline:
-            for w in list(pending):
-                if (ctl / f"ready-{k}-{w}").exists() or (ctl / f"out-{k}-{w}.json").exists():
-                    pending.discard(w)
-                elif (death := self._died(w)) is not None:
-                    errors.append(death)
-                    pending.discard(w)
-            time.sleep(0.01)
+
+        def finished(w: int) -> bool:
+            return (ctl / f"out-{k}-{w}.json").exists()
+
+        def ready(w: int) -> bool:
+            return (ctl / f"ready-{k}-{w}").exists() or finished(w)
+
+        pending = self._wait(set(range(writers)), ready, READY_TIMEOUT, errors)
         if pending:
             errors.append(f"{len(pending)} writers not ready after {READY_TIMEOUT:.0f} s")
         (ctl / f"go-{k}").touch()
-        pending = {w for w in range(writers) if w in self.procs}
-        deadline = time.monotonic() + timeout
-        while pending and time.monotonic() < deadline:
-            for w in list(pending):
-                if (ctl / f"out-{k}-{w}.json").exists():
-                    pending.discard(w)
-                elif (death := self._died(w)) is not None:
-                    errors.append(death)
-                    pending.discard(w)
-            time.sleep(0.01)
+        running = {w for w in range(writers) if w in self.procs}
+        pending = self._wait(running, finished, timeout, errors)
         for w in sorted(pending):  # did not finish in time: end them (our own children)
             self.procs.pop(w).kill()
             errors.append(f"writer {w} killed after {timeout:.0f} s")
@@ -319,13 +292,13 @@ def run(ctx: Context) -> list[Row]:
     plan = _plan(ctx)
     try:
         for backend, writers in plan:
-            url = fresh_store(ctx, backend, SCRATCH_DB)
+            url = ctx.scratch_url(backend, SCRATCH)
             used[backend] = url
             if not ctx.small and backend not in rate_guess:
                 # calibrate the per-writer counts with a short single-writer run
                 calib = pool.level(url, 1, 300, timeout=600)
                 rate_guess[backend] = calib["rate"] or 100.0
-                url = fresh_store(ctx, backend, SCRATCH_DB)
+                url = ctx.scratch_url(backend, SCRATCH)
             per_writer = ctx.pick(
                 SMALL_PER_WRITER,
                 max(50, math.ceil(rate_guess.get(backend, 0.0) * LEVEL_SECONDS / writers)),
@@ -342,9 +315,8 @@ def run(ctx: Context) -> list[Row]:
                          _rows(ctx, backend, res, base.get(backend), first_multi)))  # fmt: skip
     finally:
         pool.close()
-        for backend, url in used.items():
-            if backend != "sqlite":
-                wipe_database(url)  # left empty
+        for url in used.values():
+            empty_scratch(url)
     return [row for _, _, level in sorted(rows, key=lambda r: r[:2]) for row in level]
 
 

@@ -34,9 +34,8 @@ from benchmarks._bigstore import (
     is_timeout,
     limit_dbapi,
     limit_engine,
-    raw_connect,
 )
-from benchmarks.harness import Context, Row, median
+from benchmarks.harness import Context, Row, median, raw_connect
 
 DESCRIPTION = "lineage at 1M products: ancestors/descendants to depth 10, 1,000, a 100k chain"
 NAME = "lineage"
@@ -68,29 +67,21 @@ def cte_sql(direction: str, depth: int | None, mark: str) -> str:
 
 def naive_bfs(raw: Any, root: bytes, direction: str, depth: int) -> int:
     """One query per node; returns how many nodes lie within ``depth``."""
-    near, far = ("child", "parent") if direction == "ancestors" else ("parent", "child")
-    sql = f"SELECT {far} FROM product_parents WHERE {near} = {raw.mark}"
-    cursor = raw.conn.cursor()
-    seen = {root}
-    frontier = [root]
-    for _ in range(depth):
-        nxt = []
-        for node in frontier:
-            cursor.execute(sql, (node,))
-            for (other,) in cursor.fetchall():
-                other = bytes(other)
-                if other not in seen:
-                    seen.add(other)
-                    nxt.append(other)
-        frontier = nxt
-    cursor.close()
-    return len(seen)
+    return _bfs(raw, root, direction, depth, 1)
 
 
 def level_bfs(raw: Any, root: bytes, direction: str, depth: int) -> int:
     """The floor for a depth-limited walk: one ``IN`` query per level on the raw driver,
     every edge fetched once; returns how many nodes lie within ``depth``."""
+    return _bfs(raw, root, direction, depth, 500)
+
+
+def _bfs(raw: Any, root: bytes, direction: str, depth: int, per_query: int) -> int:
+    """Breadth-first to ``depth``, asking for the edges of ``per_query`` nodes at a time (one:
+    ``= ?``; more: ``IN (...)``); returns how many nodes it reached."""
     near, far = ("child", "parent") if direction == "ancestors" else ("parent", "child")
+    select = f"SELECT {far} FROM product_parents WHERE {near}"
+    one = f"{select} = {raw.mark}"
     cursor = raw.conn.cursor()
     seen = {root}
     frontier = [root]
@@ -98,10 +89,10 @@ def level_bfs(raw: Any, root: bytes, direction: str, depth: int) -> int:
         if not frontier:
             break
         nxt = []
-        for start in range(0, len(frontier), 500):
-            part = frontier[start : start + 500]
-            marks = ", ".join([raw.mark] * len(part))
-            cursor.execute(f"SELECT {far} FROM product_parents WHERE {near} IN ({marks})", part)
+        for start in range(0, len(frontier), per_query):
+            part = frontier[start : start + per_query]
+            marks = "" if per_query == 1 else ", ".join([raw.mark] * len(part))
+            cursor.execute(f"{select} IN ({marks})" if marks else one, part)
             for (other,) in cursor.fetchall():
                 other = bytes(other)
                 if other not in seen:

@@ -24,14 +24,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks._bigstore import BigStore, bigstore, raw_connect
-from benchmarks.harness import Context, Row, percentile
+from benchmarks._bigstore import BigStore, bigstore
+from benchmarks.harness import Context, Row, percentile, raw_connect
 
 DESCRIPTION = "point lookups at 1M products: get/prefix/name/environment/lineage p50, p99"
 NAME = "lookup"
 TARGET_MS = 1.0
 CHUNK = 25
 MIN_SAMPLES = 100
+
+Measure = Callable[[int], None]  # one lookup of the product at an index, its answer checked
 
 
 def _orm_getter(url: str) -> tuple[Callable[[bytes], Any], Callable[[], None]]:
@@ -111,21 +113,12 @@ def _prebuilt_getters(store: Any) -> tuple[Callable[[bytes], Any], Callable[[byt
     return pooled, kept, held.close
 
 
-def _measure(big: BigStore, lookups: int, budget: float, seed: int) -> dict[str, list[float]]:
-    from provstore.store import Store
+def _store_measures(store: Any, big: BigStore, dag: list[bytes]) -> dict[str, Measure]:
+    """The Store calls measured, each checking its answer, by product index."""
+    from provstore.core.objects import seal
 
-    rng = random.Random(seed)
-    dag, names, parents = big.dag, big.plan.dag_names, big.plan.dag_parents
-    n = len(dag)
-    store = Store(big.url)
-    raw_get, raw_close = _raw_getter(big.backend, big.url)
-    orm_get, orm_close = _orm_getter(big.url)
-    pooled_get, held_get, held_close = _prebuilt_getters(store)
-    env = big.env
-    env_hex = None
-
-    def keys() -> list[int]:
-        return [rng.randrange(n) for _ in range(lookups)]
+    names, parents, env = big.plan.dag_names, big.plan.dag_parents, big.env
+    env_hex = seal(env).hex
 
     def get_full(i: int) -> None:
         digest = dag[i]
@@ -151,6 +144,19 @@ def _measure(big: BigStore, lookups: int, budget: float, seed: int) -> dict[str,
         if len(got.depths) != 1 + len(parents[i]):
             raise AssertionError("lineage(depth=1) returned the wrong nodes")
 
+    return {"get_full": get_full, "get_prefix": get_prefix, "find_name": find_name,
+            "match_env": match_env, "lineage1": lineage1}  # fmt: skip
+
+
+def _measure(big: BigStore, lookups: int, budget: float, seed: int) -> dict[str, list[float]]:
+    from provstore.store import Store
+
+    dag = big.dag
+    store = Store(big.url)
+    raw_get, raw_close = _raw_getter(big.backend, big.url)
+    orm_get, orm_close = _orm_getter(big.url)
+    pooled_get, held_get, held_close = _prebuilt_getters(store)
+
     def raw(i: int) -> None:
         if raw_get(dag[i]) is None:
             raise AssertionError("raw lookup found nothing")
@@ -165,39 +171,38 @@ def _measure(big: BigStore, lookups: int, budget: float, seed: int) -> dict[str,
     def held(i: int) -> None:
         held_get(dag[i])
 
-    measures: dict[str, Callable[[int], None]] = {
-        "get_full": get_full, "get_prefix": get_prefix, "find_name": find_name,
-        "match_env": match_env, "lineage1": lineage1, "raw": raw,
-        "orm": orm,
-        "pooled": pooled, "held": held,
-    }  # fmt: skip
     try:
-        from provstore.core.objects import seal
-
-        env_hex = seal(env).hex
-        plan = {name: keys() for name in measures}
-        for name, func in measures.items():  # warm-up: connections, compiled statements
-            for i in plan[name][:5]:
-                func(i)
-        times: dict[str, list[float]] = {name: [] for name in measures}
-        spent = dict.fromkeys(measures, 0.0)
-        clock = time.perf_counter
-        for start in range(0, lookups, CHUNK):
-            for name, func in measures.items():
-                if spent[name] > budget and len(times[name]) >= MIN_SAMPLES:
-                    continue  # a slow measure stops early (the row says how many it took)
-                out = times[name]
-                for i in plan[name][start : start + CHUNK]:
-                    t0 = clock()
-                    func(i)
-                    out.append((clock() - t0) * 1e3)
-                spent[name] += sum(out[-CHUNK:]) / 1e3
-        return times
+        measures = {**_store_measures(store, big, dag), "raw": raw, "orm": orm,
+                    "pooled": pooled, "held": held}  # fmt: skip
+        return _sample(measures, len(dag), lookups, budget, random.Random(seed))
     finally:
         raw_close()
         orm_close()
         held_close()
         store.close()
+
+
+def _sample(measures: dict[str, Measure], n: int, lookups: int, budget: float,
+            rng: random.Random) -> dict[str, list[float]]:  # fmt: skip
+    """Milliseconds per call of every measure, on random keys, interleaved in chunks."""
+    plan = {name: [rng.randrange(n) for _ in range(lookups)] for name in measures}
+    for name, func in measures.items():  # warm-up: connections, compiled statements
+        for i in plan[name][:5]:
+            func(i)
+    times: dict[str, list[float]] = {name: [] for name in measures}
+    spent = dict.fromkeys(measures, 0.0)
+    clock = time.perf_counter
+    for start in range(0, lookups, CHUNK):
+        for name, func in measures.items():
+            if spent[name] > budget and len(times[name]) >= MIN_SAMPLES:
+                continue  # a slow measure stops early (the row says how many it took)
+            out = times[name]
+            for i in plan[name][start : start + CHUNK]:
+                t0 = clock()
+                func(i)
+                out.append((clock() - t0) * 1e3)
+            spent[name] += sum(out[-CHUNK:]) / 1e3
+    return times
 
 
 _LABELS = {

@@ -18,8 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.b_capture import child_env, make_fake_dists, quiet_dir, run_py
-from benchmarks.harness import Context, Row
+from benchmarks.harness import Context, Row, child_env, make_fake_dists, quiet_dir, run_child
 
 DESCRIPTION = "process start: import, tracker entry, provstore verify vs sqlalchemy and sqlite3"
 
@@ -122,19 +121,19 @@ _TRACKER = (
 )
 
 
-def run(ctx: Context) -> list[Row]:
-    repeat = ctx.pick(5, 11)
-    base = ctx.work / "start"
+def _prepare(base: Path) -> tuple[dict[str, str], Path, dict[str, list[str]]]:
+    """The children's environment and directory, and the commands, on a store that holds
+    this environment and one product (the distribution cache written)."""
     dists = make_fake_dists(base / "site", 300)
     cwd = quiet_dir(base / "cwd")
-    env = child_env(base, dists, base / "cache")
+    env = child_env(base / "cache", dists, checkout=False)
     db = base / "store" / "provstore.db"
     db.parent.mkdir(parents=True)
     url = f"sqlite:///{db}"
     product_file = base / "product.bin"
     product_file.write_bytes(bytes(range(256)) * 4096)  # 1 MiB
-    # The store holds this environment and one product; the distribution cache is written.
-    digest: str = run_py(_SETUP, env, cwd, url, str(product_file))["digest"]
+    setup = run_child(_SETUP, [url, str(product_file)], env, cwd, timeout=600)
+    digest: str = setup["digest"]
 
     py = sys.executable
     cli = [*_provstore_script(), "--url", url, "verify", digest]
@@ -153,22 +152,43 @@ def run(ctx: Context) -> list[Row]:
         "verify": cli,
         "sqlite3 lookup": [py, "-c", lookup, str(db), digest],
     }
+    return env, cwd, commands
+
+
+def run(ctx: Context) -> list[Row]:
+    repeat = ctx.pick(5, 11)
+    env, cwd, commands = _prepare(ctx.work / "start")
     # a failed check (exit 1) is a result, not an error: the note says so
     ms, said = _walls(commands, env, cwd, repeat,
                       {"verify": (0, 1), "verify --no-environment": (0, 1)},
                       ["tracker", "verify"])  # fmt: skip
+    samples = ctx.pick(1, 5)
+    breakdown = _importtime(env, cwd, samples)
+    rows = _rows(ms, said, repeat)
+    imp = statistics.median(ms["import tracker"])
+    for label, value in breakdown.items():
+        rows.append(Row(
+            "start", f"  import tracker: {label}", value, "ms", "sqlite", imp,
+            "import tracker", note=f"-X importtime (inflated; median of {samples}); "
+            "baseline is the plain wall time",
+        ))  # fmt: skip
+    return rows
+
+
+def _verdict(said: list[str]) -> str:
+    """What the exit codes of a verify command say, for its note."""
+    codes = sorted({line.split("\t", 1)[0] for line in said})
+    return "; exit 0 (every check passed)" if codes == ["0"] else (
+        f"; exit {'/'.join(codes)}: {said[-1].split(chr(9), 1)[1][-200:]}"
+    )  # fmt: skip
+
+
+def _rows(ms: dict[str, list[float]], said: dict[str, list[str]], repeat: int) -> list[Row]:
     med = {name: statistics.median(values) for name, values in ms.items()}
     inproc = [tuple(map(float, line.split("\t", 1)[1].split())) for line in said["tracker"]]
     entry_inproc = statistics.median(entry for _imp, entry in inproc)
     inproc_values = ", ".join(f"{entry:.1f}" for entry in sorted(e for _i, e in inproc))
-    verdicts = {}
-    for name in ("verify --no-environment", "verify"):
-        codes = sorted({line.split("\t", 1)[0] for line in said[name]})
-        verdicts[name] = "; exit 0 (every check passed)" if codes == ["0"] else (
-            f"; exit {'/'.join(codes)}: {said[name][-1].split(chr(9), 1)[1][-200:]}"
-        )  # fmt: skip
-    samples = ctx.pick(1, 5)
-    breakdown = _importtime(env, cwd, samples)
+    verdicts = {name: _verdict(said[name]) for name in ("verify --no-environment", "verify")}
 
     def note(name: str, extra: str = "", versus: str = "") -> str:
         values = ", ".join(f"{v:.0f}" for v in sorted(ms[name]))
@@ -181,7 +201,7 @@ def run(ctx: Context) -> list[Row]:
     entry = med["tracker"] - imp
     best_entry = min(ms["tracker"]) - min(ms["import tracker"])
     verify_target = f"<= {VERIFY_TARGET}x import sqlalchemy"
-    rows = [
+    return [
         Row("start", 'python -c "import provstore" (lazy package)', med["provstore"], "ms",
             "sqlite", med["pass"], "python -c pass", note=note("provstore")),
         Row("start", 'python -c "import sqlalchemy"', sa, "ms", "sqlite", med["pass"],
@@ -209,10 +229,3 @@ def run(ctx: Context) -> list[Row]:
         Row("start", "raw sqlite3 lookup process (floor for verify)", med["sqlite3 lookup"],
             "ms", "sqlite", med["pass"], "python -c pass", note=note("sqlite3 lookup")),
     ]  # fmt: skip
-    for label, value in breakdown.items():
-        rows.append(Row(
-            "start", f"  import tracker: {label}", value, "ms", "sqlite", imp,
-            "import tracker", note=f"-X importtime (inflated; median of {samples}); "
-            "baseline is the plain wall time",
-        ))  # fmt: skip
-    return rows

@@ -27,11 +27,18 @@ import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
-from benchmarks.b_register import parent_plan, phase, scratch, sqlite_path
-from benchmarks.harness import Context, Row, child_env, run_child
+from benchmarks.b_register import parent_plan
+from benchmarks.harness import (
+    Context,
+    Row,
+    child_env,
+    make_fake_dists,
+    phase,
+    run_child,
+    sqlite_path,
+)
 
 DESCRIPTION = "bytes per product, run and environment; dedup of environments over many runs"
 NAME = "storage"
@@ -188,21 +195,6 @@ def _product_rows(backend: str, n: int, result: dict[str, Any]) -> list[Row]:
 # -- deduplication over runs ---------------------------------------------------------------------
 
 
-def make_fake_dists(directory: Path, count: int) -> None:
-    """``count`` installed-looking distributions (``dist-info`` with a METADATA file)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for i in range(count):
-        info = directory / f"benchpkg{i:03d}-1.{i % 9}.{i % 4}.dist-info"
-        info.mkdir(exist_ok=True)
-        (info / "METADATA").write_text(
-            f"Metadata-Version: 2.1\nName: benchpkg{i:03d}\nVersion: 1.{i % 9}.{i % 4}\n"
-            f"Summary: synthetic distribution {i} for the provstore storage benchmark\n\n",
-            encoding="utf-8",
-        )
-    old = time.time() - 3600  # an installed site-packages is not brand new (scan caching)
-    os.utime(directory, (old, old))
-
-
 def add_environment_variants(url: str, count: int) -> None:
     """Store ``count`` new environments, each one library upgrade and one variable away from
     this process's, with a run and a run end each (what a tracker block would write)."""
@@ -243,12 +235,9 @@ def add_environment_variants(url: str, count: int) -> None:
 
 
 def _child(ctx: Context, backend: str, urls: list[str], numbers: list[int]) -> dict[str, Any]:
-    site = ctx.work / "storage-fake-site"
-    env = {k: v for k, v in child_env().items() if not k.startswith("PROVSTORE_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(site), env["PYTHONPATH"]])
-    env["PROVSTORE_CACHE_DIR"] = str(ctx.work / f"storage-cache-{backend}")
+    env = child_env(ctx.work / f"storage-cache-{backend}", ctx.work / "storage-fake-site")
     with phase(f"{backend}: {numbers[0]:,} products, {numbers[1]:,} runs, {numbers[2]} envs"):
-        result: dict[str, Any] = run_child(_CHILD, [*urls, *map(str, numbers)], env=env)
+        result: dict[str, Any] = run_child(_CHILD, [*urls, *map(str, numbers)], env)
     return result
 
 
@@ -306,7 +295,7 @@ def run(ctx: Context) -> list[Row]:
     with ExitStack() as stack:
         urls = {
             backend: [
-                _fast_connect(stack.enter_context(scratch(ctx, backend, name)))
+                _fast_connect(stack.enter_context(ctx.scratch(backend, name)))
                 for name in ("storage", "storage_runs")
             ]
             for backend in ctx.backends

@@ -1,10 +1,14 @@
-"""The benchmark harness: rows of figures, fresh stores per backend, children, machine info.
+"""The benchmark harness: rows of figures, scratch stores, children, fixtures, machine info.
 
 Each benchmark module ``benchmarks/b_<name>.py`` defines ``DESCRIPTION`` and
 ``run(ctx: Context) -> list[Row]``.  A row carries its figure, the baseline measured in the
-same run (a raw-driver floor or a naive implementation), and the target it is held to; the
-harness prints them side by side, writes JSON and marks targets as met or missed.  Nothing
-here asserts a timing: a benchmark fails only when it raises.
+same run (a raw-driver floor or a naive implementation), and the target it is held to;
+:mod:`benchmarks.report` prints them side by side, writes JSON and marks targets as met or
+missed.  Nothing here asserts a timing: a benchmark fails only when it raises.
+
+Every helper more than one benchmark needs is here, once: scratch databases named after the
+base URL's database, the environment and runner of measured child processes, fake installed
+distributions, the raw ``sqlite3`` floor's connection and the raw driver connections.
 """
 
 from __future__ import annotations
@@ -13,15 +17,17 @@ import datetime
 import json
 import os
 import platform
+import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +46,15 @@ SERVER_DEFAULTS = {
         "mysql+pymysql://root@127.0.0.1:3306/provstore_bench",
     ),
 }
+
+# provstore's own pragmas for a SQLite store (provstore.db.engine), for the raw floors.
+SQLITE_PRAGMAS = (
+    "busy_timeout = 60000",
+    "journal_mode = WAL",
+    "synchronous = NORMAL",
+    "cache_size = -65536",
+    "wal_autocheckpoint = 10000",
+)
 
 
 @dataclass
@@ -76,7 +91,6 @@ class Context:
     backends: dict[str, str]
     work: Path
     seed: int = SEED
-    errors: list[str] = field(default_factory=list)
 
     @property
     def small(self) -> bool:
@@ -86,14 +100,34 @@ class Context:
         """``small`` at ``--scale small``, ``full`` otherwise."""
         return small if self.small else full
 
-    def fresh_url(self, backend: str, name: str = "store") -> str:
-        """The URL of an empty store on ``backend`` (a new SQLite file, or a wiped database)."""
+    def scratch_url(self, backend: str, name: str) -> str:
+        """An empty store of our own: a new SQLite file, or the database ``<base>_<name>``.
+
+        ``<base>`` is the database of the backend's URL, so another base URL moves every
+        scratch database with it.  A server database is created on first use and emptied, not
+        dropped (PostgreSQL's DROP DATABASE waits for a checkpoint of the whole cluster).
+        """
         if backend == "sqlite":
             path = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.work)) / "store.db"
             return f"sqlite:///{path}"
-        url = self.backends[backend]
+        from sqlalchemy.engine import make_url
+
+        base = make_url(self.backends[backend])
+        url = base.set(database=f"{base.database}_{name}").render_as_string(hide_password=False)
         wipe_database(url)
         return url
+
+    @contextmanager
+    def scratch(self, backend: str, name: str) -> Iterator[str]:
+        """:meth:`scratch_url` for the block, emptied after it."""
+        url = self.scratch_url(backend, name)
+        try:
+            yield url
+        finally:
+            empty_scratch(url)
+
+
+# -- databases --------------------------------------------------------------------------------
 
 
 def server_url(backend: str) -> str:
@@ -131,6 +165,14 @@ def wipe_database(url: str) -> None:
         engine.dispose()
 
 
+def empty_scratch(url: str) -> None:
+    """Empty a scratch database (a SQLite file's directory goes)."""
+    if url.startswith("sqlite"):
+        shutil.rmtree(Path(sqlite_path(url)).parent, ignore_errors=True)
+    else:
+        wipe_database(url)
+
+
 def reachable(url: str) -> str | None:
     """None when a server answers, else the reason."""
     try:
@@ -138,6 +180,79 @@ def reachable(url: str) -> str | None:
     except Exception as exc:  # noqa: BLE001 - any failure means "not usable"
         return f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
     return None
+
+
+def sqlite_path(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).database or ""
+
+
+@dataclass
+class Raw:
+    """A persistent DBAPI connection and the driver's parameter mark."""
+
+    backend: str
+    conn: Any
+    mark: str
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def raw_connect(backend: str, url: str, autocommit: bool = True) -> Raw:
+    """A plain sqlite3 / psycopg2 / pymysql connection to the store at ``url``."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if backend == "sqlite":
+        conn = sqlite3.connect(parsed.database, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA cache_size = -65536")
+        return Raw(backend, conn, "?")
+    login = {"host": parsed.host, "user": parsed.username, "password": parsed.password or ""}
+    if backend == "postgresql":
+        import psycopg2
+
+        conn = psycopg2.connect(port=parsed.port or 5432, dbname=parsed.database, **login)
+        conn.autocommit = autocommit
+        return Raw(backend, conn, "%s")
+    import pymysql
+
+    conn = pymysql.connect(port=parsed.port or 3306, database=parsed.database,
+                           charset="utf8mb4", autocommit=autocommit, **login)  # fmt: skip
+    return Raw(backend, conn, "%s")
+
+
+def raw_sqlite(
+    path: str, like: str, tables: Sequence[str]
+) -> tuple[sqlite3.Connection, dict[str, str]]:
+    """The raw ``sqlite3`` floor's connection and each table's ``INSERT OR IGNORE``.
+
+    A new database at ``path`` with provstore's pragmas and the DDL of ``tables`` (indexes
+    included) copied from the provstore database at ``like``: the floor pays for the same
+    B-trees as provstore, nothing else.
+    """
+    src = sqlite3.connect(like)
+    try:
+        marks = ", ".join("?" * len(tables))
+        ddl = src.execute(
+            f"SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND tbl_name IN ({marks}) "
+            "ORDER BY type = 'index', name",
+            tuple(tables),
+        ).fetchall()
+    finally:
+        src.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    for pragma in SQLITE_PRAGMAS:
+        conn.execute(f"PRAGMA {pragma}")
+    for (sql,) in ddl:
+        conn.execute(sql)
+    inserts = {}
+    for table in tables:
+        cols = [d[0] for d in conn.execute(f"SELECT * FROM {table} LIMIT 0").description]
+        inserts[table] = (f"INSERT OR IGNORE INTO {table} ({', '.join(cols)}) "
+                          f"VALUES ({', '.join('?' * len(cols))})")  # fmt: skip
+    return conn, inserts
 
 
 # -- timing -----------------------------------------------------------------------------------
@@ -155,64 +270,61 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[k]
 
 
-def timed(func: Callable[[], Any], repeat: int = 1) -> list[float]:
-    """Seconds per call, ``repeat`` times."""
-    out = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        func()
-        out.append(time.perf_counter() - start)
-    return out
-
-
 @contextmanager
-def stopwatch() -> Iterator[list[float]]:
-    """``with stopwatch() as t: ...`` then ``t[0]`` is the elapsed seconds."""
-    box: list[float] = []
+def phase(label: str) -> Iterator[None]:
+    """Say on stderr how long a step took (progress for the long full-scale run)."""
     start = time.perf_counter()
-    try:
-        yield box
-    finally:
-        box.append(time.perf_counter() - start)
+    yield
+    print(f"     {label}: {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
 
 
-def child_env(**extra: str) -> dict[str, str]:
-    """The environment for child processes: the checkout importable, byte-code cached.
+# -- child processes --------------------------------------------------------------------------
+
+
+def child_env(cache: Path, dists: Path | None = None, checkout: bool = True) -> dict[str, str]:
+    """The environment of a measured child: no PROVSTORE_* from outside, caches of its own.
+
+    provstore's cache (and the XDG cache and data homes) go under ``cache``; ``dists`` (fake
+    installed distributions) comes first on ``PYTHONPATH``, then, with ``checkout``, the
+    repository, so that a child can import ``benchmarks``.  Children that time provstore's
+    scan of ``sys.path`` leave the repository out: a path entry that changes while the suite
+    runs would defeat the scan's cache.
 
     This workplace sets PYTHONDONTWRITEBYTECODE, which would make every child compile provstore
-    from source; users' installs have their byte code, so children get a cache of their own.
+    from source; users' installs have their byte code, so children get a cache of their own,
+    out of the repository (PYTHONPYCACHEPREFIX is not part of the captured environment).
     """
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROVSTORE_")}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.setdefault(
         "PYTHONPYCACHEPREFIX", os.path.join(tempfile.gettempdir(), "provstore-bench-pyc")
     )
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env.update(extra)
+    path = [str(dists) if dists else None]
+    path += [str(ROOT), env.get("PYTHONPATH")] if checkout else []
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, path))
+    if not env["PYTHONPATH"]:
+        del env["PYTHONPATH"]
+    env["XDG_CACHE_HOME"] = str(cache)
+    env["PROVSTORE_CACHE_DIR"] = str(cache / "provstore")
+    env["XDG_DATA_HOME"] = str(cache / "xdg-data")
     return env
 
 
-def run_child(code: str, args: list[str] | None = None, env: dict[str, str] | None = None,
+def child_result(returncode: int, stdout: str, stderr: str) -> Any:
+    """What a child printed last, as JSON; a failed child raises with its stderr."""
+    if returncode != 0:
+        raise RuntimeError(f"benchmark child failed ({returncode}):\n{stderr[-3000:]}")
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def run_child(code: str, args: Sequence[str], env: dict[str, str], cwd: Path = ROOT,
               timeout: float = 3600) -> Any:  # fmt: skip
     """Run ``code`` in a fresh interpreter; its last stdout line is parsed as JSON."""
     proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code), *(args or [])],
-        capture_output=True, text=True, env=env or child_env(), timeout=timeout, cwd=str(ROOT),
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True, text=True, env=env, timeout=timeout, cwd=str(cwd),
     )  # fmt: skip
-    if proc.returncode != 0:
-        raise RuntimeError(f"benchmark child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def wall(argv: list[str], env: dict[str, str] | None = None, repeat: int = 5) -> list[float]:
-    """Wall seconds of whole commands, ``repeat`` times (after one warm-up)."""
-    subprocess.run(argv, env=env or child_env(), capture_output=True, check=True)
-    out = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        subprocess.run(argv, env=env or child_env(), capture_output=True, check=True)
-        out.append(time.perf_counter() - start)
-    return out
+    return child_result(proc.returncode, proc.stdout, proc.stderr)
 
 
 def machine_info() -> dict[str, Any]:
@@ -237,64 +349,80 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
-# -- output -----------------------------------------------------------------------------------
+# -- fake installed distributions -------------------------------------------------------------
+
+_HEADERS = """\
+Metadata-Version: 2.1
+Name: {name}
+Version: 1.{index}
+Summary: Synthetic distribution number {index} for the provstore benchmarks
+Home-page: https://example.org/{name}
+Author: Benchmark Author
+Author-email: bench@example.org
+License: MIT
+Classifier: Development Status :: 5 - Production/Stable
+Classifier: Intended Audience :: Science/Research
+Classifier: License :: OSI Approved :: MIT License
+Classifier: Programming Language :: Python :: 3
+Classifier: Programming Language :: Python :: 3.11
+Classifier: Topic :: Scientific/Engineering
+Requires-Python: >=3.9
+Requires-Dist: numpy (>=1.22)
+Requires-Dist: packaging
+Requires-Dist: pytest ; extra == 'test'
+Provides-Extra: test
+Description-Content-Type: text/x-rst
+
+"""
+_BODY = """\
+This package provides a small, well tested toolkit for reading, transforming and writing
+tabular scientific data. It ships readers for CSV, Parquet and HDF5, a lazy expression
+engine, and helpers to attach provenance to every intermediate result.
+
+Installation
+------------
+
+    pip install {name}
+
+Usage
+-----
+
+    import {name}
+    table = {name}.read('input.csv')
+    result = table.filter(lambda row: row['value'] > 0).aggregate('mean')
+
+"""
 
 
-def fmt(value: float | None, unit: str = "") -> str:
-    if value is None:
-        return "-"
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    if abs(value) >= 10:
-        return f"{value:.1f}"
-    return f"{value:.3g}"
+def age(path: Path, seconds: float = 3600) -> None:
+    """Set ``path``'s times into the past, as an installed directory's are.
+
+    provstore scans but does not cache a path entry modified within the last seconds (its
+    mtime could change again unseen), so a just-written directory is never "warm".
+    """
+    old = time.time() - seconds
+    os.utime(path, (old, old))
 
 
-def table(rows: list[Row]) -> str:
-    header = (
-        "benchmark",
-        "backend",
-        "measure",
-        "value",
-        "unit",
-        "baseline",
-        "ratio",
-        "target",
-        "",
-    )
-    lines = [header]
-    for r in rows:
-        verdict = {True: "met", False: "MISSED", None: ""}[r.met]
-        base = f"{fmt(r.baseline)} ({r.baseline_label})" if r.baseline is not None else ""
-        ratio = f"{r.ratio:.2f}" if r.ratio is not None else ""
-        lines.append(
-            (
-                r.benchmark,
-                r.backend,
-                r.measure,
-                fmt(r.value),
-                r.unit,
-                base,
-                ratio,
-                r.target,
-                verdict,
-            )
-        )
-    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(line)).rstrip()
-        for line in lines
-    )
+def make_fake_dists(directory: Path, count: int) -> Path:
+    """``count`` ``benchpkgNNNN-1.N.dist-info`` directories, each with a ~2.3 KB METADATA."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        name = f"benchpkg{index:04d}"
+        info = directory / f"{name}-1.{index}.dist-info"
+        info.mkdir()
+        text = _HEADERS.format(name=name, index=index)
+        body = _BODY.format(name=name)
+        while len(text) < 2300:
+            text += body
+        (info / "METADATA").write_text(text, encoding="utf-8")
+        (info / "INSTALLER").write_text("pip\n", encoding="utf-8")
+    age(directory)
+    return directory
 
 
-def write_json(path: Path, scale: str, rows: list[Row], errors: list[str], seconds: float) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = {
-        "scale": scale,
-        "machine": machine_info(),
-        "seconds": round(seconds, 1),
-        "command": " ".join(["python", "-m", "benchmarks", *sys.argv[1:]]),
-        "errors": errors,
-        "rows": [{**asdict(r), "ratio": r.ratio} for r in rows],
-    }
-    path.write_text(json.dumps(data, indent=2) + "\n")
+def quiet_dir(path: Path) -> Path:
+    """An aged working directory outside any git work tree and without a pyproject.toml."""
+    path.mkdir(parents=True, exist_ok=True)
+    age(path)
+    return path

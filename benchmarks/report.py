@@ -1,13 +1,17 @@
-"""Turn a results JSON into the docs' benchmark page (reStructuredText) and a plot."""
+"""The suite's output: the table on stdout, the results JSON, and from saved results the docs'
+benchmark page (reStructuredText) and its plot."""
 
 from __future__ import annotations
 
+import json
 import re
+import sys
 from collections import defaultdict
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import fmt
+from benchmarks.harness import Row, machine_info
 
 _ORDER = {name: i for i, name in enumerate(
     ["start", "capture", "register", "lookup", "lineage", "concurrency", "hashing", "bundle",
@@ -26,6 +30,66 @@ def _size_of(measure: str) -> float | None:
     number, suffix = found[-1].groups()
     value = float(number.replace(",", ""))
     return value * {"k": 1e3, "K": 1e3, "M": 1e6}.get(suffix, 1)
+
+
+def fmt(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3g}"
+
+
+def table(rows: list[Row]) -> str:
+    header = (
+        "benchmark",
+        "backend",
+        "measure",
+        "value",
+        "unit",
+        "baseline",
+        "ratio",
+        "target",
+        "",
+    )
+    lines = [header]
+    for r in rows:
+        verdict = {True: "met", False: "MISSED", None: ""}[r.met]
+        base = f"{fmt(r.baseline)} ({r.baseline_label})" if r.baseline is not None else ""
+        ratio = f"{r.ratio:.2f}" if r.ratio is not None else ""
+        lines.append(
+            (
+                r.benchmark,
+                r.backend,
+                r.measure,
+                fmt(r.value),
+                r.unit,
+                base,
+                ratio,
+                r.target,
+                verdict,
+            )
+        )
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(line)).rstrip()
+        for line in lines
+    )
+
+
+def write_json(path: Path, scale: str, rows: list[Row], errors: list[str], seconds: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {
+        "scale": scale,
+        "machine": machine_info(),
+        "seconds": round(seconds, 1),
+        "command": " ".join(["python", "-m", "benchmarks", *sys.argv[1:]]),
+        "errors": errors,
+        "rows": [{**asdict(r), "ratio": r.ratio} for r in rows],
+    }
+    path.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def _escape(text: str) -> str:

@@ -11,8 +11,23 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _server_urls() -> list[str]:
+    """``--url`` for each server: database ``<test database>_bench``, so the smoke run's
+    scratch databases (named after it) are never a hand-run benchmark's (``provstore_bench_*``)
+    nor another test run's that uses other test databases."""
+    from conftest import SERVER_BACKENDS
+
+    args = []
+    for backend in SERVER_BACKENDS.values():
+        url = make_url(backend.url)
+        bench = url.set(database=f"{url.database}_bench")
+        args += ["--url", bench.render_as_string(hide_password=False)]
+    return args
 
 
 @pytest.mark.slow
@@ -20,8 +35,8 @@ def test_small_scale_suite_runs_without_errors(tmp_path):
     out = tmp_path / "small.json"
     report = tmp_path / "benchmarks.rst"
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--scale", "small", "--out", str(out),
-         "--report", str(report)],
+        [sys.executable, "-m", "benchmarks", "--scale", "small", *_server_urls(),
+         "--out", str(out), "--report", str(report)],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
