@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from provstore.capture import git as git_module
 from provstore.capture import process as capture
+from provstore.capture.git import git_state
 
 # --- environment --------------------------------------------------------------------------
 
@@ -138,7 +140,7 @@ def repo(tmp_path: Path) -> Path:
 
 
 def test_git_clean(repo: Path) -> None:
-    state = capture.git_state(str(repo))
+    state = git_state(str(repo))
     assert state == {
         "commit": git(repo, "rev-parse", "HEAD"),
         "branch": "main",
@@ -148,38 +150,38 @@ def test_git_clean(repo: Path) -> None:
     }
     sub = repo / "src" / "deep"
     sub.mkdir(parents=True)
-    assert capture.git_state(str(sub)) == state
-    assert capture.git_state(str(repo / "train.py")) == state
+    assert git_state(str(sub)) == state
+    assert git_state(str(repo / "train.py")) == state
     (repo / "untracked.txt").write_text("not part of the code state")
-    assert capture.git_state(str(repo)) == state
+    assert git_state(str(repo)) == state
 
 
 def test_git_dirty_digest_tracks_the_change(repo: Path) -> None:
     (repo / "train.py").write_text("print('hello, world')\n")
-    first = capture.git_state(str(repo))
+    first = git_state(str(repo))
     assert first is not None and first["dirty"] is True
     digest = first["diff_digest"]
     assert isinstance(digest, bytes) and len(digest) == 32
-    assert capture.git_state(str(repo)) == first  # deterministic
+    assert git_state(str(repo)) == first  # deterministic
 
     (repo / "train.py").write_text("print('goodbye')\n")
-    second = capture.git_state(str(repo))
+    second = git_state(str(repo))
     assert second is not None and second["diff_digest"] != digest
 
     (repo / "train.py").write_text("print('hello, world')\n")
     git(repo, "add", "train.py")  # staged or not, the same change against HEAD
-    third = capture.git_state(str(repo))
+    third = git_state(str(repo))
     assert third is not None and third["diff_digest"] == digest
 
     (repo / "data.bin").write_bytes(bytes(range(255, -1, -1)))  # binary changes count too
-    fourth = capture.git_state(str(repo))
+    fourth = git_state(str(repo))
     assert fourth is not None and fourth["diff_digest"] not in (digest, None)
 
 
 def test_git_detached_head(repo: Path) -> None:
     commit = git(repo, "rev-parse", "HEAD")
     git(repo, "checkout", "-q", "--detach")
-    state = capture.git_state(str(repo))
+    state = git_state(str(repo))
     assert state is not None
     assert state["branch"] is None
     assert state["commit"] == commit
@@ -189,7 +191,7 @@ def test_git_initial_commit(tmp_path: Path) -> None:
     root = tmp_path / "new"
     root.mkdir()
     git(root, "init", "-q")
-    assert capture.git_state(str(root)) == {
+    assert git_state(str(root)) == {
         "commit": None,
         "branch": "main",
         "dirty": False,
@@ -198,7 +200,7 @@ def test_git_initial_commit(tmp_path: Path) -> None:
     }
     (root / "a.txt").write_text("a\n")
     git(root, "add", "a.txt")
-    state = capture.git_state(str(root))
+    state = git_state(str(root))
     assert state is not None
     assert state["commit"] is None and state["dirty"] is True
     assert isinstance(state["diff_digest"], bytes) and len(state["diff_digest"]) == 32
@@ -212,7 +214,7 @@ def test_git_user_config_does_not_change_the_digest(repo: Path) -> None:
     (repo / "train.py").write_text("print('changed')\n")
     (repo / "caf\u00e9.txt").write_text("one\n\nthree\n")
     (repo / "z.txt").write_text("".join(f"line {i}\n" for i in range(40) if i not in (5, 12)))
-    plain = capture.git_state(str(repo))
+    plain = git_state(str(repo))
     settings = {
         "diff.noprefix": "true",
         "diff.mnemonicPrefix": "true",
@@ -231,7 +233,7 @@ def test_git_user_config_does_not_change_the_digest(repo: Path) -> None:
     (repo.parent / "order").write_text("z.txt\n")
     for key, value in settings.items():
         git(repo, "config", key, value)
-    assert capture.git_state(str(repo)) == plain
+    assert git_state(str(repo)) == plain
 
 
 def test_git_outside_a_repo_or_without_git(
@@ -239,13 +241,13 @@ def test_git_outside_a_repo_or_without_git(
 ) -> None:
     lonely = tmp_path / "lonely"
     lonely.mkdir()
-    if capture._work_tree(str(lonely)) is None:  # unless the temp dir sits inside a repo
-        assert capture.git_state(str(lonely)) is None
+    if git_module._work_tree(str(lonely)) is None:  # unless the temp dir sits inside a repo
+        assert git_state(str(lonely)) is None
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / ".git").write_text("gitdir: /does/not/exist\n")
-    assert capture.git_state(str(tmp_path / "broken")) is None
+    assert git_state(str(tmp_path / "broken")) is None
     monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))
-    assert capture.git_state(str(repo)) is None
+    assert git_state(str(repo)) is None
 
 
 def test_git_ignores_inherited_git_dir(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -253,5 +255,5 @@ def test_git_ignores_inherited_git_dir(repo: Path, monkeypatch: pytest.MonkeyPat
     other.mkdir()
     git(other, "init", "-q")
     monkeypatch.setenv("GIT_DIR", str(other / ".git"))
-    state = capture.git_state(str(repo))
+    state = git_state(str(repo))
     assert state is not None and state["commit"] is not None

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from provstore.capture import process as capture
 from provstore.capture.dists import distributions
+from provstore.capture.git import git_state
 from provstore.capture.redact import Redactor
 from provstore.config import Settings, resolve
 from provstore.core.objects import CodeState, Environment, LibrarySet, Run, Sealed, Variables, seal
@@ -112,7 +113,7 @@ def capture_run(
     raw_argv = [_text(arg) for arg in (sys.argv if argv is None else argv)]
     clean_argv = tuple(redactor.redact_argv(raw_argv)[0])
     host, user = capture.host_and_user()
-    state = capture.git_state(code_dir or capture.code_location()) if git else None
+    state = git_state(code_dir or capture.code_location()) if git else None
     code = None
     if state is not None:
         code = CodeState(

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from provstore.core.chunks import CHUNK
+from provstore.core.chunks import chunked
 from provstore.db import dialects
 from provstore.db.engine import param_mark
 
@@ -51,7 +52,7 @@ def edges_by_level(
     near: str,
     depth: int,
     first: Sequence[bytes] | None = None,
-) -> tuple[dict[bytes, int], set[tuple[bytes, bytes]]]:
+) -> tuple[dict[bytes, int], set[Edge]]:
     """The nodes within ``depth`` levels of ``root`` with their levels, and the edges out.
 
     The walk is breadth first.  Edges out of the last level are fetched too, so the caller
@@ -64,61 +65,80 @@ def edges_by_level(
     falls back to one level per query, as a depth-limited CTE there would enumerate every
     (node, path length) pair.
     """
-    far = "parent" if near == "child" else "child"
-    mark = param_mark(conn)
-    level_sql = f"SELECT child, parent FROM product_parents WHERE {near} IN ("
-    window_sql = (
-        f"WITH RECURSIVE reach(child, parent, depth) AS ("
-        f"SELECT child, parent, 1 FROM product_parents WHERE {near} IN ({{marks}}) "
-        f"UNION SELECT e.child, e.parent, reach.depth + 1 "
-        f"FROM product_parents e JOIN reach ON e.{near} = reach.{far} "
-        f"WHERE reach.depth < {{span}}) SELECT DISTINCT child, parent FROM reach"
-    )
-    edges: set[tuple[bytes, bytes]] = set()
-    out: dict[bytes, list[bytes]] = {}
-    seen = {root: 0}
-    frontier = [root]
-    level, window = 0, 1
-    if first is not None:  # the root's edges are known (ancestors: the product's parents)
-        edges = {(root, parent) for parent in first}
-        seen.update(dict.fromkeys(first, 1))
-        frontier, level = list(dict.fromkeys(first)), 1
+    state = _LevelWalk(conn, root, near, first)
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        while frontier and level <= depth:
-            span = min(window, depth + 1 - level)
-            fetched: set[tuple[bytes, bytes]] = set()
-            for start in range(0, len(frontier), CHUNK):
-                part = frontier[start : start + CHUNK]
-                marks = ", ".join([mark] * len(part))
-                if span == 1:
-                    cursor.execute(level_sql + marks + ")", part)
-                else:
-                    cursor.execute(window_sql.format(marks=marks, span=span), part)
-                rows = cursor.fetchall()
-                if rows and not isinstance(rows[0][0], bytes):  # psycopg2: memoryview
-                    rows = [(bytes(c), bytes(p)) for c, p in rows]
-                fetched.update(rows)
-            for edge in fetched - edges:
-                src, dst = edge if near == "child" else (edge[1], edge[0])
-                out.setdefault(src, []).append(dst)
-            edges |= fetched
-            rejoined = False
-            for reached in range(level + 1, min(level + span + 1, depth + 1)):
-                following = []  # the exact BFS level ``reached``, over what has been fetched
-                for node in frontier:
-                    for other in out.pop(node, ()):
-                        if other in seen:
-                            rejoined = True
-                        else:
-                            seen[other] = reached
-                            following.append(other)
-                frontier = following
-            level += span
+        window = 1
+        while state.frontier and state.level <= depth:
+            span = min(window, depth + 1 - state.level)
+            rejoined = state.advance(state.fetch(cursor, span), span, depth)
             window = 1 if rejoined else min(2 * window, _MAX_WINDOW)
     finally:
         cursor.close()
-    return seen, edges
+    return state.seen, state.edges
+
+
+class _LevelWalk:
+    """The state of :func:`edges_by_level`: levels so far, edges fetched, the frontier."""
+
+    def __init__(
+        self, conn: Connection, root: bytes, near: str, first: Sequence[bytes] | None
+    ) -> None:
+        self.near = near
+        far = "parent" if near == "child" else "child"
+        self.mark = param_mark(conn)
+        self.level_sql = f"SELECT child, parent FROM product_parents WHERE {near} IN ("
+        self.window_sql = (
+            f"WITH RECURSIVE reach(child, parent, depth) AS ("
+            f"SELECT child, parent, 1 FROM product_parents WHERE {near} IN ({{marks}}) "
+            f"UNION SELECT e.child, e.parent, reach.depth + 1 "
+            f"FROM product_parents e JOIN reach ON e.{near} = reach.{far} "
+            f"WHERE reach.depth < {{span}}) SELECT DISTINCT child, parent FROM reach"
+        )
+        self.edges: set[Edge] = set()
+        self.out: dict[bytes, list[bytes]] = {}  # fetched edges not yet walked, by source
+        self.seen = {root: 0}
+        self.frontier = [root]
+        self.level = 0
+        if first is not None:  # the root's edges are known (ancestors: the product's parents)
+            self.edges = {(root, parent) for parent in first}
+            self.seen.update(dict.fromkeys(first, 1))
+            self.frontier, self.level = list(dict.fromkeys(first)), 1
+
+    def fetch(self, cursor: Any, span: int) -> set[Edge]:
+        """Every edge within ``span`` levels beyond the frontier."""
+        fetched: set[Edge] = set()
+        for part in chunked(self.frontier):
+            marks = ", ".join([self.mark] * len(part))
+            if span == 1:
+                cursor.execute(self.level_sql + marks + ")", part)
+            else:
+                cursor.execute(self.window_sql.format(marks=marks, span=span), part)
+            rows = cursor.fetchall()
+            if rows and not isinstance(rows[0][0], bytes):  # psycopg2: memoryview
+                rows = [(bytes(c), bytes(p)) for c, p in rows]
+            fetched.update(rows)
+        return fetched
+
+    def advance(self, fetched: set[Edge], span: int, depth: int) -> bool:
+        """Walk ``span`` levels over the fetched edges; whether a node was met twice."""
+        for edge in fetched - self.edges:
+            src, dst = edge if self.near == "child" else (edge[1], edge[0])
+            self.out.setdefault(src, []).append(dst)
+        self.edges |= fetched
+        rejoined = False
+        for reached in range(self.level + 1, min(self.level + span + 1, depth + 1)):
+            following = []  # the exact BFS level ``reached``, over what has been fetched
+            for node in self.frontier:
+                for other in self.out.pop(node, ()):
+                    if other in self.seen:
+                        rejoined = True
+                    else:
+                        self.seen[other] = reached
+                        following.append(other)
+            self.frontier = following
+        self.level += span
+        return rejoined
 
 
 def levels(

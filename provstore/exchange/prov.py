@@ -29,14 +29,14 @@ import datetime
 import json
 import shlex
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from provstore.core.digests import to_hex
 from provstore.core.objects import Environment, LibrarySet, Product, Run, RunEnd, Sealed, Variables
 
-__all__ = ["PREFIXES", "to_prov_json"]
+__all__ = ["PREFIXES", "PROV_MAPPING", "to_prov_json"]
 
 PREFIXES: dict[str, str] = {
     "provstore": "urn:provstore:",
@@ -58,24 +58,10 @@ def to_prov_json(objects: Mapping[bytes, Sealed]) -> dict[str, Any]:
     parents, a run end its inputs), even when the other end is not among ``objects``.
     """
     doc = _Document()
-    runs: dict[bytes, Run] = {}
-    ends: dict[bytes, list[tuple[bytes, RunEnd]]] = defaultdict(list)
     for item in sorted(objects.values(), key=lambda item: item.digest):
-        obj = item.obj
-        if isinstance(obj, Product):
-            _add_product(doc, item.digest, obj)
-        elif isinstance(obj, Run):
-            runs[item.digest] = obj
-        elif isinstance(obj, RunEnd):
-            ends[obj.run].append((item.digest, obj))
-        elif isinstance(obj, Environment):
-            doc.entity[_id(item.digest)] = _environment(obj)
-        elif isinstance(obj, LibrarySet):
-            doc.entity[_id(item.digest)] = _libraryset(obj)
-        else:
-            doc.entity[_id(item.digest)] = _variables(obj)
-    for run in sorted(runs.keys() | ends.keys()):
-        _add_run(doc, run, runs.get(run), sorted(ends.get(run, ()), key=_end_order))
+        PROV_MAPPING[item.kind](doc, item)
+    for run in sorted(doc.runs.keys() | doc.ends.keys()):
+        _add_run(doc, run, doc.runs.get(run), sorted(doc.ends.get(run, ()), key=_end_order))
     return doc.render()
 
 
@@ -90,6 +76,10 @@ class _Document:
     used: set[tuple[bytes, bytes, str]] = field(default_factory=set)  # (run, entity, role)
     derived: set[tuple[bytes, bytes, bytes | None]] = field(default_factory=set)
     associated: set[tuple[bytes, str]] = field(default_factory=set)  # (run, agent id)
+    runs: dict[bytes, Run] = field(default_factory=dict)  # gathered, then one activity each
+    ends: dict[bytes, list[tuple[bytes, RunEnd]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
 
     def render(self) -> dict[str, Any]:
         """The PROV-JSON map: prefixes, elements, then relations with deterministic ids."""
@@ -251,6 +241,47 @@ def _variables(variables: Variables) -> Attributes:
     }
     _put(attrs, "provstore:redacted", _many(variables.redacted))
     return attrs
+
+
+def _map_product(doc: _Document, item: Sealed) -> None:
+    assert isinstance(item.obj, Product)
+    _add_product(doc, item.digest, item.obj)
+
+
+def _map_run(doc: _Document, item: Sealed) -> None:
+    assert isinstance(item.obj, Run)
+    doc.runs[item.digest] = item.obj
+
+
+def _map_run_end(doc: _Document, item: Sealed) -> None:
+    assert isinstance(item.obj, RunEnd)
+    doc.ends[item.obj.run].append((item.digest, item.obj))
+
+
+def _map_environment(doc: _Document, item: Sealed) -> None:
+    assert isinstance(item.obj, Environment)
+    doc.entity[_id(item.digest)] = _environment(item.obj)
+
+
+def _map_libraryset(doc: _Document, item: Sealed) -> None:
+    assert isinstance(item.obj, LibrarySet)
+    doc.entity[_id(item.digest)] = _libraryset(item.obj)
+
+
+def _map_variables(doc: _Document, item: Sealed) -> None:
+    assert isinstance(item.obj, Variables)
+    doc.entity[_id(item.digest)] = _variables(item.obj)
+
+
+PROV_MAPPING: dict[str, Callable[[_Document, Sealed], None]] = {
+    "product": _map_product,
+    "run": _map_run,
+    "runend": _map_run_end,
+    "environment": _map_environment,
+    "libraryset": _map_libraryset,
+    "variables": _map_variables,
+}
+"""How each kind becomes PROV records: one entry per kind in ``provstore.core.objects.KINDS``."""
 
 
 # -- values -----------------------------------------------------------------------------------

@@ -1,0 +1,73 @@
+"""The kind registry drives everything derived per kind: index rows, PROV records, stats.
+
+A new kind in ``provstore.core.objects.KINDS`` without an entry in ``INDEXERS``
+(provstore/db/index.py) or ``PROV_MAPPING`` (provstore/exchange/prov.py) fails here, with
+the names of what to add (docs/architecture.rst walks through adding a kind).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from provstore import Store
+from provstore.core.objects import (
+    KINDS,
+    Environment,
+    LibrarySet,
+    Product,
+    Run,
+    RunEnd,
+    Sealed,
+    Variables,
+    seal,
+)
+from provstore.db.index import INDEX_TABLES, INDEXERS, index_rows
+from provstore.exchange.prov import PROV_MAPPING, to_prov_json
+
+
+@pytest.fixture
+def sample_objects() -> list[Sealed]:
+    """One object of every kind, each referring to the ones before it."""
+    libs = seal(LibrarySet((("numpy", "2.0.0"),)))
+    env = seal(Environment("cpython", "3.11.7", "Linux", "6.1", "x86_64", "", libs.digest, {}, ()))
+    variables = seal(Variables({"HOME": "/root"}, ()))
+    run = seal(Run(env.digest, variables.digest, "node1", "alice", ("x.py",), "/w", "/py", 1, 5,
+                   None, "train"))  # fmt: skip
+    end = seal(RunEnd(run.digest, "succeeded", 6, None, 0, ()))
+    product = seal(Product("model", "1", {}, None, None, None, run.digest, ()))
+    items = [libs, env, variables, run, end, product]
+    assert {item.kind for item in items} == set(KINDS), "add an example of the new kind here"
+    return items
+
+
+def test_every_kind_declares_its_index_rows():
+    assert set(INDEXERS) == set(KINDS), "add the kind to INDEXERS in provstore/db/index.py"
+
+
+def test_every_kind_declares_its_prov_records():
+    assert set(PROV_MAPPING) == set(KINDS), (
+        "add the kind to PROV_MAPPING in provstore/exchange/prov.py"
+    )
+
+
+def test_index_rows_land_in_index_tables(sample_objects):
+    for item in sample_objects:
+        for table, row in index_rows(item):
+            assert table in INDEX_TABLES
+            assert len(row) == len(table.columns)
+
+
+def test_every_kind_appears_in_a_prov_document(sample_objects):
+    doc = to_prov_json({item.digest: item for item in sample_objects})
+    ids = {key for section in ("entity", "activity") for key in doc.get(section, {})}
+    for item in sample_objects:
+        if item.kind != "runend":  # an end adds to its run's activity
+            assert f"provstore:{item.hex}" in ids, item.kind
+
+
+def test_stats_counts_every_registered_kind(backend_url, sample_objects):
+    with Store(backend_url) as store:
+        assert set(store.stats()["objects"]) == set(KINDS)
+        store.put(sample_objects)
+        counts = store.stats()["objects"]
+    assert counts == dict.fromkeys(KINDS, 1)
