@@ -16,9 +16,9 @@ __version__ = "0.1.0"
 
 _ERRORS = (
     "AmbiguousDigestError", "BundleError", "CheckFailed", "ConfigError", "CorruptObjectError",
-    "EncodingError", "InvalidDigestError", "PathError", "ProvstoreError", "SchemaVersionError",
-    "StoreError",
-    "UnknownDigestError", "UnsupportedStoreError", "UsageError", "WrongKindError",
+    "EncodingError", "InvalidDigestError", "InvariantError", "PathError", "ProvstoreError",
+    "SchemaVersionError", "StoreError", "UnknownDigestError", "UnsupportedStoreError",
+    "UsageError", "WrongKindError",
 )  # fmt: skip
 _OBJECTS = (
     "CodeState", "Environment", "LibrarySet", "Product", "Run", "RunEnd", "Sealed", "Variables",
@@ -41,6 +41,7 @@ __all__ = [
     "EncodingError",
     "Environment",
     "InvalidDigestError",
+    "InvariantError",
     "LibrarySet",
     "Lineage",
     "PathError",
@@ -88,6 +89,7 @@ if TYPE_CHECKING:
         CorruptObjectError,
         EncodingError,
         InvalidDigestError,
+        InvariantError,
         PathError,
         ProvstoreError,
         SchemaVersionError,

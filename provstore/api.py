@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from provstore import store
 from provstore.config import resolve
+from provstore.core.contracts import all_of, is_digest_ref, is_optional_str, is_refs, requires
 
 if TYPE_CHECKING:
     from provstore.checks.envdiff import EnvDiff
@@ -31,6 +32,7 @@ class Store(store.Store):
     starting a tracked process) does not pay for modules it may never need.
     """
 
+    @requires(lambda self, refs, fileobj, *, compress=True: is_refs(refs, "refs"))
     def export_bundle(
         self, refs: Sequence[str | bytes], fileobj: BinaryIO, *, compress: bool = True
     ) -> ExportResult:
@@ -47,12 +49,22 @@ class Store(store.Store):
 
         return import_bundle(self, fileobj, on_progress=on_progress)
 
+    @requires(
+        lambda self, a, b=None: all_of(
+            is_digest_ref(a, "a"), True if b is None else is_digest_ref(b, "b")
+        )
+    )
     def diff(self, a: str | bytes, b: str | bytes | None = None) -> EnvDiff:
         """Differences between the environments behind ``a`` and ``b`` (default: this one)."""
         from provstore.checks.verify import diff_refs
 
         return diff_refs(self, a, b)
 
+    @requires(
+        lambda self, ref, *, path=None, rerun=False, environment=True: all_of(
+            is_digest_ref(ref), is_optional_str(path, "path", empty=False)
+        )
+    )
     def verify(
         self,
         ref: str | bytes,
@@ -67,6 +79,7 @@ class Store(store.Store):
         return verify(self, ref, path=path, rerun=rerun, environment=environment)
 
 
+@requires(lambda url=None: is_optional_str(url, "url", empty=False))
 def open_store(url: str | None = None) -> Store:
     """Open (creating if needed) the store at ``url`` or the configured one."""
     return Store(resolve(url).url)

@@ -20,6 +20,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from provstore.core.chunks import chunked
+from provstore.core.contracts import (
+    Verdict,
+    all_of,
+    is_digest_ref,
+    is_optional_str,
+    requires,
+)
 from provstore.core.digests import DIGEST_SIZE, parse_ref, to_hex
 from provstore.core.errors import (
     AmbiguousDigestError,
@@ -84,6 +91,50 @@ def _reads(method: Callable[Concatenate[Store, _P], _T]) -> Callable[Concatenate
     return wrapper
 
 
+def _is_kind(kind: Any) -> Verdict:
+    kinds = (kind,) if isinstance(kind, str) else kind
+    if kind is None or (
+        isinstance(kinds, (tuple, list)) and kinds and all(k in KINDS for k in kinds)
+    ):
+        return True
+    return f"kind must be one of {', '.join(KINDS)} (or a list of them), not {kind!r}"
+
+
+def _is_count(value: Any, what: str, *, optional: bool = False) -> Verdict:
+    if (optional and value is None) or (type(value) is int and value >= 0):
+        return True
+    return f"{what} must be a whole number of at least 0, not {value!r}"
+
+
+def _lineage_args(
+    self: Store, ref: Any, direction: Any = "ancestors", depth: Any = None
+) -> Verdict:
+    if direction not in ("ancestors", "descendants"):
+        return f"direction must be 'ancestors' or 'descendants', not {direction!r}"
+    return all_of(is_digest_ref(ref), _is_count(depth, "depth", optional=True))
+
+
+def _find_args(
+    self: Store,
+    name: Any = None,
+    content_digest: Any = None,
+    version: Any = None,
+    limit: Any = None,
+) -> Verdict:
+    return all_of(
+        is_optional_str(name, "name"),
+        True if content_digest is None else is_digest_ref(content_digest, "content_digest"),
+        is_optional_str(version, "version"),
+        _is_count(limit, "limit", optional=True),
+    )
+
+
+def _all_sealed(self: Store, items: Iterable[Any]) -> Verdict:
+    if isinstance(items, Sequence) and not all(isinstance(i, Sealed) for i in items):
+        return "put() stores sealed objects: seal each with provstore.core.objects.seal()"
+    return True
+
+
 class Store:
     """A provstore store behind one database URL."""
 
@@ -126,6 +177,7 @@ class Store:
 
     # -- writing -----------------------------------------------------------------------------
 
+    @requires(_all_sealed)
     def put(self, items: Iterable[Sealed]) -> None:
         """Store objects and their index rows in one transaction (idempotent)."""
         batch = list(items)
@@ -148,6 +200,7 @@ class Store:
 
     # -- reading objects ---------------------------------------------------------------------
 
+    @requires(lambda self, ref: is_digest_ref(ref))
     @_reads
     def resolve(self, ref: str | bytes) -> bytes:
         """The full digest named by raw bytes, hex text or a unique hex prefix."""
@@ -180,6 +233,7 @@ class Store:
         with self._readers.connection() as conn:
             return index.absent(conn, digests)
 
+    @requires(lambda self, ref, *, kind=None: all_of(is_digest_ref(ref), _is_kind(kind)))
     @_reads
     def get(self, ref: str | bytes, *, kind: str | Sequence[str] | None = None) -> Sealed:
         """The verified object named by ``ref``; with ``kind``, refuse objects of another.
@@ -280,6 +334,7 @@ class Store:
         """Every product a run made (through the ``products.run`` index)."""
         return list(self.get_many(self.made_by([run])).values())
 
+    @requires(_find_args)
     @_reads
     def find_products(
         self,
@@ -323,6 +378,13 @@ class Store:
             item = self.get(item.obj.environment, kind="environment")
         return item
 
+    @requires(
+        lambda self, env=None: (
+            env is None
+            or isinstance(env, Environment)
+            or f"env must be an Environment or None, not {type(env).__name__}"
+        )
+    )
     @_reads
     def match_environment(self, env: Environment | None = None) -> str | None:
         """The hex digest of ``env`` (default: this process's) if the store holds it."""
@@ -334,6 +396,7 @@ class Store:
             digest = seal(env).digest
         return to_hex(digest) if self.contains(digest) else None
 
+    @requires(_lineage_args)
     @_reads
     def lineage(
         self, ref: str | bytes, direction: str = "ancestors", depth: int | None = None
@@ -344,8 +407,6 @@ class Store:
         ``edges`` holds every parent link among them, so a depth-limited lineage is exactly the
         unlimited one cut down to the products within ``depth``.
         """
-        if direction not in ("ancestors", "descendants"):
-            raise ValueError("direction must be 'ancestors' or 'descendants'")
         item = self.get(ref, kind="product")
         assert isinstance(item.obj, Product)
         # a product names its parents: the first level of ancestors needs no query
@@ -367,6 +428,7 @@ class Store:
                     out[bytes(digest)] = f"{name} {version}" if version else name
         return out
 
+    @requires(lambda self, limit=20: _is_count(limit, "limit"))
     @_reads
     def runs(self, limit: int = 20) -> list[RunSummary]:
         """The most recent runs, newest first, with how they ended and how many products."""

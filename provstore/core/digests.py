@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 import blake3
 
+from provstore.core.contracts import returns
 from provstore.core.errors import InvalidDigestError, PathError
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "HexRange",
     "frame",
     "from_hex",
+    "full_digest",
     "hash_file",
     "hash_framed",
     "parse_ref",
@@ -41,11 +43,16 @@ _KIND = re.compile(r"[a-z][a-z0-9_]*")
 _FRAME = re.compile(rb"([a-z][a-z0-9_]*) (0|[1-9][0-9]*) (0|[1-9][0-9]*)\x00")
 
 
+def _digest_sized(result: bytes) -> bool | str:
+    return len(result) == DIGEST_SIZE or f"a digest of {len(result)} bytes, not {DIGEST_SIZE}"
+
+
 def to_hex(digest: bytes) -> str:
     """The 64-character lowercase hex text of a raw digest."""
     return digest.hex()
 
 
+@returns(_digest_sized)
 def from_hex(text: str) -> bytes:
     """Parse a full 64-character hex digest (surrounding whitespace and case are forgiven)."""
     ref = parse_ref(text)
@@ -63,18 +70,36 @@ class HexRange(NamedTuple):
     high: bytes
 
 
+def _range_holds(result: HexRange) -> bool | str:
+    if not (_digest_sized(result.low) is True and _digest_sized(result.high) is True):
+        return f"the range of {result.text!r} is not two {DIGEST_SIZE}-byte digests"
+    if result.exact is not None and not result.low == result.exact == result.high:
+        return f"the exact digest of {result.text!r} is not its whole range"
+    if not (result.low <= result.high and result.low.hex().startswith(result.text)):
+        return f"the range of {result.text!r} does not start with it"
+    return True
+
+
+def full_digest(text: str) -> bytes | None:
+    """The 32 bytes of a full 64-character hex digest, else None (no contract: hot paths)."""
+    if len(text) != 2 * DIGEST_SIZE:
+        return None
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        return None
+    return raw if len(raw) == DIGEST_SIZE else None
+
+
+@returns(_range_holds)
 def parse_ref(text: str) -> HexRange:
     """Parse a full digest or a prefix of at least :data:`MIN_PREFIX` hex characters.
 
     The range is inclusive: every digest starting with the prefix lies in ``[low, high]``.
     """
-    if len(text) == 2 * DIGEST_SIZE:  # fast path for full digests (parents, lookups)
-        try:
-            raw = bytes.fromhex(text)
-        except ValueError:
-            raw = b""
-        if len(raw) == DIGEST_SIZE:
-            return HexRange(text.lower(), raw, raw, raw)
+    raw = full_digest(text)  # the fast path for full digests (parents, lookups)
+    if raw is not None:
+        return HexRange(text.lower(), raw, raw, raw)
     clean = text.strip().lower()
     if not _HEX.fullmatch(clean):
         raise InvalidDigestError(text, "only the characters 0-9 and a-f may appear")
@@ -112,6 +137,7 @@ def split_frame(data: bytes) -> tuple[str, int, bytes]:
     return match.group(1).decode("ascii"), int(match.group(2)), body
 
 
+@returns(_digest_sized)
 def hash_framed(data: bytes) -> bytes:
     """BLAKE3-256 of already framed bytes."""
     return blake3.blake3(data).digest()
@@ -120,6 +146,13 @@ def hash_framed(data: bytes) -> bytes:
 _PROGRESS_CHUNK = 1 << 26
 
 
+@returns(
+    lambda result: (
+        _digest_sized(result[0]) is True
+        and result[1] >= 0
+        or "a file hash must be a 32-byte digest and a size of at least 0"
+    )
+)
 def hash_file(
     path: str | os.PathLike[str], on_bytes: Callable[[int], None] | None = None
 ) -> tuple[bytes, int]:

@@ -15,8 +15,9 @@
     ├── StoreError                   the database cannot be used as a store
     │   ├── SchemaVersionError       written by another provstore schema version
     │   └── UnsupportedStoreError    e.g. SQLite on a network file system
-    └── CheckFailed                  a verification found a problem
-        └── BundleError              a bundle that cannot be imported (nothing was written)
+    ├── CheckFailed                  a verification found a problem
+    │   └── BundleError              a bundle that cannot be imported (nothing was written)
+    └── InvariantError               provstore's own code broke a guarantee (a bug)
 
 Each class carries its data as attributes and a message that says what to do.
 """
@@ -33,6 +34,7 @@ __all__ = [
     "CorruptObjectError",
     "EncodingError",
     "InvalidDigestError",
+    "InvariantError",
     "PathError",
     "ProvstoreError",
     "SchemaVersionError",
@@ -176,3 +178,15 @@ class BundleError(CheckFailed):
         if digest is not None:
             where = f" (object #{index}, {digest})" if index is not None else f" ({digest})"
         super().__init__(f"bundle rejected: {problem}{where}; nothing was imported")
+
+
+class InvariantError(ProvstoreError):
+    """A post-condition of provstore's own code failed: a bug in provstore, not in the input."""
+
+    def __init__(self, broken: str = "") -> None:
+        self.broken = broken
+        super().__init__(
+            f"provstore broke one of its own guarantees: {broken or 'a post-condition failed'}. "
+            "This is a bug in provstore; please report it with this message. Nothing was "
+            "written by the failing call."
+        )

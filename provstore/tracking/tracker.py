@@ -34,9 +34,18 @@ from provstore.capture.snapshot import (
     redactor_for,
 )
 from provstore.config import JOIN_VARIABLE, Settings, resolve
-from provstore.core.digests import DIGEST_SIZE, hash_file, parse_ref, to_hex
+from provstore.core.contracts import (
+    Verdict,
+    all_of,
+    is_mapping,
+    is_optional_str,
+    is_path,
+    is_refs,
+    requires,
+)
+from provstore.core.digests import DIGEST_SIZE, full_digest, hash_file, parse_ref, to_hex
 from provstore.core.errors import EncodingError, UnknownDigestError, UsageError
-from provstore.core.objects import Product, Run, RunEnd, Sealed, seal
+from provstore.core.objects import Product, Run, RunEnd, Sealed, seal, seal_unchecked
 from provstore.db.dialects import for_url
 
 if TYPE_CHECKING:
@@ -48,6 +57,26 @@ FLUSH_EVERY = 5000
 FLUSH_AFTER = 0.5
 
 ParentRef = str | bytes
+
+
+def _product_args(
+    self: Tracker,
+    name: Any,
+    version: Any = None,
+    metadata: Any = None,
+    *,
+    path: Any = None,
+    parents: Any = (),
+) -> Verdict:
+    """The arguments of :meth:`Tracker.register_data_product` (and of ``track``)."""
+    if not isinstance(name, str) or not name:
+        return f"a product needs a non-empty str name, not {name!r}"
+    return all_of(
+        is_optional_str(version, "version"),
+        is_mapping(metadata, "metadata"),
+        True if path is None else is_path(path),
+        is_refs(parents, "parents"),
+    )
 
 
 class Tracker:
@@ -207,6 +236,7 @@ class Tracker:
 
     # -- recording ---------------------------------------------------------------------------
 
+    @requires(_product_args)
     def register_data_product(
         self,
         name: str,
@@ -222,10 +252,6 @@ class Tracker:
         digests (hex, unique prefix or raw) of the products it was made from.
         """
         self._require_active()
-        if not isinstance(name, str) or not name:
-            raise UsageError("a product needs a non-empty str name")
-        if version is not None and not isinstance(version, str):
-            raise UsageError(f"version must be a str (got {type(version).__name__})")
         content = size = recorded = None
         if path is not None:
             content, size = hash_file(path)
@@ -241,13 +267,20 @@ class Tracker:
             parents=tuple(sorted({self._parent(ref) for ref in parents})),
         )
         try:
-            item = seal(product)  # refuses unencodable metadata before anything is stored
+            # Refuses unencodable metadata before anything is stored.  Unchecked: the
+            # contract on this method has checked every field's source already.
+            item = seal_unchecked(product)
         except EncodingError as exc:
             where = exc.where.replace("value['metadata']", "metadata", 1)
             raise EncodingError(where, exc.reason) from None
         self._add(item)
         return item.hex
 
+    @requires(
+        lambda self, path, parents=(), *, name=None, version=None, metadata=None: all_of(
+            is_path(path), is_optional_str(name, "name", empty=False)
+        )
+    )
     def track(
         self,
         path: str | os.PathLike[str],
@@ -262,6 +295,7 @@ class Tracker:
             name or os.fspath(path), version, metadata, path=path, parents=parents
         )
 
+    @requires(lambda self, path: is_path(path))
     def use(self, path: str | os.PathLike[str]) -> str:
         """Record a file this run reads; returns the product digest that stands for it.
 
@@ -321,7 +355,8 @@ class Tracker:
             return ref
         exact = ref if isinstance(ref, bytes) and len(ref) == DIGEST_SIZE else None
         if isinstance(ref, str):
-            exact = parse_ref(ref).exact
+            # A full digest skips parse_ref's contract: this runs for every parent registered.
+            exact = full_digest(ref) or parse_ref(ref).exact
             if exact is not None and exact in self._known:
                 return exact
         store = self._store
@@ -348,12 +383,19 @@ def _code_dir(command: Sequence[str]) -> str:
     return os.getcwd()
 
 
+@requires(
+    lambda url=None, *, name=None, git=True, spool=None: all_of(
+        is_optional_str(url, "url", empty=False),
+        is_optional_str(name, "name"),
+        True if spool is None else is_path(spool, "spool"),
+    )
+)
 def tracker(
     url: str | None = None,
     *,
     name: str | None = None,
     git: bool = True,
-    spool: str | None = None,
+    spool: str | os.PathLike[str] | None = None,
 ) -> Tracker:
     """Start tracking a run; use the result in a ``with`` block.
 
@@ -362,4 +404,5 @@ def tracker(
     ``spool`` (or ``PROVSTORE_SPOOL``) writes the run as a bundle into that directory instead
     of to a database.
     """
-    return Tracker(resolve(url, spool=spool), name=name, git=git)
+    folder = None if spool is None else os.fspath(spool)
+    return Tracker(resolve(url, spool=folder), name=name, git=git)
