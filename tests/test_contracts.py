@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from provstore import InvariantError, Store, UsageError, open_store, tracker
 from provstore.core import digests, encoding, objects
-from provstore.core.digests import from_hex, hash_framed, parse_ref
+from provstore.core.digests import from_hex, parse_ref
 from provstore.core.encoding import encode
 from provstore.core.objects import Product, seal, seal_unchecked
 
@@ -60,11 +60,6 @@ def test_seal_contract(case):
     case()
 
 
-@deal.cases(hash_framed, kwargs={"data": st.binary(max_size=2000)})
-def test_hash_framed_contract(case):
-    case()
-
-
 @deal.cases(parse_ref, kwargs={"text": hex_text}, count=200)
 def test_parse_ref_contract(case):
     case()
@@ -84,7 +79,7 @@ def test_unchecked_twins_agree(obj):
 # -- broken code fails as InvariantError, not as deal's exception -----------------------------
 
 
-def test_a_short_digest_breaks_hash_framed(monkeypatch):
+def test_a_short_digest_breaks_seal(monkeypatch):
     real = digests.blake3.blake3
 
     class Short:
@@ -96,7 +91,7 @@ def test_a_short_digest_breaks_hash_framed(monkeypatch):
 
     monkeypatch.setattr(digests.blake3, "blake3", Short)
     with pytest.raises(InvariantError, match="a digest of 16 bytes, not 32"):
-        hash_framed(b"x")
+        seal(Product("n", None, {}, None, None, None, None, ()))
 
 
 def test_an_encoder_that_drops_a_key_breaks_encode(monkeypatch):

@@ -363,6 +363,8 @@ def _well_typed(obj: Object) -> bool | str:
 
 
 def _sealed_faithfully(obj: Object, result: Sealed) -> bool | str:
+    if len(result.digest) != DIGEST_SIZE:
+        return f"a digest of {len(result.digest)} bytes, not {DIGEST_SIZE}"
     if hash_framed(result.data) != result.digest:
         return f"the digest of a sealed {obj.KIND} is not the hash of its framed bytes"
     try:

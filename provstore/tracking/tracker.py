@@ -68,7 +68,21 @@ def _product_args(
     path: Any = None,
     parents: Any = (),
 ) -> Verdict:
-    """The arguments of :meth:`Tracker.register_data_product` (and of ``track``)."""
+    """The arguments of :meth:`Tracker.register_data_product` (and of ``track``).
+
+    The common call (str name and version, a dict, hex parents in a list) is recognised
+    first, with no function call per argument: this runs for every product registered.
+    """
+    if (
+        type(name) is str
+        and name
+        and (version is None or type(version) is str)
+        and (metadata is None or type(metadata) is dict)
+        and path is None
+        and type(parents) in (list, tuple)
+        and all(type(parent) is str for parent in parents)
+    ):
+        return True
     if not isinstance(name, str) or not name:
         return f"a product needs a non-empty str name, not {name!r}"
     return all_of(
