@@ -19,6 +19,9 @@ from __future__ import annotations
 import gc
 import hashlib
 import os
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -306,3 +309,33 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> IsolatedEnv
         if name.startswith("PROVSTORE_") and not name.startswith("PROVSTORE_TEST_"):
             monkeypatch.delenv(name)
     return env
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """The installed ``provstore`` script, run as a user runs it (a separate process)."""
+
+    path: str
+
+    def __call__(
+        self,
+        url: str,
+        *args: str,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 300,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``provstore ARGS`` against the store at ``url``; text output captured."""
+        full_env = {**os.environ, "PROVSTORE_URL": url, **(env or {})}
+        return subprocess.run(
+            [self.path, *args], capture_output=True, text=True, cwd=cwd, env=full_env,
+            timeout=timeout,
+        )  # fmt: skip
+
+
+@pytest.fixture
+def script() -> Script:
+    """The ``provstore`` script installed beside this Python (``pip install -e .``)."""
+    path = shutil.which("provstore", path=os.path.dirname(sys.executable))
+    assert path is not None, "install the package (pip install -e .) to get the script"
+    return Script(path)

@@ -5,11 +5,9 @@ from __future__ import annotations
 import io
 import os
 import random
-import shutil
 import signal
 import struct
 import subprocess
-import sys
 import time
 
 import blake3
@@ -25,8 +23,6 @@ from provstore.core.errors import BundleError
 from provstore.core.objects import LibrarySet, Product, seal
 from provstore.db import schema
 from provstore.exchange.bundle import MAGIC, BundleReader, Limits, write_bundle
-
-PROVSTORE = shutil.which("provstore", path=os.path.dirname(sys.executable))
 
 
 def _record(url: str, tmp_path, depth: int = 3) -> str:
@@ -196,12 +192,12 @@ def test_hostile_sizes_and_nesting_are_bounded(bundle_and_target, compress):
         list(BundleReader(io.BytesIO(bomb), Limits(max_object=1 << 20)).objects())
 
 
-def test_cli_import_twice_and_reject_exit_codes(bundle_and_target, tmp_path):
+def test_cli_import_twice_and_reject_exit_codes(bundle_and_target, tmp_path, script):
     bundle, target = bundle_and_target
     path = tmp_path / "b.psb"
     path.write_bytes(bundle)
     env = {**os.environ, "PROVSTORE_URL": target}
-    run = lambda *a: subprocess.run([PROVSTORE, *a], capture_output=True, text=True, env=env)  # noqa: E731
+    run = lambda *a: subprocess.run([script.path, *a], capture_output=True, text=True, env=env)  # noqa: E731
     first = run("import", str(path), "--json")
     assert first.returncode == 0, first.stderr
     assert first.stdout.count('"added"') == 1
@@ -217,11 +213,11 @@ def test_cli_import_twice_and_reject_exit_codes(bundle_and_target, tmp_path):
     assert run("import", str(path)).returncode == 1
 
 
-def test_cli_export_round_trip(sqlite_url, tmp_path):
+def test_cli_export_round_trip(sqlite_url, tmp_path, script):
     product = _record(sqlite_url, tmp_path)
     out = tmp_path / "x.psb"
     env = {**os.environ, "PROVSTORE_URL": sqlite_url}
-    proc = subprocess.run([PROVSTORE, "export", product[:12], "-o", str(out)], env=env,
+    proc = subprocess.run([script.path, "export", product[:12], "-o", str(out)], env=env,
                           capture_output=True, text=True)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     other = f"sqlite:///{tmp_path}/other.db"
@@ -230,7 +226,7 @@ def test_cli_export_round_trip(sqlite_url, tmp_path):
         assert store.get(product).obj.name == "step2"
 
 
-def test_sigkill_mid_import_leaves_store_unchanged(tmp_path):
+def test_sigkill_mid_import_leaves_store_unchanged(tmp_path, script):
     source = f"sqlite:///{tmp_path}/source.db"
     with tracker(source) as t:
         for i in range(3000):
@@ -241,7 +237,7 @@ def test_sigkill_mid_import_leaves_store_unchanged(tmp_path):
     Store(target).close()
     before = _snapshot(target)
     env = {**os.environ, "PROVSTORE_URL": target}
-    proc = subprocess.Popen([PROVSTORE, "import", "-"], stdin=subprocess.PIPE, env=env,
+    proc = subprocess.Popen([script.path, "import", "-"], stdin=subprocess.PIPE, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     proc.stdin.write(bundle[: len(bundle) // 2])
     proc.stdin.flush()
@@ -250,22 +246,22 @@ def test_sigkill_mid_import_leaves_store_unchanged(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert _snapshot(target) == before
-    retry = subprocess.run([PROVSTORE, "import", "-"], input=bundle, env=env, capture_output=True)
+    retry = subprocess.run(
+        [script.path, "import", "-"], input=bundle, env=env, capture_output=True
+    )
     assert retry.returncode == 0, retry.stderr
     with Store(target) as store:
         assert store.stats()["objects"]["product"] == 3000
 
 
-def test_cli_export_prov_json_is_valid_prov(sqlite_url, tmp_path):
+def test_cli_export_prov_json_is_valid_prov(sqlite_url, tmp_path, script):
     import json
 
     from prov.model import ProvDocument
 
     product = _record(sqlite_url, tmp_path)
     out = tmp_path / "x.prov.json"
-    env = {**os.environ, "PROVSTORE_URL": sqlite_url}
-    proc = subprocess.run([PROVSTORE, "export", product, "--format", "prov-json", "-o", str(out)],
-                          env=env, capture_output=True, text=True)  # fmt: skip
+    proc = script(sqlite_url, "export", product, "--format", "prov-json", "-o", str(out))
     assert proc.returncode == 0, proc.stderr
     document = ProvDocument.deserialize(content=out.read_text(), format="json")
     identifiers = {

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
 
 import click
 import pytest
@@ -92,17 +89,9 @@ def test_every_command_has_help_with_an_example(path):
     assert "Exit codes" in out
 
 
-PROVSTORE = shutil.which("provstore", path=os.path.dirname(sys.executable))
-
-
-def test_installed_script_exit_codes(recorded):
-    assert PROVSTORE is not None, "install the package (pip install -e .) to get the script"
-    env = {**os.environ, "PROVSTORE_URL": recorded["url"]}
-
+def test_installed_script_exit_codes(recorded, script):
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [PROVSTORE, *args], capture_output=True, text=True, env=env, timeout=120
-        )
+        return script(recorded["url"], *args, timeout=120)
 
     ok = run("show", recorded["product"])
     assert ok.returncode == 0 and recorded["product"] in ok.stdout

@@ -1,4 +1,4 @@
-"""verify, run, rerun, diff and lineage through the installed `provstore` script."""
+"""The installed `provstore` script end to end: run, verify, rerun, diff, env, lineage."""
 
 from __future__ import annotations
 
@@ -14,16 +14,6 @@ import sqlalchemy as sa
 
 from provstore import Store, tracker
 from provstore.db import schema
-
-PROVSTORE = shutil.which("provstore", path=os.path.dirname(sys.executable))
-
-
-def cli(url: str, *args: str, cwd: str | None = None, env: dict[str, str] | None = None):
-    assert PROVSTORE is not None, "install the package (pip install -e .) to get the script"
-    full_env = {**os.environ, "PROVSTORE_URL": url, **(env or {})}
-    return subprocess.run(
-        [PROVSTORE, *args], capture_output=True, text=True, cwd=cwd, env=full_env, timeout=300
-    )
 
 
 @pytest.fixture
@@ -42,8 +32,8 @@ def _recorded_output(url: str, name: str) -> str:
         return product.hex
 
 
-def test_run_records_output_with_input_as_parent(backend_url, workdir):
-    proc = cli(backend_url, "run", "-i", "in.txt", "-o", "out.txt", "--name", "copy", "--",
+def test_run_records_output_with_input_as_parent(backend_url, workdir, script):
+    proc = script(backend_url, "run", "-i", "in.txt", "-o", "out.txt", "--name", "copy", "--",
                sys.executable, "copy.py", cwd=str(workdir))  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     out = _recorded_output(backend_url, "out.txt")
@@ -58,8 +48,8 @@ def test_run_records_output_with_input_as_parent(backend_url, workdir):
         assert summary.status == "succeeded"
 
 
-def test_run_returns_the_commands_exit_code(backend_url, workdir):
-    proc = cli(backend_url, "run", "--", sys.executable, "-c", "raise SystemExit(3)",
+def test_run_returns_the_commands_exit_code(backend_url, workdir, script):
+    proc = script(backend_url, "run", "--", sys.executable, "-c", "raise SystemExit(3)",
                cwd=str(workdir))  # fmt: skip
     assert proc.returncode == 3
     with Store(backend_url) as store:
@@ -69,7 +59,7 @@ def test_run_returns_the_commands_exit_code(backend_url, workdir):
         assert end.exit_code == 3
 
 
-def test_child_tracker_joins_the_run(backend_url, workdir):
+def test_child_tracker_joins_the_run(backend_url, workdir, script):
     (workdir / "child.py").write_text(
         textwrap.dedent(
             """
@@ -80,7 +70,7 @@ def test_child_tracker_joins_the_run(backend_url, workdir):
             """
         )
     )
-    proc = cli(backend_url, "run", "--", sys.executable, "child.py", cwd=str(workdir))
+    proc = script(backend_url, "run", "--", sys.executable, "child.py", cwd=str(workdir))
     assert proc.returncode == 0, proc.stderr
     child_run, joined = proc.stdout.split()
     assert joined == "True"
@@ -91,18 +81,18 @@ def test_child_tracker_joins_the_run(backend_url, workdir):
         assert product.obj.run.hex() == child_run
 
 
-def test_verify_unchanged_changed_missing(backend_url, workdir):
-    assert cli(backend_url, "run", "-i", "in.txt", "-o", "out.txt", "--", sys.executable,
+def test_verify_unchanged_changed_missing(backend_url, workdir, script):
+    assert script(backend_url, "run", "-i", "in.txt", "-o", "out.txt", "--", sys.executable,
                "copy.py", cwd=str(workdir)).returncode == 0  # fmt: skip
     out = _recorded_output(backend_url, "out.txt")
-    ok = cli(backend_url, "verify", out[:10])
+    ok = script(backend_url, "verify", out[:10])
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "verified" in ok.stdout
 
     target = workdir / "out.txt"
     original = target.read_bytes()
     target.write_bytes(bytes([original[0] ^ 1]) + original[1:])
-    changed = cli(backend_url, "verify", out, "--json")
+    changed = script(backend_url, "verify", out, "--json")
     assert changed.returncode == 1
     data = next(c for c in json.loads(changed.stdout)["checks"] if c["check"] == "data")
     assert data["status"] == "failed"
@@ -111,37 +101,37 @@ def test_verify_unchanged_changed_missing(backend_url, workdir):
     assert data["expected"] in changed.stdout and data["actual"] in changed.stdout
 
     target.unlink()
-    missing = cli(backend_url, "verify", out)
+    missing = script(backend_url, "verify", out)
     assert missing.returncode == 1 and "missing" in missing.stdout
 
     elsewhere = workdir / "copy-of-out.txt"
     elsewhere.write_bytes(original)
-    assert cli(backend_url, "verify", out, "--path", str(elsewhere)).returncode == 0
-    assert cli(backend_url, "verify", out, "--path", str(workdir / "nope")).returncode == 2
+    assert script(backend_url, "verify", out, "--path", str(elsewhere)).returncode == 0
+    assert script(backend_url, "verify", out, "--path", str(workdir / "nope")).returncode == 2
 
 
-def test_rerun_deterministic_passes_random_fails(backend_url, workdir):
-    assert cli(backend_url, "run", "-i", "in.txt", "-o", "out.txt", "--", sys.executable,
+def test_rerun_deterministic_passes_random_fails(backend_url, workdir, script):
+    assert script(backend_url, "run", "-i", "in.txt", "-o", "out.txt", "--", sys.executable,
                "copy.py", cwd=str(workdir)).returncode == 0  # fmt: skip
-    assert cli(backend_url, "run", "-o", "noise.bin", "--", sys.executable, "noise.py",
+    assert script(backend_url, "run", "-o", "noise.bin", "--", sys.executable, "noise.py",
                cwd=str(workdir)).returncode == 0  # fmt: skip
     out = _recorded_output(backend_url, "out.txt")
     noise = _recorded_output(backend_url, "noise.bin")
     before = (workdir / "noise.bin").read_bytes()
 
-    good = cli(backend_url, "verify", out, "--rerun")
+    good = script(backend_url, "verify", out, "--rerun")
     assert good.returncode == 0, good.stdout
-    bad = cli(backend_url, "verify", noise, "--rerun", "--json")
+    bad = script(backend_url, "verify", noise, "--rerun", "--json")
     assert bad.returncode == 1
     rerun = next(c for c in json.loads(bad.stdout)["checks"] if c["check"] == "rerun")
     [entry] = rerun["outputs"]
     assert entry["status"] == "differs" and entry["actual"] != entry["expected"]
     # the recorded file is left exactly as it was
     assert (workdir / "noise.bin").read_bytes() == before
-    assert cli(backend_url, "verify", noise).returncode == 0
+    assert script(backend_url, "verify", noise).returncode == 0
 
 
-def test_corrupt_object_reported_by_verify_and_fsck(backend_url, tmp_path):
+def test_corrupt_object_reported_by_verify_and_fsck(backend_url, tmp_path, script):
     data = tmp_path / "d.bin"
     data.write_bytes(b"abc")
     with tracker(backend_url) as t:
@@ -155,14 +145,14 @@ def test_corrupt_object_reported_by_verify_and_fsck(backend_url, tmp_path):
         conn.execute(schema.objects.update().where(
             schema.objects.c.digest == bytes.fromhex(env)).values(data=broken))  # fmt: skip
     engine.dispose()
-    verify = cli(backend_url, "verify", product)
+    verify = script(backend_url, "verify", product)
     assert verify.returncode == 1
     assert env in verify.stdout and "corrupt" in verify.stdout
-    fsck = cli(backend_url, "fsck")
+    fsck = script(backend_url, "fsck")
     assert fsck.returncode == 1 and env in fsck.stdout
 
 
-def test_diff_names_an_added_distribution(backend_url, tmp_path):
+def test_diff_names_an_added_distribution(backend_url, tmp_path, script):
     with tracker(backend_url) as t:
         product = t.register_data_product(name="p")
     site = tmp_path / "extra-site"
@@ -170,25 +160,25 @@ def test_diff_names_an_added_distribution(backend_url, tmp_path):
     dist.mkdir(parents=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: Extra_Pkg\nVersion: 9.8.7\n\n")
     pythonpath = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
-    proc = cli(backend_url, "diff", product, env={"PYTHONPATH": pythonpath})
+    proc = script(backend_url, "diff", product, env={"PYTHONPATH": pythonpath})
     assert proc.returncode == 0, proc.stderr
     assert "extra-pkg" in proc.stdout and "9.8.7" in proc.stdout
-    as_json = json.loads(cli(backend_url, "diff", product, "--json",
+    as_json = json.loads(script(backend_url, "diff", product, "--json",
                              env={"PYTHONPATH": pythonpath}).stdout)  # fmt: skip
     added = as_json["packages"]["added"]
     assert {"name": "extra-pkg", "old": None, "new": "9.8.7"} in added
-    same = cli(backend_url, "diff", product)
+    same = script(backend_url, "diff", product)
     assert same.returncode == 0 and "identical" in same.stdout
-    verify = cli(backend_url, "verify", product, env={"PYTHONPATH": pythonpath})
+    verify = script(backend_url, "verify", product, env={"PYTHONPATH": pythonpath})
     assert verify.returncode == 1 and "extra-pkg" in verify.stdout
 
 
-def test_env_match(backend_url):
-    before = cli(backend_url, "env", "--match", "--json")
+def test_env_match(backend_url, script):
+    before = script(backend_url, "env", "--match", "--json")
     assert before.returncode == 1 and json.loads(before.stdout)["known"] is False
     with tracker(backend_url) as t:
         env = t.environment
-    after = cli(backend_url, "env", "--match", "--json")
+    after = script(backend_url, "env", "--match", "--json")
     assert after.returncode == 0 and json.loads(after.stdout) == {
         "environment": env,
         "known": True,
@@ -205,9 +195,9 @@ def _chain(url: str) -> list[str]:
 
 
 @pytest.mark.parametrize("fmt", ["text", "json", "dot", "mermaid"])
-def test_lineage_three_levels_every_format(backend_url, fmt):
+def test_lineage_three_levels_every_format(backend_url, fmt, script):
     a, b, c, d = _chain(backend_url)
-    proc = cli(backend_url, "lineage", d, "--format", fmt)
+    proc = script(backend_url, "lineage", d, "--format", fmt)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     for digest in (a, b, c, d):
@@ -224,6 +214,6 @@ def test_lineage_three_levels_every_format(backend_url, fmt):
             svg = subprocess.run([dot, "-Tsvg"], input=out, capture_output=True, text=True)
             assert svg.returncode == 0, svg.stderr
             assert "<svg" in svg.stdout
-    down = cli(backend_url, "lineage", a, "--descendants", "--depth", "1", "--format", "json")
+    down = script(backend_url, "lineage", a, "--descendants", "--depth", "1", "--format", "json")
     nodes = {n["digest"] for n in json.loads(down.stdout)["nodes"]}
     assert nodes == {a, b, d}
