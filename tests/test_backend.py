@@ -36,7 +36,7 @@ def test_unknown_database_refused():
 
 
 @pytest.mark.parametrize("server_url", ["mariadb"], indirect=True)
-def test_mysql_columns_use_binary_collations(server_url):
+def test_mysql_columns_use_binary_no_pad_collations(server_url):
     Store(server_url).close()
     engine = sa.create_engine(server_url)
     with engine.connect() as conn:
@@ -58,5 +58,5 @@ def test_mysql_columns_use_binary_collations(server_url):
     engine.dispose()
     assert rows, "no text columns found"
     for table, column, charset, collation in rows:
-        assert (charset, collation) == ("utf8mb4", "utf8mb4_bin"), (table, column)
+        assert (charset, collation) == ("utf8mb4", "utf8mb4_nopad_bin"), (table, column)
     assert types["digest"].lower() == "binary" and types["data"].lower() == "longblob"

@@ -35,8 +35,8 @@ values = st.recursive(
 digest_bytes = st.binary(min_size=32, max_size=32)
 products = st.builds(
     Product,
-    name=st.text(min_size=1, max_size=20),
-    version=st.none() | st.text(max_size=8),
+    name=st.text(st.characters(blacklist_characters="\x00"), min_size=1, max_size=20),
+    version=st.none() | st.text(st.characters(blacklist_characters="\x00"), max_size=8),
     metadata=st.dictionaries(st.text(max_size=6), values, max_size=3),
     content=st.none() | digest_bytes,
     size=st.none() | st.integers(0, 2**63 - 1),

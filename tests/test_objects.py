@@ -107,7 +107,7 @@ def test_unknown_kind_and_version_rejected():
 
 
 @given(
-    st.text(min_size=1, max_size=20),
+    st.text(st.characters(blacklist_characters="\x00"), min_size=1, max_size=20),
     st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=5),
     st.lists(st.binary(min_size=32, max_size=32), max_size=4),
 )

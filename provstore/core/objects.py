@@ -17,7 +17,7 @@ Bodies are maps with exactly the fields below; :func:`load` refuses anything els
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -37,7 +37,9 @@ __all__ = [
     "RunEnd",
     "Sealed",
     "Variables",
+    "MAX_OBJECT_SIZE",
     "load",
+    "refusal",
     "seal",
     "seal_unchecked",
 ]
@@ -89,6 +91,10 @@ class _Base:
     KIND: ClassVar[str]
     VERSION: ClassVar[int] = 1
     _CHECKS: ClassVar[dict[str, _Check]]
+    REFERENCES: ClassVar[dict[str, str]] = {}
+    """Each field that names other objects, and the kind those objects must be."""
+    TEXT: ClassVar[tuple[str, ...]] = ()
+    """Fields the index keeps as database text: they may not hold NUL (PostgreSQL cannot)."""
 
     def body(self) -> dict[str, Any]:
         """The object's fields as the plain map that gets encoded."""
@@ -97,7 +103,24 @@ class _Base:
 
     def references(self) -> tuple[bytes, ...]:
         """Digests of the objects this one refers to (its closure's next layer)."""
-        return ()
+        out: list[bytes] = []
+        for name in self.REFERENCES:
+            value = getattr(self, name)
+            if type(value) is bytes:
+                out.append(value)
+            elif value is not None:
+                out.extend(value)
+        return tuple(out)
+
+    def typed_references(self) -> Iterator[tuple[str, bytes, str]]:
+        """``(field, digest, kind it must name)`` for every reference, in field order."""
+        for name, kind in self.REFERENCES.items():
+            value = getattr(self, name)
+            if type(value) is bytes:
+                yield name, value, kind
+            elif value is not None:
+                for digest in value:
+                    yield name, digest, kind
 
     def __eq__(self, other: object) -> bool:
         return (
@@ -156,6 +179,7 @@ class Environment(_Base):
     """What software computed a result: stable across hosts, users and time."""
 
     KIND: ClassVar[str] = "environment"
+    REFERENCES: ClassVar[dict[str, str]] = {"libraryset": "libraryset"}
     _CHECKS: ClassVar[dict[str, _Check]] = {
         "implementation": _is_str,
         "python_version": _is_str,
@@ -176,10 +200,6 @@ class Environment(_Base):
     libraryset: bytes
     variables: Mapping[str, EnvValue]
     redacted: tuple[str, ...]
-
-    def references(self) -> tuple[bytes, ...]:
-        """The library set."""
-        return (self.libraryset,)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -236,6 +256,8 @@ class Run(_Base):
     """One execution.  ``command`` is the command ``provstore run`` tracked (None otherwise)."""
 
     KIND: ClassVar[str] = "run"
+    REFERENCES: ClassVar[dict[str, str]] = {"environment": "environment", "variables": "variables"}
+    TEXT: ClassVar[tuple[str, ...]] = ("host", "user", "name")
     _CHECKS: ClassVar[dict[str, _Check]] = {
         "environment": _is_digest,
         "variables": _is_digest,
@@ -270,16 +292,13 @@ class Run(_Base):
             out["code"] = self.code.body()
         return out
 
-    def references(self) -> tuple[bytes, ...]:
-        """Environment and variables."""
-        return (self.environment, self.variables)
-
 
 @dataclass(frozen=True, slots=True, eq=False)
 class RunEnd(_Base):
     """How a run ended.  ``status`` is ``succeeded`` or ``failed``."""
 
     KIND: ClassVar[str] = "runend"
+    REFERENCES: ClassVar[dict[str, str]] = {"run": "run", "inputs": "product"}
     _CHECKS: ClassVar[dict[str, _Check]] = {
         "run": _is_digest,
         "status": lambda v: v in ("succeeded", "failed"),
@@ -295,16 +314,14 @@ class RunEnd(_Base):
     exit_code: int | None
     inputs: tuple[bytes, ...]
 
-    def references(self) -> tuple[bytes, ...]:
-        """The run and its inputs (its outputs name the run themselves)."""
-        return (self.run, *self.inputs)
-
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Product(_Base):
     """A data product.  ``content``/``size`` describe its bytes when it is a file."""
 
     KIND: ClassVar[str] = "product"
+    REFERENCES: ClassVar[dict[str, str]] = {"run": "run", "parents": "product"}
+    TEXT: ClassVar[tuple[str, ...]] = ("name", "version")
     _CHECKS: ClassVar[dict[str, _Check]] = {
         "name": _is_str,
         "version": _opt(_is_str),
@@ -324,10 +341,14 @@ class Product(_Base):
     run: bytes | None
     parents: tuple[bytes, ...]
 
-    def references(self) -> tuple[bytes, ...]:
-        """The run that made it and its parents."""
-        return self.parents if self.run is None else (self.run, *self.parents)
 
+MAX_OBJECT_SIZE = 4 << 20
+"""The largest object (framed bytes) a store accepts and a bundle may carry.
+
+4 MiB: a MariaDB server's default ``max_allowed_packet`` (16 MiB) holds one with room for
+escaping; PostgreSQL and SQLite take far more, but a limit that differs per backend would
+strand objects at the site that could record them.
+"""
 
 Object = LibrarySet | Environment | Variables | Run | RunEnd | Product
 KINDS: dict[str, type[Object]] = {
@@ -387,9 +408,39 @@ def seal(obj: Object) -> Sealed:
 
 
 def seal_unchecked(obj: Object) -> Sealed:
-    """:func:`seal` without its contract: for the registration loop, thousands a second."""
+    """:func:`seal` without its contract: for the registration loop, thousands a second.
+
+    Still refuses what no store could keep or no bundle could carry (:func:`refusal`).
+    """
     data = frame(obj.KIND, obj.VERSION, obj.encoded())
+    reason = refusal(obj, len(data))
+    if reason is not None:
+        raise EncodingError(reason[0], reason[1])
     return Sealed(hash_framed(data), obj.KIND, data, obj)
+
+
+def refusal(obj: Object, size: int) -> tuple[str, str] | None:
+    """Why an object of ``size`` framed bytes may not be stored: ``(where, reason)``, or None.
+
+    Sealing and importing apply the same rule, so whatever one site records another can
+    import: at most :data:`MAX_OBJECT_SIZE` bytes, and no NUL in a field the index keeps as
+    text (PostgreSQL cannot store it; the rule holds on every backend alike).
+    """
+    if size > MAX_OBJECT_SIZE:
+        return (
+            f"this {obj.KIND}",
+            f"it is {size:,} bytes encoded; an object may be at most {MAX_OBJECT_SIZE:,} bytes "
+            f"({MAX_OBJECT_SIZE >> 20} MiB), so that every database and every bundle can hold "
+            "it. Keep large data in a file and record its path",
+        )
+    for name in obj.TEXT:
+        value = getattr(obj, name)
+        if value is not None and "\x00" in value:
+            return (
+                f"the {obj.KIND}'s {name}",
+                "it holds a NUL character, which no store can keep as text",
+            )
+    return None
 
 
 def load(digest: bytes, data: bytes, *, hashed: bool = False) -> Sealed:

@@ -22,7 +22,6 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
-from provstore.core.chunks import chunked
 from provstore.core.errors import ConfigError, UnsupportedStoreError
 
 __all__ = ["DIALECTS", "MYSQL_BACKENDS", "Dialect", "for_url", "of", "parse_url"]
@@ -57,7 +56,7 @@ class Dialect:
         """An engine for ``url`` with this database's settings."""
         raise NotImplementedError
 
-    def prepare_schema(self, metadata: MetaData) -> None:
+    def prepare_schema(self, metadata: MetaData, conn: Connection) -> None:
         """Attach this database's DDL options before the tables are created.
 
         The schema declares intent in ``info``: ``compact`` tables (small rows under a
@@ -65,6 +64,13 @@ class Dialect:
         definitions, since naming a dialect's options there imports that dialect's module on
         every process start.
         """
+
+    def upgrade_text(self, conn: Connection, metadata: MetaData) -> None:
+        """Make existing tables compare text as :meth:`prepare_schema` declares it (schema 2)."""
+
+    def drop_index(self, conn: Connection, table: str, name: str) -> None:
+        """Drop an index by name (schema upgrades)."""
+        conn.exec_driver_sql(f"DROP INDEX {conn.dialect.identifier_preparer.quote(name)}")
 
     def lock_schema(self, conn: Connection) -> None:
         """Serialise schema creation between processes (inside the open transaction)."""
@@ -129,7 +135,7 @@ class SQLite(Dialect):
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
 
-    def prepare_schema(self, metadata: MetaData) -> None:
+    def prepare_schema(self, metadata: MetaData, conn: Connection) -> None:
         """Compact tables without a separate rowid B-tree; partial indexes."""
         for table in metadata.tables.values():
             if table.info.get("compact"):
@@ -213,7 +219,7 @@ class PostgreSQL(Dialect):
         """A psycopg2 engine; unpooled for jobs."""
         return create_engine(url, **_server_pool(pooled))
 
-    def prepare_schema(self, metadata: MetaData) -> None:
+    def prepare_schema(self, metadata: MetaData, conn: Connection) -> None:
         """Partial indexes."""
         for index, where in _partial_indexes(metadata):
             index.dialect_kwargs["postgresql_where"] = text(where)
@@ -262,21 +268,45 @@ class MySQL(Dialect):
         if url.get_driver_name() == "pymysql" and local and "ssl" not in str(url.query):
             # PyMySQL builds a fresh TLS context (40-150 ms) per connection; loopback needs none.
             args["ssl_disabled"] = True
-        return create_engine(
+        engine = create_engine(
             url,
             isolation_level="READ COMMITTED",
             pool_recycle=3600,
             connect_args=args,
             **_server_pool(pooled),
         )
+        event.listen(engine, "do_connect", _affected_rows)
+        return engine
 
-    def prepare_schema(self, metadata: MetaData) -> None:
-        """InnoDB tables in utf8mb4 with the binary collation."""
+    def prepare_schema(self, metadata: MetaData, conn: Connection) -> None:
+        """InnoDB tables in utf8mb4, compared byte for byte without padding."""
+        collation = self.collation(conn)
         for table in metadata.tables.values():
             for backend in self.backends:
                 table.dialect_kwargs[f"{backend}_engine"] = "InnoDB"
                 table.dialect_kwargs[f"{backend}_charset"] = "utf8mb4"
-                table.dialect_kwargs[f"{backend}_collate"] = "utf8mb4_bin"
+                table.dialect_kwargs[f"{backend}_collate"] = collation
+
+    @staticmethod
+    def collation(conn: Connection) -> str:
+        """A binary NO PAD collation: ``utf8mb4_bin`` pads (``'a' = 'a '``); these do not."""
+        mariadb = getattr(conn.dialect, "is_mariadb", False)
+        return "utf8mb4_nopad_bin" if mariadb else "utf8mb4_0900_bin"
+
+    def upgrade_text(self, conn: Connection, metadata: MetaData) -> None:
+        """Convert every table's text columns to the NO PAD collation."""
+        quote = conn.dialect.identifier_preparer.quote
+        collation = self.collation(conn)
+        for table in metadata.tables.values():
+            conn.exec_driver_sql(
+                f"ALTER TABLE {quote(table.name)} "
+                f"CONVERT TO CHARACTER SET utf8mb4 COLLATE {collation}"
+            )
+
+    def drop_index(self, conn: Connection, table: str, name: str) -> None:
+        """MySQL names the table an index belongs to."""
+        quote = conn.dialect.identifier_preparer.quote
+        conn.exec_driver_sql(f"DROP INDEX {quote(name)} ON {quote(table)}")
 
     def lock_schema(self, conn: Connection) -> None:
         """A named lock held by the session (released by :meth:`unlock_schema`)."""
@@ -309,22 +339,22 @@ class MySQL(Dialect):
             f"INSERT INTO {name} ({columns}) VALUES ({marks}) "
             f"ON DUPLICATE KEY UPDATE {first} = {first}"
         )
-        ordered = _sorted_rows(table, rows)
-        # PyMySQL reports matched rows (CLIENT.FOUND_ROWS), so count the new keys beforehand.
-        single_key = len(table.primary_key.columns) == 1
-        new = _count_new(conn, name, first, ordered) if single_key else 0
-        conn.exec_driver_sql(sql, ordered)
-        return new
+        # Affected rows: 1 per row inserted, 0 per key already present (see _affected_rows).
+        return int(conn.exec_driver_sql(sql, _sorted_rows(table, rows)).rowcount)
 
 
-def _count_new(conn: Connection, name: str, key: str, rows: Sequence[Row]) -> int:
-    keys = sorted({row[0] for row in rows})
-    present = 0
-    for part in chunked(keys, 1000):
-        marks = ", ".join("%s" for _ in part)
-        sql = f"SELECT COUNT(*) FROM {name} WHERE {key} IN ({marks})"
-        present += int(conn.exec_driver_sql(sql, tuple(part)).scalar() or 0)
-    return len(keys) - present
+_CLIENT_FOUND_ROWS = 2  # the MySQL protocol's capability bit of that name
+
+
+def _affected_rows(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+    """Connect without ``CLIENT_FOUND_ROWS``, which SQLAlchemy always asks for.
+
+    With it, a row that ``ON DUPLICATE KEY UPDATE`` leaves as it was counts as affected, the
+    same as a new one; without it the affected-row count is exactly the rows inserted, even
+    when other transactions insert the same keys at the same time.  provstore runs no
+    statement that relies on matched-row counts.
+    """
+    cparams["client_flag"] = cparams.get("client_flag", 0) & ~_CLIENT_FOUND_ROWS
 
 
 DIALECTS: dict[str, Dialect] = {d.name: d for d in (SQLite(), PostgreSQL(), MySQL())}

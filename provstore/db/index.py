@@ -21,7 +21,16 @@ from provstore.core.objects import Product, Run, RunEnd, Sealed, load
 from provstore.db import dialects, schema
 from provstore.db.engine import param_mark
 
-__all__ = ["INDEXERS", "INDEX_TABLES", "absent", "index_rows", "rebuild", "write_items"]
+__all__ = [
+    "INDEXERS",
+    "INDEX_TABLES",
+    "absent",
+    "index_rows",
+    "kinds_of",
+    "other_ends",
+    "rebuild",
+    "write_items",
+]
 
 Row = tuple[Any, ...]
 IndexRow = tuple[Table, Row]
@@ -100,15 +109,39 @@ def write_items(conn: Connection, items: Sequence[Sealed]) -> int:
     return added
 
 
-def absent(conn: Connection, digests: Iterable[bytes]) -> set[bytes]:
-    """Those of ``digests`` that name no stored object (plain SQL on the driver: hot path)."""
+def kinds_of(conn: Connection, digests: Iterable[bytes]) -> dict[bytes, str]:
+    """The kind of each of ``digests`` that names a stored object (plain driver SQL: hot)."""
     wanted = sorted(set(digests))
     mark = param_mark(conn)
-    found: set[bytes] = set()
+    found: dict[bytes, str] = {}
     for part in chunked(wanted):
-        sql = f"SELECT digest FROM objects WHERE digest IN ({', '.join([mark] * len(part))})"
-        found.update(bytes(d) for (d,) in conn.exec_driver_sql(sql, tuple(part)))
-    return set(wanted) - found
+        marks = ", ".join([mark] * len(part))
+        sql = f"SELECT digest, kind FROM objects WHERE digest IN ({marks})"
+        found.update((bytes(d), kind) for d, kind in conn.exec_driver_sql(sql, tuple(part)))
+    return found
+
+
+def absent(conn: Connection, digests: Iterable[bytes]) -> set[bytes]:
+    """Those of ``digests`` that name no stored object."""
+    wanted = set(digests)
+    return wanted - kinds_of(conn, wanted).keys()
+
+
+def other_ends(conn: Connection, ends: dict[bytes, bytes]) -> dict[bytes, bytes]:
+    """For runs (``run -> end digest``) with an end other than the one given: run -> that end.
+
+    A run ends once; the ``run_ends`` index holds one row per run (a unique index), so after
+    an insert that was ignored, the row found is the end that was there first.
+    """
+    col = schema.run_ends.c
+    clash: dict[bytes, bytes] = {}
+    for part in chunked(sorted(ends)):
+        query = select(col.run, col.digest).where(col.run.in_(part))
+        for run, digest in conn.execute(query):
+            run, digest = bytes(run), bytes(digest)
+            if digest != ends[run]:
+                clash[run] = digest
+    return clash
 
 
 def rebuild(

@@ -3,7 +3,8 @@
 ``objects`` holds every object's framed bytes (the truth); every other table is derived from
 them and can be rebuilt by :func:`provstore.store.Store.reindex`.  Digests are binary columns
 (``BLOB``/``BYTEA``/``BINARY(32)``); on MySQL/MariaDB every text column is ``utf8mb4`` with the
-binary collation, so ``Pillow`` and ``pillow`` stay different.  Names are looked up through a
+binary collation without padding, so ``Pillow`` and ``pillow`` (and ``1.0`` and ``1.0 ``) stay
+different.  Names are looked up through a
 digest column (``name_key``), so names of any length can be indexed on every backend.
 
 Tables declare what a database may do with them in ``info`` (``compact``: small rows under a
@@ -42,7 +43,10 @@ __all__ = [
     "runs",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: one end per run (a unique index on ``run_ends.run``) and, on MySQL/MariaDB, text compared
+without padding (``'1.0'`` and ``'1.0 '`` differ, as on SQLite and PostgreSQL).  A version-1
+store is upgraded in place when opened for writing (:mod:`provstore.db.setup`)."""
 _MY = MYSQL_BACKENDS
 _UNBOUNDED = 2**32 - 1  # MySQL turns TEXT(n)/BLOB(n) of this size into LONGTEXT/LONGBLOB
 
@@ -52,11 +56,12 @@ def _digest() -> TypeEngine[bytes]:
 
 
 def _text() -> TypeEngine[str]:
-    return Text().with_variant(Text(_UNBOUNDED, collation="utf8mb4_bin"), *_MY)
+    # MySQL's collation comes from the table (set per server by the dialect: NO PAD, binary).
+    return Text().with_variant(Text(_UNBOUNDED), *_MY)
 
 
 def _short(length: int) -> TypeEngine[str]:
-    return String(length).with_variant(String(length, collation="utf8mb4_bin"), *_MY)
+    return String(length)
 
 
 metadata = MetaData()
@@ -124,6 +129,6 @@ run_ends = Table(
     Column("run", _digest(), nullable=False),
     Column("status", _short(16), nullable=False),
     Column("finished_ns", BigInteger, nullable=False),
-    Index("ix_run_ends_run", "run"),
+    Index("ux_run_ends_run", "run", unique=True),  # a run ends once
     info={"compact": True},
 )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
-from sqlalchemy import inspect
+from sqlalchemy import func, inspect, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -23,11 +23,14 @@ Reader = Callable[[], AbstractContextManager[Connection]]
 
 
 def ensure_schema(engine: Engine, reader: Reader, shown_url: str) -> None:
-    """Create the schema if the database has none; refuse one of another version."""
+    """Create the schema if the database has none, upgrade an older one, refuse a newer one."""
     dialect = dialects.of(engine)
     version = _read_version(reader)
     if version is None:
         retrying(lambda: _create_schema(engine, shown_url), dialect)
+        version = _read_version(reader)
+    if version in _UPGRADES:
+        retrying(lambda: _upgrade(engine), dialect)
         version = _read_version(reader)
     if version != str(schema.SCHEMA_VERSION):
         raise SchemaVersionError(str(version), schema.SCHEMA_VERSION)
@@ -59,9 +62,57 @@ def _create_schema(engine: Engine, shown_url: str) -> None:
                     f"{shown_url} holds an 'objects' table but no provstore schema "
                     "record; it is not a provstore store. Use another database."
                 )
-            dialect.prepare_schema(schema.metadata)
+            dialect.prepare_schema(schema.metadata, conn)
             schema.metadata.create_all(conn, checkfirst=True)
             version_row = [("schema_version", str(schema.SCHEMA_VERSION))]
             dialect.insert_ignore(conn, schema.meta, version_row)
         finally:
             dialect.unlock_schema(conn)
+
+
+def _upgrade(engine: Engine) -> None:
+    """Bring a store up to :data:`~provstore.db.schema.SCHEMA_VERSION`, one version at a time.
+
+    Under the schema lock, so concurrent openers upgrade once.  Each step is idempotent: on
+    MySQL, where DDL commits as it goes, a step interrupted half-way is finished by the next
+    opener.
+    """
+    dialect = dialects.of(engine)
+    with write_transaction(engine) as conn:
+        dialect.lock_schema(conn)
+        try:
+            version = conn.execute(queries.SCHEMA_VERSION).scalar_one()
+            while version in _UPGRADES:
+                _UPGRADES[version](conn)
+                version = str(int(version) + 1)
+                conn.execute(
+                    schema.meta.update()
+                    .where(schema.meta.c.key == "schema_version")
+                    .values(value=version)
+                )
+        finally:
+            dialect.unlock_schema(conn)
+
+
+def _to_version_2(conn: Connection) -> None:
+    """One end per run (a unique index) and text compared without padding on MySQL.
+
+    A store that holds two ends for one run keeps, in the index, the one with the smallest
+    digest (what ``reindex`` keeps); ``provstore fsck`` reports the other as a conflict.
+    """
+    dialect = dialects.of(conn)
+    ends = schema.run_ends
+    found = {index["name"] for index in inspect(conn).get_indexes(ends.name)}
+    if "ux_run_ends_run" not in found:
+        twice = select(ends.c.run).group_by(ends.c.run).having(func.count() > 1)
+        for run in conn.execute(twice).scalars().all():
+            first = conn.execute(select(func.min(ends.c.digest)).where(ends.c.run == run))
+            conn.execute(ends.delete().where(ends.c.run == run, ends.c.digest != first.scalar()))
+        next(index for index in ends.indexes if index.name == "ux_run_ends_run").create(conn)
+    if "ix_run_ends_run" in found:
+        dialect.drop_index(conn, ends.name, "ix_run_ends_run")
+    dialect.upgrade_text(conn, schema.metadata)
+
+
+_UPGRADES: dict[str, Callable[[Connection], None]] = {"1": _to_version_2}
+"""The step from each older schema version to the next."""

@@ -28,6 +28,7 @@ import blake3
 
 from provstore.core.digests import DIGEST_SIZE, to_hex
 from provstore.core.errors import BundleError
+from provstore.core.objects import MAX_OBJECT_SIZE
 
 __all__ = [
     "FORMAT_VERSION",
@@ -52,7 +53,7 @@ _CHUNK = 1 << 16
 class Limits:
     """Bounds an importer enforces before it allocates or reads anything bigger."""
 
-    max_object: int = 64 << 20
+    max_object: int = MAX_OBJECT_SIZE
     max_objects: int = 100_000_000
     max_total: int = 1 << 40
     max_roots: int = 100_000

@@ -12,9 +12,9 @@ from provstore.checks.walk import closure
 from provstore.core.chunks import chunked
 from provstore.core.digests import to_hex
 from provstore.core.errors import BundleError, CorruptObjectError
-from provstore.core.objects import Sealed, load
+from provstore.core.objects import RunEnd, Sealed, load, refusal
 from provstore.db.engine import write_transaction
-from provstore.db.index import absent, write_items
+from provstore.db.index import absent, kinds_of, other_ends, write_items
 from provstore.exchange.bundle import BundleReader, Limits, write_bundle
 from provstore.store import Store
 
@@ -118,7 +118,7 @@ def _import(
     store: Store, reader: BundleReader, on_progress: Callable[[int], None] | None
 ) -> ImportResult:
     added = present = 0
-    known: dict[bytes, None] = {}  # digests written by this import, the newest kept
+    known: dict[bytes, str] = {}  # digest -> kind, written or checked by this import
     with write_transaction(store.engine) as conn:
         for batch in _decoded(reader):
             new, old = _write_batch(conn, batch, known)
@@ -132,50 +132,98 @@ def _import(
 
 
 def _decoded(reader: BundleReader) -> Iterator[list[tuple[int, Sealed]]]:
-    """Batches of verified objects; the last comes after the trailer was checked."""
+    """Batches of verified, admissible objects; the last comes after the trailer was checked."""
     batch: list[tuple[int, Sealed]] = []
     for index, digest, data in reader.objects():
         try:
-            batch.append((index, load(digest, data, hashed=True)))
+            item = load(digest, data, hashed=True)
         except CorruptObjectError as exc:
             raise BundleError(f"invalid object: {exc.reason}", to_hex(digest), index) from None
+        refused = refusal(item.obj, len(data))
+        if refused is not None:
+            raise BundleError(f"{refused[0]} cannot be stored: {refused[1]}", item.hex, index)
+        batch.append((index, item))
         if len(batch) >= _BATCH:
             yield batch
             batch = []
     yield batch
 
 
-def _write_batch(
-    conn: Connection, batch: list[tuple[int, Sealed]], known: dict[bytes, None]
-) -> tuple[int, int]:
-    """Insert a batch, then require every reference to resolve; returns (added, present).
+Use = tuple[int, Sealed, str, str]  # (bundle index, referrer, field, expected kind)
+Problem = tuple[int, str, Sealed]  # (bundle index, message, object)
 
-    ``known`` holds digests this import wrote already (bounded to the newest ``_KNOWN``):
-    references to them, which are most of them (a product's run, its recent parents), need
-    no query.
+
+def _write_batch(
+    conn: Connection, batch: list[tuple[int, Sealed]], known: dict[bytes, str]
+) -> tuple[int, int]:
+    """Insert a batch, then check its references and run ends; returns (added, present).
+
+    Every reference must resolve to an object of the kind its field names, and every run must
+    end once.  ``known`` maps digests this import wrote or checked to their kinds (bounded to
+    the newest ``_KNOWN``): references to them, which are most of them (a product's run, its
+    recent parents), need no query.
     """
     if not batch:
         return 0, 0
     unique = {item.digest: item for _, item in batch}
     added = write_items(conn, list(unique.values()))
-    known.update(dict.fromkeys(unique))
-    referrer: dict[bytes, tuple[int, Sealed]] = {}
+    known.update((digest, item.kind) for digest, item in unique.items())
+    problems: list[Problem] = []
+    pending: dict[bytes, list[Use]] = {}
     for index, item in batch:
-        for ref in item.obj.references():
-            if ref not in known:
-                referrer.setdefault(ref, (index, item))
-    missing = absent(conn, referrer)
-    known.update(dict.fromkeys(referrer))
+        for field, ref, kind in item.obj.typed_references():
+            if ref in known:
+                _check_kind(problems, (index, item, field, kind), ref, known[ref])
+            else:
+                pending.setdefault(ref, []).append((index, item, field, kind))
+    stored = kinds_of(conn, pending)
+    for ref, uses in pending.items():
+        for use in uses:
+            _check_kind(problems, use, ref, stored.get(ref))
+    known.update(stored)
+    problems.extend(_second_ends(conn, batch))
     if len(known) > _KNOWN:  # keep the newest half (amortised: no per-entry eviction)
-        newest = list(known)[-(_KNOWN // 2) :]
+        newest = list(known.items())[-(_KNOWN // 2) :]
         known.clear()
-        known.update(dict.fromkeys(newest))
-    if missing:
-        ref = sorted(missing, key=lambda d: referrer[d][0])[0]
-        index, item = referrer[ref]
-        raise BundleError(
-            f"it refers to {to_hex(ref)}, which is neither earlier in the bundle nor in the store",
-            item.hex,
-            index,
-        )
+        known.update(newest)
+    if problems:
+        index, message, item = min(problems, key=lambda p: p[0])
+        raise BundleError(message, item.hex, index)
     return added, len(batch) - added
+
+
+def _check_kind(problems: list[Problem], use: Use, ref: bytes, found: str | None) -> None:
+    index, item, field, kind = use
+    if found is None:
+        message = f"its {field} {to_hex(ref)} is neither earlier in the bundle nor in the store"
+    elif found != kind:
+        message = (
+            f"its {field} {to_hex(ref)} is a {found}, but a {item.kind}'s {field} "
+            f"must name a {kind}"
+        )
+    else:
+        return
+    problems.append((index, message, item))
+
+
+def _second_ends(conn: Connection, batch: list[tuple[int, Sealed]]) -> list[Problem]:
+    """Run ends in the batch for runs that already end otherwise (a run ends once)."""
+    ends: dict[bytes, tuple[int, Sealed]] = {}
+    problems = []
+    for index, item in batch:
+        if isinstance(item.obj, RunEnd):
+            first = ends.setdefault(item.obj.run, (index, item))
+            if first[1].digest != item.digest:
+                problems.append((index, _second_end(item.obj.run, first[1].digest), item))
+    clash = other_ends(conn, {run: item.digest for run, (_, item) in ends.items()})
+    for run, other in clash.items():
+        index, item = ends[run]
+        problems.append((index, _second_end(run, other), item))
+    return problems
+
+
+def _second_end(run: bytes, other: bytes) -> str:
+    return (
+        f"run {to_hex(run)} already ended ({to_hex(other)}); a run ends once, so this second "
+        "end is a conflict"
+    )
