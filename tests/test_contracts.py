@@ -15,12 +15,17 @@ from provstore.core.digests import from_hex, parse_ref
 from provstore.core.encoding import encode
 from provstore.core.objects import Product, seal, seal_unchecked
 
+def text(**kwargs):
+    """Text every store can keep: UTF-8 encodable (no lone surrogates), no NUL."""
+    return st.text(st.characters(codec="utf-8", exclude_characters="\x00"), **kwargs)
+
+
 scalars = (
     st.none()
     | st.booleans()
     | st.integers(min_value=-(2**63), max_value=2**64 - 1)
     | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text()
+    | text()
     | st.binary()
 )
 values = st.recursive(
@@ -28,19 +33,19 @@ values = st.recursive(
     lambda children: (
         st.lists(children, max_size=4)
         | st.tuples(children, children)
-        | st.dictionaries(st.text(max_size=6), children, max_size=4)
+        | st.dictionaries(text(max_size=6), children, max_size=4)
     ),
     max_leaves=12,
 )
 digest_bytes = st.binary(min_size=32, max_size=32)
 products = st.builds(
     Product,
-    name=st.text(st.characters(blacklist_characters="\x00"), min_size=1, max_size=20),
-    version=st.none() | st.text(st.characters(blacklist_characters="\x00"), max_size=8),
-    metadata=st.dictionaries(st.text(max_size=6), values, max_size=3),
+    name=text(min_size=1, max_size=20),
+    version=st.none() | text(max_size=8),
+    metadata=st.dictionaries(text(max_size=6), values, max_size=3),
     content=st.none() | digest_bytes,
     size=st.none() | st.integers(0, 2**63 - 1),
-    path=st.none() | st.text(max_size=30),
+    path=st.none() | text(max_size=30),
     run=st.none() | digest_bytes,
     parents=st.lists(digest_bytes, max_size=3).map(lambda ps: tuple(sorted(set(ps)))),
 )

@@ -6,7 +6,9 @@ each page checks that
 
 * every object re-hashes to its digest and decodes strictly, and its ``kind`` and ``size``
   columns agree with its bytes (problem kinds ``corrupt`` and ``column``);
-* every digest it refers to names a stored object (``reference``);
+* every digest it refers to names a stored object of the kind the field requires
+  (``reference``);
+* no run has a second end (``conflict``: a run ends once; the index keeps the first);
 * the index holds exactly the rows derived from the page's objects (``index``).
 
 The pages split the digest space into consecutive ranges ``(previous last, last]``; each
@@ -30,9 +32,9 @@ from sqlalchemy.engine import Connection
 
 from provstore.core.digests import to_hex
 from provstore.core.errors import CorruptObjectError
-from provstore.core.objects import Sealed, load
+from provstore.core.objects import RunEnd, Sealed, load, wrong_kind
 from provstore.db import schema
-from provstore.db.index import INDEX_TABLES, index_rows
+from provstore.db.index import INDEX_TABLES, framed_kinds, index_rows, kinds_of, other_ends
 from provstore.store import Store
 
 __all__ = ["LISTED_PER_TABLE", "FsckReport", "Problem", "fsck"]
@@ -48,7 +50,7 @@ class Problem:
     """One thing wrong with a store.
 
     ``digest`` is the object's (or index row key's) hex digest, ``""`` for a whole-table
-    summary; ``kind`` is ``corrupt``, ``column``, ``reference`` or ``index``.
+    summary; ``kind`` is ``corrupt``, ``column``, ``reference``, ``conflict`` or ``index``.
     """
 
     digest: str
@@ -124,8 +126,10 @@ class _Checker:
                 corrupt.add(digest)
             else:
                 loaded.append(item)
-        self.check_references(loaded, {row[0] for row in page})
-        self.check_index(conn, loaded, corrupt, lower, page[-1][0])
+        self.check_references(conn, loaded)
+        second = self.check_run_ends(conn, loaded)
+        kept = [item for item in loaded if item.digest not in second]
+        self.check_index(conn, kept, corrupt | second, lower, page[-1][0])
 
     def check_object(self, digest: bytes, kind: str, size: int, data: bytes) -> Sealed | None:
         """The decoded object, or None (and a problem) when it does not hash or decode."""
@@ -144,20 +148,43 @@ class _Checker:
             self._add(hexed, "column", f"the kind column says {kind!r} but it is a {item.kind}")
         return item
 
-    def check_references(self, loaded: Sequence[Sealed], present: set[bytes]) -> None:
-        """Report objects that refer to digests no stored object has."""
-        refs = [(item, item.obj.references()) for item in loaded]
-        wanted = {ref for _, item_refs in refs for ref in item_refs} - present
-        missing = self.store.missing(wanted) if wanted else set()
-        if not missing:
-            return
-        for item, item_refs in refs:
-            gone = sorted(set(item_refs) & missing)
+    def check_references(self, conn: Connection, loaded: Sequence[Sealed]) -> None:
+        """Report references to digests no stored object has, or to objects of another kind."""
+        kinds = {item.digest: item.kind for item in loaded}
+        wanted = {ref for item in loaded for ref in item.obj.references()} - kinds.keys()
+        columns = kinds_of(conn, wanted)
+        doubtful = {
+            ref for item in loaded for _, ref, kind in item.obj.typed_references()
+            if ref in columns and columns[ref] != kind
+        }  # fmt: skip
+        kinds.update(columns)
+        kinds.update(framed_kinds(conn, doubtful))
+        for item in loaded:
+            gone: list[str] = []
+            for name, ref, kind in item.obj.typed_references():
+                found = kinds.get(ref)
+                if found is None:
+                    gone.append(to_hex(ref))
+                elif found != kind:
+                    self._add(item.hex, "reference", wrong_kind(item.kind, name, ref, found, kind))
             if gone:
-                names = ", ".join(to_hex(d) for d in gone)
+                names = ", ".join(gone)
                 self._add(
                     item.hex, "reference", f"this {item.kind} refers to {names}, not in the store"
                 )
+
+    def check_run_ends(self, conn: Connection, loaded: Sequence[Sealed]) -> set[bytes]:
+        """Report second ends of runs (a run ends once); their digests, left out of the index."""
+        ends = {item.obj.run: item for item in loaded if isinstance(item.obj, RunEnd)}
+        clash = other_ends(conn, {run: item.digest for run, item in ends.items()})
+        for run, first in clash.items():
+            self._add(
+                ends[run].hex,
+                "conflict",
+                f"run {to_hex(run)} already ended ({to_hex(first)}); a run ends once, so this "
+                "second end is a conflict (the index keeps the first)",
+            )
+        return {ends[run].digest for run in clash}
 
     # -- index -------------------------------------------------------------------------------
 

@@ -72,15 +72,21 @@ def _run_of(store: Store, item: Sealed) -> Sealed | None:
 
 
 def check_integrity(store: Store, item: Sealed) -> Check:
-    """Re-hash the object's whole closure and resolve every reference."""
+    """Re-hash the object's whole closure; every reference resolves to an object of its kind."""
     walked = closure(store, [item.digest])
     count = len(walked.found)
     if walked.whole:
-        return Check("integrity", "ok", f"{count} objects re-hashed; every reference resolves")
+        return Check(
+            "integrity", "ok", f"{count} objects re-hashed; every reference resolves to its kind"
+        )
     problems = [f"corrupt {to_hex(d)}: {reason}" for d, reason in sorted(walked.corrupt.items())]
     problems += [
         f"missing {to_hex(d)} (referred to by {to_hex(walked.referrers.get(d, b''))[:12]})"
         for d in sorted(walked.missing)
+    ]
+    problems += [
+        f"{walked.kinds[d]} {to_hex(d)}: {reason}"
+        for d, reason in sorted(walked.wrong_kinds.items())
     ]
     return Check(
         "integrity",
@@ -89,6 +95,7 @@ def check_integrity(store: Store, item: Sealed) -> Check:
         {
             "corrupt": {to_hex(d): r for d, r in walked.corrupt.items()},
             "missing": sorted(to_hex(d) for d in walked.missing),
+            "wrong_kind": {to_hex(d): r for d, r in walked.wrong_kinds.items()},
         },
     )
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from provstore.core.chunks import chunked
-from provstore.core.objects import Sealed
+from provstore.core.objects import Sealed, wrong_kind
 from provstore.store import Store
 
 __all__ = ["Closure", "closure"]
@@ -29,7 +29,9 @@ class Closure:
     ``found`` holds the objects themselves unless the walk was asked for references only.
     ``missing`` are digests referred to but not stored, ``corrupt`` objects that do not hash
     or decode (with the reason), and ``referrers`` maps each of them to one object that refers
-    to it, for messages.
+    to it, for messages.  ``wrong_kinds`` maps an object to what is wrong with a reference of
+    its that names an object of another kind than its field requires; ``kinds`` holds the kind
+    of every object reached.
     """
 
     found: dict[bytes, Sealed] = field(default_factory=dict)
@@ -37,11 +39,13 @@ class Closure:
     missing: set[bytes] = field(default_factory=set)
     corrupt: dict[bytes, str] = field(default_factory=dict)
     referrers: dict[bytes, bytes] = field(default_factory=dict)
+    wrong_kinds: dict[bytes, str] = field(default_factory=dict)
+    kinds: dict[bytes, str] = field(default_factory=dict)
 
     @property
     def whole(self) -> bool:
-        """Every object present and sound."""
-        return not self.missing and not self.corrupt
+        """Every object present and sound, every reference to an object of its field's kind."""
+        return not self.missing and not self.corrupt and not self.wrong_kinds
 
 
 def closure(
@@ -55,6 +59,7 @@ def closure(
     result = Closure()
     layer = sorted(set(roots))
     seen = set(layer)
+    awaited: dict[bytes, list[tuple[Sealed, str, str]]] = {}  # ref -> (referrer, field, kind)
     while layer:
         following: set[bytes] = set()
         for part in chunked(layer, _BATCH):
@@ -67,6 +72,7 @@ def closure(
                 refs = result.references[digest] = item.obj.references()
                 if objects:
                     result.found[digest] = item
+                _check_kinds(result, item, awaited)
                 for ref in refs:
                     if ref not in seen:
                         result.referrers.setdefault(ref, digest)
@@ -74,3 +80,22 @@ def closure(
         seen.update(following)
         layer = sorted(following)
     return result
+
+
+def _check_kinds(
+    result: Closure, item: Sealed, awaited: dict[bytes, list[tuple[Sealed, str, str]]]
+) -> None:
+    """Compare references with the kinds of the objects they name, as those are loaded."""
+    result.kinds[item.digest] = item.kind
+    checks = [(referrer, name, kind, item.digest) for referrer, name, kind in
+              awaited.pop(item.digest, ())]  # fmt: skip
+    for name, ref, kind in item.obj.typed_references():
+        if ref in result.kinds:
+            checks.append((item, name, kind, ref))
+        else:
+            awaited.setdefault(ref, []).append((item, name, kind))
+    for referrer, name, kind, ref in checks:
+        found = result.kinds[ref]
+        if found != kind:
+            message = wrong_kind(referrer.kind, name, ref, found, kind)
+            result.wrong_kinds.setdefault(referrer.digest, message)

@@ -40,6 +40,7 @@ __all__ = [
     "MAX_OBJECT_SIZE",
     "load",
     "refusal",
+    "wrong_kind",
     "seal",
     "seal_unchecked",
 ]
@@ -417,6 +418,14 @@ def seal_unchecked(obj: Object) -> Sealed:
     if reason is not None:
         raise EncodingError(reason[0], reason[1])
     return Sealed(hash_framed(data), obj.KIND, data, obj)
+
+
+def wrong_kind(referrer: str, field: str, ref: bytes, found: str, expected: str) -> str:
+    """The message for a reference to an object of another kind than its field requires."""
+    return (
+        f"its {field} {to_hex(ref)} is a {found}, but a {referrer}'s {field} must name a "
+        f"{expected}"
+    )
 
 
 def refusal(obj: Object, size: int) -> tuple[str, str] | None:

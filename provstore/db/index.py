@@ -16,6 +16,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.engine import Connection
 
 from provstore.core.chunks import chunked
+from provstore.core.digests import split_frame
 from provstore.core.errors import CorruptObjectError
 from provstore.core.objects import Product, Run, RunEnd, Sealed, load
 from provstore.db import dialects, schema
@@ -25,6 +26,7 @@ __all__ = [
     "INDEXERS",
     "INDEX_TABLES",
     "absent",
+    "framed_kinds",
     "index_rows",
     "kinds_of",
     "other_ends",
@@ -118,6 +120,23 @@ def kinds_of(conn: Connection, digests: Iterable[bytes]) -> dict[bytes, str]:
         marks = ", ".join([mark] * len(part))
         sql = f"SELECT digest, kind FROM objects WHERE digest IN ({marks})"
         found.update((bytes(d), kind) for d, kind in conn.exec_driver_sql(sql, tuple(part)))
+    return found
+
+
+def framed_kinds(conn: Connection, digests: Iterable[bytes]) -> dict[bytes, str]:
+    """The kind each stored object's own bytes declare (its frame), not its ``kind`` column.
+
+    For the rare reference whose column disagrees with what it must name: the column may be
+    what is wrong (``fsck`` reports that on its own), and the bytes are the truth.
+    """
+    o = schema.objects.c
+    found: dict[bytes, str] = {}
+    for part in chunked(sorted(set(digests))):
+        for digest, data in conn.execute(select(o.digest, o.data).where(o.digest.in_(part))):
+            try:
+                found[bytes(digest)] = split_frame(bytes(data))[0]
+            except ValueError:
+                continue  # not a frame at all: fsck reports the object as corrupt
     return found
 
 

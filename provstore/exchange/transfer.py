@@ -12,9 +12,9 @@ from provstore.checks.walk import closure
 from provstore.core.chunks import chunked
 from provstore.core.digests import to_hex
 from provstore.core.errors import BundleError, CorruptObjectError
-from provstore.core.objects import RunEnd, Sealed, load, refusal
+from provstore.core.objects import RunEnd, Sealed, load, refusal, wrong_kind
 from provstore.db.engine import write_transaction
-from provstore.db.index import absent, kinds_of, other_ends, write_items
+from provstore.db.index import absent, framed_kinds, kinds_of, other_ends, write_items
 from provstore.exchange.bundle import BundleReader, Limits, write_bundle
 from provstore.store import Store
 
@@ -54,6 +54,9 @@ def _references(store: Store, roots: list[bytes]) -> dict[bytes, tuple[bytes, ..
     if walked.missing:
         lacking = to_hex(min(walked.missing))
         raise BundleError(f"the store lacks {lacking}; run `provstore fsck`")
+    if walked.wrong_kinds:
+        digest, reason = min(walked.wrong_kinds.items())
+        raise BundleError(f"{reason}; run `provstore fsck`", to_hex(digest))
     return walked.references
 
 
@@ -177,6 +180,10 @@ def _write_batch(
             else:
                 pending.setdefault(ref, []).append((index, item, field, kind))
     stored = kinds_of(conn, pending)
+    doubtful = {
+        ref for ref, uses in pending.items() for use in uses if stored.get(ref, use[3]) != use[3]
+    }
+    stored.update(framed_kinds(conn, doubtful))  # the kind column may be what is wrong
     for ref, uses in pending.items():
         for use in uses:
             _check_kind(problems, use, ref, stored.get(ref))
@@ -197,10 +204,7 @@ def _check_kind(problems: list[Problem], use: Use, ref: bytes, found: str | None
     if found is None:
         message = f"its {field} {to_hex(ref)} is neither earlier in the bundle nor in the store"
     elif found != kind:
-        message = (
-            f"its {field} {to_hex(ref)} is a {found}, but a {item.kind}'s {field} "
-            f"must name a {kind}"
-        )
+        message = wrong_kind(item.kind, field, ref, found, kind)
     else:
         return
     problems.append((index, message, item))
