@@ -32,9 +32,9 @@ from sqlalchemy.engine import Connection
 
 from provstore.core.digests import to_hex
 from provstore.core.errors import CorruptObjectError
-from provstore.core.objects import RunEnd, Sealed, load, wrong_kind
+from provstore.core.objects import RunEnd, Sealed, load, second_end, wrong_kind
 from provstore.db import schema
-from provstore.db.index import INDEX_TABLES, framed_kinds, index_rows, kinds_of, other_ends
+from provstore.db.index import INDEX_TABLES, ends_of, framed_kinds, index_rows, kinds_of
 from provstore.store import Store
 
 __all__ = ["LISTED_PER_TABLE", "FsckReport", "Problem", "fsck"]
@@ -174,17 +174,25 @@ class _Checker:
                 )
 
     def check_run_ends(self, conn: Connection, loaded: Sequence[Sealed]) -> set[bytes]:
-        """Report second ends of runs (a run ends once); their digests, left out of the index."""
-        ends = {item.obj.run: item for item in loaded if isinstance(item.obj, RunEnd)}
-        clash = other_ends(conn, {run: item.digest for run, item in ends.items()})
-        for run, first in clash.items():
-            self._add(
-                ends[run].hex,
-                "conflict",
-                f"run {to_hex(run)} already ended ({to_hex(first)}); a run ends once, so this "
-                "second end is a conflict (the index keeps the first)",
-            )
-        return {ends[run].digest for run in clash}
+        """Report second ends of runs (a run ends once); their digests, left out of the index.
+
+        The first end is the one the index holds, else (no row) the smallest digest: the one
+        ``reindex`` would keep.
+        """
+        ends: dict[bytes, list[Sealed]] = {}
+        for item in loaded:
+            if isinstance(item.obj, RunEnd):
+                ends.setdefault(item.obj.run, []).append(item)
+        indexed = ends_of(conn, ends)
+        second: set[bytes] = set()
+        for run, items in ends.items():
+            first = indexed.get(run, min(item.digest for item in items))
+            for item in items:
+                if item.digest != first:
+                    second.add(item.digest)
+                    self._add(item.hex, "conflict", second_end(run, first) + " (the index "
+                              "keeps the first)")  # fmt: skip
+        return second
 
     # -- index -------------------------------------------------------------------------------
 

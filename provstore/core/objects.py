@@ -40,6 +40,7 @@ __all__ = [
     "MAX_OBJECT_SIZE",
     "load",
     "refusal",
+    "second_end",
     "wrong_kind",
     "seal",
     "seal_unchecked",
@@ -425,6 +426,14 @@ def wrong_kind(referrer: str, field: str, ref: bytes, found: str, expected: str)
     return (
         f"its {field} {to_hex(ref)} is a {found}, but a {referrer}'s {field} must name a "
         f"{expected}"
+    )
+
+
+def second_end(run: bytes, first: bytes) -> str:
+    """The message for an end of a run that already ended otherwise."""
+    return (
+        f"run {to_hex(run)} already ended ({to_hex(first)}); a run ends once, so this second "
+        "end is a conflict"
     )
 
 

@@ -29,7 +29,7 @@ __all__ = [
     "framed_kinds",
     "index_rows",
     "kinds_of",
-    "other_ends",
+    "ends_of",
     "rebuild",
     "write_items",
 ]
@@ -146,21 +146,19 @@ def absent(conn: Connection, digests: Iterable[bytes]) -> set[bytes]:
     return wanted - kinds_of(conn, wanted).keys()
 
 
-def other_ends(conn: Connection, ends: dict[bytes, bytes]) -> dict[bytes, bytes]:
-    """For runs (``run -> end digest``) with an end other than the one given: run -> that end.
+def ends_of(conn: Connection, runs: Iterable[bytes]) -> dict[bytes, bytes]:
+    """The end the index holds for each of these runs that has one: run -> end digest.
 
-    A run ends once; the ``run_ends`` index holds one row per run (a unique index), so after
+    A run ends once: the ``run_ends`` index holds one row per run (a unique index), so after
     an insert that was ignored, the row found is the end that was there first.
     """
     col = schema.run_ends.c
-    clash: dict[bytes, bytes] = {}
-    for part in chunked(sorted(ends)):
-        query = select(col.run, col.digest).where(col.run.in_(part))
+    found: dict[bytes, bytes] = {}
+    for part in chunked(sorted(set(runs))):
+        query = select(col.run, col.digest).where(col.run.in_(part)).order_by(col.digest)
         for run, digest in conn.execute(query):
-            run, digest = bytes(run), bytes(digest)
-            if digest != ends[run]:
-                clash[run] = digest
-    return clash
+            found.setdefault(bytes(run), bytes(digest))
+    return found
 
 
 def rebuild(

@@ -201,14 +201,17 @@ class BundleReader:
             (size,) = _SIZE.unpack(self._source.read(_SIZE.size))
             if size == _END:
                 break
+            digest = self._source.read(DIGEST_SIZE)  # read first, so a refusal can name it
             if size > limits.max_object:
                 raise BundleError(
-                    f"object #{self.count} claims {size} bytes, over the {limits.max_object} limit"
+                    f"it claims {size:,} bytes; an object may be at most {limits.max_object:,} "
+                    "bytes",
+                    to_hex(digest),
+                    self.count,
                 )
             self.total += size
             if self.count >= limits.max_objects or self.total > limits.max_total:
                 raise BundleError("the bundle exceeds the object count or size limit")
-            digest = self._source.read(DIGEST_SIZE)
             data = self._source.read(size)
             self._hasher.update(_SIZE.pack(size) + digest)
             self._hasher.update(data)

@@ -12,9 +12,9 @@ from provstore.checks.walk import closure
 from provstore.core.chunks import chunked
 from provstore.core.digests import to_hex
 from provstore.core.errors import BundleError, CorruptObjectError
-from provstore.core.objects import RunEnd, Sealed, load, refusal, wrong_kind
+from provstore.core.objects import RunEnd, Sealed, load, refusal, second_end, wrong_kind
 from provstore.db.engine import write_transaction
-from provstore.db.index import absent, framed_kinds, kinds_of, other_ends, write_items
+from provstore.db.index import absent, ends_of, framed_kinds, kinds_of, write_items
 from provstore.exchange.bundle import BundleReader, Limits, write_bundle
 from provstore.store import Store
 
@@ -211,23 +211,17 @@ def _check_kind(problems: list[Problem], use: Use, ref: bytes, found: str | None
 
 
 def _second_ends(conn: Connection, batch: list[tuple[int, Sealed]]) -> list[Problem]:
-    """Run ends in the batch for runs that already end otherwise (a run ends once)."""
-    ends: dict[bytes, tuple[int, Sealed]] = {}
+    """Run ends in the batch for runs that end otherwise (a run ends once).
+
+    Checked after the batch is written: the unique index has then kept one end per run (the
+    earlier one), so an end the index does not hold is a second one, also when another import
+    wrote the first at the same moment.
+    """
+    ends = [(index, item, item.obj.run) for index, item in batch if isinstance(item.obj, RunEnd)]
+    indexed = ends_of(conn, {run for _, _, run in ends})
     problems = []
-    for index, item in batch:
-        if isinstance(item.obj, RunEnd):
-            first = ends.setdefault(item.obj.run, (index, item))
-            if first[1].digest != item.digest:
-                problems.append((index, _second_end(item.obj.run, first[1].digest), item))
-    clash = other_ends(conn, {run: item.digest for run, (_, item) in ends.items()})
-    for run, other in clash.items():
-        index, item = ends[run]
-        problems.append((index, _second_end(run, other), item))
+    for index, item, run in ends:
+        first = indexed.get(run, item.digest)
+        if first != item.digest:
+            problems.append((index, second_end(run, first), item))
     return problems
-
-
-def _second_end(run: bytes, other: bytes) -> str:
-    return (
-        f"run {to_hex(run)} already ended ({to_hex(other)}); a run ends once, so this second "
-        "end is a conflict"
-    )
