@@ -297,3 +297,77 @@ def test_concurrent_imports_of_one_bundle_count_exactly(backend_url, tmp_path):
     assert len(results) == 3
     assert sum(r.added for r in results) == total
     assert all(r.added + r.present == total for r in results)
+
+
+# -- a version-1 store is upgraded in place -----------------------------------------------------
+
+
+def _make_version_1(url: str, second_end: Sealed) -> None:
+    """Turn a fresh store into what schema 1 left: no unique end per run, PAD SPACE on MySQL."""
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        name = conn.dialect.name
+        drop = "DROP INDEX ux_run_ends_run" + (" ON run_ends" if name == "mysql" else "")
+        conn.execute(sa.text(drop))
+        conn.execute(sa.text("CREATE INDEX ix_run_ends_run ON run_ends (run)"))
+        if name == "mysql":
+            for table in schema.metadata.sorted_tables:
+                conn.execute(sa.text(f"ALTER TABLE {table.name} CONVERT TO CHARACTER SET "
+                                     "utf8mb4 COLLATE utf8mb4_bin"))  # fmt: skip
+        obj = second_end.obj
+        conn.execute(schema.objects.insert().values(
+            digest=second_end.digest, kind="runend", size=len(second_end.data),
+            data=second_end.data))  # fmt: skip
+        conn.execute(schema.run_ends.insert().values(
+            digest=second_end.digest, run=obj.run, status=obj.status,  # type: ignore[union-attr]
+            finished_ns=obj.finished_ns))  # type: ignore[union-attr]  # fmt: skip
+        conn.execute(schema.meta.update().values(value="1"))
+    engine.dispose()
+
+
+def test_a_version_1_store_is_upgraded_in_place(backend_url, recorded):
+    [second] = _second_end(recorded)
+    _make_version_1(backend_url, second)
+    with Store(backend_url) as store:  # opening upgrades
+        ends = store.run_ends([recorded.run])
+        report = fsck(store)
+    first = min(recorded.end, second.digest)
+    assert ends == [first]
+    flagged = [p for p in report.problems if p.kind == "conflict"]
+    assert [p.digest for p in flagged] == [max(recorded.end, second.digest).hex()]
+    engine = sa.create_engine(backend_url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(schema.meta.c.value)).scalar() == "2"
+        indexes = {i["name"]: i["unique"] for i in sa.inspect(conn).get_indexes("run_ends")}
+        if conn.dialect.name == "mysql":
+            collations = (
+                conn.execute(
+                    sa.text(
+                        "SELECT DISTINCT collation_name FROM information_schema.columns WHERE "
+                        "table_schema = DATABASE() AND collation_name IS NOT NULL"
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            assert collations == ["utf8mb4_nopad_bin"]
+    engine.dispose()
+    assert indexes == {"ux_run_ends_run": True} or indexes.get("ux_run_ends_run") == 1
+
+
+def test_a_spool_bundle_with_nul_text_is_rejected_and_ingest_goes_on(backend_url, tmp_path):
+    spool = tmp_path / "spool"
+    for name in ("first", "second"):
+        with tracker(f"sqlite:///{tmp_path}/x.db", git=False, spool=str(spool)) as t:
+            t.register_data_product(name, "1")
+    bad = _forged(_product("bad\x00name"))
+    (spool / ("0" * 64 + ".psb")).write_bytes(_bundle([bad]))  # sorts first
+    from provstore.tracking.spool import ingest
+
+    with Store(backend_url) as store:
+        report = ingest(store, str(spool))
+        names = {p.obj.name for p in store.find_products()}  # type: ignore[union-attr]
+    assert len(report.ingested) == 2 and list(report.rejected) == ["0" * 64 + ".psb"]
+    assert "NUL character" in report.rejected["0" * 64 + ".psb"]
+    assert names == {"first", "second"}
+    assert (spool / "rejected" / ("0" * 64 + ".psb")).exists()

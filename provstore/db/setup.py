@@ -106,8 +106,9 @@ def _to_version_2(conn: Connection) -> None:
     if "ux_run_ends_run" not in found:
         twice = select(ends.c.run).group_by(ends.c.run).having(func.count() > 1)
         for run in conn.execute(twice).scalars().all():
-            first = conn.execute(select(func.min(ends.c.digest)).where(ends.c.run == run))
-            conn.execute(ends.delete().where(ends.c.run == run, ends.c.digest != first.scalar()))
+            first = select(ends.c.digest).where(ends.c.run == run).order_by(ends.c.digest)
+            kept = conn.execute(first.limit(1)).scalar()
+            conn.execute(ends.delete().where(ends.c.run == run, ends.c.digest != kept))
         next(index for index in ends.indexes if index.name == "ux_run_ends_run").create(conn)
     if "ix_run_ends_run" in found:
         dialect.drop_index(conn, ends.name, "ix_run_ends_run")
