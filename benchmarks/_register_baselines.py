@@ -55,9 +55,16 @@ def _plain(value: Any) -> Any:
     return bytes(value) if isinstance(value, memoryview) else value
 
 
+def _products_columns() -> Any:
+    from provstore.db import schema
+
+    return schema.products.columns
+
+
 def _replay_plan(rows: dict[str, list[tuple[Any, ...]]], batches: list[int]) -> list[Any]:
     """The rows cut into provstore's batches, in registration order (names are p<i>)."""
-    order = sorted(rows["products"], key=lambda r: int(r[2][1:]))
+    name = [c.name for c in _products_columns()].index("name")
+    order = sorted(rows["products"], key=lambda r: int(r[name][1:]))
     objs = {r[0]: r for r in rows["objects"]}
     edges: dict[bytes, list[tuple[Any, ...]]] = {}
     for edge in rows["product_parents"]:
@@ -185,12 +192,16 @@ def _naive_models() -> Any:
     class ProductRow(Base):
         __tablename__ = "products"
         digest = mapped_column(p.digest.type, primary_key=True)
-        name_key = mapped_column(p.name_key.type, index=True)
         name = mapped_column(p.name.type)
         version = mapped_column(p.version.type)
         content = mapped_column(p.content.type, index=True)
         size = mapped_column(p.size.type)
         run = mapped_column(p.run.type, index=True)
+        path = mapped_column(p.path.type)
+        __table_args__ = (
+            Index("ix_naive_name", "name", mysql_length=255, mariadb_length=255),
+            Index("ix_naive_path", "path", mysql_length=255, mariadb_length=255),
+        )
 
     class ParentRow(Base):
         __tablename__ = "product_parents"
@@ -236,7 +247,6 @@ def naive_orm(url: str, plan: list[tuple[int, ...]]) -> dict[str, Any]:
             session.add(
                 product_row(
                     digest=item.digest,
-                    name_key=blake3.blake3(product.name.encode()).digest(),
                     name=product.name,
                     version=product.version,
                     content=None,

@@ -346,7 +346,7 @@ class Store:
         """Products by name, version and/or content digest, newest run first."""
         params: dict[str, Any] = {}
         if name is not None:
-            params["name_key"], params["name"] = index.name_key(name), name
+            params["name"] = name
         if version is not None:
             params["version"] = version
         match = None

@@ -17,19 +17,28 @@ import os
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from sqlalchemy import MetaData, Table, create_engine, event, text
+from sqlalchemy import MetaData, Table, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from provstore.core.errors import ConfigError, UnsupportedStoreError
 
-__all__ = ["DIALECTS", "MYSQL_BACKENDS", "Dialect", "for_url", "of", "parse_url"]
+__all__ = [
+    "DIALECTS",
+    "MYSQL_BACKENDS",
+    "POSTGRESQL_BACKENDS",
+    "Dialect",
+    "for_url",
+    "of",
+    "parse_url",
+]
 
 Row = tuple[Any, ...]
 
 MYSQL_BACKENDS = ("mysql", "mariadb")
 """SQLAlchemy's names for the MySQL family (schema type variants are declared for these)."""
+POSTGRESQL_BACKENDS = ("postgresql",)
 
 _NETWORK_FS = {
     "nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "afs", "9p", "lustre", "gpfs",
@@ -67,10 +76,6 @@ class Dialect:
 
     def upgrade_text(self, conn: Connection, metadata: MetaData) -> None:
         """Make existing tables compare text as :meth:`prepare_schema` declares it (schema 2)."""
-
-    def drop_index(self, conn: Connection, table: str, name: str) -> None:
-        """Drop an index by name (schema upgrades)."""
-        conn.exec_driver_sql(f"DROP INDEX {conn.dialect.identifier_preparer.quote(name)}")
 
     def lock_schema(self, conn: Connection) -> None:
         """Serialise schema creation between processes (inside the open transaction)."""
@@ -213,7 +218,7 @@ class PostgreSQL(Dialect):
     """A server: ``ON CONFLICT DO NOTHING`` through psycopg2's ``execute_values``."""
 
     name = "postgresql"
-    backends = ("postgresql",)
+    backends = POSTGRESQL_BACKENDS
 
     def engine(self, url: URL, *, pooled: bool) -> Engine:
         """A psycopg2 engine; unpooled for jobs."""
@@ -286,6 +291,11 @@ class MySQL(Dialect):
                 table.dialect_kwargs[f"{backend}_engine"] = "InnoDB"
                 table.dialect_kwargs[f"{backend}_charset"] = "utf8mb4"
                 table.dialect_kwargs[f"{backend}_collate"] = collation
+            for index in table.indexes:
+                if "prefix" in index.info:  # a TEXT column is indexed by its first characters
+                    lengths = {col.name: index.info["prefix"] for col in index.columns}
+                    for backend in self.backends:
+                        index.dialect_kwargs[f"{backend}_length"] = lengths
 
     @staticmethod
     def collation(conn: Connection) -> str:
@@ -294,19 +304,17 @@ class MySQL(Dialect):
         return "utf8mb4_nopad_bin" if mariadb else "utf8mb4_0900_bin"
 
     def upgrade_text(self, conn: Connection, metadata: MetaData) -> None:
-        """Convert every table's text columns to the NO PAD collation."""
+        """Convert the text columns of every existing table to the NO PAD collation."""
         quote = conn.dialect.identifier_preparer.quote
         collation = self.collation(conn)
+        existing = set(inspect(conn).get_table_names())
         for table in metadata.tables.values():
+            if table.name not in existing:
+                continue
             conn.exec_driver_sql(
                 f"ALTER TABLE {quote(table.name)} "
                 f"CONVERT TO CHARACTER SET utf8mb4 COLLATE {collation}"
             )
-
-    def drop_index(self, conn: Connection, table: str, name: str) -> None:
-        """MySQL names the table an index belongs to."""
-        quote = conn.dialect.identifier_preparer.quote
-        conn.exec_driver_sql(f"DROP INDEX {quote(name)} ON {quote(table)}")
 
     def lock_schema(self, conn: Connection) -> None:
         """A named lock held by the session (released by :meth:`unlock_schema`)."""

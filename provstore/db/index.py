@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-import blake3
 from sqlalchemy import Table, select
 from sqlalchemy.engine import Connection
 
@@ -41,18 +40,12 @@ INDEX_TABLES = (schema.products, schema.product_parents, schema.runs, schema.run
 """The tables derived from objects (everything but ``objects`` and ``provstore_meta``)."""
 
 
-def name_key(name: str) -> bytes:
-    """The digest a product name is indexed by (names of any length fit every backend)."""
-    return blake3.blake3(name.encode("utf-8")).digest()
-
-
 def _product_rows(item: Sealed) -> Iterator[IndexRow]:
     obj = item.obj
     assert isinstance(obj, Product)
-    key = name_key(obj.name)
     yield (
         schema.products,
-        (item.digest, key, obj.name, obj.version, obj.content, obj.size, obj.run),
+        (item.digest, obj.name, obj.version, obj.content, obj.size, obj.run, obj.path),
     )
     for parent in obj.parents:
         yield schema.product_parents, (item.digest, parent)

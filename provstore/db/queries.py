@@ -52,7 +52,7 @@ def find_products(name: bool, version: bool, content: str | None, limited: bool)
         p.join(o, o.c.digest == p.c.digest).outerjoin(r, r.c.digest == p.c.run)
     )
     if name:
-        query = query.where(p.c.name_key == bindparam("name_key"), p.c.name == bindparam("name"))
+        query = query.where(p.c.name == bindparam("name"))
     if version:
         query = query.where(p.c.version == bindparam("version"))
     if content == "exact":

@@ -4,12 +4,13 @@
 them and can be rebuilt by :func:`provstore.store.Store.reindex`.  Digests are binary columns
 (``BLOB``/``BYTEA``/``BINARY(32)``); on MySQL/MariaDB every text column is ``utf8mb4`` with the
 binary collation without padding, so ``Pillow`` and ``pillow`` (and ``1.0`` and ``1.0 ``) stay
-different.  Names are looked up through a
-digest column (``name_key``), so names of any length can be indexed on every backend.
+different.  Product names and paths are indexed as text compared byte for byte, so a name or a
+path prefix is one index range on every backend (MySQL indexes their first 255 characters).
 
 Tables declare what a database may do with them in ``info`` (``compact``: small rows under a
-digest key; ``partial``: an index's ``WHERE`` clause); :mod:`provstore.db.dialects` turns that
-into each database's DDL options.
+digest key; ``partial``: an index's ``WHERE`` clause; ``prefix``: how many leading characters
+of a text column an index may hold where the database limits it); :mod:`provstore.db.dialects`
+turns that into each database's DDL options.
 
 Core tables rather than ORM classes: every hot path is a batched insert or a prebuilt select,
 and importing :mod:`sqlalchemy.orm` would add ~60-100 ms to every process start.
@@ -30,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import BINARY, TypeEngine
 
-from provstore.db.dialects import MYSQL_BACKENDS
+from provstore.db.dialects import MYSQL_BACKENDS, POSTGRESQL_BACKENDS
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -44,9 +45,10 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 2
-"""2: one end per run (a unique index on ``run_ends.run``) and, on MySQL/MariaDB, text compared
-without padding (``'1.0'`` and ``'1.0 '`` differ, as on SQLite and PostgreSQL).  A version-1
-store is upgraded in place when opened for writing (:mod:`provstore.db.setup`)."""
+"""2: one end per run (a unique index on ``run_ends.run``); products indexed by name and path
+as text searchable by prefix; on MySQL/MariaDB, text compared without padding (``'1.0'`` and
+``'1.0 '`` differ, as on SQLite and PostgreSQL).  A version-1 store is upgraded in place when
+opened for writing: its index tables are rebuilt from the objects (:mod:`provstore.db.setup`)."""
 _MY = MYSQL_BACKENDS
 _UNBOUNDED = 2**32 - 1  # MySQL turns TEXT(n)/BLOB(n) of this size into LONGTEXT/LONGBLOB
 
@@ -58,6 +60,15 @@ def _digest() -> TypeEngine[bytes]:
 def _text() -> TypeEngine[str]:
     # MySQL's collation comes from the table (set per server by the dialect: NO PAD, binary).
     return Text().with_variant(Text(_UNBOUNDED), *_MY)
+
+
+def _searchable() -> TypeEngine[str]:
+    """Text searched by prefix (names, paths): compared byte for byte on every backend.
+
+    PostgreSQL's default collation orders by locale, so a prefix is not a range there; ``C``
+    is.  SQLite's default and MySQL's table collation (set per server) are binary already.
+    """
+    return _text().with_variant(Text(collation="C"), *POSTGRESQL_BACKENDS)
 
 
 def _short(length: int) -> TypeEngine[str]:
@@ -87,15 +98,16 @@ products = Table(
     "products",
     metadata,
     Column("digest", _digest(), primary_key=True),
-    Column("name_key", _digest(), nullable=False),
-    Column("name", _text(), nullable=False),
+    Column("name", _searchable(), nullable=False),
     Column("version", _text(), nullable=True),
     Column("content", _digest(), nullable=True),
     Column("size", BigInteger, nullable=True),
     Column("run", _digest(), nullable=True),
-    Index("ix_products_name_key", "name_key"),
+    Column("path", _searchable(), nullable=True),
+    Index("ix_products_name", "name", info={"prefix": 255}),
     Index("ix_products_content", "content", info={"partial": "content IS NOT NULL"}),
     Index("ix_products_run", "run"),
+    Index("ix_products_path", "path", info={"partial": "path IS NOT NULL", "prefix": 255}),
     info={"compact": True},
 )
 

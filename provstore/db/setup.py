@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
-from sqlalchemy import func, inspect, select
+from sqlalchemy import inspect
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from provstore.core.errors import SchemaVersionError, StoreError
 from provstore.db import dialects, queries, schema
 from provstore.db.engine import retrying, write_transaction
+from provstore.db.index import INDEX_TABLES, rebuild
 
 __all__ = ["ensure_schema"]
 
@@ -95,24 +96,23 @@ def _upgrade(engine: Engine) -> None:
 
 
 def _to_version_2(conn: Connection) -> None:
-    """One end per run (a unique index) and text compared without padding on MySQL.
+    """Rebuild the index tables in schema 2's shape from the objects.
 
-    A store that holds two ends for one run keeps, in the index, the one with the smallest
-    digest (what ``reindex`` keeps); ``provstore fsck`` reports the other as a conflict.
+    Schema 2 changed the products table, added one end per run (a unique index) and, on
+    MySQL, compares text without padding; deriving the index again is simpler than altering
+    it, and is what ``provstore reindex`` does anyway.  Where a store holds two ends for a run,
+    the rebuilt index keeps the one with the smaller digest and ``provstore fsck`` reports the
+    other.  Idempotent, so a rebuild interrupted on MySQL (where DDL commits as it goes) is
+    done again by the next opener.
     """
     dialect = dialects.of(conn)
-    ends = schema.run_ends
-    found = {index["name"] for index in inspect(conn).get_indexes(ends.name)}
-    if "ux_run_ends_run" not in found:
-        twice = select(ends.c.run).group_by(ends.c.run).having(func.count() > 1)
-        for run in conn.execute(twice).scalars().all():
-            first = select(ends.c.digest).where(ends.c.run == run).order_by(ends.c.digest)
-            kept = conn.execute(first.limit(1)).scalar()
-            conn.execute(ends.delete().where(ends.c.run == run, ends.c.digest != kept))
-        next(index for index in ends.indexes if index.name == "ux_run_ends_run").create(conn)
-    if "ix_run_ends_run" in found:
-        dialect.drop_index(conn, ends.name, "ix_run_ends_run")
+    tables = list(INDEX_TABLES)
+    for table in reversed(tables):
+        table.drop(conn, checkfirst=True)
     dialect.upgrade_text(conn, schema.metadata)
+    dialect.prepare_schema(schema.metadata, conn)
+    schema.metadata.create_all(conn, tables=tables)
+    rebuild(conn)
 
 
 _UPGRADES: dict[str, Callable[[Connection], None]] = {"1": _to_version_2}
