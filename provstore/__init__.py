@@ -17,7 +17,8 @@ __version__ = "0.1.0"
 _ERRORS = (
     "AmbiguousDigestError", "BundleError", "CheckFailed", "ConfigError", "CorruptObjectError",
     "EncodingError", "InvalidDigestError", "InvariantError", "PathError", "ProvstoreError",
-    "SchemaVersionError", "StoreError", "UnknownDigestError", "UnsupportedStoreError",
+    "SchemaVersionError", "StoreError", "UnknownDigestError", "UnknownReferenceError",
+    "UnsupportedStoreError",
     "UsageError", "WrongKindError",
 )  # fmt: skip
 _OBJECTS = (
@@ -26,7 +27,11 @@ _OBJECTS = (
 _HOMES: dict[str, str] = {
     **{name: "provstore.core.errors" for name in _ERRORS},
     **{name: "provstore.core.objects" for name in _OBJECTS},
-    **{name: "provstore.store" for name in ("Lineage", "RunSummary")},
+    **{name: "provstore.store" for name in ("Lineage",)},
+    **{
+        name: "provstore.db.listing"
+        for name in ("ProductFilter", "ProductRow", "RunFilter", "RunSummary")
+    },
     **{name: "provstore.api" for name in ("Store", "open_store")},
     **{name: "provstore.tracking.tracker" for name in ("Tracker", "tracker")},
 }
@@ -46,9 +51,12 @@ __all__ = [
     "Lineage",
     "PathError",
     "Product",
+    "ProductFilter",
+    "ProductRow",
     "ProvstoreError",
     "Run",
     "RunEnd",
+    "RunFilter",
     "RunSummary",
     "SchemaVersionError",
     "Sealed",
@@ -56,6 +64,7 @@ __all__ = [
     "StoreError",
     "Tracker",
     "UnknownDigestError",
+    "UnknownReferenceError",
     "UnsupportedStoreError",
     "UsageError",
     "Variables",
@@ -95,6 +104,7 @@ if TYPE_CHECKING:
         SchemaVersionError,
         StoreError,
         UnknownDigestError,
+        UnknownReferenceError,
         UnsupportedStoreError,
         UsageError,
         WrongKindError,
@@ -109,5 +119,6 @@ if TYPE_CHECKING:
         Sealed,
         Variables,
     )
-    from provstore.store import Lineage, RunSummary
+    from provstore.db.listing import ProductFilter, ProductRow, RunFilter, RunSummary
+    from provstore.store import Lineage
     from provstore.tracking.tracker import Tracker, tracker

@@ -11,6 +11,7 @@ it (:class:`provstore.api.Store` gathers them into the store users hold).
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -19,10 +20,12 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
+from provstore import resolver
 from provstore.core.chunks import chunked
 from provstore.core.contracts import (
     Verdict,
     all_of,
+    is_count,
     is_digest_ref,
     is_optional_str,
     requires,
@@ -36,13 +39,14 @@ from provstore.core.errors import (
     WrongKindError,
 )
 from provstore.core.objects import KINDS, Environment, Product, Run, Sealed, load, seal
-from provstore.db import dialects, index, queries, schema
+from provstore.db import dialects, index, listing, queries, schema
 from provstore.db import lineage as walks
 from provstore.db.connections import Readers
 from provstore.db.engine import connect, retrying, write_transaction
+from provstore.db.listing import ProductFilter, ProductRow, RunFilter, RunSummary
 from provstore.db.setup import ensure_schema
 
-__all__ = ["Lineage", "RunSummary", "Store"]
+__all__ = ["Lineage", "ProductFilter", "ProductRow", "RunFilter", "RunSummary", "Store"]
 
 _CANDIDATES_SHOWN = 10
 _T = TypeVar("_T")
@@ -60,20 +64,6 @@ class Lineage:
     direction: str
     depths: dict[bytes, int]
     edges: tuple[tuple[bytes, bytes], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class RunSummary:
-    """One line of ``provstore log``."""
-
-    digest: bytes
-    started_ns: int
-    host: str
-    user: str
-    name: str | None
-    status: str | None
-    finished_ns: int | None
-    products: int
 
 
 def _reads(method: Callable[Concatenate[Store, _P], _T]) -> Callable[Concatenate[Store, _P], _T]:
@@ -100,18 +90,12 @@ def _is_kind(kind: Any) -> Verdict:
     return f"kind must be one of {', '.join(KINDS)} (or a list of them), not {kind!r}"
 
 
-def _is_count(value: Any, what: str, *, optional: bool = False) -> Verdict:
-    if (optional and value is None) or (type(value) is int and value >= 0):
-        return True
-    return f"{what} must be a whole number of at least 0, not {value!r}"
-
-
 def _lineage_args(
     self: Store, ref: Any, direction: Any = "ancestors", depth: Any = None
 ) -> Verdict:
     if direction not in ("ancestors", "descendants"):
         return f"direction must be 'ancestors' or 'descendants', not {direction!r}"
-    return all_of(is_digest_ref(ref), _is_count(depth, "depth", optional=True))
+    return all_of(is_digest_ref(ref), is_count(depth, "depth", optional=True))
 
 
 def _find_args(
@@ -125,7 +109,7 @@ def _find_args(
         is_optional_str(name, "name"),
         True if content_digest is None else is_digest_ref(content_digest, "content_digest"),
         is_optional_str(version, "version"),
-        _is_count(limit, "limit", optional=True),
+        is_count(limit, "limit", optional=True),
     )
 
 
@@ -201,8 +185,21 @@ class Store:
     # -- reading objects ---------------------------------------------------------------------
 
     @requires(lambda self, ref: is_digest_ref(ref))
-    @_reads
     def resolve(self, ref: str | bytes) -> bytes:
+        """The digest ``ref`` names: a digest or prefix, ``name:NAME[@VERSION]`` or a file.
+
+        Where it names several (a name, a file's bytes), the best match: for a file the product
+        recorded at that path, then the newest; for a name the newest.
+        """
+        return resolver.resolve(self, ref)
+
+    @requires(lambda self, ref: is_digest_ref(ref))
+    def resolve_all(self, ref: str | bytes) -> list[bytes]:
+        """Every digest ``ref`` names, best first (see :meth:`resolve`)."""
+        return resolver.resolve_all(self, ref)
+
+    @_reads
+    def resolve_digest(self, ref: str | bytes) -> bytes:
         """The full digest named by raw bytes, hex text or a unique hex prefix."""
         if isinstance(ref, bytes):
             if len(ref) != DIGEST_SIZE or not self.contains(ref):
@@ -244,14 +241,16 @@ class Store:
         if isinstance(ref, bytes) and len(ref) == DIGEST_SIZE:
             return self._load(ref, kind)
         if not isinstance(ref, str):
+            return self._load(self.resolve_digest(ref), kind)
+        if not resolver.is_digest_text(ref) or os.path.isfile(ref):  # a name or a file
             return self._load(self.resolve(ref), kind)
         parsed = parse_ref(ref)
         if parsed.exact is not None:
             return self._load(parsed.exact, kind, ref)
         with self._readers.connection() as conn:
             rows = conn.execute(queries.BY_PREFIX, {"low": parsed.low, "high": parsed.high}).all()
-        if len(rows) != 1:  # unknown or ambiguous: resolve() says which, with the candidates
-            return self._load(self.resolve(ref), kind)
+        if len(rows) != 1:  # unknown or ambiguous: resolve_digest() says which, and lists
+            return self._load(self.resolve_digest(ref), kind)
         return self._checked(load(bytes(rows[0][0]), bytes(rows[0][1])), kind)
 
     @_reads
@@ -428,13 +427,60 @@ class Store:
                     out[bytes(digest)] = f"{name} {version}" if version else name
         return out
 
-    @requires(lambda self, limit=20: _is_count(limit, "limit"))
+    @requires(lambda self, limit=20, *, where=None, after=None: is_count(limit, "limit"))
     @_reads
-    def runs(self, limit: int = 20) -> list[RunSummary]:
-        """The most recent runs, newest first, with how they ended and how many products."""
+    def runs(
+        self,
+        limit: int = 20,
+        *,
+        where: RunFilter | None = None,
+        after: tuple[int, bytes] | None = None,
+    ) -> list[RunSummary]:
+        """The most recent runs (filtered by ``where``), newest first, with how each ended.
+
+        ``after`` is the :attr:`RunSummary.cursor` of the last run of the previous page.
+        """
         with self._readers.connection() as conn:
-            rows = conn.execute(queries.recent_runs(), {"limit": limit}).all()
-        return [RunSummary(bytes(row[0]), *row[1:]) for row in rows]
+            rows = listing.runs(conn, where or RunFilter(), after, limit)
+        wanted = [row[0] for row in rows] + [row[8] for row in rows if row[8]]
+        found = self.get_many(wanted, corrupt={})
+        return [listing.run_summary(row, found) for row in rows]
+
+    @requires(lambda self, *, where=None, limit=50, after=None: is_count(limit, "limit"))
+    @_reads
+    def products(
+        self,
+        *,
+        where: ProductFilter | None = None,
+        limit: int = 50,
+        after: tuple[int, bytes] | None = None,
+    ) -> list[ProductRow]:
+        """Products newest first (by their run's start; source products last), from the index.
+
+        ``where`` filters by name and path globs, run and time; ``after`` is the
+        :attr:`ProductRow.cursor` of the last product of the previous page.
+        """
+        with self._readers.connection() as conn:
+            return listing.products(conn, where or ProductFilter(), after, limit)
+
+    @_reads
+    def with_content(self, contents: Iterable[bytes]) -> dict[bytes, list[ProductRow]]:
+        """For each content digest, the products with those bytes, newest first (index only)."""
+        with self._readers.connection() as conn:
+            return listing.with_content(conn, contents)
+
+    @_reads
+    def recorded_paths(self, paths: Iterable[str]) -> set[str]:
+        """Those of these absolute paths at which some product was recorded."""
+        with self._readers.connection() as conn:
+            return listing.recorded_paths(conn, paths)
+
+    @requires(lambda self, path, limit=None: is_count(limit, "limit", optional=True))
+    def products_at(self, path: str, limit: int | None = None) -> list[Sealed]:
+        """Products recorded at this absolute path, newest first."""
+        rows = self.products(where=ProductFilter(at=path), limit=limit or 1000)
+        found = self.get_many(row.digest for row in rows)
+        return [found[row.digest] for row in rows if row.digest in found]
 
     @_reads
     def stats(self) -> dict[str, Any]:

@@ -30,6 +30,10 @@ LAYERS: dict[str, set[str]] = {
 }
 
 
+# Modules that belong to a layer named after another module.
+GROUPED = {"__main__": "cli", "resolver": "store"}
+
+
 def module_name(path: Path) -> str:
     parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -79,7 +83,7 @@ def layer(module: str) -> str:
     parts = module.split(".")
     if len(parts) == 1:
         return "api"  # the package's lazy facade
-    return "cli" if parts[1] == "__main__" else parts[1]
+    return GROUPED.get(parts[1], parts[1])
 
 
 def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:

@@ -25,6 +25,7 @@ from provstore.core.errors import InvariantError, UsageError
 
 __all__ = [
     "ensures",
+    "is_count",
     "is_digest_ref",
     "is_optional_str",
     "is_path",
@@ -102,6 +103,13 @@ def is_mapping(value: Any, what: str) -> Verdict:
     if value is None or isinstance(value, Mapping):
         return True
     return f"{what} must be a mapping (dict) or None, not {_type_name(value)}"
+
+
+def is_count(value: Any, what: str, *, optional: bool = False) -> Verdict:
+    """A whole number of at least 0 (or None when ``optional``)."""
+    if (optional and value is None) or (type(value) is int and value >= 0):
+        return True
+    return f"{what} must be a whole number of at least 0, not {value!r}"
 
 
 def all_of(*verdicts: Verdict) -> Verdict:

@@ -7,6 +7,7 @@
     │   ├── InvalidDigestError       text that is not a digest or a long enough prefix
     │   ├── UnknownDigestError       no object has that digest or prefix
     │   ├── AmbiguousDigestError     a prefix that names several objects
+    │   ├── UnknownReferenceError    a name or a file's bytes that no product has
     │   ├── WrongKindError           an object of another kind than the one asked for
     │   ├── PathError                a named file that does not exist or cannot be read
     │   └── ConfigError              a setting that cannot be used
@@ -40,6 +41,7 @@ __all__ = [
     "SchemaVersionError",
     "StoreError",
     "UnknownDigestError",
+    "UnknownReferenceError",
     "UnsupportedStoreError",
     "UsageError",
     "WrongKindError",
@@ -75,9 +77,17 @@ class UnknownDigestError(UsageError, LookupError):
     def __init__(self, text: str) -> None:
         self.text = text
         super().__init__(
-            f"no object matches {text!r} in this store. "
-            "Check the store URL (--url / PROVSTORE_URL) or list products with `provstore log`."
+            f"no object matches {text!r} in this store. Check the store URL (--url / "
+            "PROVSTORE_URL); `provstore products` lists products and `provstore log` runs."
         )
+
+
+class UnknownReferenceError(UsageError, LookupError):
+    """A ``name:`` reference or a file whose bytes no stored product has."""
+
+    def __init__(self, text: str, message: str) -> None:
+        self.text = text
+        super().__init__(message)
 
 
 class AmbiguousDigestError(UsageError, LookupError):

@@ -14,6 +14,7 @@ suite's backend fixture (``tests/conftest.py``).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -86,6 +87,17 @@ class Dialect:
     def lift_recursion_limit(self, conn: Connection) -> None:
         """Let a recursive query on this connection run to any depth."""
 
+    def glob(self, column: Any, pattern: str) -> Any:
+        """A case-sensitive shell-glob test (``*``, ``?``, ``[...]``) on a text column.
+
+        ``LIKE`` where the pattern has no ``[...]`` class (text compares byte for byte on
+        PostgreSQL's ``C`` and MySQL's binary collations, so ``LIKE`` is case-sensitive), a
+        regular expression otherwise.
+        """
+        if "[" not in pattern:
+            return column.like(glob_to_like(pattern), escape="!")
+        return column.regexp_match(glob_to_regex(pattern))
+
     def is_transient(self, exc: DBAPIError) -> bool:
         """Whether a failed transaction may succeed if run again (deadlock, lock timeout)."""
         return False
@@ -93,6 +105,37 @@ class Dialect:
     def insert_ignore(self, conn: Connection, table: Table, rows: Sequence[Row]) -> int:
         """Insert rows sorted by key, skipping keys already present; how many were new."""
         raise NotImplementedError
+
+
+def glob_to_like(pattern: str) -> str:
+    """A glob without classes as a ``LIKE`` pattern (escape character ``!``)."""
+    out = []
+    for char in pattern:
+        if char in "%_!":
+            out.append("!" + char)
+        elif char == "*":
+            out.append("%")
+        elif char == "?":
+            out.append("_")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def glob_to_regex(pattern: str) -> str:
+    """A glob as an anchored POSIX extended regular expression (PostgreSQL ``~``, REGEXP)."""
+    out, i = ["^"], 0
+    while i < len(pattern):
+        char = pattern[i]
+        end = pattern.find("]", i + 2) if char == "[" else -1
+        if end > 0:
+            body = pattern[i + 1 : end].replace("\\", "\\\\")
+            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
+            i = end + 1
+            continue
+        out.append(".*" if char == "*" else "." if char == "?" else re.escape(char))
+        i += 1
+    return "".join(out) + "$"
 
 
 def _sorted_rows(table: Table, rows: Sequence[Row]) -> list[Row]:
@@ -147,6 +190,10 @@ class SQLite(Dialect):
                 table.dialect_kwargs["sqlite_with_rowid"] = False
         for index, where in _partial_indexes(metadata):
             index.dialect_kwargs["sqlite_where"] = text(where)
+
+    def glob(self, column: Any, pattern: str) -> Any:
+        """SQLite's own ``GLOB``: case-sensitive, with the shell's ``*``, ``?`` and ``[...]``."""
+        return column.op("GLOB")(pattern)
 
     def is_transient(self, exc: DBAPIError) -> bool:
         """Busy or locked database files."""

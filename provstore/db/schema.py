@@ -128,7 +128,7 @@ runs = Table(
     Column("started_ns", BigInteger, nullable=False),
     Column("host", _text(), nullable=False),
     Column("user", _text(), nullable=False),
-    Column("name", _text(), nullable=True),
+    Column("name", _searchable(), nullable=True),
     Index("ix_runs_environment", "environment"),
     Index("ix_runs_started", "started_ns"),
     info={"compact": True},

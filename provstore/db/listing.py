@@ -1,0 +1,250 @@
+"""Listing products and runs newest first, a page at a time, from the index alone.
+
+Pages are keyset-paged (no ``OFFSET``): a page ends with a cursor, the sort key of its last
+row, and the next page starts after it, so every page costs the same however deep it is.
+Products are ordered by the start of the run that made them, newest first, then by digest;
+source products (no run) come last.  Name and path globs use the byte-ordered text index
+through the literal prefix before the first wildcard.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, func, literal, or_, select
+from sqlalchemy.engine import Connection
+
+from provstore.core.chunks import chunked
+from provstore.core.objects import Run, RunEnd, Sealed
+from provstore.db import dialects, schema
+from provstore.db.dialects import Dialect
+
+__all__ = [
+    "ProductFilter",
+    "ProductRow",
+    "RunFilter",
+    "RunSummary",
+    "products_query",
+    "run_summary",
+    "runs_query",
+]
+
+NO_RUN = -1  # the sort key of a product no run made: after every run (times are >= 0)
+
+
+@dataclass(frozen=True, slots=True)
+class ProductFilter:
+    """Which products a listing holds; None means any."""
+
+    name: str | None = None
+    path: str | None = None
+    run: bytes | None = None
+    since_ns: int | None = None
+    until_ns: int | None = None
+    at: str | None = None
+    """An exact path (``path`` is a glob)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProductRow:
+    """One product as the index knows it (no object is loaded for a listing)."""
+
+    digest: bytes
+    name: str
+    version: str | None
+    size: int | None
+    run: bytes | None
+    path: str | None
+    started_ns: int | None
+
+    @property
+    def cursor(self) -> tuple[int, bytes]:
+        """The sort key that the next page starts after."""
+        return (NO_RUN if self.started_ns is None else self.started_ns, self.digest)
+
+    @classmethod
+    def from_row(cls, row: Any) -> ProductRow:
+        """From a :func:`products_query` row."""
+        run = None if row[4] is None else bytes(row[4])
+        return cls(bytes(row[0]), row[1], row[2], row[3], run, row[5], row[6])
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """One line of ``provstore log``: a run, how it ended, and how many products it made."""
+
+    digest: bytes
+    started_ns: int
+    host: str
+    user: str
+    name: str | None
+    status: str | None
+    finished_ns: int | None
+    products: int
+    exit_code: int | None = None
+    command: tuple[str, ...] | None = None
+    """The command ``provstore run`` ran, else the tracked process's ``argv``."""
+    error: str | None = None
+
+    @property
+    def cursor(self) -> tuple[int, bytes]:
+        """The sort key that the next page starts after."""
+        return (self.started_ns, self.digest)
+
+    @property
+    def duration_ns(self) -> int | None:
+        """How long the run took (None while it has no end)."""
+        return None if self.finished_ns is None else self.finished_ns - self.started_ns
+
+    @property
+    def label(self) -> str:
+        """The run's name, else its command shortened to 60 characters."""
+        if self.name:
+            return self.name
+        text = shlex.join(self.command or ())
+        return text if len(text) <= 60 else text[:57] + "..."
+
+
+def run_summary(row: Any, objects: Mapping[bytes, Sealed]) -> RunSummary:
+    """A :class:`RunSummary` from a :func:`runs_query` row and the run and end objects."""
+    digest = row[0]
+    run = objects.get(digest)
+    end = objects.get(row[8]) if row[8] is not None else None
+    command = None
+    if run is not None and isinstance(run.obj, Run):
+        command = run.obj.command if run.obj.command is not None else run.obj.argv
+    exit_code = error = None
+    if end is not None and isinstance(end.obj, RunEnd):
+        exit_code, error = end.obj.exit_code, end.obj.error
+    started, host, user, name, status, finished, products = row[1:8]
+    return RunSummary(
+        digest, started, host, user, name, status, finished, products, exit_code, command, error
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    """Which runs ``provstore log`` lists; None means any."""
+
+    status: str | None = None  # succeeded, failed or unfinished
+    since_ns: int | None = None
+    until_ns: int | None = None
+    host: str | None = None
+    name: str | None = None  # a glob on the run's name
+
+
+def _prefix_range(column: Any, pattern: str) -> list[Any]:
+    """The index range of the glob's literal prefix (empty when it starts with a wildcard)."""
+    cut = min((i for i, c in enumerate(pattern) if c in "*?["), default=len(pattern))
+    prefix = pattern[:cut]
+    if not prefix:
+        return []
+    if cut == len(pattern):
+        return [column == prefix]
+    upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    return [column >= prefix, column < upper]
+
+
+def glob_clauses(dialect: Dialect, column: Any, pattern: str) -> list[Any]:
+    """A glob's range on the index, and the glob itself when the range does not say it all."""
+    clauses = _prefix_range(column, pattern)
+    literal_prefix_only = pattern.endswith("*") and not any(c in "*?[" for c in pattern[:-1])
+    if not (clauses and literal_prefix_only) and any(c in "*?[" for c in pattern):
+        clauses.append(dialect.glob(column, pattern))
+    return clauses
+
+
+def products_query(
+    dialect: Dialect, where: ProductFilter, after: tuple[int, bytes] | None, limit: int | None
+) -> Any:
+    """One page of products, newest run first (see the module docstring)."""
+    p, r = schema.products.c, schema.runs.c
+    started = func.coalesce(r.started_ns, literal(NO_RUN))
+    query = select(p.digest, p.name, p.version, p.size, p.run, p.path, r.started_ns).select_from(
+        schema.products.outerjoin(schema.runs, r.digest == p.run)
+    )
+    clauses: list[Any] = []
+    if where.name is not None:
+        clauses += glob_clauses(dialect, p.name, where.name)
+    if where.path is not None:
+        clauses += glob_clauses(dialect, p.path, where.path)
+    if where.at is not None:
+        clauses.append(p.path == where.at)
+    if where.run is not None:
+        clauses.append(p.run == where.run)
+    if where.since_ns is not None:
+        clauses.append(r.started_ns >= where.since_ns)
+    if where.until_ns is not None:
+        clauses.append(r.started_ns < where.until_ns)
+    if after is not None:
+        clauses.append(or_(started < after[0], and_(started == after[0], p.digest > after[1])))
+    query = query.where(*clauses).order_by(started.desc(), p.digest)
+    return query if limit is None else query.limit(limit)
+
+
+def runs_query(
+    dialect: Dialect, where: RunFilter, after: tuple[int, bytes] | None, limit: int
+) -> Any:
+    """One page of runs, newest first, with how each ended and its product count."""
+    r, e, p = schema.runs.c, schema.run_ends.c, schema.products.c
+    count = select(func.count()).where(p.run == r.digest).scalar_subquery()
+    query = select(
+        r.digest, r.started_ns, r.host, r.user, r.name, e.status, e.finished_ns, count, e.digest
+    ).select_from(schema.runs.outerjoin(schema.run_ends, e.run == r.digest))
+    clauses: list[Any] = []
+    if where.status == "unfinished":
+        clauses.append(e.digest.is_(None))
+    elif where.status is not None:
+        clauses.append(e.status == where.status)
+    if where.since_ns is not None:
+        clauses.append(r.started_ns >= where.since_ns)
+    if where.until_ns is not None:
+        clauses.append(r.started_ns < where.until_ns)
+    if where.host is not None:
+        clauses.append(r.host == where.host)
+    if where.name is not None:
+        clauses += glob_clauses(dialect, r.name, where.name)
+    if after is not None:
+        clauses.append(
+            or_(r.started_ns < after[0], and_(r.started_ns == after[0], r.digest > after[1]))
+        )
+    return query.where(*clauses).order_by(r.started_ns.desc(), r.digest).limit(limit)
+
+
+def products(
+    conn: Connection, where: ProductFilter, after: tuple[int, bytes] | None, limit: int
+) -> list[ProductRow]:
+    """One page of products (see :func:`products_query`)."""
+    query = products_query(dialects.of(conn), where, after, limit)
+    return [ProductRow.from_row(row) for row in conn.execute(query)]
+
+
+def runs(
+    conn: Connection, where: RunFilter, after: tuple[int, bytes] | None, limit: int
+) -> list[tuple[Any, ...]]:
+    """One page of :func:`runs_query` rows, digests as bytes."""
+    rows = conn.execute(runs_query(dialects.of(conn), where, after, limit)).all()
+    return [(bytes(r[0]), *r[1:8], None if r[8] is None else bytes(r[8])) for r in rows]
+
+
+def with_content(conn: Connection, contents: Iterable[bytes]) -> dict[bytes, list[ProductRow]]:
+    """For each content digest, the products with those bytes, newest first."""
+    content = schema.products.c.content
+    out: dict[bytes, list[ProductRow]] = {}
+    base = products_query(dialects.of(conn), ProductFilter(), None, None).add_columns(content)
+    for part in chunked(sorted(set(contents))):
+        for row in conn.execute(base.where(content.in_(part))):
+            out.setdefault(bytes(row[7]), []).append(ProductRow.from_row(row))
+    return out
+
+
+def recorded_paths(conn: Connection, paths: Iterable[str]) -> set[str]:
+    """Those of these absolute paths at which some product was recorded."""
+    path = schema.products.c.path
+    found: set[str] = set()
+    for part in chunked(sorted(set(paths))):
+        found.update(conn.execute(select(path).where(path.in_(part))).scalars())
+    return found
