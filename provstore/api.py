@@ -10,16 +10,26 @@ gathers them into the one object :func:`open_store` returns, so a user holds one
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, BinaryIO
 
 from provstore import store
 from provstore.config import resolve
-from provstore.core.contracts import all_of, is_digest_ref, is_optional_str, is_refs, requires
+from provstore.core.contracts import (
+    all_of,
+    is_digest_ref,
+    is_optional_str,
+    is_path,
+    is_paths,
+    is_refs,
+    requires,
+)
 
 if TYPE_CHECKING:
     from provstore.checks.envdiff import EnvDiff
     from provstore.checks.report import Report
+    from provstore.checks.why import StatusReport, Why
     from provstore.exchange.transfer import ExportResult, ImportResult
 
 __all__ = ["Store", "open_store"]
@@ -59,6 +69,20 @@ class Store(store.Store):
         from provstore.checks.verify import diff_refs
 
         return diff_refs(self, a, b)
+
+    @requires(lambda self, path: is_path(path))
+    def why(self, path: str) -> Why:
+        """What made the file at ``path``: its products, run, inputs and environment."""
+        from provstore.checks.why import why
+
+        return why(self, os.fspath(path))
+
+    @requires(lambda self, paths=(".",): is_paths(paths))
+    def status(self, paths: Sequence[str] = (".",)) -> StatusReport:
+        """Every file under ``paths``: recorded, modified or untracked (stat-cached hashing)."""
+        from provstore.checks.why import status
+
+        return status(self, [os.fspath(p) for p in paths])
 
     @requires(
         lambda self, ref, *, path=None, rerun=False, environment=True: all_of(

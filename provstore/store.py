@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -64,6 +64,13 @@ class Lineage:
     direction: str
     depths: dict[bytes, int]
     edges: tuple[tuple[bytes, bytes], ...]
+
+    def __iter__(self) -> Iterator[bytes]:
+        """The products reached, nearest first (the root itself first), then by digest."""
+        return iter(sorted(self.depths, key=lambda digest: (self.depths[digest], digest)))
+
+    def __len__(self) -> int:
+        return len(self.depths)
 
 
 def _reads(method: Callable[Concatenate[Store, _P], _T]) -> Callable[Concatenate[Store, _P], _T]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import click
@@ -87,6 +88,9 @@ def test_every_command_has_help_with_an_example(path):
     assert code == 0
     assert "Example" in out
     assert "Exit codes" in out
+    examples = out.split("Example", 1)[1].split("REF:", 1)[0]
+    # every command shows how to start from what the user holds: a file or a name
+    assert re.search(r"name:|\w\.\w|/", examples), examples
 
 
 def test_installed_script_exit_codes(recorded, script):

@@ -7,26 +7,79 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from provstore.cli import output
-from provstore.cli.common import EXIT_CODES, emit, json_option, store_of
+from provstore.cli.common import EXIT_CODES, When, duration, emit, json_option, store_of
+from provstore.core.objects import RunEnd
+from provstore.db.listing import ProductFilter, ProductRow, RunFilter, RunSummary
 from provstore.exchange.lineage import LINEAGE_FORMATS
 
 if TYPE_CHECKING:
-    from provstore.store import RunSummary
+    from provstore.api import Store
+    from provstore.core.objects import Sealed
 
 
 @click.command(epilog=EXIT_CODES)
-@click.argument("ref", metavar="HASH")
+@click.argument("ref", metavar="REF")
+@click.option("--all", "every", is_flag=True, help="Show every object REF names, best first.")
+@click.option("-n", "--limit", default=20, show_default=True, help="Products of a run shown.")
 @json_option
 @click.pass_context
-def show(ctx: click.Context, ref: str, as_json: bool) -> None:
-    """Show one object (product, run, environment, ...) by digest or unique prefix.
+def show(ctx: click.Context, ref: str, every: bool, limit: int, as_json: bool) -> None:
+    """Show one object (product, run, environment, ...); a run with its end and products.
 
     \b
-    Example:
-      provstore show 3fa9c1 --json
+    Examples:
+      provstore show model.json            the product with this file's bytes
+      provstore show name:sensor-model@1.0 --json
+      provstore show 3fa9c1                a run: how it ended, what it read and made
     """
-    item = store_of(ctx).get(ref)
-    emit(as_json, output.to_json(item), lambda: output.human(item))
+    store = store_of(ctx)
+    digests = store.resolve_all(ref) if every else [store.resolve(ref)]
+    shown = [_shown(store, store.get(digest), limit) for digest in digests]
+    data = [d for d, _ in shown] if every else shown[0][0]
+    emit(as_json, data, lambda: "\n\n".join(text for _, text in shown))
+
+
+def _shown(store: Store, item: Sealed, limit: int) -> tuple[dict[str, Any], str]:
+    """An object as JSON and text; a run also with its end, inputs and products."""
+    data, text = output.to_json(item), output.human(item)
+    if item.kind != "run":
+        return data, text
+    ends = [store.get(d) for d in store.run_ends([item.digest])]
+    made = store.products(where=ProductFilter(run=item.digest), limit=limit + 1)
+    data["ends"] = [output.to_json(end) for end in ends]
+    data["products"] = [_product_row(row) for row in made[:limit]]
+    lines = [text]
+    for end in ends:
+        assert isinstance(end.obj, RunEnd)
+        code = "" if end.obj.exit_code is None else f", exit {end.obj.exit_code}"
+        lines.append(f"  ended: {end.obj.status}{code} at {output.format_ns(end.obj.finished_ns)}")
+        if end.obj.error:
+            lines.append(f"  error: {end.obj.error}")
+        lines += [f"  read: {d.hex()[:12]}" for d in end.obj.inputs]
+    if not ends:
+        lines.append("  ended: - (still running, or killed)")
+    lines += [f"  made: {_product_line(row)}" for row in made[:limit]]
+    if len(made) > limit:
+        lines.append(f"  ... more: provstore products --run {item.hex[:12]}")
+    return data, "\n".join(lines)
+
+
+def _product_row(row: ProductRow) -> dict[str, Any]:
+    return {
+        "product": row.digest.hex(),
+        "name": row.name,
+        "version": row.version,
+        "size": row.size,
+        "run": None if row.run is None else row.run.hex(),
+        "path": row.path,
+        "started_ns": row.started_ns,
+    }
+
+
+def _product_line(row: ProductRow) -> str:
+    version = f" {row.version}" if row.version else ""
+    size = "-" if row.size is None else f"{row.size:,}"
+    return f"{row.digest.hex()[:12]}  {row.name}{version}  ({size} bytes)"
 
 
 def _run_row(r: RunSummary) -> dict[str, Any]:
@@ -34,36 +87,68 @@ def _run_row(r: RunSummary) -> dict[str, Any]:
         "run": r.digest.hex(),
         "started_ns": r.started_ns,
         "finished_ns": r.finished_ns,
+        "duration_ns": r.duration_ns,
         "status": r.status or "unfinished",
+        "exit_code": r.exit_code,
         "host": r.host,
         "user": r.user,
         "name": r.name,
+        "command": None if r.command is None else list(r.command),
         "products": r.products,
     }
 
 
+_LOG_HEADER = (
+    f"{'RUN':<12}  {'STARTED':<20}  {'STATUS':<10} {'EXIT':>4} {'TOOK':>7} "
+    f"{'PRODUCTS':>8}  {'WHERE':<20}  NAME OR COMMAND"
+)
+
+
 def _run_line(r: RunSummary) -> str:
-    label = f"  {r.name}" if r.name else ""
+    code = "-" if r.exit_code is None else str(r.exit_code)
+    where = f"{r.user}@{r.host}"
     return (
-        f"{r.digest.hex()[:12]}  {output.format_ns(r.started_ns)}  "
-        f"{(r.status or 'unfinished'):<10} {r.products:>6} products  {r.user}@{r.host}{label}"
+        f"{r.digest.hex()[:12]}  {output.format_ns(r.started_ns):<20}  "
+        f"{(r.status or 'unfinished'):<10} {code:>4} {duration(r.duration_ns):>7} "
+        f"{r.products:>8}  {where:<20}  {r.label}"
     )
 
 
 @click.command(epilog=EXIT_CODES)
 @click.option("-n", "--limit", default=20, show_default=True, help="How many runs to list.")
+@click.option(
+    "--status",
+    type=click.Choice(["succeeded", "failed", "unfinished"]),
+    help="Only runs that ended so (or have not ended).",
+)
+@click.option("--since", type=When(), help="Started at or after (2026-11-24, 3d, 12h).")
+@click.option("--until", type=When(), help="Started before.")
+@click.option("--host", help="Only runs on this host.")
+@click.option("--name", help="Only runs whose name matches this glob.")
 @json_option
 @click.pass_context
-def log(ctx: click.Context, limit: int, as_json: bool) -> None:
-    """List the most recent runs, newest first.
+def log(
+    ctx: click.Context,
+    limit: int,
+    status: str | None,
+    since: int | None,
+    until: int | None,
+    host: str | None,
+    name: str | None,
+    as_json: bool,
+) -> None:
+    """List the most recent runs, newest first: how each ended, how long, what it made.
 
     \b
-    Example:
+    Examples:
       provstore log -n 5
+      provstore log --status failed --since 3d
+      provstore show name:model          then: which run made this product
     """
-    runs = store_of(ctx).runs(limit)
-    text = "\n".join(_run_line(r) for r in runs) or "no runs recorded yet"
-    emit(as_json, [_run_row(r) for r in runs], text)
+    where = RunFilter(status=status, since_ns=since, until_ns=until, host=host, name=name)
+    runs = store_of(ctx).runs(limit, where=where)
+    lines = [_LOG_HEADER, *(_run_line(r) for r in runs)] if runs else ["no runs recorded yet"]
+    emit(as_json, [_run_row(r) for r in runs], "\n".join(lines))
 
 
 def _stats_text(data: dict[str, Any]) -> str:
@@ -80,8 +165,9 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     """Count the objects in the store by kind.
 
     \b
-    Example:
+    Examples:
       provstore stats --json
+      provstore show name:model          then: one of the products counted
     """
     data = store_of(ctx).stats()
     emit(as_json, data, lambda: _stats_text(data))
@@ -97,8 +183,9 @@ def env(ctx: click.Context, match: bool, as_json: bool) -> None:
     """Print the current environment's digest; with --match, whether the store knows it.
 
     \b
-    Example:
+    Examples:
       provstore env --match
+      provstore diff results/model.json  then: how the recorded environment differs
     """
     from provstore.capture.snapshot import capture_environment
 
@@ -120,10 +207,12 @@ def env(ctx: click.Context, match: bool, as_json: bool) -> None:
 def diff(ctx: click.Context, a: str, b: str | None, as_json: bool) -> None:
     """Compare two environments, or those behind products or runs (B: this one).
 
+    A and B are references (REF below).
+
     \b
     Examples:
-      provstore diff 3fa9c1             recorded vs the current environment
-      provstore diff 3fa9c1 77d0e2 --json
+      provstore diff model.json          recorded vs the current environment
+      provstore diff name:model@1.0 name:model@2.0 --json
     """
     from provstore.checks.envdiff import diff_to_json, diff_to_text
 
@@ -132,7 +221,7 @@ def diff(ctx: click.Context, a: str, b: str | None, as_json: bool) -> None:
 
 
 @click.command(epilog=EXIT_CODES)
-@click.argument("ref", metavar="HASH")
+@click.argument("ref", metavar="REF")
 @click.option("--descendants", is_flag=True, help="Follow products made from it instead.")
 @click.option("--depth", type=click.IntRange(min=0), help="Stop after N levels.")
 @click.option(
@@ -149,8 +238,8 @@ def lineage(ctx: click.Context, ref: str, descendants: bool, depth: int | None, 
 
     \b
     Examples:
-      provstore lineage 3fa9c1
-      provstore lineage 3fa9c1 --descendants --depth 2
+      provstore lineage model.json
+      provstore lineage name:raw-data --descendants --depth 2
       provstore lineage 3fa9c1 --format dot | dot -Tsvg > lineage.svg
     """
     store = store_of(ctx)

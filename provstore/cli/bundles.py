@@ -17,7 +17,7 @@ _FORMATS_HELP = "; ".join(f"{f.name}: {f.help}" for f in EXPORT_FORMATS.values()
 
 
 @click.command(name="export", epilog=EXIT_CODES)
-@click.argument("refs", metavar="HASH...", nargs=-1, required=True)
+@click.argument("refs", metavar="REF...", nargs=-1, required=True)
 @click.option(
     "-o",
     "--output",
@@ -42,8 +42,8 @@ def export_command(
 
     \b
     Examples:
-      provstore export 3fa9c1 -o results.psb
-      provstore export 3fa9c1 77d0e2 --format prov-json -o results.prov.json
+      provstore export results/model.json -o results.psb
+      provstore export name:model@1.0 3fa9c1 --format prov-json -o results.prov.json
     """
     from provstore.exchange.formats import export_to_path
 
@@ -83,6 +83,7 @@ def import_command(
     Examples:
       provstore import results.psb
       provstore import --spool /scratch/provstore-spool
+      provstore show name:model          then: look at what arrived
     """
     if (source is None) == (spool is None):
         raise click.UsageError("give either a bundle FILE or --spool DIR")

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 @click.command(epilog=EXIT_CODES)
-@click.argument("ref", metavar="HASH")
+@click.argument("ref", metavar="REF")
 @click.option(
     "--path",
     "-p",
@@ -42,9 +42,9 @@ def verify(
 
     \b
     Examples:
-      provstore verify 3fa9c1
-      provstore verify 3fa9c1 --path /data/copy.parquet --json
-      provstore verify 3fa9c1 --rerun
+      provstore verify results/model.json
+      provstore verify name:model@1.0 --path /data/copy.parquet --json
+      provstore verify results/model.json --rerun
     """
     report = store_of(ctx).verify(ref, path=path, rerun=rerun, environment=not no_environment)
     emit(as_json, report.to_json(), lambda: _report_text(report))
@@ -58,8 +58,9 @@ def fsck(ctx: click.Context, as_json: bool) -> None:
     """Re-hash every object, check references and the index; exit 1 on any problem.
 
     \b
-    Example:
+    Examples:
       provstore fsck
+      provstore verify results/model.json   then: one product, end to end
     """
     from provstore.checks.fsck import fsck as run_fsck
 
@@ -76,8 +77,9 @@ def reindex(ctx: click.Context) -> None:
     """Rebuild the index tables from the stored objects (one transaction).
 
     \b
-    Example:
+    Examples:
       provstore reindex
+      provstore show name:model           then: the index answers again
     """
     store = store_of(ctx)
     with progress("reindex", _object_count(store), enabled=should_show(False)) as bar:

@@ -6,6 +6,8 @@ Each command parses its arguments, makes one library call and hands the result t
 
 from __future__ import annotations
 
+import datetime
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -14,13 +16,18 @@ import click
 if TYPE_CHECKING:
     from provstore.api import Store
 
-__all__ = ["EXIT_CODES", "emit", "json_option", "store_of"]
+__all__ = ["EXIT_CODES", "When", "duration", "emit", "json_option", "store_of"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_CODES = """\b
+REF: a digest or unique prefix (6+ hex characters), name:NAME or
+name:NAME@VERSION (the newest product of that name), or a path to an
+existing file (the product with its bytes, recorded there first).
+
+\b
 Exit codes: 0 success, 1 a check failed, 2 usage or lookup error
-(unknown or ambiguous hash, missing file, bad arguments)."""
+(unknown or ambiguous reference, missing file, bad arguments)."""
 
 
 def json_option(func: F) -> F:
@@ -41,6 +48,46 @@ def store_of(ctx: click.Context) -> Store:
         obj["store"] = store
     found: Store = obj["store"]
     return found
+
+
+if TYPE_CHECKING:  # click's ParamType is generic from 8.2 on (not subscriptable before)
+    _IntParam = click.ParamType[int, Any]
+else:
+    _IntParam = click.ParamType
+
+
+class When(_IntParam):
+    """A moment: an ISO 8601 date or time (UTC unless it says), or an age like ``3d``, ``12h``."""
+
+    name = "WHEN"
+    _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        """Integer nanoseconds since the epoch, UTC."""
+        text = str(value).strip()
+        if text[:-1].isdigit() and text[-1:] in self._UNITS:
+            return time.time_ns() - int(text[:-1]) * self._UNITS[text[-1]] * 1_000_000_000
+        try:
+            moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            self.fail(f"{text!r} is not a date (2026-11-24, 2026-11-24T09:30) or age (3d, 12h)")
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.timezone.utc)
+        return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+
+
+def duration(ns: int | None) -> str:
+    """``1.2s``, ``3m04s``, ``2h05m`` (``-`` when unknown)."""
+    if ns is None:
+        return "-"
+    seconds = ns / 1e9
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
 
 
 def emit(as_json: bool, data: Any, text: str | Callable[[], str]) -> None:

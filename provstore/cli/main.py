@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from provstore.cli import browse, bundles, check, running
+from provstore.cli import browse, bundles, check, files, running
 from provstore.cli.common import EXIT_CODES
 from provstore.core.errors import ProvstoreError
 
@@ -51,13 +51,15 @@ def main(ctx: click.Context, url: str | None) -> None:
 
     \b
     Examples:
+      provstore why results/model.json    what made this file
+      provstore status                    which files here are recorded
       provstore log                       recent runs
-      provstore show 3fa9c1               any object, by digest or unique prefix
-      provstore stats --json              object counts by kind
+      provstore show name:model@1.0       any object, by name, file or digest
+      provstore products --name 'model*'  products, newest first
     """
     ctx.ensure_object(dict)["url"] = url
 
 
-for _module in (browse, check, running, bundles):
+for _module in (browse, files, check, running, bundles):
     for _command in _module.COMMANDS:
         main.add_command(_command)

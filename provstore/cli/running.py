@@ -45,6 +45,7 @@ def run(
     \b
     Example:
       provstore run -i raw.csv -o clean.csv --name clean -- python clean.py raw.csv
+      provstore why clean.csv            then: what made clean.csv
     """
     from provstore.tracking.command import run_command
 

@@ -29,6 +29,7 @@ __all__ = [
     "is_digest_ref",
     "is_optional_str",
     "is_path",
+    "is_paths",
     "is_refs",
     "requires",
     "returns",
@@ -72,6 +73,13 @@ def is_path(value: Any, what: str = "path") -> Verdict:
     if isinstance(value, (str, os.PathLike)) and os.fspath(value):
         return True
     return f"{what} must be a non-empty str or os.PathLike, not {value!r}"
+
+
+def is_paths(values: Any, what: str = "paths") -> Verdict:
+    """A list of file paths; one bare string is refused (it would be read letter by letter)."""
+    if isinstance(values, (str, bytes, os.PathLike)) or not isinstance(values, Sequence):
+        return f"{what} must be a list of paths, not {_type_name(values)} (wrap one in [...])"
+    return all_of(*(is_path(value, f"each of {what}") for value in values))
 
 
 def is_digest_ref(value: Any, what: str = "reference") -> Verdict:
