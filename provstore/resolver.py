@@ -58,7 +58,11 @@ def resolve_all(store: Store, ref: str | bytes) -> list[bytes]:
         if not found:
             raise UnknownReferenceError(ref, _unknown_file(store, ref))
         return [item.digest for item in found]
-    return [store.resolve_digest(ref)]  # not a file: a digest or nothing (says which)
+    raise UnknownReferenceError(
+        ref,
+        f"{ref!r} is neither a digest (6 to 64 hex characters), nor name:NAME, nor an existing "
+        "file; `provstore products` lists products and `provstore log` runs",
+    )
 
 
 def _by_name(store: Store, spec: str) -> list[Sealed]:

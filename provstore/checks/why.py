@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from provstore.capture.files import FileHasher
+from provstore.capture.files import FileHasher, cache_path
 from provstore.core.errors import PathError
 from provstore.core.objects import Environment, LibrarySet, Product, Run, RunEnd, Sealed
 from provstore.resolver import matches_for_file
@@ -153,8 +153,11 @@ class StatusReport:
         return out
 
 
-def walk_files(paths: Iterable[str]) -> Iterator[str]:
-    """Every regular file at or below ``paths`` (directories recursively; VCS folders skipped)."""
+def walk_files(paths: Iterable[str], skip: frozenset[str] = frozenset()) -> Iterator[str]:
+    """Every regular file at or below ``paths``, directories walked recursively.
+
+    VCS folders and the absolute paths in ``skip`` are left out.
+    """
     for top in paths:
         if os.path.isfile(top):
             yield top
@@ -165,8 +168,18 @@ def walk_files(paths: Iterable[str]) -> Iterator[str]:
             dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS)
             for name in sorted(names):
                 full = os.path.join(root, name)
-                if os.path.isfile(full) and not os.path.islink(full):
+                regular = os.path.isfile(full) and not os.path.islink(full)
+                if regular and os.path.abspath(full) not in skip:
                     yield full
+
+
+def _own_files(store: Store) -> frozenset[str]:
+    """The store's and the hash cache's own files: never reported, never hashed."""
+    cache = cache_path()
+    own = store.dialect.local_files(store.engine.url)
+    if cache is not None:
+        own += [cache, cache + "-wal", cache + "-shm", cache + "-journal"]
+    return frozenset(own)
 
 
 def status(store: Store, paths: Sequence[str], hasher: FileHasher | None = None) -> StatusReport:
@@ -177,7 +190,7 @@ def status(store: Store, paths: Sequence[str], hasher: FileHasher | None = None)
             if os.path.isdir(top):
                 files.preload(top)
         hashed = []
-        for path in walk_files(paths):
+        for path in walk_files(paths, _own_files(store)):
             try:
                 hashed.append((path, os.path.abspath(path), files.hash(path)[0]))
             except PathError:

@@ -87,6 +87,10 @@ class Dialect:
     def lift_recursion_limit(self, conn: Connection) -> None:
         """Let a recursive query on this connection run to any depth."""
 
+    def local_files(self, url: URL) -> list[str]:
+        """The files on this machine that hold the store (``status`` leaves them out)."""
+        return []
+
     def glob(self, column: Any, pattern: str) -> Any:
         """A case-sensitive shell-glob test (``*``, ``?``, ``[...]``) on a text column.
 
@@ -190,6 +194,13 @@ class SQLite(Dialect):
                 table.dialect_kwargs["sqlite_with_rowid"] = False
         for index, where in _partial_indexes(metadata):
             index.dialect_kwargs["sqlite_where"] = text(where)
+
+    def local_files(self, url: URL) -> list[str]:
+        """The database file and the journal files beside it."""
+        if not url.database or url.database == ":memory:":
+            return []
+        path = os.path.abspath(url.database)
+        return [path, *(path + suffix for suffix in ("-wal", "-shm", "-journal"))]
 
     def glob(self, column: Any, pattern: str) -> Any:
         """SQLite's own ``GLOB``: case-sensitive, with the shell's ``*``, ``?`` and ``[...]``."""
