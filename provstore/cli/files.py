@@ -190,7 +190,7 @@ def _status_text(report: StatusReport, untracked: bool) -> str:
 
 
 @click.command(epilog=EXIT_CODES)
-@click.option("--name", help="Names matching this glob (case-sensitive: *, ?, [...]).")
+@click.option("--name", help="Names matching this shell glob (case-sensitive).")
 @click.option("--path", help="Recorded paths matching this glob (relative: from here).")
 @click.option("--run", "run_ref", metavar="REF", help="Only products this run made.")
 @click.option("--since", type=When(), help="Made by runs started at or after this.")
@@ -206,8 +206,8 @@ def products(ctx: click.Context, name: str | None, path: str | None, run_ref: st
 
     \b
     Examples:
-      provstore products --name 'sensor-*' --limit 20
-      provstore products --path 'results/*.json' --since 7d
+      provstore products --name 'sensor*' --limit 20
+      provstore products --path 'results/model*.json' --since 7d
       provstore products --run name:train --json
     """
     store = store_of(ctx)
