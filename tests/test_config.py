@@ -59,3 +59,43 @@ def test_bad_pyproject_is_a_config_error(tmp_path, monkeypatch, body):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError):
         resolve()
+
+
+def test_a_bare_path_in_pyproject_is_relative_to_it(tmp_path, monkeypatch):
+    nested = tmp_path / "src"
+    nested.mkdir()
+    _pyproject(tmp_path, '[tool.provstore]\nurl = "stores/p.db"\n')
+    monkeypatch.chdir(nested)
+    assert resolve().url == str(tmp_path / "stores" / "p.db")
+
+
+@pytest.mark.parametrize(
+    ("key", "nearest"),
+    [("ulr", "url"), ("env_alow", "env_allow"), ("redact_value", "redact_values"),
+     ("spoool", "spool")],
+)  # fmt: skip
+def test_an_unknown_key_is_an_error_naming_the_nearest(tmp_path, monkeypatch, key, nearest):
+    _pyproject(tmp_path, f'[tool.provstore]\n{key} = "x"\n')
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        resolve()
+    message = str(caught.value)
+    assert repr(key) in message and f"did you mean {nearest!r}" in message
+    assert str(tmp_path / "pyproject.toml") in message and "\n" not in message
+
+
+def test_an_unknown_key_with_nothing_near_lists_the_keys(tmp_path, monkeypatch):
+    _pyproject(tmp_path, "[tool.provstore]\ncolour = 1\n[tool.provstore.extra]\na = 1\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        resolve()
+    message = str(caught.value)
+    assert "'colour'" in message and "'extra'" in message and "did you mean" not in message
+    assert "url, spool, env_allow, redact_names, redact_values" in message
+
+
+def test_an_unknown_key_stops_every_command(script, tmp_path):
+    _pyproject(tmp_path, '[tool.provstore]\nulr = "sqlite:///x.db"\n')
+    proc = script(f"sqlite:///{tmp_path}/s.db", "log", cwd=str(tmp_path))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "did you mean 'url'" in proc.stderr
