@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from provstore.cli import browse, bundles, check, running
-from provstore.cli.common import EXIT_CODES
+from provstore.cli.common import EXIT_CODES, URL_HELP, url_option
 from provstore.core.errors import ConfigError, ProvstoreError, StoreError
 
 __all__ = ["main"]
@@ -55,8 +55,7 @@ def _show_warning(message: Warning | str, *_args: Any, **_kwargs: Any) -> None:
 @click.option(
     "--url",
     metavar="URL",
-    help="Store URL (default: $PROVSTORE_URL, [tool.provstore] url in pyproject.toml, "
-    "then ~/.local/share/provstore/provstore.db).",
+    help=URL_HELP + " May also be given after the command, where it wins.",
 )
 @click.version_option(package_name="provstore")
 @click.pass_context
@@ -68,10 +67,11 @@ def main(ctx: click.Context, url: str | None) -> None:
       provstore log                       recent runs
       provstore show 3fa9c1               any object, by digest or unique prefix
       provstore stats --json              object counts by kind
+      provstore log --url ./other.db      the runs in another store
     """
     ctx.ensure_object(dict)["url"] = url
 
 
 for _module in (browse, check, running, bundles):
     for _command in _module.COMMANDS:
-        main.add_command(_command)
+        main.add_command(url_option(_command))  # every command takes a store
