@@ -16,9 +16,9 @@ __version__ = "0.1.0"
 
 _ERRORS = (
     "AmbiguousDigestError", "BundleError", "CheckFailed", "ConfigError", "CorruptObjectError",
-    "EncodingError", "InvalidDigestError", "InvariantError", "PathError", "ProvstoreError",
-    "SchemaVersionError", "StoreError", "UnknownDigestError", "UnsupportedStoreError",
-    "UsageError", "WrongKindError",
+    "EncodingError", "InvalidDigestError", "InvariantError", "OutputExistsError", "PathError",
+    "ProvstoreError", "SchemaVersionError", "StoreError", "UnknownDigestError",
+    "UnsupportedStoreError", "UsageError", "WrongKindError",
 )  # fmt: skip
 _OBJECTS = (
     "CodeState", "Environment", "LibrarySet", "Product", "Run", "RunEnd", "Sealed", "Variables",
@@ -44,6 +44,7 @@ __all__ = [
     "InvariantError",
     "LibrarySet",
     "Lineage",
+    "OutputExistsError",
     "PathError",
     "Product",
     "ProvstoreError",
