@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
-from provstore.config import default_url, resolve
+from provstore.config import KEYS, default_url, resolve
 from provstore.core.errors import ConfigError
 
 
@@ -99,3 +100,27 @@ def test_an_unknown_key_stops_every_command(script, tmp_path):
     proc = script(f"sqlite:///{tmp_path}/s.db", "log", cwd=str(tmp_path))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.count("\n") == 1 and "did you mean 'url'" in proc.stderr
+
+
+CONFIGURATION_PAGE = Path(__file__).resolve().parent.parent / "docs" / "configuration.rst"
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_the_configuration_page_lists_every_key(key):
+    text = CONFIGURATION_PAGE.read_text(encoding="utf-8")
+    assert f"* - ``{key}``\n     - ``PROVSTORE_{key.upper()}``" in text
+
+
+def test_the_configuration_pages_messages_are_the_codes(tmp_path, monkeypatch):
+    from provstore.db.dialects import parse_url
+
+    text = " ".join(CONFIGURATION_PAGE.read_text(encoding="utf-8").split())
+    with pytest.raises(ConfigError) as caught:
+        parse_url("postgresql+asyncpg://bob@db/prov")
+    assert f"provstore: error: {caught.value}" in text
+    _pyproject(tmp_path, '[tool.provstore]\nulr = "x.db"\n')
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        resolve()
+    shown = str(caught.value).replace(str(tmp_path), "/home/me/project")
+    assert f"provstore: error: {shown}" in text
