@@ -16,10 +16,9 @@ __version__ = "0.1.0"
 
 _ERRORS = (
     "AmbiguousDigestError", "BundleError", "CheckFailed", "ConfigError", "CorruptObjectError",
-    "EncodingError", "InvalidDigestError", "InvariantError", "PathError", "ProvstoreError",
-    "SchemaVersionError", "StoreError", "UnknownDigestError", "UnknownReferenceError",
-    "UnsupportedStoreError",
-    "UsageError", "WrongKindError",
+    "EncodingError", "InvalidDigestError", "InvariantError", "OutputExistsError", "PathError",
+    "ProvstoreError", "SchemaVersionError", "StoreError", "UnknownDigestError",
+    "UnknownReferenceError", "UnsupportedStoreError", "UsageError", "WrongKindError",
 )  # fmt: skip
 _OBJECTS = (
     "CodeState", "Environment", "LibrarySet", "Product", "Run", "RunEnd", "Sealed", "Variables",
@@ -49,6 +48,7 @@ __all__ = [
     "InvariantError",
     "LibrarySet",
     "Lineage",
+    "OutputExistsError",
     "PathError",
     "Product",
     "ProductFilter",

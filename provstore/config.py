@@ -8,6 +8,7 @@ processes: ``$XDG_DATA_HOME/provstore/provstore.db`` (``~/.local/share/provstore
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 from collections.abc import Mapping
@@ -22,7 +23,15 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["JOIN_VARIABLE", "URL_VARIABLE", "Settings", "default_url", "find_pyproject", "resolve"]
+__all__ = [
+    "JOIN_VARIABLE",
+    "KEYS",
+    "URL_VARIABLE",
+    "Settings",
+    "default_url",
+    "find_pyproject",
+    "resolve",
+]
 
 URL_VARIABLE = "PROVSTORE_URL"
 """The store's URL, for this process and the commands it starts."""
@@ -30,6 +39,8 @@ JOIN_VARIABLE = "PROVSTORE_RUN"
 """Set by ``provstore run`` for its command: the run a ``tracker()`` inside it joins."""
 
 _LIST_KEYS = ("env_allow", "redact_names", "redact_values")
+KEYS = ("url", "spool", *_LIST_KEYS)
+"""Every key ``[tool.provstore]`` may hold; any other is an error (a typo is not ignored)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,14 +82,34 @@ def _pyproject_table(path: Path) -> Mapping[str, Any]:
     table = data.get("tool", {}).get("provstore", {})
     if not isinstance(table, dict):
         raise ConfigError(f"[tool.provstore] in {path} must be a table")
+    _refuse_unknown_keys(table, path)
     return table
 
 
+def _refuse_unknown_keys(table: Mapping[str, Any], path: Path) -> None:
+    unknown = [key for key in table if key not in KEYS]
+    if not unknown:
+        return
+    named = []
+    for key in unknown:
+        near = difflib.get_close_matches(key, KEYS, n=1)
+        named.append(f"{key!r} (did you mean {near[0]!r}?)" if near else repr(key))
+    raise ConfigError(
+        f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(named)} in "
+        f"[tool.provstore] of {path}; the keys are {', '.join(KEYS)}"
+    )
+
+
 def _absolute_sqlite(url: str, base: Path) -> str:
-    """Make a relative SQLite path in pyproject.toml relative to that file, not the cwd."""
+    """Make a relative SQLite path in pyproject.toml relative to that file, not the cwd.
+
+    Both forms: ``sqlite:///stores/p.db`` and the bare path ``stores/p.db``.
+    """
     prefix = "sqlite:///"
     if url.startswith(prefix) and not url.startswith(prefix + "/") and len(url) > len(prefix):
         return prefix + str(base / url[len(prefix) :])
+    if ":" not in url and not os.path.isabs(os.path.expanduser(url)):
+        return str(base / url)
     return url
 
 

@@ -23,8 +23,9 @@ _FORMATS_HELP = "; ".join(f"{f.name}: {f.help}" for f in EXPORT_FORMATS.values()
     "--output",
     required=True,
     type=click.Path(dir_okay=False, allow_dash=True),
-    help="The file to write ('-' for standard output).",
+    help="The file to write ('-' for standard output); an existing one is kept unless --force.",
 )
+@click.option("-f", "--force", is_flag=True, help="Replace the output file if it exists.")
 @click.option(
     "--format",
     "fmt",
@@ -36,9 +37,17 @@ _FORMATS_HELP = "; ".join(f"{f.name}: {f.help}" for f in EXPORT_FORMATS.values()
 @click.option("--no-compress", is_flag=True, help="Write the bundle body uncompressed.")
 @click.pass_context
 def export_command(
-    ctx: click.Context, refs: tuple[str, ...], output: str, fmt: str, no_compress: bool
+    ctx: click.Context,
+    refs: tuple[str, ...],
+    output: str,
+    force: bool,
+    fmt: str,
+    no_compress: bool,
 ) -> None:
     """Write products (or any objects) with their whole provenance closure to a file.
+
+    The file is written under a temporary name and renamed when complete, with your umask's
+    permissions; an existing file is left alone unless --force.
 
     \b
     Examples:
@@ -47,7 +56,9 @@ def export_command(
     """
     from provstore.exchange.formats import export_to_path
 
-    result = export_to_path(store_of(ctx), refs, output, fmt=fmt, compress=not no_compress)
+    result = export_to_path(
+        store_of(ctx), refs, output, fmt=fmt, compress=not no_compress, overwrite=force
+    )
     if output != "-":
         click.echo(f"exported {result.objects} objects to {output}")
 

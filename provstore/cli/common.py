@@ -16,7 +16,16 @@ import click
 if TYPE_CHECKING:
     from provstore.api import Store
 
-__all__ = ["EXIT_CODES", "When", "duration", "emit", "json_option", "store_of"]
+__all__ = [
+    "EXIT_CODES",
+    "URL_HELP",
+    "When",
+    "duration",
+    "emit",
+    "json_option",
+    "store_of",
+    "url_option",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -28,6 +37,32 @@ existing file (the product with its bytes, recorded there first).
 \b
 Exit codes: 0 success, 1 a check failed, 2 usage or lookup error
 (unknown or ambiguous reference, missing file, bad arguments)."""
+
+
+URL_HELP = (
+    "The store: sqlite:///PATH (or a file path), postgresql://USER@HOST/DB or "
+    "mysql://USER@HOST/DB. Default: $PROVSTORE_URL, url in [tool.provstore] of "
+    "pyproject.toml, then ~/.local/share/provstore/provstore.db."
+)
+
+
+def _record_url(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.ensure_object(dict)["url"] = value
+
+
+def url_option(func: F) -> F:
+    """``--url`` after the command (``provstore log --url URL``), winning over one before it.
+
+    Works on a function or a built command: ``cli/main.py`` gives it to every command.
+    """
+    return click.option(
+        "--url",
+        metavar="URL",
+        expose_value=False,
+        callback=_record_url,
+        help=URL_HELP + " Overrides --url given before the command.",
+    )(func)
 
 
 def json_option(func: F) -> F:

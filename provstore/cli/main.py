@@ -7,13 +7,14 @@ turned into messages in one place (:class:`_Group`), never into tracebacks.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import click
 
 from provstore.cli import browse, bundles, check, files, running
-from provstore.cli.common import EXIT_CODES
-from provstore.core.errors import ProvstoreError
+from provstore.cli.common import EXIT_CODES, URL_HELP, url_option
+from provstore.core.errors import ConfigError, ProvstoreError, StoreError
 
 __all__ = ["main"]
 
@@ -25,14 +26,27 @@ class _Group(click.Group):
         from sqlalchemy.exc import SQLAlchemyError
 
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.showwarning = _show_warning
+                return super().invoke(ctx)
         except ProvstoreError as exc:
-            click.echo(f"provstore: error: {exc}", err=True)
+            # Store and URL errors carry the driver's text, which may span lines.
+            carried = isinstance(exc, (StoreError, ConfigError))
+            click.echo(f"provstore: error: {_one_line(exc) if carried else exc}", err=True)
             ctx.exit(exc.exit_code)
         except SQLAlchemyError as exc:
             orig = getattr(exc, "orig", None) or exc
-            click.echo(f"provstore: database error: {orig}", err=True)
+            click.echo(f"provstore: database error: {_one_line(orig)}", err=True)
             ctx.exit(1)
+
+
+def _one_line(message: object) -> str:
+    return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+
+
+def _show_warning(message: Warning | str, *_args: Any, **_kwargs: Any) -> None:
+    """A warning (say, a URL option the driver ignores) as one line, without source code."""
+    click.echo(f"provstore: warning: {_one_line(message)}", err=True)
 
 
 @click.group(
@@ -41,8 +55,7 @@ class _Group(click.Group):
 @click.option(
     "--url",
     metavar="URL",
-    help="Store URL (default: $PROVSTORE_URL, [tool.provstore] url in pyproject.toml, "
-    "then ~/.local/share/provstore/provstore.db).",
+    help=URL_HELP + " May also be given after the command, where it wins.",
 )
 @click.version_option(package_name="provstore")
 @click.pass_context
@@ -56,10 +69,11 @@ def main(ctx: click.Context, url: str | None) -> None:
       provstore log                       recent runs
       provstore show name:model@1.0       any object, by name, file or digest
       provstore products --name 'model*'  products, newest first
+      provstore log --url ./other.db      the runs in another store
     """
     ctx.ensure_object(dict)["url"] = url
 
 
 for _module in (browse, files, check, running, bundles):
     for _command in _module.COMMANDS:
-        main.add_command(_command)
+        main.add_command(url_option(_command))  # every command takes a store

@@ -10,6 +10,7 @@
     │   ├── UnknownReferenceError    a name or a file's bytes that no product has
     │   ├── WrongKindError           an object of another kind than the one asked for
     │   ├── PathError                a named file that does not exist or cannot be read
+    │   │   └── OutputExistsError    a file to write that exists (replacing it not asked for)
     │   └── ConfigError              a setting that cannot be used
     ├── EncodingError                a value with no canonical encoding (bad metadata)
     ├── CorruptObjectError           stored bytes that do not match their digest or format
@@ -36,6 +37,7 @@ __all__ = [
     "EncodingError",
     "InvalidDigestError",
     "InvariantError",
+    "OutputExistsError",
     "PathError",
     "ProvstoreError",
     "SchemaVersionError",
@@ -115,12 +117,23 @@ class WrongKindError(UsageError):
 
 
 class PathError(UsageError, OSError):
-    """A file named by the caller that does not exist or cannot be read."""
+    """A file named by the caller that does not exist or cannot be read (or written)."""
 
-    def __init__(self, path: str, reason: str) -> None:
+    def __init__(self, path: str, reason: str, *, action: str = "read") -> None:
         self.path = path
         self.reason = reason
-        super().__init__(f"cannot read {path!r}: {reason}")
+        super().__init__(f"cannot {action} {path!r}: {reason}")
+
+
+class OutputExistsError(PathError, FileExistsError):
+    """A file to write already exists, and replacing it was not asked for."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            path,
+            "it exists; give --force (overwrite=True) to replace it, or another name",
+            action="write",
+        )
 
 
 class ConfigError(UsageError):

@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from sqlalchemy import MetaData, Table, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import NullPool
 
 from provstore.core.errors import ConfigError, UnsupportedStoreError
+from provstore.db.urls import bare_path, hidden
 
 __all__ = [
     "DIALECTS",
@@ -53,8 +54,16 @@ class Dialect:
     """What one database does its own way.  The base class holds the common answers."""
 
     name: ClassVar[str]
+    label: ClassVar[str]
+    """The database's name for people (messages)."""
     backends: ClassVar[tuple[str, ...]]
     """SQLAlchemy backend names this record serves."""
+    aliases: ClassVar[tuple[str, ...]] = ()
+    """Other URL schemes for it, read as its first backend name."""
+    driver: ClassVar[str]
+    """The one driver provstore talks to it through; a plain scheme (``mysql://``) means it."""
+    example: ClassVar[str]
+    """The URL form messages suggest."""
     hold_reads: ClassVar[bool] = True
     """A pooled store keeps one autocommit read connection per thread (one round trip/read)."""
     pool_jobs: ClassVar[bool] = False
@@ -65,6 +74,9 @@ class Dialect:
     def engine(self, url: URL, *, pooled: bool) -> Engine:
         """An engine for ``url`` with this database's settings."""
         raise NotImplementedError
+
+    def check_url(self, url: URL, shown: str) -> None:
+        """Refuse, as :class:`ConfigError`, a URL this database cannot be used with."""
 
     def prepare_schema(self, metadata: MetaData, conn: Connection) -> None:
         """Attach this database's DDL options before the tables are created.
@@ -166,7 +178,10 @@ class SQLite(Dialect):
     """An embedded file: WAL, a busy timeout, writers begun ``IMMEDIATE``."""
 
     name = "sqlite"
+    label = "SQLite"
     backends = ("sqlite",)
+    driver = "pysqlite"
+    example = "sqlite:///PATH"
     hold_reads = False  # a connection per read is cheap here, and WAL readers never block
     pool_jobs = True
     long_read_isolation = None  # a WAL read transaction is already a snapshot
@@ -182,7 +197,7 @@ class SQLite(Dialect):
                 )
         else:
             _refuse_network_fs(path)
-        engine = create_engine(url, connect_args={"timeout": 60})
+        engine = _create_engine(url, connect_args={"timeout": 60})
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
@@ -223,7 +238,10 @@ class SQLite(Dialect):
 
 def _refuse_network_fs(path: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot make the directory for {path}: {exc.strerror}") from None
     fstype = filesystem_type(directory)
     if fstype in _NETWORK_FS:
         raise UnsupportedStoreError(
@@ -268,6 +286,33 @@ def _sqlite_on_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def _create_engine(url: URL, *hooks: Callable[..., None], **settings: Any) -> Engine:
+    """An engine whose connections fail as :class:`ConfigError` when the driver refuses them.
+
+    An unknown keyword or a bad value in the URL's query is the user's to fix, not a
+    traceback.  ``hooks`` are ``do_connect`` listeners that adjust the arguments first.
+    """
+    try:
+        engine = create_engine(url, **settings)
+    except (ArgumentError, TypeError, ValueError) as exc:
+        raise ConfigError(f"the options in the store URL cannot be used: {exc}") from None
+    for hook in hooks:
+        event.listen(engine, "do_connect", hook)
+    event.listen(engine, "do_connect", _driver_connect)
+    return engine
+
+
+def _driver_connect(dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except dialect.loaded_dbapi.Error:
+        raise  # the database's own answer: SQLAlchemy wraps it, and it may be transient
+    except Exception as exc:
+        raise ConfigError(
+            f"the {dialect.driver} driver cannot use the options in the store URL: {exc}"
+        ) from None
+
+
 def _server_pool(pooled: bool) -> dict[str, Any]:
     return {"pool_pre_ping": True} if pooled else {"poolclass": NullPool}
 
@@ -276,11 +321,15 @@ class PostgreSQL(Dialect):
     """A server: ``ON CONFLICT DO NOTHING`` through psycopg2's ``execute_values``."""
 
     name = "postgresql"
+    label = "PostgreSQL"
     backends = POSTGRESQL_BACKENDS
+    aliases = ("postgres",)  # libpq's other URI scheme
+    driver = "psycopg2"
+    example = "postgresql://USER@HOST/DB"
 
     def engine(self, url: URL, *, pooled: bool) -> Engine:
         """A psycopg2 engine; unpooled for jobs."""
-        return create_engine(url, **_server_pool(pooled))
+        return _create_engine(url, **_server_pool(pooled))
 
     def prepare_schema(self, metadata: MetaData, conn: Connection) -> None:
         """Partial indexes."""
@@ -320,7 +369,10 @@ class MySQL(Dialect):
     """MySQL and MariaDB: utf8mb4 with binary collation, InnoDB, ``READ COMMITTED``."""
 
     name = "mysql"
+    label = "MySQL/MariaDB"
     backends = MYSQL_BACKENDS
+    driver = "pymysql"
+    example = "mysql://USER@HOST/DB"
 
     def engine(self, url: URL, *, pooled: bool) -> Engine:
         """A PyMySQL engine speaking utf8mb4; no TLS context on loopback."""
@@ -331,15 +383,25 @@ class MySQL(Dialect):
         if url.get_driver_name() == "pymysql" and local and "ssl" not in str(url.query):
             # PyMySQL builds a fresh TLS context (40-150 ms) per connection; loopback needs none.
             args["ssl_disabled"] = True
-        engine = create_engine(
+        return _create_engine(
             url,
+            _affected_rows,
             isolation_level="READ COMMITTED",
             pool_recycle=3600,
             connect_args=args,
             **_server_pool(pooled),
         )
-        event.listen(engine, "do_connect", _affected_rows)
-        return engine
+
+    def check_url(self, url: URL, shown: str) -> None:
+        """A database name, and text in utf8mb4 (what every column holds)."""
+        if not url.database:
+            raise ConfigError(f"name the database in {shown}: {self.example}")
+        charset = url.query.get("charset", "utf8mb4")
+        if charset != "utf8mb4":
+            raise ConfigError(
+                f"provstore talks to {self.label} in utf8mb4, not charset={charset} ({shown}); "
+                "leave charset out of the URL or give charset=utf8mb4"
+            )
 
     def prepare_schema(self, metadata: MetaData, conn: Connection) -> None:
         """InnoDB tables in utf8mb4, compared byte for byte without padding."""
@@ -427,24 +489,61 @@ DIALECTS: dict[str, Dialect] = {d.name: d for d in (SQLite(), PostgreSQL(), MySQ
 _BY_BACKEND = {backend: d for d in DIALECTS.values() for backend in d.backends}
 
 
-def parse_url(url: str | URL) -> URL:
-    """A SQLAlchemy URL, or :class:`ConfigError` naming what is wrong with the text."""
+_BY_SCHEME = {scheme: d for d in DIALECTS.values() for scheme in (*d.backends, *d.aliases)}
+_FILE_DIALECT = DIALECTS["sqlite"]
+"""What a bare file path given as a URL is."""
+
+
+def _forms() -> str:
+    examples = [d.example for d in DIALECTS.values()]
+    return ", ".join(examples[:-1]) + " or " + examples[-1]
+
+
+def _resolve(url: str | URL) -> tuple[Dialect, URL]:
+    """The record and the full URL (driver named) for ``url``, or :class:`ConfigError`."""
+    if isinstance(url, str):
+        path = bare_path(url)
+        if path is not None:
+            drivername = f"{_FILE_DIALECT.name}+{_FILE_DIALECT.driver}"
+            return _FILE_DIALECT, URL.create(drivername, database=path)
+    shown = hidden(url)
     try:
-        return make_url(url)
+        parsed = make_url(url)
     except Exception as exc:
-        raise ConfigError(f"{url!r} is not a database URL: {exc}") from None
+        why = " (its port is not a number)" if isinstance(exc, ValueError) else ""
+        raise ConfigError(
+            f"{shown!r} is not a database URL{why}; give {_forms()} (a file path with a "
+            "directory or a suffix, like ./store.db, is a SQLite file)"
+        ) from None
+    backend, _, driver = parsed.drivername.partition("+")
+    found = _BY_SCHEME.get(backend)
+    if found is None:
+        raise ConfigError(f"unsupported database {backend!r} in {shown}; give {_forms()}")
+    if driver and driver != found.driver:
+        raise ConfigError(
+            f"provstore talks to {found.label} through {found.driver}, not {driver} "
+            f"({shown}); give {found.example} or {found.backends[0]}+{found.driver}://..."
+        )
+    if backend not in found.backends:
+        backend = found.backends[0]
+    parsed = parsed.set(drivername=f"{backend}+{found.driver}")
+    found.check_url(parsed, shown)
+    return found, parsed
+
+
+def parse_url(url: str | URL) -> URL:
+    """The URL with provstore's driver named, or :class:`ConfigError` saying what works.
+
+    A plain scheme means the driver provstore uses (``postgresql://`` is psycopg2,
+    ``mysql://`` and ``mariadb://`` are PyMySQL, whatever SQLAlchemy would pick); a text
+    without a scheme that looks like a file path is a SQLite file there.
+    """
+    return _resolve(url)[1]
 
 
 def for_url(url: str | URL) -> Dialect:
     """The record for a URL's database, or :class:`ConfigError` for one provstore lacks."""
-    parsed = parse_url(url)
-    found = _BY_BACKEND.get(parsed.get_backend_name())
-    if found is None:
-        raise ConfigError(
-            f"unsupported database {parsed.get_backend_name()!r} in {url!r}; use "
-            "sqlite:///PATH, postgresql://... or mysql+pymysql://..."
-        )
-    return found
+    return _resolve(url)[0]
 
 
 def of(bind: Connection | Engine) -> Dialect:

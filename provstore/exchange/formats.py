@@ -8,12 +8,15 @@ costs nothing.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
+
+from provstore.core.errors import OutputExistsError, PathError
 
 if TYPE_CHECKING:
     from provstore.exchange.transfer import ExportResult, ImportResult
@@ -65,25 +68,68 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
 
 
 def export_to_path(
-    store: Store, refs: Refs, path: str, *, fmt: str = "bundle", compress: bool = True
+    store: Store,
+    refs: Refs,
+    path: str,
+    *,
+    fmt: str = "bundle",
+    compress: bool = True,
+    overwrite: bool = False,
 ) -> ExportResult:
-    """Export to a file, written under a temporary name and renamed when complete ('-': stdout)."""
+    """Export to a file ('-': standard output), put in place under its name once complete.
+
+    An existing file is kept (:exc:`OutputExistsError`) unless ``overwrite``, also one that
+    appears while the export runs.  The file's permissions are the user's, as for any file
+    they write: created ``0666`` less the umask (or as the directory's default ACL says).
+    """
     write = EXPORT_FORMATS[fmt].write
     if path == "-":
         result = write(store, refs, sys.stdout.buffer, compress)
         sys.stdout.buffer.flush()
         return result
-    fd, temp = tempfile.mkstemp(
-        prefix=".provstore-export-", dir=os.path.dirname(os.path.abspath(path))
-    )
+    if not overwrite and os.path.lexists(path):
+        raise OutputExistsError(path)
+    handle, temp = _create_beside(path)
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with handle:
             result = write(store, refs, handle, compress)
-        os.replace(temp, path)
+        _put_in_place(temp, path, overwrite)
     except BaseException:
-        os.unlink(temp)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
         raise
     return result
+
+
+def _create_beside(path: str) -> tuple[BinaryIO, str]:
+    """A new, empty file in ``path``'s directory, under a name no one else uses."""
+    directory = os.path.dirname(os.path.abspath(path))
+    while True:
+        temp = os.path.join(directory, f".provstore-export-{secrets.token_hex(8)}")
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise PathError(path, exc.strerror or str(exc), action="write") from None
+        return os.fdopen(fd, "wb"), temp
+
+
+def _put_in_place(temp: str, path: str, overwrite: bool) -> None:
+    """Rename ``temp`` to ``path``; without ``overwrite``, only if ``path`` does not exist."""
+    if overwrite:
+        os.replace(temp, path)
+        return
+    try:
+        os.link(temp, path)  # fails, atomically, when path exists
+    except FileExistsError:
+        raise OutputExistsError(path) from None
+    except OSError:  # a file system without hard links
+        if os.path.lexists(path):
+            raise OutputExistsError(path) from None
+        os.replace(temp, path)
+        return
+    os.unlink(temp)
 
 
 def import_from_path(
