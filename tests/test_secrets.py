@@ -152,14 +152,18 @@ def _record(url: str, tmp_path: Path) -> list[str]:
     product = job.stdout.strip()
     provstore = shutil.which("provstore", path=os.path.dirname(sys.executable))
     assert provstore is not None
-    made = "open('out.txt', 'w').write('x')"
+    # Product paths are the user's own, stored as given (docs/concepts.rst): this one is not
+    # under the secret-named working directory.
+    out = tmp_path / "outputs" / "out.txt"
+    out.parent.mkdir()
+    made = f"open({str(out)!r}, 'w').write('x')"
     ran = subprocess.run(
-        [provstore, "run", "-o", "out.txt", "--", sys.executable, "-c", made, *RUN_COMMAND_ARGS],
+        [provstore, "run", "-o", str(out), "--", sys.executable, "-c", made, *RUN_COMMAND_ARGS],
         env=env, cwd=work, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert ran.returncode == 0, ran.stderr
     with Store(url) as store:
-        output = store.find_products(name="out.txt")
+        output = store.find_products(name=str(out))
     return [product, output[0].hex]
 
 

@@ -1,4 +1,4 @@
-"""capture_environment / capture_run: the secrets redaction learns are scrubbed from every field."""
+"""capture_environment and capture_run scrub the secrets redaction learns from every field."""
 
 from __future__ import annotations
 

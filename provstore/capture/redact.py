@@ -1,19 +1,26 @@
-"""Keep secrets out of storage: redact environment variables and command-line text.
+"""Keep secrets out of storage: redact environment variables, command lines and error text.
 
 Redaction runs *before* anything is hashed or encoded, so neither a secret nor a hash of one
-ever reaches a store. Two independent tests decide what is secret:
+ever reaches a store. Three tests decide what is secret (the tables are in
+:mod:`provstore.capture.secret_shapes`):
 
 * the variable's **name** matches one of :data:`DEFAULT_SECRET_NAMES` (case-insensitive
   :mod:`fnmatch` globs); the whole value is replaced by :data:`REDACTED`;
 * the **value** contains a well-known credential shape from
   :data:`DEFAULT_SECRET_VALUE_PATTERNS` (regular expressions); only the matching part is
   replaced. A pattern with a named group ``secret`` redacts just that group, which is how
-  ``postgresql://bob:hunter2@db/x`` becomes ``postgresql://bob:<redacted>@db/x``.
+  ``postgresql://bob:hunter2@db/x`` becomes ``postgresql://bob:<redacted>@db/x``;
+* on a command line, the **option** carries it (:mod:`provstore.capture.cmdline`).
 
-The defaults over-redact on purpose where the cost is small: ``*AUTH*`` also matches
-``AUTHOR``, ``XAUTHORITY`` and ``SSH_AUTH_SOCK``, and a URL with an ``@`` in its query string
-may lose part of its path. Losing a harmless value is cheap; storing a token forever is not.
-Users extend both lists with :meth:`Redactor.extended`.
+What was removed is remembered as :class:`Secrets`, in memory only: the literal values are
+then scrubbed from every other free-text field written for the run (other variables, argv,
+the working directory, the git root, the error text), since a password that stands alone in
+an exception message has no shape a pattern could know.
+
+The defaults over-redact where the cost is small (``SSH_AUTH_SOCK``, the value after
+``psql --password``, a URL with an ``@`` in its query string may lose part of its path).
+Losing a harmless value is cheap; storing a token forever is not. Users extend the names and
+value patterns with :meth:`Redactor.extended`.
 """
 
 from __future__ import annotations
@@ -21,104 +28,35 @@ from __future__ import annotations
 import fnmatch
 import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from provstore.capture.cmdline import redact_words
+from provstore.capture.secret_shapes import (
+    DEFAULT_SECRET_NAMES,
+    MIN_SECRET_LENGTH,
+    REDACTED,
+    VALUE_SHAPES,
+)
 from provstore.core.errors import ConfigError
 
 __all__ = [
     "DEFAULT_SECRET_NAMES",
     "DEFAULT_SECRET_VALUE_PATTERNS",
     "REDACTED",
+    "RedactedEnviron",
     "Redactor",
+    "Secrets",
 ]
 
-REDACTED = "<redacted>"
-"""What a secret (or the secret part of a value) is replaced with."""
-
-DEFAULT_SECRET_NAMES: tuple[str, ...] = (
-    "*TOKEN*",
-    "*SECRET*",
-    "*PASSWORD*",
-    "*PASSWD*",
-    "*PASSPHRASE*",
-    "*_PASS",
-    "*_PWD",
-    "*_KEY",
-    "*_KEY_ID",
-    "*APIKEY*",
-    "*API_KEY*",
-    "*PRIVATE_KEY*",
-    "*CREDENTIAL*",
-    "*AUTH*",
-    "*BEARER*",
-    "*COOKIE*",
-    "*SESSION_ID*",
-    "*_PAT",
-    "*DSN*",
-    "*CONNECTION_STRING*",
-    "*WEBHOOK_URL*",
-)
-"""Case-insensitive globs on variable names whose whole value is secret.
-
-``*_PASS`` and ``*_PWD`` need the underscore so that ``PWD`` and ``OLDPWD`` stay readable;
-``*DSN*`` and ``*CONNECTION_STRING*`` usually embed a password; ``*WEBHOOK_URL*`` embeds a
-bearer secret in its path. ``*AUTH*`` over-redacts ``AUTHOR`` and ``SSH_AUTH_SOCK``.
-"""
-
-DEFAULT_SECRET_VALUE_PATTERNS: tuple[str, ...] = (
-    # PEM private keys (RSA, EC, OPENSSH, ENCRYPTED, PGP ... BLOCK); an unterminated block is
-    # redacted to the end of the text.
-    r"(?s:-----BEGIN [A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----.*?"
-    r"(?:-----END [A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----|\Z))",
-    # AWS access key ids: long-term (AKIA) and temporary (ASIA).
-    r"(?:AKIA|ASIA)[A-Z0-9]{16}",
-    # GitHub: classic personal, OAuth, user-to-server, server-to-server and refresh tokens.
-    r"gh[pousr]_[A-Za-z0-9]{20,}",
-    # GitHub fine-grained personal access tokens.
-    r"github_pat_[A-Za-z0-9_]{20,}",
-    # GitLab personal, deploy, runner and pipeline-trigger tokens.
-    r"gl(?:pat|dt|rt|ptt)-[A-Za-z0-9_\-]{20,}",
-    # Slack bot, user, app, workspace and refresh tokens.
-    r"xox[abposr]-[A-Za-z0-9\-]{10,}",
-    # Slack incoming webhooks: the path is the secret.
-    r"hooks\.slack\.com/services/(?P<secret>[A-Za-z0-9/_\-]+)",
-    # JSON Web Tokens: base64url header and payload (both JSON objects), optional signature.
-    r"eyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*",
-    # Credentials in a URL: only the password between `user:` and the `@` before the host.
-    # A raw `@` inside the password is followed up to the last `@` before the path.
-    r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:(?P<secret>[^\s@]+(?:@[^\s@/?#]*)*)(?=@)",
-    # HTTP bearer credentials, e.g. in `curl -H "Authorization: Bearer ..."`.
-    r"(?ai:\bbearer\s+)(?P<secret>[A-Za-z0-9._~+/=\-]{8,})",
-    # `password=...`, `api_key: ...`, `--token=...`, `"secret": "..."` (libpq DSNs, query
-    # strings, JSON, shell snippets in argv).
-    r"(?ai:pass(?:word|wd|phrase)|secret|token|api[_\-]?key|access[_\-]?key)"
-    r"[\"']?\s*[=:]\s*[\"']?(?P<secret>[^\s\"'&;,]+)",
-)
-"""Regular expressions for values that are credentials wherever they appear."""
+DEFAULT_SECRET_VALUE_PATTERNS: tuple[str, ...] = tuple(shape.pattern for shape in VALUE_SHAPES)
+"""Regular expressions for values that are credentials wherever they appear (the patterns of
+:data:`~provstore.capture.secret_shapes.VALUE_SHAPES`)."""
 
 # For each built-in pattern, a regex that finds, in the *lower-cased* text, a literal that
 # every match of the pattern contains. One search for all anchors decides whether a value
 # needs the full patterns at all, which keeps a whole environment well under a millisecond.
-_ANCHORS: dict[str, str] = dict(
-    zip(
-        DEFAULT_SECRET_VALUE_PATTERNS,
-        (
-            r"-----begin ",
-            r"akia|asia",
-            r"gh[pousr]_",
-            r"github_pat_",
-            r"gl(?:pat|dt|rt|ptt)-",
-            r"xox[abposr]-",
-            r"hooks\.slack\.com/services/",
-            r"eyj",
-            r"://",
-            r"bearer",
-            r"pass|secret|token|api[_\-]?key|access[_\-]?key",
-        ),
-        strict=True,
-    )
-)
+_ANCHORS: dict[str, str] = {shape.pattern: shape.anchor for shape in VALUE_SHAPES}
 
 _MAX_PASSES = 4  # redaction reaches a fixed point in one or two passes; bound it anyway
 _GLOB_CHARS = frozenset("*?[")
@@ -245,20 +183,27 @@ def _alternation(patterns: Sequence[re.Pattern[str]]) -> re.Pattern[str] | None:
         return None
 
 
-def _replace(match: re.Match[str]) -> str:
+def _replacer(found: list[str] | None) -> Callable[[re.Match[str]], str]:
     """Replacement for one value-pattern match: the ``secret`` group only, if it has one.
 
     An empty match (or empty ``secret`` group) hides nothing and is left alone, so that
-    redaction never inserts text and always reaches a fixed point.
+    redaction never inserts text and always reaches a fixed point. What is hidden is added to
+    ``found`` (when given).
     """
-    text = match.group(0)
-    if "secret" in match.re.groupindex and match.group("secret") is not None:
-        start, end = match.span("secret")
+
+    def replace(match: re.Match[str]) -> str:
+        text = match.group(0)
+        start, end = match.span()
+        if "secret" in match.re.groupindex and match.group("secret") is not None:
+            start, end = match.span("secret")
         if start == end:
             return text
+        if found is not None:
+            found.append(match.string[start:end])
         offset = match.start()
         return text[: start - offset] + REDACTED + text[end - offset :]
-    return REDACTED if text else text
+
+    return replace
 
 
 def _as_tuple(patterns: Sequence[str]) -> tuple[str, ...]:
@@ -267,6 +212,65 @@ def _as_tuple(patterns: Sequence[str]) -> tuple[str, ...]:
             f"secret patterns must be a list of strings, not the single string {patterns!r}"
         )
     return tuple(patterns)
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Secrets:
+    """Literal secret values met while redacting, longest first; held in memory, never stored.
+
+    Only values of at least :data:`MIN_SECRET_LENGTH` characters are kept (scrubbing every
+    ``1`` would destroy text and protect nothing). The repr never shows them.
+    """
+
+    values: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, candidates: Iterable[str]) -> Secrets:
+        """The meaningful values among ``candidates`` (stripped; placeholders left out)."""
+        kept = set()
+        for value in candidates:
+            value = value.strip()
+            if len(value) >= MIN_SECRET_LENGTH and REDACTED not in value:
+                if value not in REDACTED:
+                    kept.add(value)
+        return cls(tuple(sorted(kept, key=lambda v: (-len(v), v))))
+
+    def __bool__(self) -> bool:
+        return bool(self.values)
+
+    def __or__(self, other: Secrets) -> Secrets:
+        if not other.values:
+            return self
+        return Secrets.of(self.values + other.values)
+
+    def __repr__(self) -> str:
+        return f"Secrets(<{len(self.values)} values>)"
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every known value replaced by :data:`REDACTED`."""
+        for value in self.values:
+            if value in text:
+                text = text.replace(value, REDACTED)
+        return text
+
+
+NO_SECRETS = Secrets()
+
+
+@dataclass(frozen=True, slots=True)
+class RedactedEnviron:
+    """Variables after redaction, the names whose values changed, and the secrets learnt."""
+
+    values: dict[str, str | bytes]
+    redacted: tuple[str, ...]
+    secrets: Secrets
+
+
+def _text_forms(value: str | bytes) -> list[str]:
+    """How a variable's value can appear in text: itself, or its bytes decoded two ways."""
+    if isinstance(value, str):
+        return [value]
+    return [value.decode("utf-8", "surrogateescape"), value.decode("utf-8", "backslashreplace")]
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,87 +301,120 @@ class Redactor:
             value_patterns=self.value_patterns + _as_tuple(value_patterns),
         )
 
-    def _finds(self, text: str) -> bool:
-        values = _compile_values(self.value_patterns)
-        return values.may_match(text) and any(p.search(text) for p in values.patterns)
-
     def is_secret_name(self, name: str) -> bool:
         """Whether a variable called ``name`` holds a secret whatever its value."""
         return _compile_names(self.names).matches(name)
 
-    def redact_text(self, text: str) -> tuple[str, bool]:
-        """Replace credential-shaped substrings of ``text``; return it and whether it changed."""
+    def _patterns(self, text: str, found: list[str] | None = None) -> str:
+        """``text`` with every value-pattern match replaced (repeated to a fixed point)."""
         values = _compile_values(self.value_patterns)
         if not values.may_match(text):
-            return text, False
+            return text
+        replace = _replacer(found)
         result = text
         for _ in range(_MAX_PASSES):
             before = result
             for pattern in values.patterns:
-                result = pattern.sub(_replace, result)
+                result = pattern.sub(replace, result)
             if result == before:
                 break
+        return result
+
+    def redact_text(self, text: str, secrets: Secrets = NO_SECRETS) -> tuple[str, bool]:
+        """Replace known ``secrets`` and credential-shaped substrings of ``text``.
+
+        Returns the text and whether it changed.
+        """
+        result = self._patterns(secrets.scrub(text))
         return result, result != text
 
-    def redact_argv(self, argv: Sequence[str]) -> tuple[list[str], bool]:
-        """Redact a command line: each element's text, and the value after a secret flag.
+    def scan_argv(
+        self, argv: Sequence[str], secrets: Secrets = NO_SECRETS
+    ) -> tuple[list[str], Secrets]:
+        """Redact a command line; return it and ``secrets`` plus the values it removed.
 
-        ``--password hunter2`` and ``--api-key=abc`` lose their values because the flag name
-        (dashes read as underscores) is a secret name.
+        Secret options (by name, ``--password hunter2``, ``--api-key=abc``; or by program,
+        ``mysql -pX``, ``curl -u bob:pw``), ``NAME=VALUE`` with a secret NAME, setters
+        (``aws configure set aws_secret_access_key X``), value patterns and the known
+        ``secrets`` are all replaced; a value removed in one word is scrubbed from the rest.
         """
-        out: list[str] = []
-        changed = False
-        secret_next = False
-        for arg in argv:
-            if secret_next and not arg.startswith("-"):
-                out.append(REDACTED)
-                changed = changed or arg != REDACTED
-                secret_next = False
-                continue
-            secret_next = False
-            new, hit = self.redact_text(arg)
-            if arg.startswith("-") and len(arg) > 2:
-                flag, eq, value = arg.lstrip("-").partition("=")
-                if self.is_secret_name(flag.replace("-", "_")):
-                    if value:
-                        new = arg[: len(arg) - len(value)] + REDACTED
-                        hit = hit or value != REDACTED
-                    elif not eq:
-                        secret_next = True
-            out.append(new)
-            changed = changed or hit
-        return out, changed
+        found: list[str] = []
+
+        def text(word: str) -> str:
+            return self._patterns(secrets.scrub(word), found)
+
+        out, removed = redact_words(argv, self.is_secret_name, text)
+        learnt = Secrets.of(found + removed)
+        if learnt:
+            out = [learnt.scrub(word) for word in out]
+        return out, secrets | learnt
+
+    def redact_argv(self, argv: Sequence[str]) -> tuple[list[str], bool]:
+        """Redact a command line (see :meth:`scan_argv`); return it and whether it changed."""
+        out, _ = self.scan_argv(argv)
+        return out, out != list(argv)
 
     def redact_environ(
         self, env: Mapping[str, str | bytes]
     ) -> tuple[dict[str, str | bytes], tuple[str, ...]]:
         """Return the variables with secrets replaced, and the sorted names that were redacted.
 
+        See :meth:`scan_environ`, which also returns the secret values it met.
+        """
+        scan = self.scan_environ(env)
+        return scan.values, scan.redacted
+
+    def scan_environ(self, env: Mapping[str, str | bytes]) -> RedactedEnviron:
+        """Redact variables, and scrub the secret values met from the other variables.
+
         A secret name replaces the whole value by :data:`REDACTED`; a secret-looking value
         has only the matching part replaced. A ``bytes`` value (not valid UTF-8) that holds
-        anything secret-looking is replaced whole, since it cannot be edited losslessly.
+        anything secret is replaced whole, since it cannot be edited losslessly. The secret
+        values met (the whole value of a secret name, the parts patterns matched) are then
+        scrubbed from every other variable and returned as :class:`Secrets`.
         """
         secret_name = _compile_names(self.names).matches
         may_match = _compile_values(self.value_patterns).may_match
         out: dict[str, str | bytes] = {}
-        redacted: list[str] = []
+        redacted: set[str] = set()
+        found: list[str] = []
         for name, value in env.items():
             if secret_name(name):
                 out[name] = REDACTED
-                redacted.append(name)
-                continue
-            if isinstance(value, bytes):
-                if self._finds(value.decode("utf-8", "replace")):
-                    out[name] = REDACTED
-                    redacted.append(name)
-                else:
+                for form in _text_forms(value):
+                    found.append(form)
+                    self._patterns(form, found)
+            elif isinstance(value, bytes):
+                before = len(found)
+                self._patterns(value.decode("utf-8", "replace"), found)
+                if len(found) == before:
                     out[name] = value
-                continue
-            if not may_match(value):
+                    continue
+                out[name] = REDACTED
+            elif not may_match(value) or (new := self._patterns(value, found)) == value:
                 out[name] = value
                 continue
-            new, changed = self.redact_text(value)
-            out[name] = new
-            if changed:
-                redacted.append(name)
-        return out, tuple(sorted(redacted))
+            else:
+                out[name] = new
+            redacted.add(name)
+        secrets = Secrets.of(found)
+        if secrets:
+            _scrub_variables(out, redacted, secrets)
+        return RedactedEnviron(out, tuple(sorted(redacted)), secrets)
+
+
+def _scrub_variables(out: dict[str, str | bytes], redacted: set[str], secrets: Secrets) -> None:
+    """Scrub known secret values from the variables not redacted yet, in place."""
+    kept = [name for name in out if name not in redacted]
+    joined = "\0".join(f for name in kept for f in _text_forms(out[name]))
+    if not any(value in joined for value in secrets.values):
+        return  # the common case: one search per secret over all the variables at once
+    for name in kept:
+        value = out[name]
+        if isinstance(value, bytes):
+            if any(secrets.scrub(form) != form for form in _text_forms(value)):
+                out[name] = REDACTED
+                redacted.add(name)
+        elif (scrubbed := secrets.scrub(value)) != value:
+            out[name] = scrubbed
+            redacted.add(name)

@@ -1,0 +1,141 @@
+"""Redact a command line: secret options by name and by program, ``NAME=VALUE`` and setters.
+
+One walk over the words, remembering which program they belong to (``sshpass -p X ssh -p 22``
+switches from sshpass's ``-p``, a password, to ssh's, a port). The text of every word also
+goes through the value patterns and the known secret values (the ``text`` callable the
+:class:`~provstore.capture.redact.Redactor` passes in). Returns the redacted words and the
+secret values removed, so that the caller can scrub them from everything else it writes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from provstore.capture.secret_shapes import (
+    NOT_SECRET_OPTION,
+    OPTION_RULES,
+    PROGRAMS,
+    REDACTED,
+    SETTER_WORDS,
+    OptionRule,
+)
+
+__all__ = ["redact_words"]
+
+_RULES: dict[str, tuple[OptionRule, ...]] = {
+    program: tuple(rule for rule in OPTION_RULES if program in rule.programs)
+    for program in {p for rule in OPTION_RULES for p in rule.programs}
+}
+_NOT_SECRET = re.compile(NOT_SECRET_OPTION)
+_NON_WORD = re.compile(r"[^A-Za-z0-9]")
+# NAME=VALUE at the start of a word or after a separator (`env A=1`, `--set-env-vars=A=1,B=2`).
+_ASSIGNMENT = re.compile(r"(?:^|(?<=[\s,;&?=:]))([A-Za-z_][A-Za-z0-9_.\-]*)=([^\s,;&]*)")
+
+
+def redact_words(
+    argv: Sequence[str], is_secret_name: Callable[[str], bool], text: Callable[[str], str]
+) -> tuple[list[str], list[str]]:
+    """Return ``argv`` with its secrets replaced, and the secret values it removed.
+
+    ``is_secret_name`` judges names (options, setters, assignments); ``text`` redacts a
+    word's own text (value patterns, known secret values).
+    """
+    walk = _Walk(is_secret_name, text)
+    for arg in argv:
+        walk.word(arg)
+    return walk.out, walk.removed
+
+
+def _program(arg: str) -> str:
+    base = arg.replace("\\", "/").rsplit("/", 1)[-1].lower()
+    return base[:-4] if base.endswith(".exe") else base
+
+
+@dataclass(slots=True)
+class _Walk:
+    is_secret_name: Callable[[str], bool]
+    text: Callable[[str], str]
+    out: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    program: str = ""
+    words: set[str] = field(default_factory=set)  # the positional words since the program
+    pending: str | None = None  # the next word is secret: its "value" or its "password"
+    strict: bool = True  # the pending value may start with "-" (it follows an option)
+
+    def word(self, arg: str) -> None:
+        if self.pending is not None and (self.strict or not arg.startswith("-")):
+            part, self.pending = self.pending, None
+            self.out.append(self._hide(arg, part))
+            return
+        self.pending = None
+        if arg.startswith("-") and arg not in ("-", "--"):
+            self.out.append(self._option(arg))
+        else:
+            self.out.append(self._positional(arg))
+
+    def _secret(self, name: str) -> bool:
+        key = _NON_WORD.sub("_", name).upper()
+        return self.is_secret_name(key) and _NOT_SECRET.search(key) is None
+
+    def _hide(self, value: str, part: str) -> str:
+        if part == "password":
+            user, colon, secret = value.partition(":")
+            if not colon or not secret:
+                return self.text(value)
+            value, prefix = secret, f"{user}:"
+        else:
+            prefix = ""
+        if not value or value == REDACTED:
+            return prefix + value
+        self.removed.append(value)
+        return prefix + REDACTED
+
+    def _rule(self, option: str) -> OptionRule | None:
+        for rule in _RULES.get(self.program, ()):
+            if option in rule.options and (not rule.after or self.words.intersection(rule.after)):
+                return rule
+        return None
+
+    def _expect(self, part: str, *, strict: bool = True) -> None:
+        self.pending, self.strict = part, strict
+
+    def _option(self, arg: str) -> str:
+        rule = self._rule(arg)
+        if rule is not None:
+            self._expect(rule.part)
+            return self.text(arg)
+        head, eq, value = arg.partition("=")
+        if eq and arg.startswith("--") and (rule := self._rule(head)) is not None:
+            return f"{head}={self._hide(value, rule.part)}"
+        if len(arg) > 2 and arg[1] != "-" and (rule := self._rule(arg[:2])) is not None:
+            return arg[:2] + self._hide(arg[2:], rule.part)
+        if self._secret(head.lstrip("-")):
+            if eq:
+                return f"{head}={self._hide(value, 'value')}"
+            self._expect("value")
+            return self.text(arg)
+        return self._assignments(self.text(arg))
+
+    def _positional(self, arg: str) -> str:
+        if _program(arg) in PROGRAMS:
+            self.program, self.words = _program(arg), set()
+            return self.text(arg)
+        if "=" not in arg and self.words & SETTER_WORDS and self._secret(arg):
+            self._expect("value", strict=False)  # `set NAME VALUE`; an option is no value
+        self.words.add(arg)
+        return self._assignments(self.text(arg))
+
+    def _assignments(self, arg: str) -> str:
+        """Redact the value of every ``NAME=VALUE`` in ``arg`` whose NAME is secret."""
+        if "=" not in arg:
+            return arg
+
+        def replace(match: re.Match[str]) -> str:
+            name, value = match.group(1), match.group(2)
+            if not value or not self._secret(name):
+                return match.group(0)
+            return f"{name}={self._hide(value, 'value')}"
+
+        return _ASSIGNMENT.sub(replace, arg)
