@@ -261,7 +261,7 @@ def test_every_value_shape_has_examples() -> None:
 )  # fmt: skip
 def test_value_shapes(shape: ValueShape, text: str, secret: str, kept: str) -> None:
     assert re.search(shape.pattern, text), "the example belongs to another row"
-    assert re.search(shape.anchor, text.lower()), "the anchor must be in every match"
+    assert any(lit in text.lower() for lit in shape.anchors), "no anchor in the text"
     alone = Redactor(names=(), value_patterns=(shape.pattern,))
     for redactor in (alone, R):
         out, changed = redactor.redact_text(text)
@@ -540,7 +540,11 @@ def test_redaction_is_idempotent(env: dict[str, str | bytes]) -> None:
 _FRAGMENTS = st.sampled_from(
     ["AKIA", "ASIA", "ghp_", "github_pat_", "glpat-", "xoxb-", "eyJ", ".", "-----BEGIN ",
      " PRIVATE KEY-----", "-----END ", "://", ":", "@", "/", "Bearer ", "bearer\t", "PASSWORD",
-     "Token", "api-key", "=", '"', " ", "hooks.slack.com/services/", "\u017f", "\u212a"]
+     "Token", "api-key", "=", '"', " ", "hooks.slack.com/services/", "\u017f", "\u212a",
+     "sk_live_", "whsec_", "sk-ant-", "sk-proj-", "sk-", "T3BlbkFJ", "hf_", "AIza", "ya29.",
+     "GOCSPX-", "pypi-AgE", "npm_", "dckr_pat_", "&sig=", "sig=", "Authorization: ",
+     "Proxy-Authorisation=", "Basic ", "Cookie: ", "AccountKey=", "Subscription-Key:", "_auth=",
+     "pass=", "PW=", "machine ", "login ", " password ", ";Pwd=", "\n", "\t", "'"]
 )  # fmt: skip
 _SUSPICIOUS_TEXT = st.lists(st.one_of(_FRAGMENTS, st.text(_ALNUM + "_-", max_size=24))).map(
     "".join
@@ -562,5 +566,5 @@ def test_prefilter_never_hides_a_match(text: str) -> None:
     # so the fast pre-filter can only let through more values than the patterns, never fewer.
     for pattern in DEFAULT_SECRET_VALUE_PATTERNS:
         if re.search(pattern, text):
-            assert re.search(_ANCHORS[pattern], text.lower()), pattern
+            assert any(literal in text.lower() for literal in _ANCHORS[pattern]), pattern
             assert R.redact_text(text) != (text, False) or REDACTED in text

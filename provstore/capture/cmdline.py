@@ -9,9 +9,9 @@ secret values removed, so that the caller can scrub them from everything else it
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 from provstore.capture.secret_shapes import (
     NOT_SECRET_OPTION,
@@ -28,10 +28,15 @@ _RULES: dict[str, tuple[OptionRule, ...]] = {
     program: tuple(rule for rule in OPTION_RULES if program in rule.programs)
     for program in {p for rule in OPTION_RULES for p in rule.programs}
 }
-_NOT_SECRET = re.compile(NOT_SECRET_OPTION)
-_NON_WORD = re.compile(r"[^A-Za-z0-9]")
+_NON_WORD = r"[^A-Za-z0-9]"
 # NAME=VALUE at the start of a word or after a separator (`env A=1`, `--set-env-vars=A=1,B=2`).
-_ASSIGNMENT = re.compile(r"(?:^|(?<=[\s,;&?=:]))([A-Za-z_][A-Za-z0-9_.\-]*)=([^\s,;&]*)")
+_ASSIGNMENT = r"(?:^|(?<=[\s,;&?=:]))([A-Za-z_][A-Za-z0-9_.\-]*)=([^\s,;&]*)"
+
+
+@functools.cache
+def _regex(pattern: str) -> re.Pattern[str]:
+    """Compiled on first use: importing this module must cost next to nothing."""
+    return re.compile(pattern)
 
 
 def redact_words(
@@ -53,16 +58,21 @@ def _program(arg: str) -> str:
     return base[:-4] if base.endswith(".exe") else base
 
 
-@dataclass(slots=True)
 class _Walk:
-    is_secret_name: Callable[[str], bool]
-    text: Callable[[str], str]
-    out: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    program: str = ""
-    words: set[str] = field(default_factory=set)  # the positional words since the program
-    pending: str | None = None  # the next word is secret: its "value" or its "password"
-    strict: bool = True  # the pending value may start with "-" (it follows an option)
+    """The state of one walk over a command line."""
+
+    __slots__ = ("is_secret_name", "out", "pending", "program", "removed", "strict", "text",
+                 "words")  # fmt: skip
+
+    def __init__(self, is_secret_name: Callable[[str], bool], text: Callable[[str], str]) -> None:
+        self.is_secret_name = is_secret_name
+        self.text = text
+        self.out: list[str] = []
+        self.removed: list[str] = []
+        self.program = ""
+        self.words: set[str] = set()  # the positional words since the program
+        self.pending: str | None = None  # the next word is secret: its "value" or "password"
+        self.strict = True  # the pending value may start with "-" (it follows an option)
 
     def word(self, arg: str) -> None:
         if self.pending is not None and (self.strict or not arg.startswith("-")):
@@ -76,8 +86,8 @@ class _Walk:
             self.out.append(self._positional(arg))
 
     def _secret(self, name: str) -> bool:
-        key = _NON_WORD.sub("_", name).upper()
-        return self.is_secret_name(key) and _NOT_SECRET.search(key) is None
+        key = _regex(_NON_WORD).sub("_", name).upper()
+        return self.is_secret_name(key) and _regex(NOT_SECRET_OPTION).search(key) is None
 
     def _hide(self, value: str, part: str) -> str:
         if part == "password":
@@ -138,4 +148,4 @@ class _Walk:
                 return match.group(0)
             return f"{name}={self._hide(value, 'value')}"
 
-        return _ASSIGNMENT.sub(replace, arg)
+        return _regex(_ASSIGNMENT).sub(replace, arg)

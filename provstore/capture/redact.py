@@ -25,11 +25,14 @@ value patterns with :meth:`Redactor.extended`.
 
 from __future__ import annotations
 
+import bisect
 import fnmatch
 import functools
+import itertools
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from provstore.capture.cmdline import redact_words
 from provstore.capture.secret_shapes import (
@@ -53,10 +56,11 @@ DEFAULT_SECRET_VALUE_PATTERNS: tuple[str, ...] = tuple(shape.pattern for shape i
 """Regular expressions for values that are credentials wherever they appear (the patterns of
 :data:`~provstore.capture.secret_shapes.VALUE_SHAPES`)."""
 
-# For each built-in pattern, a regex that finds, in the *lower-cased* text, a literal that
-# every match of the pattern contains. One search for all anchors decides whether a value
-# needs the full patterns at all, which keeps a whole environment well under a millisecond.
-_ANCHORS: dict[str, str] = {shape.pattern: shape.anchor for shape in VALUE_SHAPES}
+# For each built-in pattern, lower-case literals one of which the lower-cased text holds
+# wherever the pattern matches. Substring searches for them (over all variables at once)
+# decide which patterns a value needs, which keeps a whole environment well under a
+# millisecond and compiles only the patterns some text needs.
+_ANCHORS: dict[str, tuple[str, ...]] = {shape.pattern: shape.anchors for shape in VALUE_SHAPES}
 
 _MAX_PASSES = 4  # redaction reaches a fixed point in one or two passes; bound it anyway
 _GLOB_CHARS = frozenset("*?[")
@@ -64,8 +68,7 @@ _GROUP_NAME = re.compile(r"(?<!\\)\(\?P<([A-Za-z_][A-Za-z0-9_]*)>")
 _BACKREF = re.compile(r"\\[1-9]|\(\?P=|\(\?\(")
 
 
-@dataclass(frozen=True, slots=True)
-class _Names:
+class _Names(NamedTuple):
     """Name globs split by shape: most are ``*WORD*`` or ``*WORD`` and need no regex."""
 
     contains: re.Pattern[str] | None  # searched in the upper-cased name
@@ -83,21 +86,34 @@ class _Names:
         return self.general is not None and self.general.match(name) is not None
 
 
-@dataclass(frozen=True, slots=True)
-class _Values:
-    """Value patterns, and the pre-filters that say cheaply whether any can match."""
+class _Values(NamedTuple):
+    """Value patterns, and what says cheaply which of them a text may need."""
 
-    anchors: re.Pattern[str] | None  # literals of the built-in patterns, on lower-cased text
-    others: re.Pattern[str] | None  # one alternation of the remaining patterns
-    loose: tuple[re.Pattern[str], ...]  # patterns that cannot join an alternation
-    patterns: tuple[re.Pattern[str], ...]
+    sources: tuple[str, ...]  # every pattern, in the order they apply
+    by_literal: dict[str, tuple[int, ...]]  # built-in literal -> the patterns it anchors
+    user: tuple[int, ...]  # the user's patterns (no literals)
+    others: re.Pattern[str] | None  # the user's patterns in one alternation
+    loose: tuple[re.Pattern[str], ...]  # the user's patterns that cannot join it
 
-    def may_match(self, text: str) -> bool:
-        if self.anchors is not None and self.anchors.search(text.lower()) is not None:
-            return True
+    def present(self, lower: str) -> tuple[str, ...]:
+        """The literals that occur in ``lower`` (lower-cased text)."""
+        return tuple(literal for literal in self.by_literal if literal in lower)
+
+    def _user_may_match(self, text: str) -> bool:
         if self.others is not None and self.others.search(text) is not None:
             return True
         return any(pattern.search(text) is not None for pattern in self.loose)
+
+    def plan(self, text: str, present: Sequence[str] | None = None) -> list[re.Pattern[str]]:
+        """The patterns that may match ``text``, in order; ``present`` narrows the literals."""
+        lower = text.lower()
+        chosen: set[int] = set()
+        for literal in self.by_literal if present is None else present:
+            if literal in lower:
+                chosen.update(self.by_literal[literal])
+        if self.user and self._user_may_match(text):
+            chosen.update(self.user)
+        return [_compiled(self.sources[index]) for index in sorted(chosen)]
 
 
 @functools.lru_cache(maxsize=32)
@@ -132,20 +148,35 @@ def _compile_names(names: tuple[str, ...]) -> _Names:
 
 @functools.lru_cache(maxsize=32)
 def _compile_values(value_patterns: tuple[str, ...]) -> _Values:
-    patterns = tuple(_compile_value(pattern) for pattern in value_patterns)
-    anchors = [_ANCHORS[p.pattern] for p in patterns if p.pattern in _ANCHORS]
-    rest = [p for p in patterns if p.pattern not in _ANCHORS]
+    """Built-in patterns are compiled when first needed; the user's now, to report errors."""
+    for pattern in value_patterns:
+        if pattern not in _ANCHORS:
+            _compile_value(pattern)
+    by_literal: dict[str, list[int]] = {}
+    user: list[int] = []
+    for index, pattern in enumerate(value_patterns):
+        if pattern not in _ANCHORS:
+            user.append(index)
+        for literal in _ANCHORS.get(pattern, ()):
+            by_literal.setdefault(literal, []).append(index)
+    rest = [_compiled(value_patterns[index]) for index in user]
     joinable = [p for p in rest if not _BACKREF.search(p.pattern)]
     loose = [p for p in rest if _BACKREF.search(p.pattern)]
     others = _alternation(joinable)
     if others is None:
         loose += joinable
     return _Values(
-        anchors=re.compile("|".join(anchors)) if anchors else None,
+        sources=value_patterns,
+        by_literal={literal: tuple(indices) for literal, indices in by_literal.items()},
+        user=tuple(user),
         others=others,
         loose=tuple(loose),
-        patterns=patterns,
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
 
 
 def _compile_value(pattern: str) -> re.Pattern[str]:
@@ -214,15 +245,22 @@ def _as_tuple(patterns: Sequence[str]) -> tuple[str, ...]:
     return tuple(patterns)
 
 
-@dataclass(frozen=True, slots=True, repr=False)
 class Secrets:
     """Literal secret values met while redacting, longest first; held in memory, never stored.
 
     Only values of at least :data:`MIN_SECRET_LENGTH` characters are kept (scrubbing every
-    ``1`` would destroy text and protect nothing). The repr never shows them.
+    ``1`` would destroy text and protect nothing). Immutable; the repr never shows them. (A
+    plain class: a dataclass costs more to define than this module's whole import.)
     """
 
-    values: tuple[str, ...] = ()
+    __slots__ = ("values",)
+    values: tuple[str, ...]
+
+    def __init__(self, values: tuple[str, ...] = ()) -> None:
+        object.__setattr__(self, "values", values)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Secrets is immutable")
 
     @classmethod
     def of(cls, candidates: Iterable[str]) -> Secrets:
@@ -237,6 +275,12 @@ class Secrets:
 
     def __bool__(self) -> bool:
         return bool(self.values)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secrets) and other.values == self.values
+
+    def __hash__(self) -> int:
+        return hash(self.values)
 
     def __or__(self, other: Secrets) -> Secrets:
         if not other.values:
@@ -257,8 +301,7 @@ class Secrets:
 NO_SECRETS = Secrets()
 
 
-@dataclass(frozen=True, slots=True)
-class RedactedEnviron:
+class RedactedEnviron(NamedTuple):
     """Variables after redaction, the names whose values changed, and the secrets learnt."""
 
     values: dict[str, str | bytes]
@@ -305,16 +348,21 @@ class Redactor:
         """Whether a variable called ``name`` holds a secret whatever its value."""
         return _compile_names(self.names).matches(name)
 
-    def _patterns(self, text: str, found: list[str] | None = None) -> str:
-        """``text`` with every value-pattern match replaced (repeated to a fixed point)."""
-        values = _compile_values(self.value_patterns)
-        if not values.may_match(text):
+    def _patterns(
+        self, text: str, found: list[str] | None = None, present: Sequence[str] | None = None
+    ) -> str:
+        """``text`` with every value-pattern match replaced (repeated to a fixed point).
+
+        ``present`` narrows the literals to look for (those of a whole environment).
+        """
+        plan = _compile_values(self.value_patterns).plan(text, present)
+        if not plan:
             return text
         replace = _replacer(found)
         result = text
         for _ in range(_MAX_PASSES):
             before = result
-            for pattern in values.patterns:
+            for pattern in plan:
                 result = pattern.sub(replace, result)
             if result == before:
                 break
@@ -374,33 +422,60 @@ class Redactor:
         scrubbed from every other variable and returned as :class:`Secrets`.
         """
         secret_name = _compile_names(self.names).matches
-        may_match = _compile_values(self.value_patterns).may_match
-        out: dict[str, str | bytes] = {}
+        out: dict[str, str | bytes] = dict(env)
         redacted: set[str] = set()
         found: list[str] = []
+        plain: dict[str, str] = {}  # the other text values, for the value patterns
         for name, value in env.items():
             if secret_name(name):
                 out[name] = REDACTED
+                redacted.add(name)
                 for form in _text_forms(value):
                     found.append(form)
                     self._patterns(form, found)
             elif isinstance(value, bytes):
                 before = len(found)
                 self._patterns(value.decode("utf-8", "replace"), found)
-                if len(found) == before:
-                    out[name] = value
-                    continue
-                out[name] = REDACTED
-            elif not may_match(value) or (new := self._patterns(value, found)) == value:
-                out[name] = value
-                continue
+                if len(found) > before:
+                    out[name] = REDACTED
+                    redacted.add(name)
             else:
+                plain[name] = value
+        for name in _suspects(_compile_values(self.value_patterns), plain):
+            value = plain[name]
+            if (new := self._patterns(value, found)) != value:
                 out[name] = new
-            redacted.add(name)
+                redacted.add(name)
         secrets = Secrets.of(found)
         if secrets:
             _scrub_variables(out, redacted, secrets)
         return RedactedEnviron(out, tuple(sorted(redacted)), secrets)
+
+
+def _suspects(values: _Values, plain: dict[str, str]) -> list[str]:
+    """The names whose values hold a literal of some pattern.
+
+    One substring search per literal through all the values joined, not one per value.
+    """
+    names = list(plain)
+    if values.user:
+        return names  # the user's patterns have no literals: every value is a suspect
+    texts = list(plain.values())
+    joined = "\0".join(texts)
+    lower = joined.lower()
+    present = values.present(lower)
+    if not present:
+        return []
+    if len(lower) != len(joined):  # lower-casing moved the offsets (rare letters)
+        return names
+    starts = list(itertools.accumulate((len(text) + 1 for text in texts[:-1]), initial=0))
+    hit: set[int] = set()
+    for literal in present:
+        at = lower.find(literal)
+        while at != -1:
+            hit.add(bisect.bisect_right(starts, at) - 1)
+            at = lower.find(literal, at + 1)
+    return [names[index] for index in sorted(hit)]
 
 
 def _scrub_variables(out: dict[str, str | bytes], redacted: set[str], secrets: Secrets) -> None:

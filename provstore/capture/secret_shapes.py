@@ -1,14 +1,16 @@
 r"""What a secret looks like: one table each for variable names, values and command-line options.
 
-Data only; :mod:`provstore.capture.redact` compiles and applies it. Every row has a test of
-its own (``tests/test_redact.py`` and ``tests/test_cmdline.py`` fail when a row has no
-example), and ``docs/concepts.rst`` lists them for users. Users add names and value patterns
-with ``redact_names`` / ``redact_values`` in ``[tool.provstore]``.
+Data only; :mod:`provstore.capture.redact` compiles and applies it. Rows are named tuples,
+since this module is on the start-up path of every tracked process and a dataclass costs a
+few hundred microseconds to define. Every row has a test of its own (``tests/test_redact.py``
+and ``tests/test_cmdline.py`` fail when a row has no example), and ``docs/concepts.rst``
+lists them for users. Users add names and value patterns with ``redact_names`` /
+``redact_values`` in ``[tool.provstore]``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = [
     "DEFAULT_SECRET_NAMES",
@@ -61,19 +63,21 @@ bearer secret in its path. On the command line the same globs name secret option
 _SECRET_GROUP_GUARD = "(?!<redacted>)"  # a part already redacted is not redacted again
 
 
-@dataclass(frozen=True, slots=True)
-class ValueShape:
+class ValueShape(NamedTuple):
     """A credential recognisable by its shape wherever it appears.
 
     ``pattern`` is a regular expression; a group named ``secret`` redacts only that group.
-    ``anchor`` finds, in the *lower-cased* text, a literal that every match contains: one
-    search for all anchors decides whether a value needs the patterns at all.
+    ``anchors`` are lower-case literals, one of which the lower-cased text holds wherever the
+    pattern matches: plain substring searches (over all variables at once) decide which
+    patterns a value needs, and a pattern is compiled only when some text needs it. Few and
+    short is faster than many and precise: a literal that occurs by chance costs one pattern
+    search in one value, each literal costs a search through every variable.
     """
 
     name: str
     what: str
     pattern: str
-    anchor: str
+    anchors: tuple[str, ...]
 
 
 _SCHEME = r"[A-Za-z][A-Za-z0-9_\-]*[ \t]+(?=[^\s\"'])"  # Basic, Bearer, Digest, ...
@@ -90,63 +94,63 @@ VALUE_SHAPES: tuple[ValueShape, ...] = (
         "redacted to the end of the text",
         r"(?s:-----BEGIN [A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----.*?"
         r"(?:-----END [A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----|\Z))",
-        r"-----begin ",
+        ("-----begin ",),
     ),
     ValueShape(
         "aws-access-key-id",
         "AWS access key ids: long-term ``AKIA…`` and temporary ``ASIA…``",
         r"(?:AKIA|ASIA)[A-Z0-9]{16}",
-        r"akia|asia",
+        ("akia", "asia"),
     ),
     ValueShape(
         "github",
         "GitHub tokens ``ghp_…``, ``gho_…``, ``ghu_…``, ``ghs_…``, ``ghr_…``",
         r"gh[pousr]_[A-Za-z0-9]{20,}",
-        r"gh[pousr]_",
+        ("gh",),
     ),
     ValueShape(
         "github-fine-grained",
         "GitHub fine-grained personal access tokens ``github_pat_…``",
         r"github_pat_[A-Za-z0-9_]{20,}",
-        r"github_pat_",
+        ("_pat_",),
     ),
     ValueShape(
         "gitlab",
         "GitLab tokens ``glpat-…``, ``gldt-…``, ``glrt-…``, ``glptt-…``, ``glcbt-…`` and the "
         "other ``gl…-`` prefixes",
         _GITLAB + r"[A-Za-z0-9_\-]{20,}",
-        _GITLAB,
+        ("gl",),
     ),
     ValueShape(
         "slack",
         "Slack tokens ``xoxb-…``, ``xoxp-…``, ``xoxa-…``, ``xoxo-…``, ``xoxs-…``, ``xoxr-…``",
         r"xox[abposr]-[A-Za-z0-9\-]{10,}",
-        r"xox[abposr]-",
+        ("xox",),
     ),
     ValueShape(
         "slack-webhook",
         "the path of Slack incoming-webhook URLs",
         r"hooks\.slack\.com/services/(?P<secret>[A-Za-z0-9/_\-]+)",
-        r"hooks\.slack\.com/services/",
+        ("hooks.slack.com/services/",),
     ),
     ValueShape(
         "jwt",
         "JSON Web Tokens (``eyJ….eyJ….…``)",
         r"eyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*",
-        r"eyj",
+        ("eyj",),
     ),
     ValueShape(
         "stripe",
         "Stripe secret and restricted keys ``sk_live_…``, ``sk_test_…``, ``rk_live_…``, "
         "``rk_test_…`` and webhook secrets ``whsec_…``",
         r"[sr]k_(?:live|test)_[A-Za-z0-9]{16,}|whsec_[A-Za-z0-9+/=]{24,}",
-        r"[sr]k_(?:live|test)_|whsec_",
+        ("_live_", "_test_", "whsec_"),
     ),
     ValueShape(
         "anthropic",
         "Anthropic API keys ``sk-ant-…``",
         r"sk-ant-[A-Za-z0-9_\-]{20,}",
-        r"sk-ant-",
+        ("sk-",),
     ),
     ValueShape(
         "openai",
@@ -154,50 +158,50 @@ VALUE_SHAPES: tuple[ValueShape, ...] = (
         "``T3BlbkFJ`` inside",
         r"sk-(?:proj|svcacct|admin)-[A-Za-z0-9_\-]{20,}"
         r"|sk-[A-Za-z0-9_\-]{16,}T3BlbkFJ[A-Za-z0-9_\-]{16,}",
-        r"sk-",
+        ("sk-",),
     ),
     ValueShape(
         "sk-api-key",
         "other ``sk-…`` API keys of 32 or more letters and digits (DeepSeek, Moonshot, …)",
         r"(?<![A-Za-z0-9])sk-[A-Za-z0-9]{32,}",
-        r"sk-",
+        ("sk-",),
     ),
     ValueShape(
         "hugging-face",
         "Hugging Face tokens ``hf_…``",
         r"(?<![A-Za-z0-9])hf_[A-Za-z0-9]{30,}",
-        r"hf_",
+        ("hf_",),
     ),
     ValueShape(
         "google",
         "Google API keys ``AIza…``, OAuth access tokens ``ya29.…`` and client secrets "
         "``GOCSPX-…``",
         r"AIza[0-9A-Za-z_\-]{35}|ya29\.[0-9A-Za-z_\-]{20,}|GOCSPX-[0-9A-Za-z_\-]{20,}",
-        r"aiza|ya29\.|gocspx-",
+        ("aiza", "ya29.", "gocspx-"),
     ),
     ValueShape(
         "pypi",
         "PyPI and TestPyPI upload tokens ``pypi-AgE…``",
         r"pypi-AgE[A-Za-z0-9_\-]{50,}",
-        r"pypi-age",
+        ("pypi-age",),
     ),
     ValueShape(
         "npm",
         "npm access tokens ``npm_…``",
         r"npm_[A-Za-z0-9]{36}",
-        r"npm_",
+        ("npm_",),
     ),
     ValueShape(
         "docker-hub",
         "Docker Hub personal access tokens ``dckr_pat_…``",
         r"dckr_pat_[A-Za-z0-9_\-]{20,}",
-        r"dckr_pat_",
+        ("_pat_",),
     ),
     ValueShape(
         "azure-sas",
         "the signature of Azure shared access signatures (``…&sig=…``)",
-        r"(?<![A-Za-z0-9_])(?i:sig)=(?P<secret>" + _SECRET_GROUP_GUARD + r"[^&\s\"';,]+)",
-        r"sig=",
+        r"(?<![A-Za-z0-9_])(?ai:sig)=(?P<secret>" + _SECRET_GROUP_GUARD + r"[^&\s\"';,]+)",
+        ("sig=",),
     ),
     ValueShape(
         "url-password",
@@ -205,20 +209,20 @@ VALUE_SHAPES: tuple[ValueShape, ...] = (
         "``postgresql://bob:<redacted>@db/x`` (a raw ``@`` in the password is followed up "
         "to the last ``@`` before the path)",
         r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:(?P<secret>[^\s@]+(?:@[^\s@/?#]*)*)(?=@)",
-        r"://",
+        ("@",),  # every match is followed by (or holds) the @
     ),
     ValueShape(
         "url-token",
         "a token used as the user of a URL, without a password (16 or more characters): "
         "Sentry DSNs ``https://KEY@…ingest.sentry.io/…``, Azure DevOps and GitHub clone URLs",
         r"[A-Za-z][A-Za-z0-9+.\-]*://(?P<secret>[A-Za-z0-9_\-.~%+=]{16,})@",
-        r"://",
+        ("@",),  # every match is followed by (or holds) the @
     ),
     ValueShape(
         "bearer",
         "HTTP bearer credentials (``Bearer …``)",
         r"(?ai:\bbearer\s+)(?P<secret>[A-Za-z0-9._~+/=\-]{8,})",
-        r"bearer",
+        ("bearer",),
     ),
     ValueShape(
         "authorization-header",
@@ -227,14 +231,14 @@ VALUE_SHAPES: tuple[ValueShape, ...] = (
         r"(?ai:\b(?:proxy-)?authori[sz]ation[\"']?\s*[:=]\s*[\"']?)"
         r"(?:" + _SCHEME + "|(?!" + _SCHEME + "))"  # the scheme, if any, is never secret
         r"(?P<secret>" + _SECRET_GROUP_GUARD + r"[^\s\"'][^\r\n\"']*)",
-        r"authori[sz]ation",
+        ("auth",),
     ),
     ValueShape(
         "cookie-header",
         "the value of a ``Cookie`` or ``Set-Cookie`` header, to the end of the line",
         r"(?ai:\b(?:set-)?cookie[\"']?\s*:\s*[\"']?)"
         r"(?P<secret>" + _SECRET_GROUP_GUARD + r"[^\s\"'][^\r\n\"']*)",
-        r"cookie",
+        ("cookie",),
     ),
     ValueShape(
         "assignment",
@@ -243,14 +247,14 @@ VALUE_SHAPES: tuple[ValueShape, ...] = (
         "strings, query strings, JSON, headers, shell snippets)",
         r"(?ai:" + _KEYS + r")[\"']?\s*[=:]\s*[\"']?"
         r"(?P<secret>" + _SECRET_GROUP_GUARD + r"[^\s\"'&;,]+)",
-        _KEYS,
+        ("pass", "secret", "token", "auth", "key"),
     ),
     ValueShape(
         "short-assignment",
         "``pass=…`` and ``pw=…`` standing alone (``DB_PASS=…`` counts, ``bypass=…`` does not)",
         r"(?ai:(?<![a-z0-9])(?:pass|pw))\s*=\s*[\"']?"
         r"(?P<secret>" + _SECRET_GROUP_GUARD + r"[^\s\"'&;,]+)",
-        r"pass|pw",
+        ("pass", "pw"),
     ),
     ValueShape(
         "netrc",
@@ -258,20 +262,19 @@ VALUE_SHAPES: tuple[ValueShape, ...] = (
         r"(?ai:\b(?:machine|login|account)\s+\S+"
         r"(?:\s+(?:machine|login|account)\s+\S+)*\s+password\s+)"
         r"(?P<secret>" + _SECRET_GROUP_GUARD + r"\S+)",
-        r"password",
+        ("pass",),
     ),
     ValueShape(
         "odbc-pwd",
         "``;Pwd=…`` in ODBC and ADO connection strings",
         r"(?ai:;\s*pwd\s*=\s*)(?P<secret>" + _SECRET_GROUP_GUARD + r"[^;\r\n]+)",
-        r"pwd",
+        ("pw",),
     ),
 )
 """Credentials recognisable by their shape, in any variable, argument or error text."""
 
 
-@dataclass(frozen=True, slots=True)
-class OptionRule:
+class OptionRule(NamedTuple):
     """Options of particular programs whose value is secret, though their name does not say.
 
     ``-p`` is a password to ``mysql`` and ``sshpass`` but a port to ``psql`` and ``ssh``, and
