@@ -54,13 +54,16 @@ def test_value_patterns_from_environment_keep_their_commas(tmp_path, monkeypatch
     # A comma inside {m,n}, [...] or (...) belongs to the regular expression.
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(
-        "PROVSTORE_REDACT_VALUES", r"acme-[0-9a-f]{12,}, pin=(?P<secret>\d{4,6}),[,;]x, a\,b"
+        "PROVSTORE_REDACT_VALUES",
+        r"acme-[0-9a-f]{12,}, pin=(?P<secret>\d{4,6}),[,;]x, a\,b,[{]z,last",
     )
     assert resolve().redact_values == (
         "acme-[0-9a-f]{12,}",
         r"pin=(?P<secret>\d{4,6})",
         "[,;]x",
         r"a\,b",
+        "[{]z",
+        "last",
     )
 
 
