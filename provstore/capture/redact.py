@@ -104,11 +104,11 @@ class _Values(NamedTuple):
             return True
         return any(pattern.search(text) is not None for pattern in self.loose)
 
-    def plan(self, text: str, present: Sequence[str] | None = None) -> list[re.Pattern[str]]:
-        """The patterns that may match ``text``, in order; ``present`` narrows the literals."""
+    def plan(self, text: str) -> list[re.Pattern[str]]:
+        """The patterns that may match ``text``, in the order they apply."""
         lower = text.lower()
         chosen: set[int] = set()
-        for literal in self.by_literal if present is None else present:
+        for literal in self.by_literal:
             if literal in lower:
                 chosen.update(self.by_literal[literal])
         if self.user and self._user_may_match(text):
@@ -348,14 +348,9 @@ class Redactor:
         """Whether a variable called ``name`` holds a secret whatever its value."""
         return _compile_names(self.names).matches(name)
 
-    def _patterns(
-        self, text: str, found: list[str] | None = None, present: Sequence[str] | None = None
-    ) -> str:
-        """``text`` with every value-pattern match replaced (repeated to a fixed point).
-
-        ``present`` narrows the literals to look for (those of a whole environment).
-        """
-        plan = _compile_values(self.value_patterns).plan(text, present)
+    def _patterns(self, text: str, found: list[str] | None = None) -> str:
+        """``text`` with every value-pattern match replaced (repeated to a fixed point)."""
+        plan = _compile_values(self.value_patterns).plan(text)
         if not plan:
             return text
         replace = _replacer(found)
