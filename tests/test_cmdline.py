@@ -151,6 +151,13 @@ def test_option_rules(argv: list[str], expected: list[str]) -> None:
          ["gsutil", "-o", f"Credentials:gs_oauth2_refresh_token={X}", "ls"]),
         (["azcopy", "copy", "https://a.blob.core.windows.net/c?sv=2022&sp=r&sig=AbC%2Bd", "."],
          ["azcopy", "copy", f"https://a.blob.core.windows.net/c?sv=2022&sp=r&sig={X}", "."]),
+        # A command line inside one word (bash -c, ssh host CMD) is walked as its own.
+        (["bash", "-c", "mysql -uroot -pS3cret db && echo ok"],
+         ["bash", "-c", f"mysql -uroot -p{X} db && echo ok"]),
+        (["ssh", "host", "sshpass -p 'pa ss' scp a b"],
+         ["ssh", "host", f"sshpass -p '{X}' scp a b"]),
+        (["sh", "-c", "curl -u bob:pw1 https://x | jq ."],
+         ["sh", "-c", f"curl -u bob:{X} https://x | jq ."]),
     ],
 )  # fmt: skip
 def test_secret_command_lines(argv: list[str], expected: list[str]) -> None:
@@ -173,6 +180,8 @@ def test_secret_command_lines(argv: list[str], expected: list[str]) -> None:
         ["gcloud", "auth", "activate-service-account", "--key-file=sa.json"],
         ["sort", "-k", "2"],
         ["git", "config", "user.name", "Bob"],
+        ["bash", "-c", "mkdir -p out && ssh -p 22 host 'ls -la'"],
+        ["git", "commit", "-m", "fix the password reset form"],
     ],
 )
 def test_ordinary_command_lines_are_kept(argv: list[str]) -> None:
