@@ -158,6 +158,8 @@ def test_option_rules(argv: list[str], expected: list[str]) -> None:
          ["ssh", "host", f"sshpass -p '{X}' scp a b"]),
         (["sh", "-c", "curl -u bob:pw1 https://x | jq ."],
          ["sh", "-c", f"curl -u bob:{X} https://x | jq ."]),
+        (["bash", "-c", "tool --pin 42 --count 420 --pw='42'"],
+         ["bash", "-c", f"tool --pin {X} --count 420 --pw='{X}'"]),
     ],
 )  # fmt: skip
 def test_secret_command_lines(argv: list[str], expected: list[str]) -> None:

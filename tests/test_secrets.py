@@ -99,6 +99,8 @@ ARGV_FORMS: list[tuple[list[str], list[str]]] = [
     (["az", "storage", "blob", "list", "--account-key", "AzAcctKey-9Bs6"], ["AzAcctKey-9Bs6"]),
     (["docker", "login", "-u", "bob", "-p", "DockerLogin-0Ct7"], ["DockerLogin-0Ct7"]),
     (["env", "DB_PASS=EnvAssign-1Du8"], ["EnvAssign-1Du8"]),
+    (["bash", "-c", "mysql -pBashNested-4Gx1 db && curl -u bob:BashCurl-5Hy2 x"],
+     ["BashNested-4Gx1", "BashCurl-5Hy2"]),
 ]  # fmt: skip
 
 # `provstore run -- COMMAND`: the command is recorded too.

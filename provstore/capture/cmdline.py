@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Sequence
 
 from provstore.capture.secret_shapes import (
+    MIN_SECRET_LENGTH,
     NOT_SECRET_OPTION,
     OPTION_RULES,
     PROGRAMS,
@@ -81,9 +82,32 @@ class _Walk:
             return
         self.pending = None
         if arg.startswith("-") and arg not in ("-", "--"):
-            self.out.append(self._option(arg))
+            new = self._option(arg)
         else:
-            self.out.append(self._positional(arg))
+            new = self._positional(arg)
+        if " " in arg or "\t" in arg or "\n" in arg:
+            new = self._nested(arg, new)
+        self.out.append(new)
+
+    def _nested(self, arg: str, new: str) -> str:
+        """A command line inside one word (``bash -c "mysql -pX"``), walked as its own."""
+        import shlex  # rarely needed; keeps this module's import cheap
+
+        try:
+            words = shlex.split(arg)
+        except ValueError:  # unbalanced quotes
+            words = arg.split()
+        if len(words) < 2:
+            return new
+        _, removed = redact_words(words, self.is_secret_name, self.text)
+        for value in sorted(set(removed), key=len, reverse=True):
+            self.removed.append(value)
+            if len(value) >= MIN_SECRET_LENGTH:
+                new = new.replace(value, REDACTED)
+            else:  # a short value only where it stands alone (`--pin 42`, not in `420`)
+                alone = rf"(?<![^\s'\"=:]){re.escape(value)}(?![^\s'\"])"
+                new = re.sub(alone, REDACTED, new)
+        return new
 
     def _secret(self, name: str) -> bool:
         key = _regex(_NON_WORD).sub("_", name).upper()
