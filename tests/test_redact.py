@@ -54,6 +54,7 @@ def test_defaults_are_non_empty_and_valid() -> None:
 NAME_EXAMPLES: dict[str, list[str]] = {
     "*TOKEN": ["GITHUB_TOKEN", "github_token", "NGROK_AUTHTOKEN", "_authToken"],
     "*TOKEN_*": ["AWS_SESSION_TOKEN_X", "TOKEN_VALUE"],
+    "*TOKEN[0-9]*": ["SLACK_TOKEN2", "API_TOKEN2_OLD"],
     "*SECRET*": ["AWS_SECRET_ACCESS_KEY", "CLIENT_SECRETS"],
     "*PASSWORD*": ["PGPASSWORD", "TWINE_PASSWORD"],
     "*PASSWD*": ["MYSQL_PASSWD"],

@@ -38,7 +38,7 @@ would destroy it and protect nothing. Shorter secrets are still redacted where t
 
 # fmt: off
 DEFAULT_SECRET_NAMES: tuple[str, ...] = (
-    "*TOKEN", "*TOKEN_*",
+    "*TOKEN", "*TOKEN_*", "*TOKEN[0-9]*",
     "*SECRET*", "*PASSWORD*", "*PASSWD*", "*PASSPHRASE*",
     "PASS", "*_PASS", "SSHPASS", "*STOREPASS", "*KEYPASS",
     "PW", "*_PW", "*_PWD",
@@ -51,8 +51,9 @@ DEFAULT_SECRET_NAMES: tuple[str, ...] = (
 # fmt: on
 """Case-insensitive globs on variable names whose whole value is secret.
 
-Word boundaries are spelled with ``_`` so that ordinary names stay readable: ``*TOKEN`` and
-``*TOKEN_*`` (not ``*TOKEN*``) keep ``TOKENIZERS_PARALLELISM`` and ``MAX_TOKENS``; ``AUTH``,
+Word boundaries are spelled with ``_`` so that ordinary names stay readable: ``*TOKEN``,
+``*TOKEN_*`` and ``*TOKEN[0-9]*`` (not ``*TOKEN*``) keep ``TOKENIZERS_PARALLELISM`` and
+``MAX_TOKENS``; ``AUTH``,
 ``AUTH_*``, ``*_AUTH`` and ``*_AUTH_*`` (not ``*AUTH*``) keep ``GIT_AUTHOR_NAME`` and
 ``XAUTHORITY``; ``*_PASS`` keeps ``COMPASS``; ``*_PWD`` keeps ``PWD`` and ``OLDPWD``.
 ``*DSN*`` and ``*CONNECTION_STRING*`` usually embed a password; ``*WEBHOOK_URL*`` embeds a
