@@ -370,6 +370,13 @@ def test_extended_general_glob() -> None:
     assert not custom.is_secret_name("MY_VAULT")
 
 
+def test_extended_globs_with_classes() -> None:
+    custom = Redactor(names=("*PIN[0-9]*", "*CODE[!0-9]*", "*X[^Y]*"))
+    assert custom.is_secret_name("bank_pin2") and not custom.is_secret_name("PINS")
+    assert custom.is_secret_name("CODEX") and not custom.is_secret_name("CODE1")
+    assert custom.is_secret_name("AX^B") and not custom.is_secret_name("AXZ")
+
+
 @pytest.mark.parametrize("bad", ["(unclosed", "a{2,1}", "[z-a]", "", "x*"])
 def test_bad_regex_is_config_error(bad: str) -> None:
     with pytest.raises(ConfigError) as info:

@@ -127,7 +127,9 @@ def _compile_names(names: tuple[str, ...]) -> _Names:
         if not isinstance(glob, str) or not glob:
             raise ConfigError(f"secret name pattern {glob!r} must be a non-empty string glob")
         head, body, tail = glob[:1] == "*", glob.strip("*").upper(), glob[-1:] == "*"
-        if not body or _GLOB_CHARS & set(body):
+        if head and tail and (fragment := _class_fragment(body)) is not None:
+            contains.append(fragment)  # *WORD[0-9]*: one more branch of the contains search
+        elif not body or _GLOB_CHARS & set(body):
             general.append(fnmatch.translate(glob))
         elif head and tail:
             contains.append(re.escape(body))
@@ -144,6 +146,31 @@ def _compile_names(names: tuple[str, ...]) -> _Names:
         exact=frozenset(exact),
         general=re.compile("|".join(general), re.IGNORECASE) if general else None,
     )
+
+
+_CLASS = re.compile(r"\[!?\]?[^\]]*\]")
+
+
+def _class_fragment(body: str) -> str | None:
+    """A regex for a glob body of literals and ``[...]`` classes (upper-cased); else None."""
+    if "[" not in body or "*" in body or "?" in body:
+        return None
+    parts: list[str] = []
+    at = 0
+    for match in _CLASS.finditer(body):
+        parts.append(re.escape(body[at : match.start()]))
+        chars = match.group(0)[1:-1].replace("\\", "\\\\").replace("[", "\\[")
+        if chars.startswith("!"):
+            chars = "^" + chars[1:]
+        elif chars.startswith("^"):
+            chars = "\\" + chars
+        parts.append(f"[{chars}]")
+        at = match.end()
+    rest = body[at:]
+    if "[" in rest or "]" in rest:
+        return None
+    parts.append(re.escape(rest))
+    return "".join(parts)
 
 
 @functools.lru_cache(maxsize=32)
