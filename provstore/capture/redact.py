@@ -30,17 +30,13 @@ import fnmatch
 import functools
 import itertools
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from provstore.capture.cmdline import redact_words
-from provstore.capture.secret_shapes import (
-    DEFAULT_SECRET_NAMES,
-    MIN_SECRET_LENGTH,
-    REDACTED,
-    VALUE_SHAPES,
-)
+from provstore.capture.literals import NO_SECRETS, Secrets
+from provstore.capture.secret_shapes import DEFAULT_SECRET_NAMES, REDACTED, VALUE_SHAPES
 from provstore.core.errors import ConfigError
 
 __all__ = [
@@ -270,62 +266,6 @@ def _as_tuple(patterns: Sequence[str]) -> tuple[str, ...]:
             f"secret patterns must be a list of strings, not the single string {patterns!r}"
         )
     return tuple(patterns)
-
-
-class Secrets:
-    """Literal secret values met while redacting, longest first; held in memory, never stored.
-
-    Only values of at least :data:`MIN_SECRET_LENGTH` characters are kept (scrubbing every
-    ``1`` would destroy text and protect nothing). Immutable; the repr never shows them. (A
-    plain class: a dataclass costs more to define than this module's whole import.)
-    """
-
-    __slots__ = ("values",)
-    values: tuple[str, ...]
-
-    def __init__(self, values: tuple[str, ...] = ()) -> None:
-        object.__setattr__(self, "values", values)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError("Secrets is immutable")
-
-    @classmethod
-    def of(cls, candidates: Iterable[str]) -> Secrets:
-        """The meaningful values among ``candidates`` (stripped; placeholders left out)."""
-        kept = set()
-        for value in candidates:
-            value = value.strip()
-            if len(value) >= MIN_SECRET_LENGTH and REDACTED not in value:
-                if value not in REDACTED:
-                    kept.add(value)
-        return cls(tuple(sorted(kept, key=lambda v: (-len(v), v))))
-
-    def __bool__(self) -> bool:
-        return bool(self.values)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secrets) and other.values == self.values
-
-    def __hash__(self) -> int:
-        return hash(self.values)
-
-    def __or__(self, other: Secrets) -> Secrets:
-        if not other.values:
-            return self
-        return Secrets.of(self.values + other.values)
-
-    def __repr__(self) -> str:
-        return f"Secrets(<{len(self.values)} values>)"
-
-    def scrub(self, text: str) -> str:
-        """``text`` with every known value replaced by :data:`REDACTED`."""
-        for value in self.values:
-            if value in text:
-                text = text.replace(value, REDACTED)
-        return text
-
-
-NO_SECRETS = Secrets()
 
 
 class RedactedEnviron(NamedTuple):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from provstore.capture import process as capture
@@ -105,6 +105,17 @@ def capture_environment(
     return EnvironmentCapture(libraryset, seal(environment), scan if live else None)
 
 
+def _code_state(state: dict[str, object], scrub: Callable[[str], str]) -> CodeState:
+    """The git state read by :func:`git_state`, its free text scrubbed of known secrets."""
+    return CodeState(
+        root=scrub(str(state["root"])),
+        commit=_opt_text(state["commit"]),
+        branch=None if state["branch"] is None else scrub(str(state["branch"])),
+        dirty=bool(state["dirty"]),
+        diff_digest=state["diff_digest"],  # type: ignore[arg-type]
+    )
+
+
 def capture_run(
     env: EnvironmentCapture,
     settings: Settings | None = None,
@@ -139,15 +150,7 @@ def capture_run(
 
     host, user = capture.host_and_user()
     state = git_state(code_dir or capture.code_location()) if git else None
-    code = None
-    if state is not None:
-        code = CodeState(
-            root=scrub(str(state["root"])),
-            commit=_opt_text(state["commit"]),
-            branch=None if state["branch"] is None else scrub(str(state["branch"])),
-            dirty=bool(state["dirty"]),
-            diff_digest=state["diff_digest"],  # type: ignore[arg-type]
-        )
+    code = None if state is None else _code_state(state, scrub)
     run = Run(
         environment=env.environment.digest,
         variables=variables.digest,
