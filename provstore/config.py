@@ -114,8 +114,32 @@ def _absolute_sqlite(url: str, base: Path) -> str:
 
 
 def _env_list(name: str) -> tuple[str, ...]:
+    r"""A comma-separated list; a comma inside ``{}``, ``[]``, ``()`` or after ``\`` is kept.
+
+    So that a regular expression such as ``key-[0-9a-f]{12,}`` survives in
+    ``PROVSTORE_REDACT_VALUES``. Inside ``[...]`` only ``]`` counts (``[{,]`` is one class).
+    """
+    items: list[str] = []
+    depth, start, escaped, in_class = 0, 0, False, False
     raw = os.environ.get(name, "")
-    return tuple(item.strip() for item in raw.split(",") if item.strip())
+    for index, char in enumerate(raw):
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char in "{(":
+            depth += 1
+        elif char in "})":
+            depth = max(depth - 1, 0)
+        elif char == "," and depth == 0:
+            items.append(raw[start:index])
+            start = index + 1
+    items.append(raw[start:])
+    return tuple(item.strip() for item in items if item.strip())
 
 
 def _list_setting(table: Mapping[str, Any], key: str, where: Path | None) -> tuple[str, ...]:

@@ -51,6 +51,23 @@ def test_lists_extend_from_environment(tmp_path, monkeypatch):
     assert resolve().redact_names == ("*_SIGNATURE", "*_SALT")
 
 
+def test_value_patterns_from_environment_keep_their_commas(tmp_path, monkeypatch):
+    # A comma inside {m,n}, [...] or (...) belongs to the regular expression.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(
+        "PROVSTORE_REDACT_VALUES",
+        r"acme-[0-9a-f]{12,}, pin=(?P<secret>\d{4,6}),[,;]x, a\,b,[{]z,last",
+    )
+    assert resolve().redact_values == (
+        "acme-[0-9a-f]{12,}",
+        r"pin=(?P<secret>\d{4,6})",
+        "[,;]x",
+        r"a\,b",
+        "[{]z",
+        "last",
+    )
+
+
 @pytest.mark.parametrize(
     "body",
     ["[tool.provstore]\nurl = 3\n", '[tool.provstore]\nenv_allow = "X"\n', "[tool.provstore\n"],

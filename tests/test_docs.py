@@ -43,7 +43,7 @@ import pytest
 
 import provstore
 from provstore.capture import process as capture
-from provstore.capture import redact
+from provstore.capture import redact, secret_shapes
 from provstore.cli.main import main as cli_main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -227,8 +227,15 @@ def test_the_framing_example_is_the_pinned_golden_vector() -> None:
 
 @pytest.mark.parametrize(
     "patterns",
-    [capture.DEFAULT_ENV_ALLOW, capture.DEFAULT_ENV_DENY, redact.DEFAULT_SECRET_NAMES],
-    ids=["env-allow", "env-deny", "secret-names"],
+    [
+        capture.DEFAULT_ENV_ALLOW,
+        capture.DEFAULT_ENV_DENY,
+        redact.DEFAULT_SECRET_NAMES,
+        tuple(shape.name for shape in secret_shapes.VALUE_SHAPES),
+        tuple(rule.name for rule in secret_shapes.OPTION_RULES),
+        tuple(p for rule in secret_shapes.OPTION_RULES for p in rule.programs + rule.options),
+    ],
+    ids=["env-allow", "env-deny", "secret-names", "secret-values", "option-rules", "programs"],
 )
 def test_concepts_lists_every_default_pattern(patterns: tuple[str, ...]) -> None:
     text = CONCEPTS.read_text(encoding="utf-8")

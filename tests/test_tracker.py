@@ -195,6 +195,19 @@ def test_failure_is_recorded_and_reraised(sqlite_url):
         assert summary.status == "failed" and summary.products == 1
 
 
+def test_error_text_is_scrubbed_of_every_known_secret(sqlite_url, monkeypatch):
+    # Neither secret has a recognisable shape: only knowing the values finds them.
+    monkeypatch.setenv("LDAP_BIND_PW", "plain-env-secret-1")
+    monkeypatch.setattr(sys, "argv", ["job.py", "--pw", "plain-argv-secret-2"])
+    with pytest.raises(RuntimeError):
+        with tracker(sqlite_url, git=False) as t:
+            raise RuntimeError("bind failed: plain-env-secret-1 / plain-argv-secret-2 / ok")
+    with Store(sqlite_url) as store:
+        [end] = store.run_ends([bytes.fromhex(t.run)])
+        error = store.get(end).obj.error
+    assert error == "RuntimeError: bind failed: <redacted> / <redacted> / ok"
+
+
 def test_unencodable_metadata_is_refused_before_storing(sqlite_url):
     class Thing:
         pass

@@ -1,124 +1,62 @@
-"""Keep secrets out of storage: redact environment variables and command-line text.
+"""Keep secrets out of storage: redact environment variables, command lines and error text.
 
 Redaction runs *before* anything is hashed or encoded, so neither a secret nor a hash of one
-ever reaches a store. Two independent tests decide what is secret:
+ever reaches a store. Three tests decide what is secret (the tables are in
+:mod:`provstore.capture.secret_shapes`):
 
 * the variable's **name** matches one of :data:`DEFAULT_SECRET_NAMES` (case-insensitive
   :mod:`fnmatch` globs); the whole value is replaced by :data:`REDACTED`;
 * the **value** contains a well-known credential shape from
   :data:`DEFAULT_SECRET_VALUE_PATTERNS` (regular expressions); only the matching part is
   replaced. A pattern with a named group ``secret`` redacts just that group, which is how
-  ``postgresql://bob:hunter2@db/x`` becomes ``postgresql://bob:<redacted>@db/x``.
+  ``postgresql://bob:hunter2@db/x`` becomes ``postgresql://bob:<redacted>@db/x``;
+* on a command line, the **option** carries it (:mod:`provstore.capture.cmdline`).
 
-The defaults over-redact on purpose where the cost is small: ``*AUTH*`` also matches
-``AUTHOR``, ``XAUTHORITY`` and ``SSH_AUTH_SOCK``, and a URL with an ``@`` in its query string
-may lose part of its path. Losing a harmless value is cheap; storing a token forever is not.
-Users extend both lists with :meth:`Redactor.extended`.
+What was removed is remembered as :class:`Secrets`, in memory only: the literal values are
+then scrubbed from every other free-text field written for the run (other variables, argv,
+the working directory, the git root, the error text), since a password that stands alone in
+an exception message has no shape a pattern could know.
+
+The defaults over-redact where the cost is small (``SSH_AUTH_SOCK``, the value after
+``psql --password``, a URL with an ``@`` in its query string may lose part of its path).
+Losing a harmless value is cheap; storing a token forever is not. Users extend the names and
+value patterns with :meth:`Redactor.extended`.
 """
 
 from __future__ import annotations
 
+import bisect
 import fnmatch
 import functools
+import itertools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
+from provstore.capture.cmdline import redact_words
+from provstore.capture.literals import NO_SECRETS, Secrets
+from provstore.capture.secret_shapes import DEFAULT_SECRET_NAMES, REDACTED, VALUE_SHAPES
 from provstore.core.errors import ConfigError
 
 __all__ = [
     "DEFAULT_SECRET_NAMES",
     "DEFAULT_SECRET_VALUE_PATTERNS",
     "REDACTED",
+    "RedactedEnviron",
     "Redactor",
+    "Secrets",
 ]
 
-REDACTED = "<redacted>"
-"""What a secret (or the secret part of a value) is replaced with."""
+DEFAULT_SECRET_VALUE_PATTERNS: tuple[str, ...] = tuple(shape.pattern for shape in VALUE_SHAPES)
+"""Regular expressions for values that are credentials wherever they appear (the patterns of
+:data:`~provstore.capture.secret_shapes.VALUE_SHAPES`)."""
 
-DEFAULT_SECRET_NAMES: tuple[str, ...] = (
-    "*TOKEN*",
-    "*SECRET*",
-    "*PASSWORD*",
-    "*PASSWD*",
-    "*PASSPHRASE*",
-    "*_PASS",
-    "*_PWD",
-    "*_KEY",
-    "*_KEY_ID",
-    "*APIKEY*",
-    "*API_KEY*",
-    "*PRIVATE_KEY*",
-    "*CREDENTIAL*",
-    "*AUTH*",
-    "*BEARER*",
-    "*COOKIE*",
-    "*SESSION_ID*",
-    "*_PAT",
-    "*DSN*",
-    "*CONNECTION_STRING*",
-    "*WEBHOOK_URL*",
-)
-"""Case-insensitive globs on variable names whose whole value is secret.
-
-``*_PASS`` and ``*_PWD`` need the underscore so that ``PWD`` and ``OLDPWD`` stay readable;
-``*DSN*`` and ``*CONNECTION_STRING*`` usually embed a password; ``*WEBHOOK_URL*`` embeds a
-bearer secret in its path. ``*AUTH*`` over-redacts ``AUTHOR`` and ``SSH_AUTH_SOCK``.
-"""
-
-DEFAULT_SECRET_VALUE_PATTERNS: tuple[str, ...] = (
-    # PEM private keys (RSA, EC, OPENSSH, ENCRYPTED, PGP ... BLOCK); an unterminated block is
-    # redacted to the end of the text.
-    r"(?s:-----BEGIN [A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----.*?"
-    r"(?:-----END [A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----|\Z))",
-    # AWS access key ids: long-term (AKIA) and temporary (ASIA).
-    r"(?:AKIA|ASIA)[A-Z0-9]{16}",
-    # GitHub: classic personal, OAuth, user-to-server, server-to-server and refresh tokens.
-    r"gh[pousr]_[A-Za-z0-9]{20,}",
-    # GitHub fine-grained personal access tokens.
-    r"github_pat_[A-Za-z0-9_]{20,}",
-    # GitLab personal, deploy, runner and pipeline-trigger tokens.
-    r"gl(?:pat|dt|rt|ptt)-[A-Za-z0-9_\-]{20,}",
-    # Slack bot, user, app, workspace and refresh tokens.
-    r"xox[abposr]-[A-Za-z0-9\-]{10,}",
-    # Slack incoming webhooks: the path is the secret.
-    r"hooks\.slack\.com/services/(?P<secret>[A-Za-z0-9/_\-]+)",
-    # JSON Web Tokens: base64url header and payload (both JSON objects), optional signature.
-    r"eyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*",
-    # Credentials in a URL: only the password between `user:` and the `@` before the host.
-    # A raw `@` inside the password is followed up to the last `@` before the path.
-    r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:(?P<secret>[^\s@]+(?:@[^\s@/?#]*)*)(?=@)",
-    # HTTP bearer credentials, e.g. in `curl -H "Authorization: Bearer ..."`.
-    r"(?ai:\bbearer\s+)(?P<secret>[A-Za-z0-9._~+/=\-]{8,})",
-    # `password=...`, `api_key: ...`, `--token=...`, `"secret": "..."` (libpq DSNs, query
-    # strings, JSON, shell snippets in argv).
-    r"(?ai:pass(?:word|wd|phrase)|secret|token|api[_\-]?key|access[_\-]?key)"
-    r"[\"']?\s*[=:]\s*[\"']?(?P<secret>[^\s\"'&;,]+)",
-)
-"""Regular expressions for values that are credentials wherever they appear."""
-
-# For each built-in pattern, a regex that finds, in the *lower-cased* text, a literal that
-# every match of the pattern contains. One search for all anchors decides whether a value
-# needs the full patterns at all, which keeps a whole environment well under a millisecond.
-_ANCHORS: dict[str, str] = dict(
-    zip(
-        DEFAULT_SECRET_VALUE_PATTERNS,
-        (
-            r"-----begin ",
-            r"akia|asia",
-            r"gh[pousr]_",
-            r"github_pat_",
-            r"gl(?:pat|dt|rt|ptt)-",
-            r"xox[abposr]-",
-            r"hooks\.slack\.com/services/",
-            r"eyj",
-            r"://",
-            r"bearer",
-            r"pass|secret|token|api[_\-]?key|access[_\-]?key",
-        ),
-        strict=True,
-    )
-)
+# For each built-in pattern, lower-case literals one of which the lower-cased text holds
+# wherever the pattern matches. Substring searches for them (over all variables at once)
+# decide which patterns a value needs, which keeps a whole environment well under a
+# millisecond and compiles only the patterns some text needs.
+_ANCHORS: dict[str, tuple[str, ...]] = {shape.pattern: shape.anchors for shape in VALUE_SHAPES}
 
 _MAX_PASSES = 4  # redaction reaches a fixed point in one or two passes; bound it anyway
 _GLOB_CHARS = frozenset("*?[")
@@ -126,8 +64,7 @@ _GROUP_NAME = re.compile(r"(?<!\\)\(\?P<([A-Za-z_][A-Za-z0-9_]*)>")
 _BACKREF = re.compile(r"\\[1-9]|\(\?P=|\(\?\(")
 
 
-@dataclass(frozen=True, slots=True)
-class _Names:
+class _Names(NamedTuple):
     """Name globs split by shape: most are ``*WORD*`` or ``*WORD`` and need no regex."""
 
     contains: re.Pattern[str] | None  # searched in the upper-cased name
@@ -145,21 +82,34 @@ class _Names:
         return self.general is not None and self.general.match(name) is not None
 
 
-@dataclass(frozen=True, slots=True)
-class _Values:
-    """Value patterns, and the pre-filters that say cheaply whether any can match."""
+class _Values(NamedTuple):
+    """Value patterns, and what says cheaply which of them a text may need."""
 
-    anchors: re.Pattern[str] | None  # literals of the built-in patterns, on lower-cased text
-    others: re.Pattern[str] | None  # one alternation of the remaining patterns
-    loose: tuple[re.Pattern[str], ...]  # patterns that cannot join an alternation
-    patterns: tuple[re.Pattern[str], ...]
+    sources: tuple[str, ...]  # every pattern, in the order they apply
+    by_literal: dict[str, tuple[int, ...]]  # built-in literal -> the patterns it anchors
+    user: tuple[int, ...]  # the user's patterns (no literals)
+    others: re.Pattern[str] | None  # the user's patterns in one alternation
+    loose: tuple[re.Pattern[str], ...]  # the user's patterns that cannot join it
 
-    def may_match(self, text: str) -> bool:
-        if self.anchors is not None and self.anchors.search(text.lower()) is not None:
-            return True
+    def present(self, lower: str) -> tuple[str, ...]:
+        """The literals that occur in ``lower`` (lower-cased text)."""
+        return tuple(literal for literal in self.by_literal if literal in lower)
+
+    def _user_may_match(self, text: str) -> bool:
         if self.others is not None and self.others.search(text) is not None:
             return True
         return any(pattern.search(text) is not None for pattern in self.loose)
+
+    def plan(self, text: str) -> list[re.Pattern[str]]:
+        """The patterns that may match ``text``, in the order they apply."""
+        lower = text.lower()
+        chosen: set[int] = set()
+        for literal in self.by_literal:
+            if literal in lower:
+                chosen.update(self.by_literal[literal])
+        if self.user and self._user_may_match(text):
+            chosen.update(self.user)
+        return [_compiled(self.sources[index]) for index in sorted(chosen)]
 
 
 @functools.lru_cache(maxsize=32)
@@ -173,7 +123,9 @@ def _compile_names(names: tuple[str, ...]) -> _Names:
         if not isinstance(glob, str) or not glob:
             raise ConfigError(f"secret name pattern {glob!r} must be a non-empty string glob")
         head, body, tail = glob[:1] == "*", glob.strip("*").upper(), glob[-1:] == "*"
-        if not body or _GLOB_CHARS & set(body):
+        if head and tail and (fragment := _class_fragment(body)) is not None:
+            contains.append(fragment)  # *WORD[0-9]*: one more branch of the contains search
+        elif not body or _GLOB_CHARS & set(body):
             general.append(fnmatch.translate(glob))
         elif head and tail:
             contains.append(re.escape(body))
@@ -192,22 +144,62 @@ def _compile_names(names: tuple[str, ...]) -> _Names:
     )
 
 
+_CLASS = re.compile(r"\[!?\]?[^\]]*\]")
+
+
+def _class_fragment(body: str) -> str | None:
+    """A regex for a glob body of literals and ``[...]`` classes (upper-cased); else None."""
+    if "[" not in body or "*" in body or "?" in body:
+        return None
+    parts: list[str] = []
+    at = 0
+    for match in _CLASS.finditer(body):
+        parts.append(re.escape(body[at : match.start()]))
+        chars = match.group(0)[1:-1].replace("\\", "\\\\").replace("[", "\\[")
+        if chars.startswith("!"):
+            chars = "^" + chars[1:]
+        elif chars.startswith("^"):
+            chars = "\\" + chars
+        parts.append(f"[{chars}]")
+        at = match.end()
+    rest = body[at:]
+    if "[" in rest or "]" in rest:
+        return None
+    parts.append(re.escape(rest))
+    return "".join(parts)
+
+
 @functools.lru_cache(maxsize=32)
 def _compile_values(value_patterns: tuple[str, ...]) -> _Values:
-    patterns = tuple(_compile_value(pattern) for pattern in value_patterns)
-    anchors = [_ANCHORS[p.pattern] for p in patterns if p.pattern in _ANCHORS]
-    rest = [p for p in patterns if p.pattern not in _ANCHORS]
+    """Built-in patterns are compiled when first needed; the user's now, to report errors."""
+    for pattern in value_patterns:
+        if pattern not in _ANCHORS:
+            _compile_value(pattern)
+    by_literal: dict[str, list[int]] = {}
+    user: list[int] = []
+    for index, pattern in enumerate(value_patterns):
+        if pattern not in _ANCHORS:
+            user.append(index)
+        for literal in _ANCHORS.get(pattern, ()):
+            by_literal.setdefault(literal, []).append(index)
+    rest = [_compiled(value_patterns[index]) for index in user]
     joinable = [p for p in rest if not _BACKREF.search(p.pattern)]
     loose = [p for p in rest if _BACKREF.search(p.pattern)]
     others = _alternation(joinable)
     if others is None:
         loose += joinable
     return _Values(
-        anchors=re.compile("|".join(anchors)) if anchors else None,
+        sources=value_patterns,
+        by_literal={literal: tuple(indices) for literal, indices in by_literal.items()},
+        user=tuple(user),
         others=others,
         loose=tuple(loose),
-        patterns=patterns,
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
 
 
 def _compile_value(pattern: str) -> re.Pattern[str]:
@@ -245,20 +237,27 @@ def _alternation(patterns: Sequence[re.Pattern[str]]) -> re.Pattern[str] | None:
         return None
 
 
-def _replace(match: re.Match[str]) -> str:
+def _replacer(found: list[str] | None) -> Callable[[re.Match[str]], str]:
     """Replacement for one value-pattern match: the ``secret`` group only, if it has one.
 
     An empty match (or empty ``secret`` group) hides nothing and is left alone, so that
-    redaction never inserts text and always reaches a fixed point.
+    redaction never inserts text and always reaches a fixed point. What is hidden is added to
+    ``found`` (when given).
     """
-    text = match.group(0)
-    if "secret" in match.re.groupindex and match.group("secret") is not None:
-        start, end = match.span("secret")
+
+    def replace(match: re.Match[str]) -> str:
+        text = match.group(0)
+        start, end = match.span()
+        if "secret" in match.re.groupindex and match.group("secret") is not None:
+            start, end = match.span("secret")
         if start == end:
             return text
+        if found is not None:
+            found.append(match.string[start:end])
         offset = match.start()
         return text[: start - offset] + REDACTED + text[end - offset :]
-    return REDACTED if text else text
+
+    return replace
 
 
 def _as_tuple(patterns: Sequence[str]) -> tuple[str, ...]:
@@ -267,6 +266,21 @@ def _as_tuple(patterns: Sequence[str]) -> tuple[str, ...]:
             f"secret patterns must be a list of strings, not the single string {patterns!r}"
         )
     return tuple(patterns)
+
+
+class RedactedEnviron(NamedTuple):
+    """Variables after redaction, the names whose values changed, and the secrets learnt."""
+
+    values: dict[str, str | bytes]
+    redacted: tuple[str, ...]
+    secrets: Secrets
+
+
+def _text_forms(value: str | bytes) -> list[str]:
+    """How a variable's value can appear in text: itself, or its bytes decoded two ways."""
+    if isinstance(value, str):
+        return [value]
+    return [value.decode("utf-8", "surrogateescape"), value.decode("utf-8", "backslashreplace")]
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,87 +311,147 @@ class Redactor:
             value_patterns=self.value_patterns + _as_tuple(value_patterns),
         )
 
-    def _finds(self, text: str) -> bool:
-        values = _compile_values(self.value_patterns)
-        return values.may_match(text) and any(p.search(text) for p in values.patterns)
-
     def is_secret_name(self, name: str) -> bool:
         """Whether a variable called ``name`` holds a secret whatever its value."""
         return _compile_names(self.names).matches(name)
 
-    def redact_text(self, text: str) -> tuple[str, bool]:
-        """Replace credential-shaped substrings of ``text``; return it and whether it changed."""
-        values = _compile_values(self.value_patterns)
-        if not values.may_match(text):
-            return text, False
+    def _patterns(self, text: str, found: list[str] | None = None) -> str:
+        """``text`` with every value-pattern match replaced (repeated to a fixed point)."""
+        plan = _compile_values(self.value_patterns).plan(text)
+        if not plan:
+            return text
+        replace = _replacer(found)
         result = text
         for _ in range(_MAX_PASSES):
             before = result
-            for pattern in values.patterns:
-                result = pattern.sub(_replace, result)
+            for pattern in plan:
+                result = pattern.sub(replace, result)
             if result == before:
                 break
+        return result
+
+    def redact_text(self, text: str, secrets: Secrets = NO_SECRETS) -> tuple[str, bool]:
+        """Replace known ``secrets`` and credential-shaped substrings of ``text``.
+
+        Returns the text and whether it changed.
+        """
+        result = self._patterns(secrets.scrub(text))
         return result, result != text
 
-    def redact_argv(self, argv: Sequence[str]) -> tuple[list[str], bool]:
-        """Redact a command line: each element's text, and the value after a secret flag.
+    def scan_argv(
+        self, argv: Sequence[str], secrets: Secrets = NO_SECRETS
+    ) -> tuple[list[str], Secrets]:
+        """Redact a command line; return it and ``secrets`` plus the values it removed.
 
-        ``--password hunter2`` and ``--api-key=abc`` lose their values because the flag name
-        (dashes read as underscores) is a secret name.
+        Secret options (by name, ``--password hunter2``, ``--api-key=abc``; or by program,
+        ``mysql -pX``, ``curl -u bob:pw``), ``NAME=VALUE`` with a secret NAME, setters
+        (``aws configure set aws_secret_access_key X``), value patterns and the known
+        ``secrets`` are all replaced; a value removed in one word is scrubbed from the rest.
         """
-        out: list[str] = []
-        changed = False
-        secret_next = False
-        for arg in argv:
-            if secret_next and not arg.startswith("-"):
-                out.append(REDACTED)
-                changed = changed or arg != REDACTED
-                secret_next = False
-                continue
-            secret_next = False
-            new, hit = self.redact_text(arg)
-            if arg.startswith("-") and len(arg) > 2:
-                flag, eq, value = arg.lstrip("-").partition("=")
-                if self.is_secret_name(flag.replace("-", "_")):
-                    if value:
-                        new = arg[: len(arg) - len(value)] + REDACTED
-                        hit = hit or value != REDACTED
-                    elif not eq:
-                        secret_next = True
-            out.append(new)
-            changed = changed or hit
-        return out, changed
+        found: list[str] = []
+
+        def text(word: str) -> str:
+            return self._patterns(secrets.scrub(word), found)
+
+        out, removed = redact_words(argv, self.is_secret_name, text)
+        learnt = Secrets.of(found + removed)
+        if learnt:
+            out = [learnt.scrub(word) for word in out]
+        return out, secrets | learnt
+
+    def redact_argv(self, argv: Sequence[str]) -> tuple[list[str], bool]:
+        """Redact a command line (see :meth:`scan_argv`); return it and whether it changed."""
+        out, _ = self.scan_argv(argv)
+        return out, out != list(argv)
 
     def redact_environ(
         self, env: Mapping[str, str | bytes]
     ) -> tuple[dict[str, str | bytes], tuple[str, ...]]:
         """Return the variables with secrets replaced, and the sorted names that were redacted.
 
+        See :meth:`scan_environ`, which also returns the secret values it met.
+        """
+        scan = self.scan_environ(env)
+        return scan.values, scan.redacted
+
+    def scan_environ(self, env: Mapping[str, str | bytes]) -> RedactedEnviron:
+        """Redact variables, and scrub the secret values met from the other variables.
+
         A secret name replaces the whole value by :data:`REDACTED`; a secret-looking value
         has only the matching part replaced. A ``bytes`` value (not valid UTF-8) that holds
-        anything secret-looking is replaced whole, since it cannot be edited losslessly.
+        anything secret is replaced whole, since it cannot be edited losslessly. The secret
+        values met (the whole value of a secret name, the parts patterns matched) are then
+        scrubbed from every other variable and returned as :class:`Secrets`.
         """
         secret_name = _compile_names(self.names).matches
-        may_match = _compile_values(self.value_patterns).may_match
-        out: dict[str, str | bytes] = {}
-        redacted: list[str] = []
+        out: dict[str, str | bytes] = dict(env)
+        redacted: set[str] = set()
+        found: list[str] = []
+        plain: dict[str, str] = {}  # the other text values, for the value patterns
         for name, value in env.items():
             if secret_name(name):
                 out[name] = REDACTED
-                redacted.append(name)
-                continue
-            if isinstance(value, bytes):
-                if self._finds(value.decode("utf-8", "replace")):
+                redacted.add(name)
+                for form in _text_forms(value):
+                    found.append(form)
+                    self._patterns(form, found)
+            elif isinstance(value, bytes):
+                before = len(found)
+                self._patterns(value.decode("utf-8", "replace"), found)
+                if len(found) > before:
                     out[name] = REDACTED
-                    redacted.append(name)
-                else:
-                    out[name] = value
-                continue
-            if not may_match(value):
-                out[name] = value
-                continue
-            new, changed = self.redact_text(value)
-            out[name] = new
-            if changed:
-                redacted.append(name)
-        return out, tuple(sorted(redacted))
+                    redacted.add(name)
+            else:
+                plain[name] = value
+        for name in _suspects(_compile_values(self.value_patterns), plain):
+            value = plain[name]
+            if (new := self._patterns(value, found)) != value:
+                out[name] = new
+                redacted.add(name)
+        secrets = Secrets.of(found)
+        if secrets:
+            _scrub_variables(out, redacted, secrets)
+        return RedactedEnviron(out, tuple(sorted(redacted)), secrets)
+
+
+def _suspects(values: _Values, plain: dict[str, str]) -> list[str]:
+    """The names whose values hold a literal of some pattern.
+
+    One substring search per literal through all the values joined, not one per value.
+    """
+    names = list(plain)
+    if values.user:
+        return names  # the user's patterns have no literals: every value is a suspect
+    texts = list(plain.values())
+    joined = "\0".join(texts)
+    lower = joined.lower()
+    present = values.present(lower)
+    if not present:
+        return []
+    if len(lower) != len(joined):  # lower-casing moved the offsets (rare letters)
+        return names
+    starts = list(itertools.accumulate((len(text) + 1 for text in texts[:-1]), initial=0))
+    hit: set[int] = set()
+    for literal in present:
+        at = lower.find(literal)
+        while at != -1:
+            hit.add(bisect.bisect_right(starts, at) - 1)
+            at = lower.find(literal, at + 1)
+    return [names[index] for index in sorted(hit)]
+
+
+def _scrub_variables(out: dict[str, str | bytes], redacted: set[str], secrets: Secrets) -> None:
+    """Scrub known secret values from the variables not redacted yet, in place."""
+    kept = [name for name in out if name not in redacted]
+    joined = "\0".join(f for name in kept for f in _text_forms(out[name]))
+    if not any(value in joined for value in secrets.values):
+        return  # the common case: one search per secret over all the variables at once
+    for name in kept:
+        value = out[name]
+        if isinstance(value, bytes):
+            if any(secrets.scrub(form) != form for form in _text_forms(value)):
+                out[name] = REDACTED
+                redacted.add(name)
+        elif (scrubbed := secrets.scrub(value)) != value:
+            out[name] = scrubbed
+            redacted.add(name)

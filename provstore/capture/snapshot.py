@@ -1,6 +1,9 @@
 """Turn what :mod:`provstore.capture.process` reads from the live process into sealed objects.
 
-Secrets are redacted here, before anything is encoded or hashed.
+Secrets are redacted here, before anything is encoded or hashed. The secret values redaction
+meets (in variables and on the command line) are carried along in memory, never stored, and
+scrubbed from every other free-text field of the run: argv, command, working directory,
+executable, host, user and the git root and branch (and, by the tracker, the error text).
 """
 
 from __future__ import annotations
@@ -8,13 +11,13 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from provstore.capture import process as capture
 from provstore.capture.dists import distributions
 from provstore.capture.git import git_state
-from provstore.capture.redact import Redactor
+from provstore.capture.redact import RedactedEnviron, Redactor, Secrets
 from provstore.config import Settings, resolve
 from provstore.core.objects import CodeState, Environment, LibrarySet, Run, Sealed, Variables, seal
 
@@ -29,18 +32,27 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class EnvironmentCapture:
-    """The sealed environment of this process and the library set it names."""
+    """The sealed environment of this process and the library set it names.
+
+    ``variables`` is every variable of the live process, redacted (read once for both the
+    environment and the run); ``None`` when the capture was given its variables.
+    """
 
     libraryset: Sealed
     environment: Sealed
+    variables: RedactedEnviron | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class RunCapture:
-    """A new run: its sealed variables and run objects."""
+    """A new run: its sealed variables and run objects, and the secrets redaction met.
+
+    ``secrets`` stays in memory, for scrubbing text written later (the run's error).
+    """
 
     variables: Sealed
     run: Sealed
+    secrets: Secrets = field(default=Secrets(), repr=False, compare=False)
 
 
 def _text(value: str) -> str:
@@ -69,9 +81,13 @@ def capture_environment(
 ) -> EnvironmentCapture:
     """Capture interpreter, platform, distributions and allow-listed variables."""
     settings = settings or resolve()
-    env = environ if environ is not None else capture.environ_snapshot()
+    live = environ is None
+    scan = redactor_for(settings).scan_environ(
+        capture.environ_snapshot() if environ is None else environ
+    )
     allow = capture.DEFAULT_ENV_ALLOW + settings.env_allow
-    chosen, redacted = redactor_for(settings).redact_environ(capture.select_allowed(env, allow))
+    chosen = capture.select_allowed(scan.values, allow)
+    redacted = [name for name in scan.redacted if name in chosen]
     libraryset = seal(LibrarySet(distributions(path)))
     interp = capture.interpreter()
     plat = capture.platform_facts()
@@ -86,7 +102,18 @@ def capture_environment(
         variables=chosen,
         redacted=tuple(redacted),
     )
-    return EnvironmentCapture(libraryset, seal(environment))
+    return EnvironmentCapture(libraryset, seal(environment), scan if live else None)
+
+
+def _code_state(state: dict[str, object], scrub: Callable[[str], str]) -> CodeState:
+    """The git state read by :func:`git_state`, its free text scrubbed of known secrets."""
+    return CodeState(
+        root=scrub(str(state["root"])),
+        commit=_opt_text(state["commit"]),
+        branch=None if state["branch"] is None else scrub(str(state["branch"])),
+        dirty=bool(state["dirty"]),
+        diff_digest=state["diff_digest"],  # type: ignore[arg-type]
+    )
 
 
 def capture_run(
@@ -107,36 +134,35 @@ def capture_run(
     """
     settings = settings or resolve()
     redactor = redactor_for(settings)
-    all_vars = environ if environ is not None else capture.environ_snapshot()
-    values, redacted = redactor.redact_environ(all_vars)
-    variables = seal(Variables(values, tuple(redacted)))
+    if environ is None and env.variables is not None:
+        scan = env.variables
+    else:
+        scan = redactor.scan_environ(capture.environ_snapshot() if environ is None else environ)
+    variables = seal(Variables(scan.values, scan.redacted))
     raw_argv = [_text(arg) for arg in (sys.argv if argv is None else argv)]
-    clean_argv = tuple(redactor.redact_argv(raw_argv)[0])
+    clean_argv, secrets = redactor.scan_argv(raw_argv, scan.secrets)
+    clean_command = None
+    if command is not None:
+        clean_command, secrets = redactor.scan_argv([_text(a) for a in command], secrets)
+
+    def scrub(value: str) -> str:
+        return redactor.redact_text(_text(value), secrets)[0]
+
     host, user = capture.host_and_user()
     state = git_state(code_dir or capture.code_location()) if git else None
-    code = None
-    if state is not None:
-        code = CodeState(
-            root=_text(str(state["root"])),
-            commit=_opt_text(state["commit"]),
-            branch=_opt_text(state["branch"]),
-            dirty=bool(state["dirty"]),
-            diff_digest=state["diff_digest"],  # type: ignore[arg-type]
-        )
+    code = None if state is None else _code_state(state, scrub)
     run = Run(
         environment=env.environment.digest,
         variables=variables.digest,
-        host=_text(host),
-        user=_text(user),
-        argv=clean_argv,
-        cwd=_text(os.getcwd()),
-        executable=_text(sys.executable or ""),
+        host=scrub(host),
+        user=scrub(user),
+        argv=tuple(clean_argv),
+        cwd=scrub(os.getcwd()),
+        executable=scrub(sys.executable or ""),
         pid=os.getpid(),
         started_ns=time.time_ns(),
         code=code,
         name=name,
-        command=None
-        if command is None
-        else tuple(redactor.redact_argv([_text(a) for a in command])[0]),
+        command=None if clean_command is None else tuple(clean_command),
     )
-    return RunCapture(variables, seal(run))
+    return RunCapture(variables, seal(run), secrets)

@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from provstore.api import Store
+from provstore.capture.redact import Secrets
 from provstore.capture.snapshot import (
     EnvironmentCapture,
     RunCapture,
@@ -120,6 +121,7 @@ class Tracker:
         self._last_flush = 0.0
         self._env_digest = b""
         self._run_digest = b""
+        self._secrets = Secrets()  # secret values capture met; never stored
 
     # -- context -----------------------------------------------------------------------------
 
@@ -154,7 +156,7 @@ class Tracker:
         return self
 
     def _capture_run(self, env: EnvironmentCapture) -> RunCapture:
-        return capture_run(
+        run = capture_run(
             env,
             self._settings,
             name=self._name,
@@ -162,6 +164,8 @@ class Tracker:
             command=self._command,
             code_dir=_code_dir(self._command) if self._command else None,
         )
+        self._secrets = run.secrets  # in memory only: scrubbed from the error text at exit
+        return run
 
     def _joinable_run(self, store: Store) -> bytes | None:
         """The run named by ``PROVSTORE_RUN`` if it is stored and has this environment."""
@@ -191,7 +195,7 @@ class Tracker:
                 import traceback
 
                 text = "".join(traceback.format_exception_only(exc_type, exc)).strip()
-                error = redactor_for(self._settings).redact_text(text)[0]
+                error = redactor_for(self._settings).redact_text(text, self._secrets)[0]
             failed = exc is not None or bool(self.exit_code)
             end = RunEnd(
                 run=self._run_digest,
