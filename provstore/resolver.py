@@ -33,6 +33,7 @@ __all__ = ["NAME_PREFIX", "is_digest_text", "matches_for_file", "resolve", "reso
 
 NAME_PREFIX = "name:"
 _HEX_REF = re.compile(r"[0-9a-fA-F]{6,64}")
+_HEXISH = re.compile(r"[0-9a-fA-F]+")
 
 
 def is_digest_text(text: str) -> bool:
@@ -58,6 +59,8 @@ def resolve_all(store: Store, ref: str | bytes) -> list[bytes]:
         if not found:
             raise UnknownReferenceError(ref, _unknown_file(store, ref))
         return [item.digest for item in found]
+    if _HEXISH.fullmatch(ref.strip()):  # hex, but too short or long: say what a digest needs
+        return [store.resolve_digest(ref)]
     raise UnknownReferenceError(
         ref,
         f"{ref!r} is neither a digest (6 to 64 hex characters), nor name:NAME, nor an existing "
