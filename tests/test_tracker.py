@@ -235,6 +235,23 @@ def test_files_inputs_and_parents(sqlite_url, tmp_path):
         assert t2.use(raw) == source  # known from an earlier run
 
 
+def test_only_regular_files_become_products(sqlite_url, tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    specials = [
+        fifo,
+        *(p for p in ("/dev/zero", "/dev/null", "/proc/self/status") if os.path.exists(p)),
+    ]
+    with tracker(sqlite_url) as t:
+        for path in specials:
+            with pytest.raises(PathError, match="not a regular file"):
+                t.track(path)
+            with pytest.raises(PathError, match="not a regular file"):
+                t.use(path)
+    with Store(sqlite_url) as store:
+        assert store.stats()["objects"]["product"] == 0
+
+
 def test_thousands_of_products_in_one_block(sqlite_url):
     with tracker(sqlite_url) as t:
         first = t.register_data_product(name="p0")

@@ -8,13 +8,18 @@
     │   ├── UnknownDigestError       no object has that digest or prefix
     │   ├── AmbiguousDigestError     a prefix that names several objects
     │   ├── WrongKindError           an object of another kind than the one asked for
-    │   ├── PathError                a named file that does not exist or cannot be read
-    │   └── ConfigError              a setting that cannot be used
+    │   ├── PathError                a named file that does not exist, cannot be read or is
+    │   │   │                        not a regular file
+    │   │   └── FileChangedError     a file that changed while it was read
+    │   ├── ConfigError              a setting that cannot be used
+    │   └── NoStoreError             no store at a URL a read-only command was given
     ├── EncodingError                a value with no canonical encoding (bad metadata)
     ├── CorruptObjectError           stored bytes that do not match their digest or format
     ├── StoreError                   the database cannot be used as a store
     │   ├── SchemaVersionError       written by another provstore schema version
-    │   └── UnsupportedStoreError    e.g. SQLite on a network file system
+    │   ├── UnsupportedStoreError    e.g. SQLite on a network file system
+    │   ├── StoreFullError           the disk (or the database's size limit) is full
+    │   └── ReadOnlyStoreError       a store that cannot be written (read-only media)
     ├── CheckFailed                  a verification found a problem
     │   └── BundleError              a bundle that cannot be imported (nothing was written)
     └── InvariantError               provstore's own code broke a guarantee (a bug)
@@ -33,12 +38,16 @@ __all__ = [
     "ConfigError",
     "CorruptObjectError",
     "EncodingError",
+    "FileChangedError",
     "InvalidDigestError",
     "InvariantError",
+    "NoStoreError",
     "PathError",
     "ProvstoreError",
+    "ReadOnlyStoreError",
     "SchemaVersionError",
     "StoreError",
+    "StoreFullError",
     "UnknownDigestError",
     "UnsupportedStoreError",
     "UsageError",
@@ -113,8 +122,32 @@ class PathError(UsageError, OSError):
         super().__init__(f"cannot read {path!r}: {reason}")
 
 
+class FileChangedError(PathError):
+    """A file whose size or times changed while it was read: its bytes were not one state."""
+
+    def __init__(self, path: str, change: str) -> None:
+        super().__init__(path, f"it changed while it was read ({change})")
+        self.change = change
+        self.args = (
+            f"{path!r} changed while it was read ({change}); what was read is no one state "
+            "of the file, so it was not used. Try again once nothing writes to it.",
+        )
+
+
 class ConfigError(UsageError):
     """A configuration value (URL, pyproject setting, pattern) that cannot be used."""
+
+
+class NoStoreError(UsageError):
+    """A command that only reads found no store at the URL, and created none."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(
+            f"there is no provstore store at {url}: {reason}. Nothing was created. Check the "
+            "URL (--url / PROVSTORE_URL); a store is made by the first run recorded into it."
+        )
 
 
 class EncodingError(ProvstoreError, ValueError):
@@ -161,6 +194,30 @@ class SchemaVersionError(StoreError):
 
 class UnsupportedStoreError(StoreError):
     """A store location provstore refuses, such as SQLite on a network file system."""
+
+
+class StoreFullError(StoreError):
+    """No room to write: the disk, a quota or the database's own size limit is full."""
+
+    def __init__(self, where: str, detail: str) -> None:
+        self.where = where
+        self.detail = detail
+        super().__init__(
+            f"no room left to write {where} ({detail}); nothing of this write was kept. "
+            "Free some space (or raise the limit) and run again."
+        )
+
+
+class ReadOnlyStoreError(StoreError):
+    """A write to a store that can only be read (a read-only file, mount or URL)."""
+
+    def __init__(self, where: str, detail: str) -> None:
+        self.where = where
+        self.detail = detail
+        super().__init__(
+            f"cannot write to {where}: it is read-only ({detail}). Commands that only read "
+            "(log, show, verify, ...) work on it; record into a writable store."
+        )
 
 
 class CheckFailed(ProvstoreError):
