@@ -195,6 +195,29 @@ def test_failure_is_recorded_and_reraised(sqlite_url):
         assert summary.status == "failed" and summary.products == 1
 
 
+@pytest.mark.parametrize(
+    ("code", "status", "exit_code", "error"),
+    [
+        (0, "succeeded", 0, None),
+        (None, "succeeded", 0, None),
+        (3, "failed", 3, "SystemExit: 3"),
+        ("bye", "failed", 1, "SystemExit: bye"),
+    ],
+)
+def test_sys_exit_ends_the_run_with_its_status(sqlite_url, code, status, exit_code, error):
+    """``sys.exit(0)`` is a success (exit status 0), any other status a failure."""
+    with pytest.raises(SystemExit):
+        with tracker(sqlite_url) as t:
+            t.register_data_product(name="made")
+            sys.exit(code)
+    with Store(sqlite_url) as store:
+        [summary] = store.runs()
+        assert (summary.status, summary.products) == (status, 1)
+        [end] = store.run_ends([bytes.fromhex(t.run)])
+        recorded = store.get(end).obj
+        assert (recorded.exit_code, recorded.error) == (exit_code, error)
+
+
 def test_unencodable_metadata_is_refused_before_storing(sqlite_url):
     class Thing:
         pass

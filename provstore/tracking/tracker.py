@@ -7,7 +7,8 @@ seconds, on :meth:`Tracker.flush` and at exit.  A product registered after a qui
 therefore written immediately; a burst of thousands costs one transaction per batch.
 
 An exception inside the block ends the run as ``failed`` (products registered before it stay
-recorded) and is re-raised.
+recorded) and is re-raised; ``sys.exit(0)`` (or ``sys.exit()``) is a success, any other exit
+status a failure with that exit code.
 
 With a spool directory (``tracker(spool=DIR)``, ``PROVSTORE_SPOOL`` or ``[tool.provstore]
 spool``) nothing touches a database: the run is written as one bundle into the directory, for
@@ -182,6 +183,7 @@ class Tracker:
         tb: TracebackType | None,
     ) -> None:
         self._require_active()
+        exc_type, exc = self._exit_status(exc_type, exc)
         try:
             self.flush()
             if self._joined:
@@ -212,6 +214,21 @@ class Tracker:
             if self._store is not None:
                 self._store.close()
                 self._store = None
+
+    def _exit_status(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None
+    ) -> tuple[type[BaseException] | None, BaseException | None]:
+        """The exception that fails the run: ``SystemExit`` is an exit status, 0 a success.
+
+        Records the status as the run's exit code (unless ``provstore run`` set one).
+        """
+        if not isinstance(exc, SystemExit):
+            return exc_type, exc
+        code = exc.code
+        status = 0 if code is None else code if isinstance(code, int) else 1
+        if self.exit_code is None:
+            self.exit_code = status
+        return (None, None) if status == 0 else (exc_type, exc)
 
     # -- properties --------------------------------------------------------------------------
 
