@@ -86,7 +86,7 @@ def import_command(
     """
     if (source is None) == (spool is None):
         raise click.UsageError("give either a bundle FILE or --spool DIR")
-    store = store_of(ctx)
+    store = store_of(ctx, create=True)
     if spool is not None:
         from provstore.tracking.spool import ingest
 
