@@ -31,8 +31,16 @@ class _Group(click.Group):
             ctx.exit(exc.exit_code)
         except SQLAlchemyError as exc:
             orig = getattr(exc, "orig", None) or exc
-            click.echo(f"provstore: database error: {orig}", err=True)
+            click.echo(f"provstore: database error: {_one_line(orig)}", err=True)
             ctx.exit(1)
+        except OSError as exc:  # a file named on the command line that cannot be written
+            click.echo(f"provstore: error: {_one_line(exc)}", err=True)
+            ctx.exit(1)
+
+
+def _one_line(error: BaseException) -> str:
+    """A driver's or the system's message on one line (some span several)."""
+    return " ".join(str(error).split())
 
 
 @click.group(

@@ -29,6 +29,7 @@ Each class carries its data as attributes and a message that says what to do.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Sequence
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "UnsupportedStoreError",
     "UsageError",
     "WrongKindError",
+    "from_os_error",
 ]
 
 
@@ -151,15 +153,22 @@ class NoStoreError(UsageError):
 
 
 class EncodingError(ProvstoreError, ValueError):
-    """A value that has no canonical encoding; ``where`` is its path inside the value."""
+    """A value that has no canonical encoding; ``where`` is its path inside the value.
 
-    def __init__(self, where: str, reason: str) -> None:
+    ``advice`` says what to do instead (the tracker gives advice on metadata).
+    """
+
+    def __init__(self, where: str, reason: str, advice: str | None = None) -> None:
         self.where = where
         self.reason = reason
+        self.advice = advice
         super().__init__(
-            f"cannot encode {where}: {reason}. Metadata may hold only None, bool, int "
-            "(64-bit), finite float, str, bytes, lists/tuples and maps with str keys; "
-            "convert other values (e.g. datetime.isoformat(), int(numpy_value)) first."
+            f"cannot encode {where}: {reason}. "
+            + (
+                advice
+                or "provstore encodes only None, bool, int (64-bit), finite float, valid "
+                "Unicode str, bytes, lists/tuples and maps with str keys."
+            )
         )
 
 
@@ -186,10 +195,25 @@ class SchemaVersionError(StoreError):
     def __init__(self, found: str, supported: int) -> None:
         self.found = found
         self.supported = supported
-        super().__init__(
-            f"this store has schema version {found}, but this provstore reads version "
-            f"{supported}. Upgrade provstore (`pip install -U provstore`) or open another store."
-        )
+        if not found.isdigit():
+            message = (
+                f"this store's schema version record reads {found!r}, which is not a schema "
+                "version any provstore writes: provstore cannot read this database. Open "
+                "another store."
+            )
+        elif int(found) < supported:
+            message = (
+                f"this store has schema version {found}, older than version {supported} "
+                "that this provstore reads, and this provstore cannot convert it. Read it "
+                "with the provstore release that wrote it, or record into a new store."
+            )
+        else:
+            message = (
+                f"this store has schema version {found}, but this provstore reads version "
+                f"{supported}. Upgrade provstore (`pip install -U provstore`) or open another "
+                "store."
+            )
+        super().__init__(message)
 
 
 class UnsupportedStoreError(StoreError):
@@ -197,14 +221,18 @@ class UnsupportedStoreError(StoreError):
 
 
 class StoreFullError(StoreError):
-    """No room to write: the disk, a quota or the database's own size limit is full."""
+    """No room to write: the disk, a quota or the database's own size limit is full.
+
+    A write to a store is one transaction, rolled back whole; a spool or export file is
+    removed unfinished.
+    """
 
     def __init__(self, where: str, detail: str) -> None:
         self.where = where
         self.detail = detail
         super().__init__(
-            f"no room left to write {where} ({detail}); nothing of this write was kept. "
-            "Free some space (or raise the limit) and run again."
+            f"no room left to write {where} ({detail}). Free some space (or raise the "
+            "limit) and run again."
         )
 
 
@@ -218,6 +246,20 @@ class ReadOnlyStoreError(StoreError):
             f"cannot write to {where}: it is read-only ({detail}). Commands that only read "
             "(log, show, verify, ...) work on it; record into a writable store."
         )
+
+
+def from_os_error(exc: OSError, where: str) -> ProvstoreError | None:
+    """The provstore error for an ``OSError`` met writing ``where``, or None.
+
+    A full disk (or quota, or file size limit) and read-only media have errors of their own;
+    any other ``OSError`` is left as it is (None).
+    """
+    detail = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return StoreFullError(where, detail)
+    if exc.errno == errno.EROFS:
+        return ReadOnlyStoreError(where, detail)
+    return None
 
 
 class CheckFailed(ProvstoreError):

@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
+from provstore.core.errors import from_os_error
+
 if TYPE_CHECKING:
     from provstore.exchange.transfer import ExportResult, ImportResult
     from provstore.store import Store
@@ -69,20 +71,27 @@ def export_to_path(
 ) -> ExportResult:
     """Export to a file, written under a temporary name and renamed when complete ('-': stdout)."""
     write = EXPORT_FORMATS[fmt].write
-    if path == "-":
-        result = write(store, refs, sys.stdout.buffer, compress)
-        sys.stdout.buffer.flush()
-        return result
-    fd, temp = tempfile.mkstemp(
-        prefix=".provstore-export-", dir=os.path.dirname(os.path.abspath(path))
-    )
+    where = "standard output" if path == "-" else repr(path)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            result = write(store, refs, handle, compress)
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
+        if path == "-":
+            result = write(store, refs, sys.stdout.buffer, compress)
+            sys.stdout.buffer.flush()
+            return result
+        fd, temp = tempfile.mkstemp(
+            prefix=".provstore-export-", dir=os.path.dirname(os.path.abspath(path))
+        )
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                result = write(store, refs, handle, compress)
+            os.replace(temp, path)
+        except BaseException:
+            os.unlink(temp)
+            raise
+    except OSError as exc:
+        error = from_os_error(exc, f"the export to {where}")
+        if error is None:
+            raise
+        raise error from None
     return result
 
 

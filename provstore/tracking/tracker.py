@@ -56,6 +56,11 @@ __all__ = ["FLUSH_AFTER", "FLUSH_EVERY", "Tracker", "tracker"]
 
 FLUSH_EVERY = 5000
 FLUSH_AFTER = 0.5
+_METADATA_ADVICE = (
+    "Metadata may hold only None, bool, int (64-bit), finite float, str, bytes, lists/tuples "
+    "and maps with str keys; convert other values (e.g. datetime.isoformat(), "
+    "int(numpy_value)) first."
+)
 
 ParentRef = str | bytes
 
@@ -131,8 +136,13 @@ class Tracker:
             from provstore.tracking.spool import SpoolWriter
 
             run = self._capture_run(env)
-            self._spool = SpoolWriter(self._settings.spool, run.run.digest)
-            self._spool.put([env.libraryset, run.variables, env.environment, run.run])
+            self._spool = spool = SpoolWriter(self._settings.spool, run.run.digest)
+            try:
+                spool.put([env.libraryset, run.variables, env.environment, run.run])
+            except BaseException:
+                spool.discard()
+                self._spool = None
+                raise
             self._run_digest = run.run.digest
             self._last_flush = time.monotonic()
             return self
@@ -267,7 +277,6 @@ class Tracker:
 
     # -- recording ---------------------------------------------------------------------------
 
-    @requires(_product_args)
     def register_data_product(
         self,
         name: str,
@@ -280,8 +289,13 @@ class Tracker:
         """Record a product made by this run; returns its hex digest.
 
         ``path`` names the file holding its bytes (hashed now, streamed); ``parents`` are
-        digests (hex, unique prefix or raw) of the products it was made from.
+        digests (hex, unique prefix or raw) of the products it was made from.  Wrong argument
+        types raise :class:`UsageError` even under ``python -O`` (which turns ``deal``
+        contracts off): a product of the wrong shape would fail its whole batch later.
         """
+        verdict = _product_args(self, name, version, metadata, path=path, parents=parents)
+        if verdict is not True:
+            raise UsageError(verdict)
         self._require_active()
         content = size = recorded = None
         if path is not None:
@@ -303,7 +317,7 @@ class Tracker:
             item = seal_unchecked(product)
         except EncodingError as exc:
             where = exc.where.replace("value['metadata']", "metadata", 1)
-            raise EncodingError(where, exc.reason) from None
+            raise EncodingError(where, exc.reason, _METADATA_ADVICE) from None
         self._add(item)
         return item.hex
 
