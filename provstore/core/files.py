@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import io
 import mmap
 import os
 import signal
@@ -145,13 +146,16 @@ class RegularFile:
             while left > 0 and (data := _read(self._fd, left, self.path)):
                 yield data
                 self.bytes_read += len(data)
+                if self.bytes_read == self.size and len(data) < left:
+                    return  # a short read at the claimed size: the end (fstat checks growth)
                 left -= len(data)
             return
         buffer = bytearray(READ_BUFFER)
         view = memoryview(buffer)
+        raw = io.FileIO(self._fd, "rb", closefd=False)
         try:
             while left > 0:
-                n = _read_into(self._fd, view[: min(left, READ_BUFFER)], self.path)
+                n = _read_into(raw, view[: min(left, READ_BUFFER)], self.path)
                 if not n:
                     break
                 part = view[:n]
@@ -178,7 +182,7 @@ class RegularFile:
         elif after.st_mtime_ns != before.st_mtime_ns:
             change = "it was modified"
         elif after.st_ctime_ns != before.st_ctime_ns:
-            change = "its inode changed"
+            change = "its status changed (ctime)"
         elif self.bytes_read != self.size:
             raise PathError(
                 self.path,
@@ -192,10 +196,10 @@ class RegularFile:
 
 def _open(path: str) -> int:
     """A read-only descriptor; non-blocking, so a FIFO opens (to be refused) at once."""
-    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     try:
         try:
-            return os.open(path, flags | os.O_NONBLOCK)
+            return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
         except OSError as exc:
             if exc.errno not in (errno.ENXIO, errno.EOPNOTSUPP, errno.EWOULDBLOCK):
                 raise
@@ -237,9 +241,9 @@ def _read(fd: int, n: int, path: str) -> bytes:
         raise PathError(path, exc.strerror or str(exc)) from None
 
 
-def _read_into(fd: int, view: memoryview, path: str) -> int:
+def _read_into(raw: io.FileIO, view: memoryview, path: str) -> int:
     try:
-        return os.readv(fd, [view])
+        return raw.readinto(view) or 0
     except OSError as exc:
         raise PathError(path, exc.strerror or str(exc)) from None
 
