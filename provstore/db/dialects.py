@@ -220,7 +220,8 @@ def sqlite_file(url: URL) -> tuple[str | None, dict[str, str]]:
         split = urllib.parse.urlsplit(database)
         database = urllib.parse.unquote(split.path)
         params = {**dict(urllib.parse.parse_qsl(split.query)), **params}
-    if not database or database == ":memory:" or params.get("mode") == "memory":
+    memory = database in ("", ":memory:") or database.startswith("file::memory:")
+    if memory or params.get("mode") == "memory":
         return None, params
     return database, params
 
@@ -243,9 +244,10 @@ def _existing_store(url: URL, path: str, params: dict[str, str]) -> None:
     shared = os.path.exists(path + "-shm") or os.access(directory, os.W_OK)
     if params.get("immutable") != "1" and not shared:
         raise UnsupportedStoreError(
-            f"{path} is on read-only media: SQLite cannot make the shared-memory file it "
-            "needs beside it to read it safely. If nothing can change the file meanwhile, "
-            f"read it as immutable: --url 'sqlite:///{path}?immutable=1'."
+            f"{path} is on read-only media (its directory cannot be written): SQLite cannot "
+            "make the shared-memory file it needs beside it to read it safely. If nothing can "
+            f"change the file meanwhile, read it as immutable: --url 'sqlite:///{path}"
+            "?immutable=1'."
         )
 
 

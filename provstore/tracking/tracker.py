@@ -235,7 +235,7 @@ class Tracker:
         if not isinstance(exc, SystemExit):
             return exc_type, exc
         code = exc.code
-        status = 0 if code is None else code if isinstance(code, int) else 1
+        status = 0 if code is None else int(code) if isinstance(code, int) else 1
         if self.exit_code is None:
             self.exit_code = status
         return (None, None) if status == 0 else (exc_type, exc)
@@ -317,7 +317,8 @@ class Tracker:
             item = seal_unchecked(product)
         except EncodingError as exc:
             where = exc.where.replace("value['metadata']", "metadata", 1)
-            raise EncodingError(where, exc.reason, _METADATA_ADVICE) from None
+            advice = _METADATA_ADVICE if where.startswith("metadata") else None
+            raise EncodingError(where, exc.reason, advice) from None
         self._add(item)
         return item.hex
 
