@@ -96,6 +96,14 @@ def test_a_server_database_without_a_store_gets_no_tables(server_url, args):
     assert _tables(server_url) == ["app_users"]
 
 
+def test_a_server_database_that_does_not_exist_is_no_store(server_url):
+    url = sa.engine.make_url(server_url).set(database="provstore_no_such_db")
+    shown = url.render_as_string(hide_password=False)
+    for args in [("log",), ("import", "-")]:
+        code, _, err = cli("--url", shown, *args)
+        assert code == 2 and "no database of that name" in err, err
+
+
 def test_store_and_open_store_with_create_false(tmp_path, backend_url):
     with pytest.raises(NoStoreError) as info:
         Store(backend_url, create=False)

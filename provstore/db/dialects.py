@@ -62,10 +62,11 @@ class Dialect:
         raise NotImplementedError
 
     def storage_error(self, exc: DBAPIError) -> str | None:
-        """What a failed write says of the store: ``"full"`` or ``"read-only"``, else None.
+        """What an error says of the store: ``"full"``, ``"read-only"``, ``"missing"`` or None.
 
         Full: no room left (disk, quota, the database's own size limit).  Read-only: the
-        store cannot be written at all (a read-only file, server or transaction).
+        store cannot be written at all (a read-only file, server or transaction).  Missing:
+        the server has no database of that name.
         """
         return None
 
@@ -324,8 +325,11 @@ class PostgreSQL(Dialect):
         return code in ("40001", "40P01", "55P03") or "too many clients" in str(exc.orig).lower()
 
     def storage_error(self, exc: DBAPIError) -> str | None:
-        """``disk_full``; a read-only transaction (a hot standby, a read-only default)."""
+        """``disk_full``; a read-only transaction (a hot standby); no such database."""
         code = getattr(exc.orig, "pgcode", None)
+        message = str(exc.orig)
+        if code == "3D000" or ('database "' in message and "does not exist" in message):
+            return "missing"
         return {"53100": "full", "25006": "read-only"}.get(code or "")
 
     def insert_ignore(self, conn: Connection, table: Table, rows: Sequence[Row]) -> int:
@@ -400,7 +404,7 @@ class MySQL(Dialect):
         return bool(args) and isinstance(args[0], int) and args[0] in (1040, 1205, 1213, 1614)
 
     def storage_error(self, exc: DBAPIError) -> str | None:
-        """Table or disk full, errno 28 from the storage engine; a read-only server or table."""
+        """Table or disk full, errno 28 from the engine; a read-only server; unknown database."""
         args: tuple[Any, ...] = getattr(exc.orig, "args", ())
         code = args[0] if args and isinstance(args[0], int) else None
         message = str(exc.orig).lower()
@@ -408,7 +412,7 @@ class MySQL(Dialect):
             return "full"
         if code in (1036, 1290, 1792):
             return "read-only"
-        return None
+        return "missing" if code == 1049 else None
 
     def insert_ignore(self, conn: Connection, table: Table, rows: Sequence[Row]) -> int:
         """``ON DUPLICATE KEY UPDATE`` (PyMySQL folds ``executemany`` into multi-row inserts)."""

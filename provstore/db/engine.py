@@ -17,7 +17,13 @@ from typing import TypeVar
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from provstore.core.errors import ReadOnlyStoreError, StoreError, StoreFullError
+from provstore.core.errors import (
+    NoStoreError,
+    ProvstoreError,
+    ReadOnlyStoreError,
+    StoreError,
+    StoreFullError,
+)
 from provstore.db import dialects
 
 __all__ = ["connect", "param_mark", "retrying", "storage_error", "write_transaction"]
@@ -56,14 +62,21 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         raise error from None
 
 
-def storage_error(exc: DBAPIError, engine: Engine) -> StoreError | None:
-    """The provstore error for a database error that says the store is full or read-only."""
+def storage_error(exc: DBAPIError, engine: Engine) -> ProvstoreError | None:
+    """The provstore error for a database error that says what is wrong with the store.
+
+    Full, read-only, or not there at all (a server database that does not exist); else None.
+    """
     kind = dialects.of(engine).storage_error(exc)
-    if kind is None:
-        return None
-    where = f"the store at {engine.url.render_as_string(hide_password=True)}"
+    url = engine.url.render_as_string(hide_password=True)
     detail = " ".join(str(exc.orig).split())
-    return StoreFullError(where, detail) if kind == "full" else ReadOnlyStoreError(where, detail)
+    if kind == "missing":
+        return NoStoreError(url, "the server has no database of that name (create it first)")
+    if kind == "full":
+        return StoreFullError(f"the store at {url}", detail)
+    if kind == "read-only":
+        return ReadOnlyStoreError(f"the store at {url}", detail)
+    return None
 
 
 def retrying(action: Callable[[], T], dialect: dialects.Dialect) -> T:
