@@ -147,7 +147,7 @@ def hash_framed(data: bytes) -> bytes:
     return blake3.blake3(data).digest()
 
 
-_THREADED = 1 << 23  # files this big are hashed by several threads (blake3: from ~1 MiB)
+_THREADED = 1 << 23  # files this big are hashed by several threads
 
 
 @returns(
