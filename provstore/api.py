@@ -103,7 +103,11 @@ class Store(store.Store):
         return verify(self, ref, path=path, rerun=rerun, environment=environment)
 
 
-@requires(lambda url=None: is_optional_str(url, "url", empty=False))
-def open_store(url: str | None = None) -> Store:
-    """Open (creating if needed) the store at ``url`` or the configured one."""
-    return Store(resolve(url).url)
+@requires(lambda url=None, *, create=True: is_optional_str(url, "url", empty=False))
+def open_store(url: str | None = None, *, create: bool = True) -> Store:
+    """Open the store at ``url`` or the configured one, creating it if needed.
+
+    ``create=False`` only opens an existing store and never changes it (a SQLite file is
+    opened read-only): :class:`provstore.NoStoreError` when there is none at the URL.
+    """
+    return Store(resolve(url).url, create=create)

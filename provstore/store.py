@@ -42,9 +42,9 @@ from provstore.core.objects import KINDS, Environment, Product, Run, Sealed, loa
 from provstore.db import dialects, index, listing, queries, schema
 from provstore.db import lineage as walks
 from provstore.db.connections import Readers
-from provstore.db.engine import connect, retrying, write_transaction
+from provstore.db.engine import connect, retrying, storage_error, write_transaction
 from provstore.db.listing import ProductFilter, ProductRow, RunFilter, RunSummary
-from provstore.db.setup import ensure_schema
+from provstore.db.setup import check_schema, ensure_schema
 
 __all__ = ["Lineage", "ProductFilter", "ProductRow", "RunFilter", "RunSummary", "Store"]
 
@@ -129,27 +129,36 @@ def _all_sealed(self: Store, items: Iterable[Any]) -> Verdict:
 class Store:
     """A provstore store behind one database URL."""
 
-    def __init__(self, url: str, *, pooled: bool = True) -> None:
+    def __init__(self, url: str, *, pooled: bool = True, create: bool = True) -> None:
+        """Open the store at ``url``, creating its schema if the database has none.
+
+        ``create=False`` creates nothing (:class:`NoStoreError` when there is no store) and
+        opens a SQLite file read-only: for commands that only read.
+        """
         self.url = url
         self.dialect = dialects.for_url(url)
-        self.engine: Engine = connect(url, pooled=pooled)
+        self.safe_url = dialects.parse_url(url).render_as_string(hide_password=True)
+        """The URL with any password hidden, for messages."""
+        self.engine: Engine = connect(url, pooled=pooled, read_only=not create)
         # On a server a pooled store keeps one autocommit connection per thread for reads:
         # a lookup is then one round trip, not four (pre-ping, BEGIN, SELECT, ROLLBACK).
         self._readers = Readers(self.engine, hold=pooled and self.dialect.hold_reads)
         try:
-            shown = self.safe_url
-            self.retrying(lambda: ensure_schema(self.engine, self._readers.connection, shown))
+            shown, reader = self.safe_url, self._readers.connection
+            if create:
+                self.retrying(lambda: ensure_schema(self.engine, reader, shown))
+            else:
+                self.retrying(lambda: check_schema(reader, shown))
         except DBAPIError as exc:
             self.engine.dispose()
-            raise StoreError(f"cannot open the store at {self.safe_url}: {exc.orig}") from None
+            error = storage_error(exc, self.engine)
+            if error is not None:
+                raise error from None
+            detail = " ".join(str(exc.orig).split())
+            raise StoreError(f"cannot open the store at {self.safe_url}: {detail}") from None
         except BaseException:
             self.engine.dispose()
             raise
-
-    @property
-    def safe_url(self) -> str:
-        """The URL with any password hidden, for messages."""
-        return self.engine.url.render_as_string(hide_password=True)
 
     def close(self) -> None:
         """Release every connection."""

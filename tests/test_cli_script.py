@@ -174,6 +174,9 @@ def test_diff_names_an_added_distribution(backend_url, tmp_path, script):
 
 
 def test_env_match(backend_url, script):
+    nothing = script(backend_url, "env", "--match", "--json")
+    assert nothing.returncode == 2 and "there is no provstore store" in nothing.stderr
+    assert script(backend_url, "reindex").returncode == 0  # an empty store
     before = script(backend_url, "env", "--match", "--json")
     assert before.returncode == 1 and json.loads(before.stdout)["known"] is False
     with tracker(backend_url) as t:

@@ -6,12 +6,13 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
 from provstore import Store, tracker
 from provstore.core.errors import UsageError
-from provstore.tracking.spool import SUFFIX, ingest
+from provstore.tracking.spool import STALE_AFTER, SUFFIX, ingest
 
 
 def _bundles(directory) -> list[str]:
@@ -65,6 +66,66 @@ def test_rejected_bundle_is_set_aside_with_its_reason(tmp_path, sqlite_url):
     assert _bundles(spool) == []
     reason = (spool / "rejected" / ("0" * 64 + SUFFIX + ".reason")).read_text()
     assert "bad magic" in reason
+
+
+KILLED = """
+import os, sys
+from provstore import tracker
+with tracker(spool=sys.argv[1], git=False) as t:
+    t.register_data_product(name="never-published")
+    os._exit(9)  # killed: no __exit__, no cleanup
+"""
+
+
+def _temps(directory) -> list[str]:
+    return sorted(n for n in os.listdir(directory) if n.startswith(".") and n.endswith(".tmp"))
+
+
+def _age(path, seconds: float) -> None:
+    old = time.time() - seconds
+    os.utime(path, (old, old))
+
+
+def test_a_killed_writers_unfinished_bundle_is_removed_once_stale(tmp_path, sqlite_url):
+    spool = tmp_path / "spool"
+    done = subprocess.run([sys.executable, "-c", KILLED, str(spool)], capture_output=True)
+    assert done.returncode == 9
+    [temp] = _temps(spool)
+    with Store(sqlite_url) as store:
+        fresh = ingest(store, str(spool))  # it may be a live writer's: kept
+        assert fresh.stale == [] and _temps(spool) == [temp]
+        _age(spool / temp, STALE_AFTER + 60)
+        assert ingest(store, str(spool), stale_after=None).stale == []
+        assert ingest(store, str(spool)).stale == [temp]
+    assert _temps(spool) == [] and _bundles(spool) == []
+
+
+def test_import_spool_removes_stale_unfinished_bundles(tmp_path, sqlite_url, script):
+    spool = tmp_path / "spool"
+    subprocess.run([sys.executable, "-c", KILLED, str(spool)], capture_output=True)
+    [temp] = _temps(spool)
+    _age(spool / temp, 3 * 3600)
+    kept = script(sqlite_url, "import", "--spool", str(spool))
+    assert kept.returncode == 0 and _temps(spool) == [temp]
+    gone = script(sqlite_url, "import", "--spool", str(spool), "--stale-hours", "2")
+    assert gone.returncode == 0 and "removed 1 stale unfinished bundles" in gone.stdout
+    assert _temps(spool) == []
+
+
+def test_a_live_writer_whose_file_was_taken_for_stale_loses_nothing(tmp_path, sqlite_url):
+    spool = tmp_path / "spool"
+    with tracker(spool=str(spool), git=False) as t:
+        a = t.register_data_product(name="a")
+        [temp] = _temps(spool)
+        _age(spool / temp, STALE_AFTER + 60)
+        with Store(sqlite_url) as store:
+            assert ingest(store, str(spool)).stale == [temp]
+        b = t.register_data_product(name="b", parents=[a])
+    assert _temps(spool) == [] and _bundles(spool) == [t.run + SUFFIX]
+    with Store(sqlite_url) as store:
+        assert ingest(store, str(spool)).ingested == [t.run + SUFFIX]
+        assert store.get(b).obj.parents == (bytes.fromhex(a),)
+        assert store.runs()[0].status == "succeeded"
 
 
 JOB = """

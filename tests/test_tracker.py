@@ -208,6 +208,29 @@ def test_error_text_is_scrubbed_of_every_known_secret(sqlite_url, monkeypatch):
     assert error == "RuntimeError: bind failed: <redacted> / <redacted> / ok"
 
 
+@pytest.mark.parametrize(
+    ("code", "status", "exit_code", "error"),
+    [
+        (0, "succeeded", 0, None),
+        (None, "succeeded", 0, None),
+        (3, "failed", 3, "SystemExit: 3"),
+        ("bye", "failed", 1, "SystemExit: bye"),
+    ],
+)
+def test_sys_exit_ends_the_run_with_its_status(sqlite_url, code, status, exit_code, error):
+    """``sys.exit(0)`` is a success (exit status 0), any other status a failure."""
+    with pytest.raises(SystemExit):
+        with tracker(sqlite_url) as t:
+            t.register_data_product(name="made")
+            sys.exit(code)
+    with Store(sqlite_url) as store:
+        [summary] = store.runs()
+        assert (summary.status, summary.products) == (status, 1)
+        [end] = store.run_ends([bytes.fromhex(t.run)])
+        recorded = store.get(end).obj
+        assert (recorded.exit_code, recorded.error) == (exit_code, error)
+
+
 def test_unencodable_metadata_is_refused_before_storing(sqlite_url):
     class Thing:
         pass
@@ -246,6 +269,23 @@ def test_files_inputs_and_parents(sqlite_url, tmp_path):
         assert set(lineage.depths) == {bytes.fromhex(made), bytes.fromhex(source)}
     with tracker(sqlite_url) as t2:
         assert t2.use(raw) == source  # known from an earlier run
+
+
+def test_only_regular_files_become_products(sqlite_url, tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    specials = [
+        fifo,
+        *(p for p in ("/dev/zero", "/dev/null", "/proc/self/status") if os.path.exists(p)),
+    ]
+    with tracker(sqlite_url) as t:
+        for path in specials:
+            with pytest.raises(PathError, match="not a regular file"):
+                t.track(path)
+            with pytest.raises(PathError, match="not a regular file"):
+                t.use(path)
+    with Store(sqlite_url) as store:
+        assert store.stats()["objects"]["product"] == 0
 
 
 def test_thousands_of_products_in_one_block(sqlite_url):

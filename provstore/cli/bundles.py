@@ -80,10 +80,22 @@ def export_command(
     is_flag=True,
     help="With --spool: delete ingested bundles (default: move to ingested/).",
 )
+@click.option(
+    "--stale-hours",
+    type=click.FloatRange(min=0),
+    default=24.0,
+    show_default=True,
+    help="With --spool: remove unfinished bundles (a killed job's) not written for this long.",
+)
 @json_option
 @click.pass_context
 def import_command(
-    ctx: click.Context, source: str | None, spool: str | None, delete: bool, as_json: bool
+    ctx: click.Context,
+    source: str | None,
+    spool: str | None,
+    delete: bool,
+    stale_hours: float,
+    as_json: bool,
 ) -> None:
     """Check a bundle completely, then add its objects to the store in one transaction.
 
@@ -98,11 +110,11 @@ def import_command(
     """
     if (source is None) == (spool is None):
         raise click.UsageError("give either a bundle FILE or --spool DIR")
-    store = store_of(ctx)
+    store = store_of(ctx, create=True)
     if spool is not None:
         from provstore.tracking.spool import ingest
 
-        report = ingest(store, spool, delete=delete)
+        report = ingest(store, spool, delete=delete, stale_after=stale_hours * 3600)
         emit(as_json, _ingest_json(report), lambda: _ingest_text(report))
         if not as_json:
             for name, reason in report.rejected.items():
@@ -122,13 +134,15 @@ def _ingest_json(report: IngestReport) -> dict[str, Any]:
         "rejected": report.rejected,
         "added": report.added,
         "present": report.present,
+        "stale_removed": report.stale,
     }
 
 
 def _ingest_text(report: IngestReport) -> str:
+    stale = f"; removed {len(report.stale)} stale unfinished bundles" if report.stale else ""
     return (
         f"ingested {len(report.ingested)} bundles ({report.added} new objects, "
-        f"{report.present} already present); rejected {len(report.rejected)}"
+        f"{report.present} already present); rejected {len(report.rejected)}{stale}"
     )
 
 

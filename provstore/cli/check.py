@@ -81,7 +81,7 @@ def reindex(ctx: click.Context) -> None:
       provstore reindex
       provstore show name:model           then: the index answers again
     """
-    store = store_of(ctx)
+    store = store_of(ctx, create=True)
     with progress("reindex", _object_count(store), enabled=should_show(False)) as bar:
         count = store.reindex(on_progress=bar.advance)
     click.echo(f"reindexed {count} objects")

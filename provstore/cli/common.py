@@ -72,13 +72,17 @@ def json_option(func: F) -> F:
     )
 
 
-def store_of(ctx: click.Context) -> Store:
-    """The store named by ``--url`` (or the configured one), opened once per invocation."""
+def store_of(ctx: click.Context, *, create: bool = False) -> Store:
+    """The store named by ``--url`` (or the configured one), opened once per invocation.
+
+    Commands that only read never create or change a store (a missing one is exit 2);
+    commands that write pass ``create=True``.
+    """
     from provstore.api import open_store
 
     obj = ctx.ensure_object(dict)
     if "store" not in obj:
-        store = open_store(obj.get("url"))
+        store = open_store(obj.get("url"), create=create)
         ctx.call_on_close(store.close)
         obj["store"] = store
     found: Store = obj["store"]

@@ -38,10 +38,14 @@ class _Group(click.Group):
             orig = getattr(exc, "orig", None) or exc
             click.echo(f"provstore: database error: {_one_line(orig)}", err=True)
             ctx.exit(1)
+        except OSError as exc:  # a file named on the command line that cannot be written
+            click.echo(f"provstore: error: {_one_line(exc)}", err=True)
+            ctx.exit(1)
 
 
 def _one_line(message: object) -> str:
-    return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    """A driver's or the system's message on one line (some span several)."""
+    return " ".join(str(message).split())
 
 
 def _show_warning(message: Warning | str, *_args: Any, **_kwargs: Any) -> None:

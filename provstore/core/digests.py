@@ -15,12 +15,13 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import blake3
 
 from provstore.core.contracts import returns
-from provstore.core.errors import InvalidDigestError, PathError
+from provstore.core.errors import InvalidDigestError
+from provstore.core.files import RegularFile
 
 __all__ = [
     "DIGEST_SIZE",
@@ -146,7 +147,7 @@ def hash_framed(data: bytes) -> bytes:
     return blake3.blake3(data).digest()
 
 
-_PROGRESS_CHUNK = 1 << 26
+_THREADED = 1 << 23  # files this big are hashed by several threads
 
 
 @returns(
@@ -159,38 +160,19 @@ _PROGRESS_CHUNK = 1 << 26
 def hash_file(
     path: str | os.PathLike[str], on_bytes: Callable[[int], None] | None = None
 ) -> tuple[bytes, int]:
-    """BLAKE3-256 and size of a file's bytes, memory-mapped and multi-threaded.
+    """BLAKE3-256 of a regular file's bytes, and how many bytes that was.
 
-    Large files are never read whole into memory; the mapping is paged in and out by the OS.
-    ``on_bytes(n)`` is told of each 64 MiB hashed (for a progress bar).
+    Big files are memory-mapped and hashed by several threads; nothing is read whole into
+    memory.  A FIFO, a device, a socket, a directory or a pseudo file (``/proc``, ``/sys``)
+    raises :class:`PathError`; a file that changes while it is read raises
+    :class:`FileChangedError` (see :mod:`provstore.core.files`).  ``on_bytes(n)`` is told of
+    each part hashed (at most 64 MiB), for a progress bar.
     """
     name = os.fspath(path)
-    try:
-        size = os.stat(name).st_size
-        hasher = blake3.blake3(max_threads=blake3.blake3.AUTO if size >= 1 << 23 else 1)
-        if size and on_bytes is not None and size > _PROGRESS_CHUNK:
-            _hash_in_chunks(hasher, name, on_bytes)
-        elif size:
-            hasher.update_mmap(name)
-    except FileNotFoundError:
-        raise PathError(name, "no such file") from None
-    except IsADirectoryError:
-        raise PathError(name, "it is a directory, not a file") from None
-    except OSError as exc:
-        raise PathError(name, exc.strerror or str(exc)) from None
-    return hasher.digest(), size
-
-
-def _hash_in_chunks(hasher: Any, name: str, on_bytes: Callable[[int], None]) -> None:
-    import mmap
-
-    with open(name, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        view = memoryview(mm)
-        try:
-            for start in range(0, len(mm), _PROGRESS_CHUNK):
-                chunk = view[start : start + _PROGRESS_CHUNK]
-                hasher.update(chunk)
+    with RegularFile(name) as source:
+        hasher = blake3.blake3(max_threads=blake3.blake3.AUTO if source.size >= _THREADED else 1)
+        for chunk in source.chunks():
+            hasher.update(chunk)
+            if on_bytes is not None:
                 on_bytes(len(chunk))
-                chunk.release()
-        finally:
-            view.release()
+        return hasher.digest(), source.bytes_read

@@ -79,11 +79,13 @@ def decode(data: bytes) -> Value:
     try:
         value = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True, timestamp=0)
     except Exception as exc:  # msgpack raises a zoo of types for malformed input
-        raise EncodingError("bytes", f"not valid msgpack ({type(exc).__name__}: {exc})") from None
+        raise EncodingError(
+            "bytes", f"is not valid msgpack ({type(exc).__name__}: {exc})"
+        ) from None
     if _in_order(value, 0):  # the common case: no copy, just pack and compare
         if _packb(value) == data:
             return value
-        raise EncodingError("bytes", "not in canonical form (re-encoding gives other bytes)")
+        raise EncodingError("bytes", "is not in canonical form (re-encoding gives other bytes)")
     try:
         again = canonical(value)
     except EncodingError as exc:
@@ -91,7 +93,7 @@ def decode(data: bytes) -> Value:
             "bytes", f"holds a value with no canonical form: {exc.reason}"
         ) from None
     if again != data:
-        raise EncodingError("bytes", "not in canonical form (re-encoding gives other bytes)")
+        raise EncodingError("bytes", "is not in canonical form (re-encoding gives other bytes)")
     return value
 
 
@@ -159,6 +161,7 @@ def _locate(value: Value, where: str, depth: int) -> None:
                 raise EncodingError(
                     f"{where}[{key!r}]", f"map keys must be str, not {type(key).__name__}"
                 )
+            _locate(key, f"{where} key {key!r}", depth + 1)
             _locate(item, f"{where}[{key!r}]", depth + 1)
     elif kind is list or kind is tuple:
         for index, item in enumerate(value):

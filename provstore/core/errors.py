@@ -9,14 +9,19 @@
     │   ├── AmbiguousDigestError     a prefix that names several objects
     │   ├── UnknownReferenceError    a name or a file's bytes that no product has
     │   ├── WrongKindError           an object of another kind than the one asked for
-    │   ├── PathError                a named file that does not exist or cannot be read
+    │   ├── PathError                a named file that does not exist, cannot be read or is
+    │   │   │                        not a regular file
+    │   │   ├── FileChangedError     a file that changed while it was read
     │   │   └── OutputExistsError    a file to write that exists (replacing it not asked for)
-    │   └── ConfigError              a setting that cannot be used
+    │   ├── ConfigError              a setting that cannot be used
+    │   └── NoStoreError             no store at a URL a read-only command was given
     ├── EncodingError                a value with no canonical encoding (bad metadata)
     ├── CorruptObjectError           stored bytes that do not match their digest or format
     ├── StoreError                   the database cannot be used as a store
     │   ├── SchemaVersionError       written by another provstore schema version
-    │   └── UnsupportedStoreError    e.g. SQLite on a network file system
+    │   ├── UnsupportedStoreError    e.g. SQLite on a network file system
+    │   ├── StoreFullError           the disk (or the database's size limit) is full
+    │   └── ReadOnlyStoreError       a store that cannot be written (read-only media)
     ├── CheckFailed                  a verification found a problem
     │   └── BundleError              a bundle that cannot be imported (nothing was written)
     └── InvariantError               provstore's own code broke a guarantee (a bug)
@@ -26,6 +31,7 @@ Each class carries its data as attributes and a message that says what to do.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Sequence
 
 __all__ = [
@@ -35,18 +41,23 @@ __all__ = [
     "ConfigError",
     "CorruptObjectError",
     "EncodingError",
+    "FileChangedError",
     "InvalidDigestError",
     "InvariantError",
+    "NoStoreError",
     "OutputExistsError",
     "PathError",
     "ProvstoreError",
+    "ReadOnlyStoreError",
     "SchemaVersionError",
     "StoreError",
+    "StoreFullError",
     "UnknownDigestError",
     "UnknownReferenceError",
     "UnsupportedStoreError",
     "UsageError",
     "WrongKindError",
+    "from_os_error",
 ]
 
 
@@ -136,20 +147,51 @@ class OutputExistsError(PathError, FileExistsError):
         )
 
 
+class FileChangedError(PathError):
+    """A file whose size or times changed while it was read: its bytes were not one state."""
+
+    def __init__(self, path: str, change: str) -> None:
+        super().__init__(path, f"it changed while it was read ({change})")
+        self.change = change
+        self.args = (
+            f"{path!r} changed while it was read ({change}); what was read is no one state "
+            "of the file, so it was not used. Try again once nothing writes to it.",
+        )
+
+
 class ConfigError(UsageError):
     """A configuration value (URL, pyproject setting, pattern) that cannot be used."""
 
 
-class EncodingError(ProvstoreError, ValueError):
-    """A value that has no canonical encoding; ``where`` is its path inside the value."""
+class NoStoreError(UsageError):
+    """A command that only reads found no store at the URL, and created none."""
 
-    def __init__(self, where: str, reason: str) -> None:
-        self.where = where
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
         self.reason = reason
         super().__init__(
-            f"cannot encode {where}: {reason}. Metadata may hold only None, bool, int "
-            "(64-bit), finite float, str, bytes, lists/tuples and maps with str keys; "
-            "convert other values (e.g. datetime.isoformat(), int(numpy_value)) first."
+            f"there is no provstore store at {url}: {reason}. Nothing was created. Check the "
+            "URL (--url / PROVSTORE_URL); a store is made by the first run recorded into it."
+        )
+
+
+class EncodingError(ProvstoreError, ValueError):
+    """A value that has no canonical encoding; ``where`` is its path inside the value.
+
+    ``advice`` says what to do instead (the tracker gives advice on metadata).
+    """
+
+    def __init__(self, where: str, reason: str, advice: str | None = None) -> None:
+        self.where = where
+        self.reason = reason
+        self.advice = advice
+        super().__init__(
+            f"cannot encode {where}: {reason}. "
+            + (
+                advice
+                or "provstore encodes only None, bool, int (64-bit), finite float, valid "
+                "Unicode str, bytes, lists/tuples and maps with str keys."
+            )
         )
 
 
@@ -176,14 +218,71 @@ class SchemaVersionError(StoreError):
     def __init__(self, found: str, supported: int) -> None:
         self.found = found
         self.supported = supported
-        super().__init__(
-            f"this store has schema version {found}, but this provstore reads version "
-            f"{supported}. Upgrade provstore (`pip install -U provstore`) or open another store."
-        )
+        if not found.isdigit():
+            message = (
+                f"this store's schema version record reads {found!r}, which is not a schema "
+                "version any provstore writes: provstore cannot read this database. Open "
+                "another store."
+            )
+        elif int(found) < supported:
+            message = (
+                f"this store has schema version {found}, older than version {supported} "
+                "that this provstore reads, and this provstore cannot convert it. Read it "
+                "with the provstore release that wrote it, or record into a new store."
+            )
+        else:
+            message = (
+                f"this store has schema version {found}, but this provstore reads version "
+                f"{supported}. Upgrade provstore (`pip install -U provstore`) or open another "
+                "store."
+            )
+        super().__init__(message)
 
 
 class UnsupportedStoreError(StoreError):
     """A store location provstore refuses, such as SQLite on a network file system."""
+
+
+class StoreFullError(StoreError):
+    """No room to write: the disk, a quota or the database's own size limit is full.
+
+    A write to a store is one transaction, rolled back whole; a spool or export file is
+    removed unfinished.
+    """
+
+    def __init__(self, where: str, detail: str) -> None:
+        self.where = where
+        self.detail = detail
+        super().__init__(
+            f"no room left to write {where} ({detail}). Free some space (or raise the "
+            "limit) and run again."
+        )
+
+
+class ReadOnlyStoreError(StoreError):
+    """A write to a store that can only be read (a read-only file, mount or URL)."""
+
+    def __init__(self, where: str, detail: str) -> None:
+        self.where = where
+        self.detail = detail
+        super().__init__(
+            f"cannot write to {where}: it is read-only ({detail}). Commands that only read "
+            "(log, show, verify, ...) work on it; record into a writable store."
+        )
+
+
+def from_os_error(exc: OSError, where: str) -> ProvstoreError | None:
+    """The provstore error for an ``OSError`` met writing ``where``, or None.
+
+    A full disk (or quota, or file size limit) and read-only media have errors of their own;
+    any other ``OSError`` is left as it is (None).
+    """
+    detail = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return StoreFullError(where, detail)
+    if exc.errno == errno.EROFS:
+        return ReadOnlyStoreError(where, detail)
+    return None
 
 
 class CheckFailed(ProvstoreError):

@@ -478,6 +478,8 @@ def load(digest: bytes, data: bytes, *, hashed: bool = False) -> Sealed:
                 f"{kind} version {version} is not supported (this reads {cls.VERSION})"
             )
         obj = cls.from_body(encoding.decode(body))
-    except (ValueError, TypeError, EncodingError) as exc:
+    except EncodingError as exc:
+        raise CorruptObjectError(to_hex(digest), f"its body {exc.reason}") from None
+    except (ValueError, TypeError) as exc:
         raise CorruptObjectError(to_hex(digest), str(exc)) from None
     return Sealed(digest, kind, data, obj)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -23,7 +24,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import NullPool
 
-from provstore.core.errors import ConfigError, UnsupportedStoreError
+from provstore.core.errors import ConfigError, NoStoreError, UnsupportedStoreError
 from provstore.db.urls import bare_path, hidden
 
 __all__ = [
@@ -71,12 +72,24 @@ class Dialect:
     long_read_isolation: ClassVar[str | None] = "REPEATABLE READ"
     """The isolation a multi-statement read (fsck) needs to see one state throughout."""
 
-    def engine(self, url: URL, *, pooled: bool) -> Engine:
-        """An engine for ``url`` with this database's settings."""
+    def engine(self, url: URL, *, pooled: bool, read_only: bool = False) -> Engine:
+        """An engine for ``url`` with this database's settings.
+
+        ``read_only`` (commands that only read) must create nothing: no file, no directory.
+        """
         raise NotImplementedError
 
     def check_url(self, url: URL, shown: str) -> None:
         """Refuse, as :class:`ConfigError`, a URL this database cannot be used with."""
+
+    def storage_error(self, exc: DBAPIError) -> str | None:
+        """What an error says of the store: ``"full"``, ``"read-only"``, ``"missing"`` or None.
+
+        Full: no room left (disk, quota, the database's own size limit).  Read-only: the
+        store cannot be written at all (a read-only file, server or transaction).  Missing:
+        the server has no database of that name.
+        """
+        return None
 
     def prepare_schema(self, metadata: MetaData, conn: Connection) -> None:
         """Attach this database's DDL options before the tables are created.
@@ -186,21 +199,42 @@ class SQLite(Dialect):
     pool_jobs = True
     long_read_isolation = None  # a WAL read transaction is already a snapshot
 
-    def engine(self, url: URL, *, pooled: bool) -> Engine:
-        """A file engine; an in-memory store only with ``PROVSTORE_ALLOW_MEMORY=1`` (tests)."""
-        path = url.database
-        if not path or path == ":memory:" or path.startswith("file::memory:"):
+    def engine(self, url: URL, *, pooled: bool, read_only: bool = False) -> Engine:
+        """A file engine; an in-memory store only with ``PROVSTORE_ALLOW_MEMORY=1`` (tests).
+
+        ``read_only`` opens an existing file with ``mode=ro`` and never creates one.  SQLite
+        URI parameters (``?immutable=1``, ``?mode=ro``) are honoured in both URL spellings.
+        """
+        path, params = sqlite_file(url)
+        if path is None:
             if os.environ.get("PROVSTORE_ALLOW_MEMORY") != "1":
                 raise ConfigError(
                     "an in-memory SQLite store forgets everything when the process ends; "
                     "give a file: sqlite:////absolute/path/provstore.db"
                 )
+        elif read_only:
+            _existing_store(url, path, params)
+            _refuse_network_fs(path, create=False)
+            params.setdefault("mode", "ro")
         else:
-            _refuse_network_fs(path)
+            _refuse_network_fs(path, create=True)
+        if path is not None and params:
+            url = _uri_url(url, path, params)
         engine = _create_engine(url, connect_args={"timeout": 60})
-        event.listen(engine, "connect", _sqlite_on_connect)
+        fixed = read_only or params.get("mode") == "ro" or params.get("immutable") == "1"
+        on_connect = _sqlite_on_connect_reading if fixed else _sqlite_on_connect
+        event.listen(engine, "connect", on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
+
+    def storage_error(self, exc: DBAPIError) -> str | None:
+        """A full disk or database, a read-only file."""
+        message = str(exc.orig).lower()
+        if "database or disk is full" in message:
+            return "full"
+        if "readonly database" in message or "read-only file system" in message:
+            return "read-only"
+        return None
 
     def prepare_schema(self, metadata: MetaData, conn: Connection) -> None:
         """Compact tables without a separate rowid B-tree; partial indexes."""
@@ -236,18 +270,72 @@ class SQLite(Dialect):
         return int(conn.exec_driver_sql(sql, _sorted_rows(table, rows)).rowcount)
 
 
-def _refuse_network_fs(path: str) -> None:
+def _refuse_network_fs(path: str, *, create: bool) -> None:
     directory = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(directory, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot make the directory for {path}: {exc.strerror}") from None
+    if create:
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot make the directory for {path}: {exc.strerror}") from None
     fstype = filesystem_type(directory)
     if fstype in _NETWORK_FS:
         raise UnsupportedStoreError(
             f"{path} is on a network file system ({fstype}); SQLite's locking is not safe "
             "there. Use PostgreSQL or MariaDB for a shared store, or spool mode for "
             "nodes that cannot reach one."
+        )
+
+
+_PYSQLITE_ARGS = frozenset(
+    {"timeout", "isolation_level", "detect_types", "check_same_thread", "cached_statements"}
+)
+
+
+def sqlite_file(url: URL) -> tuple[str | None, dict[str, str]]:
+    """The file a SQLite URL names (None: in memory) and the SQLite URI parameters it gives.
+
+    Both spellings are read: ``sqlite:////path?immutable=1`` (SQLAlchemy alone would drop the
+    parameter with a warning; provstore passes it on) and SQLAlchemy's URI form
+    ``sqlite:///file:/path?immutable=1&uri=true``.
+    """
+    database = url.database or ""
+    params = {
+        key: value if isinstance(value, str) else value[-1]
+        for key, value in url.query.items()
+        if key not in _PYSQLITE_ARGS and key != "uri"
+    }
+    if database.startswith("file:") and str(url.query.get("uri", "")).lower() in ("true", "1"):
+        split = urllib.parse.urlsplit(database)
+        database = urllib.parse.unquote(split.path)
+        params = {**dict(urllib.parse.parse_qsl(split.query)), **params}
+    memory = database in ("", ":memory:") or database.startswith("file::memory:")
+    if memory or params.get("mode") == "memory":
+        return None, params
+    return database, params
+
+
+def _uri_url(url: URL, path: str, params: dict[str, str]) -> URL:
+    """``url`` in SQLAlchemy's URI form, so that SQLite sees ``params``."""
+    kept = {k: v for k, v in url.query.items() if k in _PYSQLITE_ARGS}
+    query = {**kept, **params, "uri": "true"}
+    return url.set(database="file:" + urllib.parse.quote(path), query=query)
+
+
+def _existing_store(url: URL, path: str, params: dict[str, str]) -> None:
+    """Refuse to read a file that is not there, or a WAL file SQLite cannot share read-only."""
+    shown = url.render_as_string(hide_password=True)
+    if not os.path.exists(path):
+        raise NoStoreError(shown, "no such file")
+    if not os.path.isfile(path):
+        raise NoStoreError(shown, "it is not a file")
+    directory = os.path.dirname(os.path.abspath(path))
+    shared = os.path.exists(path + "-shm") or os.access(directory, os.W_OK)
+    if params.get("immutable") != "1" and not shared:
+        raise UnsupportedStoreError(
+            f"{path} is on read-only media (its directory cannot be written): SQLite cannot "
+            "make the shared-memory file it needs beside it to read it safely. If nothing can "
+            f"change the file meanwhile, read it as immutable: --url 'sqlite:///{path}"
+            "?immutable=1'."
         )
 
 
@@ -278,6 +366,15 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous = NORMAL")
     cursor.execute("PRAGMA cache_size = -65536")  # 64 MiB: index pages of big batches
     cursor.execute("PRAGMA wal_autocheckpoint = 10000")  # fewer, larger checkpoints
+    cursor.close()
+
+
+def _sqlite_on_connect_reading(dbapi_conn: Any, _record: Any) -> None:
+    """A read-only connection: no journal mode to set, nothing to checkpoint."""
+    dbapi_conn.isolation_level = None
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA busy_timeout = 60000")
+    cursor.execute("PRAGMA cache_size = -65536")
     cursor.close()
 
 
@@ -327,7 +424,7 @@ class PostgreSQL(Dialect):
     driver = "psycopg2"
     example = "postgresql://USER@HOST/DB"
 
-    def engine(self, url: URL, *, pooled: bool) -> Engine:
+    def engine(self, url: URL, *, pooled: bool, read_only: bool = False) -> Engine:
         """A psycopg2 engine; unpooled for jobs."""
         return _create_engine(url, **_server_pool(pooled))
 
@@ -344,6 +441,14 @@ class PostgreSQL(Dialect):
         """Serialization failure, deadlock, lock not available, too many clients."""
         code = getattr(exc.orig, "pgcode", None)
         return code in ("40001", "40P01", "55P03") or "too many clients" in str(exc.orig).lower()
+
+    def storage_error(self, exc: DBAPIError) -> str | None:
+        """``disk_full``; a read-only transaction (a hot standby); no such database."""
+        code = getattr(exc.orig, "pgcode", None)
+        message = str(exc.orig)
+        if code == "3D000" or ('database "' in message and "does not exist" in message):
+            return "missing"
+        return {"53100": "full", "25006": "read-only"}.get(code or "")
 
     def insert_ignore(self, conn: Connection, table: Table, rows: Sequence[Row]) -> int:
         """One multi-row statement per 1,000 rows (psycopg2's executemany sends one per row)."""
@@ -374,7 +479,7 @@ class MySQL(Dialect):
     driver = "pymysql"
     example = "mysql://USER@HOST/DB"
 
-    def engine(self, url: URL, *, pooled: bool) -> Engine:
+    def engine(self, url: URL, *, pooled: bool, read_only: bool = False) -> Engine:
         """A PyMySQL engine speaking utf8mb4; no TLS context on loopback."""
         if "charset" not in url.query:
             url = url.update_query_dict({"charset": "utf8mb4"})
@@ -455,6 +560,17 @@ class MySQL(Dialect):
         """Too many connections, lock wait timeout, deadlock, and their kin."""
         args: tuple[Any, ...] = getattr(exc.orig, "args", ())
         return bool(args) and isinstance(args[0], int) and args[0] in (1040, 1205, 1213, 1614)
+
+    def storage_error(self, exc: DBAPIError) -> str | None:
+        """Table or disk full, errno 28 from the engine; a read-only server; unknown database."""
+        args: tuple[Any, ...] = getattr(exc.orig, "args", ())
+        code = args[0] if args and isinstance(args[0], int) else None
+        message = str(exc.orig).lower()
+        if code in (1021, 1114) or "no space left" in message or "error 28 " in message:
+            return "full"
+        if code in (1036, 1290, 1792):
+            return "read-only"
+        return "missing" if code == 1049 else None
 
     def insert_ignore(self, conn: Connection, table: Table, rows: Sequence[Row]) -> int:
         """``ON DUPLICATE KEY UPDATE`` (PyMySQL folds ``executemany`` into multi-row inserts)."""

@@ -17,32 +17,66 @@ from typing import TypeVar
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from provstore.core.errors import StoreError
+from provstore.core.errors import (
+    NoStoreError,
+    ProvstoreError,
+    ReadOnlyStoreError,
+    StoreError,
+    StoreFullError,
+)
 from provstore.db import dialects
 
-__all__ = ["connect", "param_mark", "retrying", "write_transaction"]
+__all__ = ["connect", "param_mark", "retrying", "storage_error", "write_transaction"]
 
 T = TypeVar("T")
 _RETRY_ATTEMPTS = 20
 
 
-def connect(url: str, *, pooled: bool = True) -> Engine:
+def connect(url: str, *, pooled: bool = True, read_only: bool = False) -> Engine:
     """An engine for ``url`` with provstore's per-database settings applied.
 
     ``pooled=False`` (what a tracked job uses on a server) opens a connection per transaction
     and closes it after, so hundreds of jobs do not hold hundreds of idle server connections.
+    ``read_only`` creates nothing (no SQLite file or directory) and opens SQLite read-only.
     """
     parsed = dialects.parse_url(url)
-    return dialects.for_url(parsed).engine(parsed, pooled=pooled)
+    return dialects.for_url(parsed).engine(parsed, pooled=pooled, read_only=read_only)
 
 
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """One write transaction (``BEGIN IMMEDIATE`` on SQLite), committed on success."""
-    with engine.connect() as conn:
-        conn = conn.execution_options(provstore_write=True)
-        with conn.begin():
-            yield conn
+    """One write transaction (``BEGIN IMMEDIATE`` on SQLite), committed on success.
+
+    A full disk or a read-only store raises :class:`StoreFullError` or
+    :class:`ReadOnlyStoreError` (the transaction is rolled back: nothing of it is kept).
+    """
+    try:
+        with engine.connect() as conn:
+            conn = conn.execution_options(provstore_write=True)
+            with conn.begin():
+                yield conn
+    except DBAPIError as exc:
+        error = storage_error(exc, engine)
+        if error is None:
+            raise
+        raise error from None
+
+
+def storage_error(exc: DBAPIError, engine: Engine) -> ProvstoreError | None:
+    """The provstore error for a database error that says what is wrong with the store.
+
+    Full, read-only, or not there at all (a server database that does not exist); else None.
+    """
+    kind = dialects.of(engine).storage_error(exc)
+    url = engine.url.render_as_string(hide_password=True)
+    detail = " ".join(str(exc.orig).split())
+    if kind == "missing":
+        return NoStoreError(url, "the server has no database of that name (create it first)")
+    if kind == "full":
+        return StoreFullError(f"the store at {url}", detail)
+    if kind == "read-only":
+        return ReadOnlyStoreError(f"the store at {url}", detail)
+    return None
 
 
 def retrying(action: Callable[[], T], dialect: dialects.Dialect) -> T:

@@ -1,5 +1,8 @@
 """Creating the schema once, and refusing a database written by another schema version.
 
+:func:`ensure_schema` creates a missing schema (commands that write); :func:`check_schema`
+only reads, and refuses a database without one (commands that only read).
+
 Several processes may open a new store at once: creation happens under the dialect's schema
 lock, inside one transaction, so each process finds the schema either whole or not begun.
 """
@@ -13,12 +16,12 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from provstore.core.errors import SchemaVersionError, StoreError
+from provstore.core.errors import NoStoreError, SchemaVersionError, StoreError
 from provstore.db import dialects, queries, schema
 from provstore.db.engine import retrying, write_transaction
 from provstore.db.index import INDEX_TABLES, rebuild
 
-__all__ = ["ensure_schema"]
+__all__ = ["check_schema", "ensure_schema"]
 
 Reader = Callable[[], AbstractContextManager[Connection]]
 
@@ -33,6 +36,15 @@ def ensure_schema(engine: Engine, reader: Reader, shown_url: str) -> None:
     if version in _UPGRADES:
         retrying(lambda: _upgrade(engine), dialect)
         version = _read_version(reader)
+    if version != str(schema.SCHEMA_VERSION):
+        raise SchemaVersionError(str(version), schema.SCHEMA_VERSION)
+
+
+def check_schema(reader: Reader, shown_url: str) -> None:
+    """Require a store of this schema version, creating nothing: for commands that only read."""
+    version = _read_version(reader)
+    if version is None:
+        raise NoStoreError(shown_url, "the database has no provstore tables")
     if version != str(schema.SCHEMA_VERSION):
         raise SchemaVersionError(str(version), schema.SCHEMA_VERSION)
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
-from provstore.core.errors import OutputExistsError, PathError
+from provstore.core.errors import OutputExistsError, PathError, from_os_error
 
 if TYPE_CHECKING:
     from provstore.exchange.transfer import ExportResult, ImportResult
@@ -83,21 +83,30 @@ def export_to_path(
     they write: created ``0666`` less the umask (or as the directory's default ACL says).
     """
     write = EXPORT_FORMATS[fmt].write
-    if path == "-":
-        result = write(store, refs, sys.stdout.buffer, compress)
-        sys.stdout.buffer.flush()
-        return result
-    if not overwrite and os.path.lexists(path):
-        raise OutputExistsError(path)
-    handle, temp = _create_beside(path)
+    where = "standard output" if path == "-" else repr(path)
     try:
-        with handle:
-            result = write(store, refs, handle, compress)
-        _put_in_place(temp, path, overwrite)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
+        if path == "-":
+            result = write(store, refs, sys.stdout.buffer, compress)
+            sys.stdout.buffer.flush()
+            return result
+        if not overwrite and os.path.lexists(path):
+            raise OutputExistsError(path)
+        handle, temp = _create_beside(path)
+        try:
+            with handle:
+                result = write(store, refs, handle, compress)
+            _put_in_place(temp, path, overwrite)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+            raise
+    except OSError as exc:
+        if isinstance(exc, PathError):  # ours already (PathError is an OSError)
+            raise
+        error = from_os_error(exc, f"the export to {where}")
+        if error is None:
+            raise
+        raise error from None
     return result
 
 

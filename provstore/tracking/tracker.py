@@ -7,7 +7,8 @@ seconds, on :meth:`Tracker.flush` and at exit.  A product registered after a qui
 therefore written immediately; a burst of thousands costs one transaction per batch.
 
 An exception inside the block ends the run as ``failed`` (products registered before it stay
-recorded) and is re-raised.
+recorded) and is re-raised; ``sys.exit(0)`` (or ``sys.exit()``) is a success, any other exit
+status a failure with that exit code.
 
 With a spool directory (``tracker(spool=DIR)``, ``PROVSTORE_SPOOL`` or ``[tool.provstore]
 spool``) nothing touches a database: the run is written as one bundle into the directory, for
@@ -56,6 +57,11 @@ __all__ = ["FLUSH_AFTER", "FLUSH_EVERY", "Tracker", "tracker"]
 
 FLUSH_EVERY = 5000
 FLUSH_AFTER = 0.5
+_METADATA_ADVICE = (
+    "Metadata may hold only None, bool, int (64-bit), finite float, str, bytes, lists/tuples "
+    "and maps with str keys; convert other values (e.g. datetime.isoformat(), "
+    "int(numpy_value)) first."
+)
 
 ParentRef = str | bytes
 
@@ -132,8 +138,13 @@ class Tracker:
             from provstore.tracking.spool import SpoolWriter
 
             run = self._capture_run(env)
-            self._spool = SpoolWriter(self._settings.spool, run.run.digest)
-            self._spool.put([env.libraryset, run.variables, env.environment, run.run])
+            self._spool = spool = SpoolWriter(self._settings.spool, run.run.digest)
+            try:
+                spool.put([env.libraryset, run.variables, env.environment, run.run])
+            except BaseException:
+                spool.discard()
+                self._spool = None
+                raise
             self._run_digest = run.run.digest
             self._last_flush = time.monotonic()
             return self
@@ -186,6 +197,7 @@ class Tracker:
         tb: TracebackType | None,
     ) -> None:
         self._require_active()
+        exc_type, exc = self._exit_status(exc_type, exc)
         try:
             self.flush()
             if self._joined:
@@ -216,6 +228,21 @@ class Tracker:
             if self._store is not None:
                 self._store.close()
                 self._store = None
+
+    def _exit_status(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None
+    ) -> tuple[type[BaseException] | None, BaseException | None]:
+        """The exception that fails the run: ``SystemExit`` is an exit status, 0 a success.
+
+        Records the status as the run's exit code (unless ``provstore run`` set one).
+        """
+        if not isinstance(exc, SystemExit):
+            return exc_type, exc
+        code = exc.code
+        status = 0 if code is None else int(code) if isinstance(code, int) else 1
+        if self.exit_code is None:
+            self.exit_code = status
+        return (None, None) if status == 0 else (exc_type, exc)
 
     # -- properties --------------------------------------------------------------------------
 
@@ -254,7 +281,6 @@ class Tracker:
 
     # -- recording ---------------------------------------------------------------------------
 
-    @requires(_product_args)
     def register_data_product(
         self,
         name: str,
@@ -267,8 +293,13 @@ class Tracker:
         """Record a product made by this run; returns its hex digest.
 
         ``path`` names the file holding its bytes (hashed now, streamed); ``parents`` are
-        digests (hex, unique prefix or raw) of the products it was made from.
+        digests (hex, unique prefix or raw) of the products it was made from.  Wrong argument
+        types raise :class:`UsageError` even under ``python -O`` (which turns ``deal``
+        contracts off): a product of the wrong shape would fail its whole batch later.
         """
+        verdict = _product_args(self, name, version, metadata, path=path, parents=parents)
+        if verdict is not True:
+            raise UsageError(verdict)
         self._require_active()
         content = size = recorded = None
         if path is not None:
@@ -290,7 +321,8 @@ class Tracker:
             item = seal_unchecked(product)
         except EncodingError as exc:
             where = exc.where.replace("value['metadata']", "metadata", 1)
-            raise EncodingError(where, exc.reason) from None
+            advice = _METADATA_ADVICE if where.startswith("metadata") else None
+            raise EncodingError(where, exc.reason, advice) from None
         self._add(item)
         return item.hex
 
