@@ -19,7 +19,9 @@ def recorded(sqlite_url, tmp_path):
     with tracker(sqlite_url, name="url-test") as t:
         t.register_data_product(name="p")
         run = t.run
-    return {"url": sqlite_url, "run": run, "other": f"sqlite:///{tmp_path}/other.db"}
+    other = f"sqlite:///{tmp_path}/other.db"
+    Store(other).close()  # an empty store: read-only commands refuse a missing one
+    return {"url": sqlite_url, "run": run, "other": other}
 
 
 def cli(*args: str) -> click.testing.Result:

@@ -371,3 +371,18 @@ def test_a_spool_bundle_with_nul_text_is_rejected_and_ingest_goes_on(backend_url
     assert "NUL character" in report.rejected["0" * 64 + ".psb"]
     assert names == {"first", "second"}
     assert (spool / "rejected" / ("0" * 64 + ".psb")).exists()
+
+
+def test_a_read_only_command_on_a_version_1_store_says_how_to_upgrade(backend_url, recorded):
+    del recorded
+    engine = sa.create_engine(backend_url)
+    with engine.begin() as conn:
+        conn.execute(schema.meta.update().values(value="1"))
+    engine.dispose()
+    from provstore import SchemaVersionError
+    from provstore.api import open_store
+
+    with pytest.raises(SchemaVersionError, match="upgrades the store when it next writes"):
+        open_store(backend_url, create=False)
+    with Store(backend_url) as store:  # opening for writing upgrades
+        assert store.stats()["objects"]["run"] == 1

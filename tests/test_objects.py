@@ -107,8 +107,12 @@ def test_unknown_kind_and_version_rejected():
 
 
 @given(
-    st.text(st.characters(blacklist_characters="\x00"), min_size=1, max_size=20),
-    st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=5),
+    st.text(st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1, max_size=20),
+    st.dictionaries(
+        st.text(st.characters(codec="utf-8"), max_size=5),
+        st.integers() | st.text(st.characters(codec="utf-8"), max_size=5),
+        max_size=5,
+    ),
     st.lists(st.binary(min_size=32, max_size=32), max_size=4),
 )
 def test_product_round_trip(name, metadata, parents):

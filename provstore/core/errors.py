@@ -215,10 +215,16 @@ class StoreError(ProvstoreError):
 class SchemaVersionError(StoreError):
     """The store was written with a schema version this provstore cannot read."""
 
-    def __init__(self, found: str, supported: int) -> None:
+    def __init__(self, found: str, supported: int, *, upgradable: bool = False) -> None:
         self.found = found
         self.supported = supported
-        if not found.isdigit():
+        if upgradable:
+            message = (
+                f"this store has schema version {found}; this provstore reads version "
+                f"{supported} and upgrades the store when it next writes to it (say "
+                "`provstore reindex`). Commands that only read never change a store."
+            )
+        elif not found.isdigit():
             message = (
                 f"this store's schema version record reads {found!r}, which is not a schema "
                 "version any provstore writes: provstore cannot read this database. Open "

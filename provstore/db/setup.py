@@ -46,7 +46,8 @@ def check_schema(reader: Reader, shown_url: str) -> None:
     if version is None:
         raise NoStoreError(shown_url, "the database has no provstore tables")
     if version != str(schema.SCHEMA_VERSION):
-        raise SchemaVersionError(str(version), schema.SCHEMA_VERSION)
+        upgradable = version in _UPGRADES
+        raise SchemaVersionError(str(version), schema.SCHEMA_VERSION, upgradable=upgradable)
 
 
 def _read_version(reader: Reader) -> str | None:
