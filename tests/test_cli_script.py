@@ -237,3 +237,18 @@ def test_diff_exit_code_says_whether_the_environments_differ(backend_url, tmp_pa
     assert same.returncode == 0 and "identical" in same.stdout
     # without --exit-code, a difference is still a successful diff, as with `git diff`
     assert script(backend_url, "diff", product, env={"PYTHONPATH": pythonpath}).returncode == 0
+
+
+def test_rerun_json_holds_only_json_on_stdout(backend_url, workdir, script):
+    (workdir / "chatty.py").write_text(
+        "import shutil\nprint('copying in.txt')\nshutil.copy('in.txt', 'out.txt')\n"
+    )
+    made = script(backend_url, "run", "-i", "in.txt", "-o", "out.txt", "--", sys.executable,
+                  "chatty.py", cwd=str(workdir))  # fmt: skip
+    assert made.returncode == 0 and made.stdout == "copying in.txt\n"  # run passes it through
+    out = _recorded_output(backend_url, "out.txt")
+    proc = script(backend_url, "verify", out, "--rerun", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)  # nothing but the JSON document
+    assert report["ok"] is True
+    assert "copying in.txt" in proc.stderr  # the re-run command's output went to stderr

@@ -4,12 +4,15 @@ The command runs in its recorded working directory with its recorded arguments. 
 outputs that exist are moved aside first and put back afterwards, whatever happens, so a
 rerun never destroys the files being verified; what the rerun wrote is hashed, then removed.
 Any ``tracker()`` inside the command records into a throwaway store, not the real one.
+The command's standard output goes to this process's standard error, so a caller's own
+output (``provstore verify --rerun --json``) stays the caller's.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,9 +61,18 @@ def check_rerun(store: Store, run: Sealed | None, settings: Settings) -> Check:
     with _outputs_aside(paths), tempfile.TemporaryDirectory(prefix="provstore-rerun-") as scratch:
         env = {k: v for k, v in os.environ.items() if k != JOIN_VARIABLE}
         env[URL_VARIABLE] = f"sqlite:///{os.path.join(scratch, 'rerun.db')}"
-        code = subprocess.call(command, cwd=run.obj.cwd, env=env)
+        code = subprocess.call(command, cwd=run.obj.cwd, env=env, stdout=_stderr_fd())
         results = {path: _digest_or_none(path) for path in paths}
     return _compare(outputs, results, command, code)
+
+
+def _stderr_fd() -> int:
+    """The file descriptor behind ``sys.stderr`` (2 when it has none, e.g. under a test runner)."""
+    sys.stderr.flush()
+    try:
+        return sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return 2
 
 
 def _digest_or_none(path: str) -> tuple[bytes, int] | None:
