@@ -39,8 +39,9 @@ def run(
 ) -> None:
     """Run a command under tracking, with no change to it; exits with its exit code.
 
-    Each output is recorded with every input as its parent. A tracker() inside the
-    command joins this run.
+    Each output is recorded with every input as its parent; an output that was there
+    before and that the command did not change (same bytes and modification time) is
+    not. A tracker() inside the command joins this run.
 
     \b
     Example:
@@ -56,6 +57,11 @@ def run(
         click.echo(f"provstore: recorded {path} as {digest}", err=True)
     for path in result.missing_outputs:
         click.echo(f"provstore: warning: output {path} was not written; not recorded", err=True)
+    for path in result.unchanged_outputs:
+        click.echo(
+            f"provstore: warning: output {path} was not changed by the command; not recorded",
+            err=True,
+        )
     ctx.exit(result.exit_code)
 
 

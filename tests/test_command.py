@@ -1,0 +1,60 @@
+"""``provstore run``: which outputs are recorded, and how a tracker() inside the command joins."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+
+import pytest
+
+from provstore import Store
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    (tmp_path / "in.txt").write_text("hello provenance\n")
+    return tmp_path
+
+
+def _products(url: str, name: str) -> list:
+    with Store(url) as store:
+        return store.find_products(name=name)
+
+
+def _python(workdir, name: str, code: str) -> list[str]:
+    (workdir / name).write_text(textwrap.dedent(code))
+    return [sys.executable, name]
+
+
+def test_an_output_the_command_did_not_touch_is_not_recorded(backend_url, workdir, script):
+    stale = workdir / "out.txt"
+    stale.write_text("left over from yesterday\n")
+    proc = script(backend_url, "run", "-i", "in.txt", "-o", "out.txt", "--",
+                  *_python(workdir, "idle.py", "pass\n"), cwd=str(workdir))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: output out.txt was not changed by the command; not recorded" in proc.stderr
+    assert _products(backend_url, "out.txt") == []
+    assert stale.read_text() == "left over from yesterday\n"
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        # the same bytes written again: a new mtime, so the command made it
+        "open('out.txt', 'w').write('same\\n')\n",
+        # new bytes under the old mtime (as `cp -p` or `rsync -t` leave it)
+        "import os\nst = os.stat('out.txt')\nopen('out.txt', 'w').write('new!\\n')\n"
+        "os.utime('out.txt', ns=(st.st_atime_ns, st.st_mtime_ns))\n",
+    ],
+    ids=["same-bytes-new-mtime", "new-bytes-old-mtime"],
+)
+def test_an_output_the_command_rewrote_is_recorded(sqlite_url, workdir, script, code):
+    (workdir / "out.txt").write_text("same\n")
+    os.utime(workdir / "out.txt", ns=(1_000_000_000, 1_000_000_000))
+    proc = script(sqlite_url, "run", "-o", "out.txt", "--", *_python(workdir, "w.py", code),
+                  cwd=str(workdir))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "warning" not in proc.stderr
+    [product] = _products(sqlite_url, "out.txt")
+    assert product.obj.size == (workdir / "out.txt").stat().st_size
