@@ -115,7 +115,8 @@ class Tracker:
         self._spool: SpoolWriter | None = None  # spool mode: the run's bundle being written
         self._pending: list[Sealed] = []
         self._known: set[bytes] = set()
-        self._by_content: dict[bytes, bytes] = {}
+        self._by_content: dict[bytes, bytes] = {}  # content -> this run's newest product
+        self._by_location: dict[tuple[bytes, str], bytes] = {}  # (content, path) -> product
         self._inputs: list[bytes] = []
         self._last_flush = 0.0
         self._env_digest = b""
@@ -313,39 +314,50 @@ class Tracker:
     def use(self, path: str | os.PathLike[str]) -> str:
         """Record a file this run reads; returns the product digest that stands for it.
 
-        A product already recorded with the same content is reused (the newest); otherwise
-        a *source* product (no run, no parents) is recorded for the file.
+        A product already recorded with the same content is reused: the newest recorded at
+        this path, else the newest from any path (two files with the same bytes, say two
+        header-only tables, are told apart by where they were recorded).  Otherwise a
+        *source* product (no run, no parents) is recorded for the file.
         """
         self._require_active()
         content, size = hash_file(path)
-        digest = self._by_content.get(content)
+        recorded = os.path.abspath(os.fspath(path))
+        digest = self._by_location.get((content, recorded))
         if digest is None:
-            store = self._store
-            found = (
-                store.retrying(lambda: store.find_products(content_digest=content, limit=1))
-                if store
-                else []
+            digest = self._stored_or_known(content, recorded)
+        if digest is None:
+            source = Product(
+                name=os.fspath(path),
+                version=None,
+                metadata={},
+                content=content,
+                size=size,
+                path=recorded,
+                run=None,
+                parents=(),
             )
-            if found:
-                digest = found[0].digest
-            else:
-                source = Product(
-                    name=os.fspath(path),
-                    version=None,
-                    metadata={},
-                    content=content,
-                    size=size,
-                    path=os.path.abspath(os.fspath(path)),
-                    run=None,
-                    parents=(),
-                )
-                item = seal(source)
-                self._add(item)
-                digest = item.digest
-            self._by_content[content] = digest
-            self._known.add(digest)
+            item = seal(source)
+            self._add(item)
+            digest = item.digest
+        self._by_location[(content, recorded)] = digest
+        self._known.add(digest)
         self._inputs.append(digest)
         return to_hex(digest)
+
+    def _stored_or_known(self, content: bytes, recorded: str) -> bytes | None:
+        """The stored product at this path with these bytes, else the newest with them.
+
+        This run's own products are the newest, so they come before stored ones from other
+        paths; one query answers both the stored questions.
+        """
+        store = self._store
+        found = store.retrying(lambda: store.product_for(content, recorded)) if store else None
+        if found is not None and isinstance(found.obj, Product) and found.obj.path == recorded:
+            return found.digest
+        mine = self._by_content.get(content)
+        if mine is not None:
+            return mine
+        return found.digest if found is not None else None
 
     def flush(self) -> None:
         """Write every pending product now, in one transaction."""
@@ -361,6 +373,8 @@ class Tracker:
         product = item.obj
         if isinstance(product, Product) and product.content is not None:
             self._by_content[product.content] = item.digest
+            if product.path is not None:
+                self._by_location[(product.content, product.path)] = item.digest
         if len(self._pending) >= FLUSH_EVERY or time.monotonic() - self._last_flush > FLUSH_AFTER:
             self.flush()
 
