@@ -22,12 +22,22 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["JOIN_VARIABLE", "URL_VARIABLE", "Settings", "default_url", "find_pyproject", "resolve"]
+__all__ = [
+    "JOIN_VARIABLE",
+    "SPOOL_VARIABLE",
+    "URL_VARIABLE",
+    "Settings",
+    "default_url",
+    "find_pyproject",
+    "resolve",
+]
 
 URL_VARIABLE = "PROVSTORE_URL"
 """The store's URL, for this process and the commands it starts."""
 JOIN_VARIABLE = "PROVSTORE_RUN"
 """Set by ``provstore run`` for its command: the run a ``tracker()`` inside it joins."""
+SPOOL_VARIABLE = "PROVSTORE_SPOOL"
+"""The spool directory (spool mode), for this process and the commands it starts."""
 
 _LIST_KEYS = ("env_allow", "redact_names", "redact_values")
 
@@ -104,7 +114,7 @@ def resolve(
     for key in _LIST_KEYS:
         from_env = _env_list(f"PROVSTORE_{key.upper()}")
         lists[key] = _list_setting(table, key, pyproject) + from_env
-    spool = spool or os.environ.get("PROVSTORE_SPOOL")
+    spool = spool or os.environ.get(SPOOL_VARIABLE)
     if not spool and pyproject is not None:
         from_table = _table_str(table, "spool", pyproject)
         spool = str(pyproject.parent / from_table) if from_table else None

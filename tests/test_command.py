@@ -58,3 +58,32 @@ def test_an_output_the_command_rewrote_is_recorded(sqlite_url, workdir, script, 
     assert "warning" not in proc.stderr
     [product] = _products(sqlite_url, "out.txt")
     assert product.obj.size == (workdir / "out.txt").stat().st_size
+
+
+REGISTERS_ITS_OUTPUT = """
+from provstore import tracker
+with tracker() as t:
+    with open("data/daily.csv", "w") as out:
+        out.write("day,value\\n1,2\\n")
+    t.register_data_product(name="daily", version="2", metadata={"rows": 1},
+                            path="data/daily.csv")
+    print(t.run, t.joined)
+"""
+
+
+def test_an_output_the_command_registers_itself_is_recorded_once(backend_url, workdir, script):
+    (workdir / "data").mkdir()
+    command = _python(workdir, "daily.py", REGISTERS_ITS_OUTPUT)
+    proc = script(backend_url, "run", "-i", "in.txt", "-o", "data/daily.csv", "--", *command,
+                  cwd=str(workdir))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    run, joined = proc.stdout.split()
+    assert joined == "True"
+    with Store(backend_url) as store:
+        made = store.products_of_run(bytes.fromhex(run))
+        [daily] = made  # one product for the one output: the script's own registration
+        assert daily.obj.name == "daily" and daily.obj.metadata == {"rows": 1}
+        assert daily.obj.path == str(workdir / "data" / "daily.csv")
+        [summary] = store.runs()
+        assert summary.digest.hex() == run and summary.products == 1
+    assert f"provstore: data/daily.csv was recorded by the command as {daily.hex}" in proc.stderr

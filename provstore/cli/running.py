@@ -55,6 +55,8 @@ def run(
     click.echo(f"provstore: run {result.run} exited {result.exit_code}", err=True)
     for path, digest in result.outputs.items():
         click.echo(f"provstore: recorded {path} as {digest}", err=True)
+    for path, digest in result.registered_outputs.items():
+        click.echo(f"provstore: {path} was recorded by the command as {digest}", err=True)
     for path in result.missing_outputs:
         click.echo(f"provstore: warning: output {path} was not written; not recorded", err=True)
     for path in result.unchanged_outputs:

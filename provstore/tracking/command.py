@@ -5,7 +5,8 @@ links to what it read), outputs after it ends, each output with every input as i
 An output that was already there and that the command left alone (same bytes, same
 modification time) was not made by it and is not recorded.  The command's exit status and
 duration end up on the run; a ``tracker()`` inside the command joins the same run through
-``PROVSTORE_RUN``.
+``PROVSTORE_RUN`` (with a database or in spool mode), and an output it recorded itself is
+not recorded again: its registration, with its name and metadata, wins.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from provstore.config import JOIN_VARIABLE, URL_VARIABLE, resolve
+from provstore.config import JOIN_VARIABLE, SPOOL_VARIABLE, URL_VARIABLE, resolve
 from provstore.core.digests import hash_file
 from provstore.core.errors import PathError, UsageError
 from provstore.tracking.tracker import Tracker
@@ -35,6 +36,8 @@ class RunResult:
     missing_outputs: tuple[str, ...]
     unchanged_outputs: tuple[str, ...] = ()
     """Outputs that were there before and that the command did not change: not recorded."""
+    registered_outputs: dict[str, str] = field(default_factory=dict)
+    """Outputs that a ``tracker()`` inside the command recorded itself: path -> product."""
 
 
 def run_command(
@@ -57,19 +60,25 @@ def run_command(
         used = {path: t.use(path) for path in inputs}
         before = {path: _state(path) for path in outputs}
         env = {**os.environ, JOIN_VARIABLE: t.run, URL_VARIABLE: settings.url}
+        if settings.spool:
+            env[SPOOL_VARIABLE] = os.path.abspath(settings.spool)
         t.exit_code = code = _call(command, env)
+        theirs = {os.path.realpath(p): d for p, d in t.recorded_by_guests().items()}
         made: dict[str, str] = {}
+        registered: dict[str, str] = {}
         missing: list[str] = []
         unchanged: list[str] = []
         for path in outputs:
-            if not os.path.isfile(path):
+            if os.path.realpath(path) in theirs:
+                registered[path] = theirs[os.path.realpath(path)]
+            elif not os.path.isfile(path):
                 missing.append(path)
             elif _unchanged(path, before[path]):
                 unchanged.append(path)
             else:
                 made[path] = t.track(path, parents=list(used.values()))
         run = t.run
-    return RunResult(run, code, used, made, tuple(missing), tuple(unchanged))
+    return RunResult(run, code, used, made, tuple(missing), tuple(unchanged), registered)
 
 
 def _call(command: Sequence[str], env: dict[str, str]) -> int:

@@ -6,6 +6,9 @@ partial bundle.  :func:`ingest` imports every complete bundle (each in its own t
 and only after the commit moves it to ``ingested/``; a rejected bundle goes to ``rejected/``
 with the reason beside it.  Ingesting while jobs still write, or from two places at once, is
 safe: imports are idempotent and a bundle that vanished meanwhile is skipped.
+
+A run may be written by more than one process (``provstore run`` and a ``tracker()`` inside
+the command it runs): :mod:`provstore.tracking.joining` gathers their bundles into one.
 """
 
 from __future__ import annotations
@@ -31,12 +34,13 @@ SUFFIX = ".psb"
 class SpoolWriter:
     """One run's bundle, written as objects arrive and published atomically at the end."""
 
-    def __init__(self, directory: str, run: bytes) -> None:
+    def __init__(self, directory: str, run: bytes, *, name: str | None = None) -> None:
         try:
             os.makedirs(directory, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"cannot use spool directory {directory!r}: {exc}") from None
-        self.path = os.path.join(directory, to_hex(run) + SUFFIX)
+        self.run = run
+        self.path = os.path.join(directory, name or to_hex(run) + SUFFIX)
         fd, self._temp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=directory)
         os.fchmod(fd, 0o666 & ~_umask())  # readable by an ingester as the umask allows
         self._file: BinaryIO = os.fdopen(fd, "wb")

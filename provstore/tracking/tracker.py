@@ -14,7 +14,8 @@ spool``) nothing touches a database: the run is written as one bundle into the d
 ``provstore import --spool DIR`` to ingest later.  Parents must then be full digests.
 
 A process started by ``provstore run`` finds the run's digest in ``PROVSTORE_RUN`` and joins
-that run (when its environment is the same) instead of recording a run of its own.
+that run (when its environment is the same) instead of recording a run of its own: in the
+store, or in spool mode through the spool (:mod:`provstore.tracking.joining`).
 """
 
 from __future__ import annotations
@@ -128,12 +129,7 @@ class Tracker:
         env = capture_environment(self._settings)
         self._env_digest = env.environment.digest
         if self._settings.spool:
-            from provstore.tracking.spool import SpoolWriter
-
-            run = self._capture_run(env)
-            self._spool = SpoolWriter(self._settings.spool, run.run.digest)
-            self._spool.put([env.libraryset, run.variables, env.environment, run.run])
-            self._run_digest = run.run.digest
+            self._enter_spool(env, self._settings.spool)
             self._last_flush = time.monotonic()
             return self
         # A job on a server backend holds no idle connection between its writes.
@@ -153,6 +149,30 @@ class Tracker:
             raise
         self._last_flush = time.monotonic()
         return self
+
+    def _enter_spool(self, env: EnvironmentCapture, spool: str) -> None:
+        """Spool mode: join the run named by ``PROVSTORE_RUN``, or start one of our own.
+
+        A run is joined when its host left it in the spool; a run started by ``provstore
+        run`` is left there for the command's trackers to join.
+        """
+        from provstore.tracking import joining
+        from provstore.tracking.spool import SpoolWriter
+
+        ref = os.environ.get(JOIN_VARIABLE)
+        if ref and self._command is None:
+            guest = joining.guest_writer(spool, ref, self._env_digest)
+            if guest is not None:
+                self._spool, self._run_digest, self._joined = guest, guest.run, True
+                return
+        run = self._capture_run(env)
+        head = [env.libraryset, run.variables, env.environment, run.run]
+        if self._command is not None:
+            self._spool = joining.HostWriter(spool, run.run.digest, head)
+        else:
+            self._spool = SpoolWriter(spool, run.run.digest)
+            self._spool.put(head)
+        self._run_digest = run.run.digest
 
     def _capture_run(self, env: EnvironmentCapture) -> RunCapture:
         return capture_run(
@@ -186,6 +206,9 @@ class Tracker:
         try:
             self.flush()
             if self._joined:
+                if self._spool is not None:  # our part of the run, for its host to take in
+                    self._spool.publish()
+                    self._spool = None
                 return  # the run belongs to the process that started it; it records the end
             error = None
             if exc is not None:
@@ -230,6 +253,27 @@ class Tracker:
     def joined(self) -> bool:
         """Whether this block joined a run started by another process (``provstore run``)."""
         return self._joined
+
+    def recorded_by_guests(self) -> dict[str, str]:
+        """Files that processes which joined this run recorded: path -> product digest (hex).
+
+        For ``provstore run``, once its command has ended.  In spool mode the guests' bundles
+        are copied into this run's bundle now.
+        """
+        self._require_active()
+        if self._spool is not None:
+            from provstore.tracking.joining import HostWriter
+
+            found = self._spool.take_guests() if isinstance(self._spool, HostWriter) else {}
+        else:
+            store = self.store
+            made = store.retrying(lambda: store.products_of_run(self._run_digest))
+            found = {
+                p.obj.path: p.digest
+                for p in made
+                if isinstance(p.obj, Product) and p.obj.path and p.digest not in self._known
+            }
+        return {path: to_hex(digest) for path, digest in found.items()}
 
     @property
     def store(self) -> Store:
