@@ -15,6 +15,7 @@ from provstore.core.digests import from_hex, parse_ref
 from provstore.core.encoding import encode
 from provstore.core.objects import Product, seal, seal_unchecked
 
+
 def text(**kwargs):
     """Text every store can keep: UTF-8 encodable (no lone surrogates), no NUL."""
     return st.text(st.characters(codec="utf-8", exclude_characters="\x00"), **kwargs)
