@@ -87,3 +87,17 @@ def test_an_output_the_command_registers_itself_is_recorded_once(backend_url, wo
         [summary] = store.runs()
         assert summary.digest.hex() == run and summary.products == 1
     assert f"provstore: data/daily.csv was recorded by the command as {daily.hex}" in proc.stderr
+
+
+def test_the_commands_tracker_finds_the_inputs_recorded_for_it(sqlite_url, workdir, script):
+    command = _python(workdir, "reads.py", """
+        from provstore import tracker
+        with tracker() as t:
+            print(t.use("./in.txt"))
+    """)  # fmt: skip
+    proc = script(sqlite_url, "run", "-i", "in.txt", "--", *command, cwd=str(workdir))
+    assert proc.returncode == 0, proc.stderr
+    with Store(sqlite_url) as store:
+        [source] = store.find_products(name="in.txt")
+        assert store.find_products(name="./in.txt") == []
+    assert proc.stdout.strip() == source.hex  # the input provstore run recorded, not a second

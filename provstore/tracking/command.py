@@ -62,6 +62,7 @@ def run_command(
         env = {**os.environ, JOIN_VARIABLE: t.run, URL_VARIABLE: settings.url}
         if settings.spool:
             env[SPOOL_VARIABLE] = os.path.abspath(settings.spool)
+        t.flush()  # the inputs, stored before the command's own tracker() looks for them
         t.exit_code = code = _call(command, env)
         theirs = {os.path.realpath(p): d for p, d in t.recorded_by_guests().items()}
         made: dict[str, str] = {}
