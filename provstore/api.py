@@ -85,7 +85,7 @@ class Store(store.Store):
         return status(self, [os.fspath(p) for p in paths])
 
     @requires(
-        lambda self, ref, *, path=None, rerun=False, environment=True: all_of(
+        lambda self, ref, *, path=None, rerun=False, recursive=False, environment=True: all_of(
             is_digest_ref(ref), is_optional_str(path, "path", empty=False)
         )
     )
@@ -95,12 +95,18 @@ class Store(store.Store):
         *,
         path: str | None = None,
         rerun: bool = False,
+        recursive: bool = False,
         environment: bool = True,
     ) -> Report:
-        """Integrity, file content, environment and (with ``rerun``) reproduction checks."""
+        """Integrity, file content, environment and (with ``rerun``) reproduction checks.
+
+        ``recursive`` also checks the recorded files of every ancestor on this machine.
+        """
         from provstore.checks.verify import verify
 
-        return verify(self, ref, path=path, rerun=rerun, environment=environment)
+        return verify(
+            self, ref, path=path, rerun=rerun, recursive=recursive, environment=environment
+        )
 
 
 @requires(lambda url=None, *, create=True: is_optional_str(url, "url", empty=False))

@@ -26,6 +26,7 @@ else:  # pragma: no cover
 __all__ = [
     "JOIN_VARIABLE",
     "KEYS",
+    "SPOOL_VARIABLE",
     "URL_VARIABLE",
     "Settings",
     "default_url",
@@ -37,6 +38,8 @@ URL_VARIABLE = "PROVSTORE_URL"
 """The store's URL, for this process and the commands it starts."""
 JOIN_VARIABLE = "PROVSTORE_RUN"
 """Set by ``provstore run`` for its command: the run a ``tracker()`` inside it joins."""
+SPOOL_VARIABLE = "PROVSTORE_SPOOL"
+"""The spool directory (spool mode), for this process and the commands it starts."""
 
 _LIST_KEYS = ("env_allow", "redact_names", "redact_values")
 KEYS = ("url", "spool", *_LIST_KEYS)
@@ -159,7 +162,7 @@ def resolve(
     for key in _LIST_KEYS:
         from_env = _env_list(f"PROVSTORE_{key.upper()}")
         lists[key] = _list_setting(table, key, pyproject) + from_env
-    spool = spool or os.environ.get("PROVSTORE_SPOOL")
+    spool = spool or os.environ.get(SPOOL_VARIABLE)
     if not spool and pyproject is not None:
         from_table = _table_str(table, "spool", pyproject)
         spool = str(pyproject.parent / from_table) if from_table else None

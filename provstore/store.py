@@ -49,6 +49,7 @@ from provstore.db.setup import check_schema, ensure_schema
 __all__ = ["Lineage", "ProductFilter", "ProductRow", "RunFilter", "RunSummary", "Store"]
 
 _CANDIDATES_SHOWN = 10
+_PAGE = 64  # products with the same content decoded per query, looking for one at a path
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
 
@@ -358,7 +359,7 @@ class Store:
         version: str | None = None,
         limit: int | None = None,
     ) -> list[Sealed]:
-        """Products by name, version and/or content digest, newest run first."""
+        """Products by name, version and/or content digest, newest run first (sources last)."""
         params: dict[str, Any] = {}
         if name is not None:
             params["name"] = name
@@ -381,6 +382,39 @@ class Store:
         with self._readers.connection() as conn:
             rows = conn.execute(query, params).all()
         return [load(bytes(digest), bytes(data)) for digest, data in rows]
+
+    @requires(
+        lambda self, content, path=None: all_of(
+            (type(content) is bytes and len(content) == DIGEST_SIZE)
+            or f"content must be the 32-byte digest of a file's bytes, not {content!r}",
+            is_optional_str(path, "path", empty=False),
+        )
+    )
+    @_reads
+    def product_for(self, content: bytes, path: str | None = None) -> Sealed | None:
+        """The product that stands for a file with these bytes (a 32-byte content digest).
+
+        The newest product recorded at ``path`` (absolute, as products record it) with these
+        bytes, else the newest with these bytes from any path; None when there is none.  One
+        indexed query in the common case: candidates are read newest first, a page at a time,
+        until one was recorded at ``path``.
+        """
+        query = queries.products_with_content()
+        first: Sealed | None = None
+        offset = 0
+        with self._readers.connection() as conn:
+            while True:
+                params = {"content": content, "limit": _PAGE, "offset": offset}
+                rows = conn.execute(query, params).all()
+                for digest, data in rows:
+                    item = load(bytes(digest), bytes(data))
+                    if path is None or (isinstance(item.obj, Product) and item.obj.path == path):
+                        return item
+                    if first is None:
+                        first = item
+                if len(rows) < _PAGE:
+                    return first
+                offset += _PAGE
 
     def environment_of(self, ref: str | bytes) -> Sealed:
         """The environment behind an environment, a run or a product (through its run)."""

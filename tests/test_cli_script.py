@@ -220,3 +220,38 @@ def test_lineage_three_levels_every_format(backend_url, fmt, script):
     down = script(backend_url, "lineage", a, "--descendants", "--depth", "1", "--format", "json")
     nodes = {n["digest"] for n in json.loads(down.stdout)["nodes"]}
     assert nodes == {a, b, d}
+
+
+def test_diff_exit_code_says_whether_the_environments_differ(backend_url, tmp_path, script):
+    with tracker(backend_url) as t:
+        product = t.register_data_product(name="p")
+    site = tmp_path / "extra-site"
+    dist = site / "extra_pkg-9.8.7.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: Extra_Pkg\nVersion: 9.8.7\n\n")
+    pythonpath = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+    differs = script(backend_url, "diff", product, "--exit-code", env={"PYTHONPATH": pythonpath})
+    assert differs.returncode == 1, differs.stderr
+    assert "extra-pkg" in differs.stdout
+    as_json = script(backend_url, "diff", product, "--exit-code", "--json",
+                     env={"PYTHONPATH": pythonpath})  # fmt: skip
+    assert as_json.returncode == 1 and json.loads(as_json.stdout)["packages"]["added"]
+    same = script(backend_url, "diff", product, "--exit-code")
+    assert same.returncode == 0 and "identical" in same.stdout
+    # without --exit-code, a difference is still a successful diff, as with `git diff`
+    assert script(backend_url, "diff", product, env={"PYTHONPATH": pythonpath}).returncode == 0
+
+
+def test_rerun_json_holds_only_json_on_stdout(backend_url, workdir, script):
+    (workdir / "chatty.py").write_text(
+        "import shutil\nprint('copying in.txt')\nshutil.copy('in.txt', 'out.txt')\n"
+    )
+    made = script(backend_url, "run", "-i", "in.txt", "-o", "out.txt", "--", sys.executable,
+                  "chatty.py", cwd=str(workdir))  # fmt: skip
+    assert made.returncode == 0 and made.stdout == "copying in.txt\n"  # run passes it through
+    out = _recorded_output(backend_url, "out.txt")
+    proc = script(backend_url, "verify", out, "--rerun", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)  # nothing but the JSON document
+    assert report["ok"] is True
+    assert "copying in.txt" in proc.stderr  # the re-run command's output went to stderr

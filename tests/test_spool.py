@@ -178,3 +178,36 @@ def test_32_spooling_jobs_with_a_concurrent_ingest(tmp_path, backend_url):
         assert store.stats()["objects"]["product"] == 32 * 40
     assert _bundles(spool) == []
     assert len(_bundles(spool / "ingested")) == 32
+
+
+DAILY = """
+from provstore import tracker
+with tracker() as t:
+    with open("data/daily.csv", "w") as out:
+        out.write("day,value\\n1,2\\n")
+    t.register_data_product(name="daily", metadata={"rows": 1}, path="data/daily.csv")
+    print(t.run, t.joined)
+"""
+
+
+def test_a_tracker_inside_provstore_run_joins_the_spooled_run(tmp_path, sqlite_url, script):
+    spool, work = tmp_path / "spool", tmp_path / "work"
+    (work / "data").mkdir(parents=True)
+    (work / "in.txt").write_text("input\n")
+    (work / "daily.py").write_text(DAILY)
+    proc = script(sqlite_url, "run", "-i", "in.txt", "-o", "data/daily.csv", "--",
+                  sys.executable, "daily.py", cwd=str(work),
+                  env={"PROVSTORE_SPOOL": str(spool)})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    run, joined = proc.stdout.split()
+    assert joined == "True"
+    assert _bundles(spool) == [run + SUFFIX]  # the run is one bundle again
+    assert os.listdir(spool) == [run + SUFFIX]  # no join directory or temporary file left
+    with Store(sqlite_url) as store:
+        assert store.runs() == []  # spool mode touched no database
+        assert not ingest(store, str(spool)).rejected
+        [summary] = store.runs()
+        assert summary.digest.hex() == run and summary.status == "succeeded"
+        [daily] = store.products_of_run(summary.digest)  # recorded once: the script's product
+        assert daily.obj.name == "daily" and daily.obj.metadata == {"rows": 1}
+        assert [p.obj.path for p in store.find_products(name="in.txt")] == [str(work / "in.txt")]

@@ -133,6 +133,33 @@ def test_find_by_content_and_version(store):
     assert len(store.find_products(name="a")) == 2
 
 
+def test_product_for_a_file_prefers_its_path_then_the_newest(store):
+    base = _base()
+    old = base[3]
+    new = seal(Run(*[getattr(old.obj, f) for f in ("environment", "variables", "host", "user",
+                                                  "argv", "cwd", "executable", "pid")],
+                   old.obj.started_ns + 1, None, "newer"))  # fmt: skip
+    content = os.urandom(32)
+
+    def at(path, run):
+        return seal(Product(path, None, {}, content, 1, path, run, ()))
+
+    source = at("/data/source.csv", None)
+    older = at("/data/a.csv", old.digest)
+    newer = [at(f"/data/b{i}.csv", new.digest) for i in range(70)]  # more than one page
+    store.put([*base, new, source, older, *newer])
+    newest = min(newer, key=lambda p: p.digest)
+    assert store.product_for(content, "/data/a.csv").digest == older.digest
+    assert store.product_for(content, "/data/source.csv").digest == source.digest
+    assert store.product_for(content, "/data/b7.csv").digest == newer[7].digest
+    assert store.product_for(content, "/elsewhere.csv").digest == newest.digest
+    assert store.product_for(content).digest == newest.digest
+    assert store.product_for(os.urandom(32), "/data/a.csv") is None
+    # newest run first on every backend, and a source product (no run) last
+    found = [p.digest for p in store.find_products(content_digest=content)]
+    assert found[0] == newest.digest and found[-2:] == [older.digest, source.digest]
+
+
 def test_lineage_diamond_and_depth(store):
     run = _base()[3].digest
     root = _product("root", run)

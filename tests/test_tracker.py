@@ -288,6 +288,28 @@ def test_only_regular_files_become_products(sqlite_url, tmp_path):
         assert store.stats()["objects"]["product"] == 0
 
 
+def test_use_prefers_the_product_recorded_at_the_same_path(backend_url, tmp_path):
+    header = "station,temperature\n"  # two header-only tables: the same bytes
+    a, b, c = (tmp_path / name for name in ("a.csv", "b.csv", "c.csv"))
+    a.write_text(header)
+    with tracker(backend_url, name="make-a") as t:
+        made_a = t.track(a)
+    b.write_text(header)
+    with tracker(backend_url, name="make-b") as t:
+        made_b = t.track(b)
+    c.write_text(header)
+    with tracker(backend_url) as t:
+        assert t.use(a) == made_a  # recorded at this path, though not the newest
+        assert t.use(b) == made_b
+        assert t.use(c) == made_b  # nothing recorded at this path: the newest with the bytes
+    with tracker(backend_url) as t:
+        mine = t.track(c)  # this run's own product is the newest with these bytes ...
+        assert t.use(a) == made_a  # ... but a.csv's product was recorded at a.csv
+        assert t.use(c) == mine
+    with tracker(backend_url) as t:
+        assert t.use(c) == mine  # a later run finds it in the store
+
+
 def test_thousands_of_products_in_one_block(sqlite_url):
     with tracker(sqlite_url) as t:
         first = t.register_data_product(name="p0")

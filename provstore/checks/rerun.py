@@ -3,25 +3,32 @@
 The command runs in its recorded working directory with its recorded arguments.  Recorded
 outputs that exist are moved aside first and put back afterwards, whatever happens, so a
 rerun never destroys the files being verified; what the rerun wrote is hashed, then removed.
-Any ``tracker()`` inside the command records into a throwaway store, not the real one.
+Any ``tracker()`` inside the command records into a throwaway store (or spool), not the real
+one.
+The command's standard output goes to this process's standard error, so a caller's own
+output (``provstore verify --rerun --json``) stays the caller's.  Before the command runs, the
+run's recorded inputs are hashed, and those that changed since are named (on standard error,
+and in the check): a changed input explains a changed output.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from provstore.checks.report import Check
-from provstore.config import JOIN_VARIABLE, URL_VARIABLE, Settings
+from provstore.config import JOIN_VARIABLE, SPOOL_VARIABLE, URL_VARIABLE, Settings, resolve
 from provstore.core.digests import hash_file, to_hex
-from provstore.core.errors import PathError
-from provstore.core.objects import Product, Run, Sealed
+from provstore.core.errors import PathError, ProvstoreError
+from provstore.core.objects import Product, Run, RunEnd, Sealed
 from provstore.store import Store
 
-__all__ = ["check_rerun", "rerun_command"]
+__all__ = ["check_rerun", "compare_inputs", "rerun_command"]
 
 _ASIDE = ".provstore-verify-original"
 
@@ -38,8 +45,17 @@ def rerun_command(run: Run) -> list[str] | None:
     return [run.executable, *run.argv]
 
 
-def check_rerun(store: Store, run: Sealed | None, settings: Settings) -> Check:
-    """Run the recorded command again and compare each recorded output's content."""
+def check_rerun(
+    store: Store,
+    run: Sealed | None,
+    settings: Settings,
+    notify: Callable[[str], None] | None = None,
+) -> Check:
+    """Run the recorded command again and compare each recorded output's content.
+
+    ``notify`` is told of each recorded input that changed, before the command runs (by
+    default on standard error).
+    """
     if run is None or not isinstance(run.obj, Run):
         return Check("rerun", "unavailable", "no run recorded for this object")
     command = rerun_command(run.obj)
@@ -48,19 +64,88 @@ def check_rerun(store: Store, run: Sealed | None, settings: Settings) -> Check:
                      "(interactive, `python -c`, or the script is gone)")  # fmt: skip
     if not os.path.isdir(run.obj.cwd):
         return Check("rerun", "unavailable", f"the recorded directory {run.obj.cwd} is gone")
+    made = store.products_of_run(run.digest)
     outputs = [
-        p for p in store.products_of_run(run.digest)
+        p for p in made
         if isinstance(p.obj, Product) and p.obj.path and p.obj.content is not None
     ]  # fmt: skip
     if not outputs:
         return Check("rerun", "unavailable", "the run recorded no output files to compare")
+    inputs = compare_inputs(store, run, made)
+    for entry in inputs:
+        if entry["status"] != "ok":
+            (notify or _to_stderr)(_input_line(entry))
     paths = sorted({p.obj.path for p in outputs if isinstance(p.obj, Product) and p.obj.path})
     with _outputs_aside(paths), tempfile.TemporaryDirectory(prefix="provstore-rerun-") as scratch:
         env = {k: v for k, v in os.environ.items() if k != JOIN_VARIABLE}
         env[URL_VARIABLE] = f"sqlite:///{os.path.join(scratch, 'rerun.db')}"
-        code = subprocess.call(command, cwd=run.obj.cwd, env=env)
+        if _spooled(settings, run.obj.cwd):  # never the real spool, to be ingested later
+            env[SPOOL_VARIABLE] = os.path.join(scratch, "spool")
+        code = subprocess.call(command, cwd=run.obj.cwd, env=env, stdout=_stderr_fd())
         results = {path: _digest_or_none(path) for path in paths}
-    return _compare(outputs, results, command, code)
+    check = _compare(outputs, results, command, code)
+    changed = [e["path"] for e in inputs if e["status"] != "ok"]
+    message = check.message
+    if changed:
+        message += "; inputs that differ from the recorded ones: " + ", ".join(changed)
+    return Check(check.name, check.status, message, {**check.details, "inputs": inputs})
+
+
+def compare_inputs(store: Store, run: Sealed, made: list[Sealed]) -> list[dict[str, Any]]:
+    """Each recorded input file of ``run`` (``made``: its products) against the file now.
+
+    The inputs are those its end lists (``t.use``, ``provstore run -i``) and the parents of
+    its products that it did not make itself; those with no recorded file are left out.
+    """
+    ends = store.get_many(store.run_ends([run.digest])).values()
+    wanted = {d for end in ends if isinstance(end.obj, RunEnd) for d in end.obj.inputs}
+    mine = {p.digest for p in made}
+    for item in made:
+        if isinstance(item.obj, Product):
+            wanted.update(p for p in item.obj.parents if p not in mine)
+    entries = []
+    for digest, item in store.get_many(wanted).items():
+        product = item.obj
+        if not isinstance(product, Product) or product.content is None or not product.path:
+            continue
+        now = _digest_or_none(product.path)
+        status = "missing" if now is None else ("ok" if now[0] == product.content else "differs")
+        entries.append({"product": to_hex(digest), "path": product.path, "status": status,
+                        "expected": to_hex(product.content),
+                        "actual": to_hex(now[0]) if now else None})  # fmt: skip
+    return sorted(entries, key=lambda e: (e["path"], e["product"]))
+
+
+def _input_line(entry: dict[str, Any]) -> str:
+    if entry["status"] == "missing":
+        return f"provstore: input {entry['path']} is missing (recorded {entry['expected'][:12]})"
+    return (
+        f"provstore: input {entry['path']} differs from the recorded one "
+        f"(recorded {entry['expected'][:12]}, now {entry['actual'][:12]})"
+    )
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _spooled(settings: Settings, cwd: str) -> bool:
+    """Whether a tracker in the command would write to a spool (configured here or there)."""
+    if settings.spool:
+        return True
+    try:
+        return bool(resolve(start=cwd).spool)
+    except ProvstoreError:
+        return False
+
+
+def _stderr_fd() -> int:
+    """The file descriptor behind ``sys.stderr`` (2 when it has none, e.g. under a test runner)."""
+    sys.stderr.flush()
+    try:
+        return sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return 2
 
 
 def _digest_or_none(path: str) -> tuple[bytes, int] | None:

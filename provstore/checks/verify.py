@@ -5,6 +5,8 @@ One report, a check per question:
 * **integrity** — the object and its whole closure re-hash to their digests and every
   reference resolves;
 * **data** — the product's file (recorded path, or another) hashes to the recorded digest;
+* **ancestors** (on request) — so do the recorded files of all its ancestors that are on this
+  machine;
 * **environment** — this process's environment against the recorded one, with the diff;
 * **rerun** (on request) — the recorded command executed again, each output compared.
 
@@ -28,7 +30,14 @@ from provstore.store import Store
 if TYPE_CHECKING:
     from provstore.checks.envdiff import EnvDiff
 
-__all__ = ["check_data", "check_environment", "check_integrity", "diff_refs", "verify"]
+__all__ = [
+    "check_ancestors",
+    "check_data",
+    "check_environment",
+    "check_integrity",
+    "diff_refs",
+    "verify",
+]
 
 
 def verify(
@@ -37,17 +46,23 @@ def verify(
     *,
     path: str | None = None,
     rerun: bool = False,
+    recursive: bool = False,
     environment: bool = True,
     settings: Settings | None = None,
     on_bytes: Callable[[int], None] | None = None,
 ) -> Report:
-    """Verify the object named by ``ref`` (a product, run or environment)."""
+    """Verify the object named by ``ref`` (a product, run or environment).
+
+    ``recursive`` also checks the recorded files of the product's ancestors.
+    """
     item = store.get(ref)
     settings = settings or resolve(store.url)
     checks = [check_integrity(store, item)]
     obj = item.obj
     if isinstance(obj, Product):
         checks.append(check_data(obj, path, on_bytes))
+        if recursive:
+            checks.append(check_ancestors(store, item, on_bytes))
     run = _run_of(store, item)
     env_digest = run.obj.environment if run and isinstance(run.obj, Run) else None
     if isinstance(obj, Environment):
@@ -124,6 +139,57 @@ def check_data(
         f"found {to_hex(digest)} ({size} bytes)"
     )
     return Check("data", "failed", message, details)
+
+
+def check_ancestors(
+    store: Store, item: Sealed, on_bytes: Callable[[int], None] | None = None
+) -> Check:
+    """Hash the recorded file of every ancestor that has one on this machine.
+
+    An ancestor whose file is not here (made on another machine, or cleaned up since) is
+    listed as *absent* and does not fail the check: only bytes that are here can be wrong.
+    """
+    lineage = store.lineage(item.digest, "ancestors")
+    found = store.get_many(d for d in lineage.depths if d != item.digest)
+    entries = []
+    for digest in sorted(found, key=lambda d: (lineage.depths[d], d)):
+        product = found[digest].obj
+        if not isinstance(product, Product) or product.content is None or not product.path:
+            continue
+        entry = {"product": to_hex(digest), "name": product.name, "path": product.path,
+                 "depth": lineage.depths[digest]}  # fmt: skip
+        if not os.path.exists(product.path):
+            entries.append({**entry, "status": "absent"})
+            continue
+        data = check_data(product, None, on_bytes)
+        status = {"ok": "ok", "failed": "differs"}.get(data.status, "unreadable")
+        entries.append({**entry, **_sizes(data.details), "status": status})
+    return _ancestors_check(entries)
+
+
+def _sizes(details: dict[str, Any]) -> dict[str, Any]:
+    keep = ("expected", "actual", "expected_size", "actual_size")
+    return {key: details[key] for key in keep if key in details}
+
+
+def _ancestors_check(entries: list[dict[str, Any]]) -> Check:
+    details = {"ancestors": entries}
+    absent = sum(1 for e in entries if e["status"] == "absent")
+    checked = len(entries) - absent
+    away = f"; {absent} not on this machine" if absent else ""
+    if not checked:
+        return Check("ancestors", "skipped", f"no ancestor's file is on this machine{away}",
+                     details)  # fmt: skip
+    bad = [e for e in entries if e["status"] not in ("ok", "absent")]
+    if not bad:
+        return Check("ancestors", "ok", f"{checked} ancestor files match{away}", details)
+    lines = [
+        f"{e['path']} ({e['product'][:12]}) "
+        + (f"differs: expected {e['expected']}, found {e['actual']}" if e["status"] == "differs"
+           else "cannot be read")
+        for e in bad
+    ]  # fmt: skip
+    return Check("ancestors", "failed", "\n".join(lines), details)
 
 
 def _environment_pair(store: Store, ref: str | bytes) -> tuple[Environment, LibrarySet]:

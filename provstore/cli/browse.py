@@ -202,22 +202,28 @@ def env(ctx: click.Context, match: bool, as_json: bool) -> None:
 @click.command(epilog=EXIT_CODES)
 @click.argument("a", metavar="A")
 @click.argument("b", metavar="[B]", required=False)
+@click.option(
+    "--exit-code", is_flag=True, help="Exit 1 when the environments differ, as `git diff` does."
+)
 @json_option
 @click.pass_context
-def diff(ctx: click.Context, a: str, b: str | None, as_json: bool) -> None:
+def diff(ctx: click.Context, a: str, b: str | None, exit_code: bool, as_json: bool) -> None:
     """Compare two environments, or those behind products or runs (B: this one).
 
-    A and B are references (REF below).
+    A and B are references (REF below). Exits 0 whether or not they differ; with
+    --exit-code, 1 when they differ.
 
     \b
     Examples:
       provstore diff model.json          recorded vs the current environment
       provstore diff name:model@1.0 name:model@2.0 --json
+      provstore diff model.json --exit-code >/dev/null || echo "environment changed"
     """
     from provstore.checks.envdiff import diff_to_json, diff_to_text
 
     result = store_of(ctx).diff(a, b)
     emit(as_json, diff_to_json(result), lambda: diff_to_text(result))
+    ctx.exit(1 if exit_code and not result.identical else 0)
 
 
 @click.command(epilog=EXIT_CODES)

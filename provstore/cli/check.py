@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     help="Check this file's bytes instead of the recorded path.",
 )
 @click.option("--rerun", is_flag=True, help="Run the recorded command again; compare outputs.")
+@click.option(
+    "--recursive", is_flag=True, help="Also check every ancestor's file that is on this machine."
+)
 @click.option("--no-environment", is_flag=True, help="Skip comparing the current environment.")
 @json_option
 @click.pass_context
@@ -32,21 +35,27 @@ def verify(
     ref: str,
     path: str | None,
     rerun: bool,
+    recursive: bool,
     no_environment: bool,
     as_json: bool,
 ) -> None:
     """Check a product: integrity, file content, environment, and optionally a re-run.
 
     Exits 0 only when every check passed; 1 when any failed (a missing file is a
-    failed check).
+    failed check). --recursive also hashes the recorded file of every ancestor that
+    is on this machine. --rerun first says which recorded inputs have changed; the
+    command's output goes to stderr.
 
     \b
     Examples:
       provstore verify results/model.json
       provstore verify name:model@1.0 --path /data/copy.parquet --json
+      provstore verify results/model.json --recursive
       provstore verify results/model.json --rerun
     """
-    report = store_of(ctx).verify(ref, path=path, rerun=rerun, environment=not no_environment)
+    report = store_of(ctx).verify(
+        ref, path=path, rerun=rerun, recursive=recursive, environment=not no_environment
+    )
     emit(as_json, report.to_json(), lambda: _report_text(report))
     ctx.exit(0 if report.ok else 1)
 

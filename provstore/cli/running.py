@@ -39,8 +39,9 @@ def run(
 ) -> None:
     """Run a command under tracking, with no change to it; exits with its exit code.
 
-    Each output is recorded with every input as its parent. A tracker() inside the
-    command joins this run.
+    Each output is recorded with every input as its parent; an output that was there
+    before and that the command did not change (same bytes and modification time) is
+    not. A tracker() inside the command joins this run.
 
     \b
     Example:
@@ -55,8 +56,15 @@ def run(
     click.echo(f"provstore: run {result.run} exited {result.exit_code}", err=True)
     for path, digest in result.outputs.items():
         click.echo(f"provstore: recorded {path} as {digest}", err=True)
+    for path, digest in result.registered_outputs.items():
+        click.echo(f"provstore: {path} was recorded by the command as {digest}", err=True)
     for path in result.missing_outputs:
         click.echo(f"provstore: warning: output {path} was not written; not recorded", err=True)
+    for path in result.unchanged_outputs:
+        click.echo(
+            f"provstore: warning: output {path} was not changed by the command; not recorded",
+            err=True,
+        )
     ctx.exit(result.exit_code)
 
 

@@ -19,6 +19,7 @@ __all__ = [
     "HAS_DIGEST",
     "SCHEMA_VERSION",
     "find_products",
+    "products_with_content",
     "recent_runs",
 ]
 
@@ -59,8 +60,34 @@ def find_products(name: bool, version: bool, content: str | None, limited: bool)
         query = query.where(p.c.content == bindparam("content"))
     elif content == "range":
         query = query.where(p.c.content.between(bindparam("low"), bindparam("high")))
-    query = query.order_by(r.c.started_ns.desc(), p.c.digest)
+    query = query.order_by(*_newest_first())
     return query.limit(bindparam("limit")) if limited else query
+
+
+def _newest_first() -> tuple[Any, ...]:
+    """Products by their run's start, newest first; source products (no run) last everywhere.
+
+    ``IS NULL`` comes first because the databases disagree on where ``DESC`` puts NULLs.
+    """
+    r, p = schema.runs, schema.products
+    return r.c.started_ns.is_(None), r.c.started_ns.desc(), p.c.digest
+
+
+@functools.cache
+def products_with_content() -> Any:
+    """Products whose file had these bytes, newest first: one page of them.
+
+    Bind ``content``, ``limit`` and ``offset``.
+    """
+    p, r, o = schema.products, schema.runs, schema.objects
+    return (
+        select(p.c.digest, o.c.data)
+        .select_from(p.join(o, o.c.digest == p.c.digest).outerjoin(r, r.c.digest == p.c.run))
+        .where(p.c.content == bindparam("content"))
+        .order_by(*_newest_first())
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+    )
 
 
 @functools.cache

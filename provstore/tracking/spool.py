@@ -12,6 +12,9 @@ those not written to for :data:`STALE_AFTER` seconds.  A slow writer whose file 
 a dead one's loses nothing: it still holds the bytes, and writes them anew when it publishes.
 A full disk is a :class:`~provstore.core.errors.StoreFullError`, and the unfinished file is
 removed.
+
+A run may be written by more than one process (``provstore run`` and a ``tracker()`` inside
+the command it runs): :mod:`provstore.tracking.joining` gathers their bundles into one.
 """
 
 from __future__ import annotations
@@ -43,14 +46,15 @@ STALE_AFTER = 24 * 3600.0
 class SpoolWriter:
     """One run's bundle, written as objects arrive and published atomically at the end."""
 
-    def __init__(self, directory: str, run: bytes) -> None:
+    def __init__(self, directory: str, run: bytes, *, name: str | None = None) -> None:
         try:
             os.makedirs(directory, exist_ok=True)
             fd, self._temp = tempfile.mkstemp(prefix=".", suffix=TEMP_SUFFIX, dir=directory)
         except OSError as exc:
             raise _spool_error(exc, f"the spool directory {directory!r}") from None
         self.directory = directory
-        self.path = os.path.join(directory, to_hex(run) + SUFFIX)
+        self.run = run
+        self.path = os.path.join(directory, name or to_hex(run) + SUFFIX)
         # w+b: the bytes can be read back if an ingest removes the file as stale meanwhile
         self._file: BinaryIO = os.fdopen(fd, "w+b")
         try:

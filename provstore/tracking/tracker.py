@@ -15,7 +15,8 @@ spool``) nothing touches a database: the run is written as one bundle into the d
 ``provstore import --spool DIR`` to ingest later.  Parents must then be full digests.
 
 A process started by ``provstore run`` finds the run's digest in ``PROVSTORE_RUN`` and joins
-that run (when its environment is the same) instead of recording a run of its own.
+that run (when its environment is the same) instead of recording a run of its own: in the
+store, or in spool mode through the spool (:mod:`provstore.tracking.joining`).
 """
 
 from __future__ import annotations
@@ -122,7 +123,8 @@ class Tracker:
         self._spool: SpoolWriter | None = None  # spool mode: the run's bundle being written
         self._pending: list[Sealed] = []
         self._known: set[bytes] = set()
-        self._by_content: dict[bytes, bytes] = {}
+        self._by_content: dict[bytes, bytes] = {}  # content -> this run's newest product
+        self._by_location: dict[tuple[bytes, str], bytes] = {}  # (content, path) -> product
         self._inputs: list[bytes] = []
         self._last_flush = 0.0
         self._env_digest = b""
@@ -135,17 +137,7 @@ class Tracker:
         env = capture_environment(self._settings)
         self._env_digest = env.environment.digest
         if self._settings.spool:
-            from provstore.tracking.spool import SpoolWriter
-
-            run = self._capture_run(env)
-            self._spool = spool = SpoolWriter(self._settings.spool, run.run.digest)
-            try:
-                spool.put([env.libraryset, run.variables, env.environment, run.run])
-            except BaseException:
-                spool.discard()
-                self._spool = None
-                raise
-            self._run_digest = run.run.digest
+            self._enter_spool(env, self._settings.spool)
             self._last_flush = time.monotonic()
             return self
         # A job on a server backend holds no idle connection between its writes.
@@ -165,6 +157,35 @@ class Tracker:
             raise
         self._last_flush = time.monotonic()
         return self
+
+    def _enter_spool(self, env: EnvironmentCapture, spool: str) -> None:
+        """Spool mode: join the run named by ``PROVSTORE_RUN``, or start one of our own.
+
+        A run is joined when its host left it in the spool; a run started by ``provstore
+        run`` is left there for the command's trackers to join.
+        """
+        from provstore.tracking import joining
+        from provstore.tracking.spool import SpoolWriter
+
+        ref = os.environ.get(JOIN_VARIABLE)
+        if ref and self._command is None:
+            guest = joining.guest_writer(spool, ref, self._env_digest)
+            if guest is not None:
+                self._spool, self._run_digest, self._joined = guest, guest.run, True
+                return
+        run = self._capture_run(env)
+        head = [env.libraryset, run.variables, env.environment, run.run]
+        if self._command is not None:
+            self._spool = joining.HostWriter(spool, run.run.digest, head)
+        else:
+            self._spool = writer = SpoolWriter(spool, run.run.digest)
+            try:
+                writer.put(head)
+            except BaseException:
+                writer.discard()
+                self._spool = None
+                raise
+        self._run_digest = run.run.digest
 
     def _capture_run(self, env: EnvironmentCapture) -> RunCapture:
         run = capture_run(
@@ -201,6 +222,9 @@ class Tracker:
         try:
             self.flush()
             if self._joined:
+                if self._spool is not None:  # our part of the run, for its host to take in
+                    self._spool.publish()
+                    self._spool = None
                 return  # the run belongs to the process that started it; it records the end
             error = None
             if exc is not None:
@@ -260,6 +284,27 @@ class Tracker:
     def joined(self) -> bool:
         """Whether this block joined a run started by another process (``provstore run``)."""
         return self._joined
+
+    def recorded_by_guests(self) -> dict[str, str]:
+        """Files that processes which joined this run recorded: path -> product digest (hex).
+
+        For ``provstore run``, once its command has ended.  In spool mode the guests' bundles
+        are copied into this run's bundle now.
+        """
+        self._require_active()
+        if self._spool is not None:
+            from provstore.tracking.joining import HostWriter
+
+            found = self._spool.take_guests() if isinstance(self._spool, HostWriter) else {}
+        else:
+            store = self.store
+            made = store.retrying(lambda: store.products_of_run(self._run_digest))
+            found = {
+                p.obj.path: p.digest
+                for p in made
+                if isinstance(p.obj, Product) and p.obj.path and p.digest not in self._known
+            }
+        return {path: to_hex(digest) for path, digest in found.items()}
 
     @property
     def store(self) -> Store:
@@ -349,39 +394,50 @@ class Tracker:
     def use(self, path: str | os.PathLike[str]) -> str:
         """Record a file this run reads; returns the product digest that stands for it.
 
-        A product already recorded with the same content is reused (the newest); otherwise
-        a *source* product (no run, no parents) is recorded for the file.
+        A product already recorded with the same content is reused: the newest recorded at
+        this path, else the newest from any path (two files with the same bytes, say two
+        header-only tables, are told apart by where they were recorded).  Otherwise a
+        *source* product (no run, no parents) is recorded for the file.
         """
         self._require_active()
         content, size = hash_file(path)
-        digest = self._by_content.get(content)
+        recorded = os.path.abspath(os.fspath(path))
+        digest = self._by_location.get((content, recorded))
         if digest is None:
-            store = self._store
-            found = (
-                store.retrying(lambda: store.find_products(content_digest=content, limit=1))
-                if store
-                else []
+            digest = self._stored_or_known(content, recorded)
+        if digest is None:
+            source = Product(
+                name=os.fspath(path),
+                version=None,
+                metadata={},
+                content=content,
+                size=size,
+                path=recorded,
+                run=None,
+                parents=(),
             )
-            if found:
-                digest = found[0].digest
-            else:
-                source = Product(
-                    name=os.fspath(path),
-                    version=None,
-                    metadata={},
-                    content=content,
-                    size=size,
-                    path=os.path.abspath(os.fspath(path)),
-                    run=None,
-                    parents=(),
-                )
-                item = seal(source)
-                self._add(item)
-                digest = item.digest
-            self._by_content[content] = digest
-            self._known.add(digest)
+            item = seal(source)
+            self._add(item)
+            digest = item.digest
+        self._by_location[(content, recorded)] = digest
+        self._known.add(digest)
         self._inputs.append(digest)
         return to_hex(digest)
+
+    def _stored_or_known(self, content: bytes, recorded: str) -> bytes | None:
+        """The stored product at this path with these bytes, else the newest with them.
+
+        This run's own products are the newest, so they come before stored ones from other
+        paths; one query answers both the stored questions.
+        """
+        store = self._store
+        found = store.retrying(lambda: store.product_for(content, recorded)) if store else None
+        if found is not None and isinstance(found.obj, Product) and found.obj.path == recorded:
+            return found.digest
+        mine = self._by_content.get(content)
+        if mine is not None:
+            return mine
+        return found.digest if found is not None else None
 
     def flush(self) -> None:
         """Write every pending product now, in one transaction."""
@@ -397,6 +453,8 @@ class Tracker:
         product = item.obj
         if isinstance(product, Product) and product.content is not None:
             self._by_content[product.content] = item.digest
+            if product.path is not None:
+                self._by_location[(product.content, product.path)] = item.digest
         if len(self._pending) >= FLUSH_EVERY or time.monotonic() - self._last_flush > FLUSH_AFTER:
             self.flush()
 
