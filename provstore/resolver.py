@@ -21,7 +21,7 @@ import os
 import re
 from typing import TYPE_CHECKING
 
-from provstore.capture.files import FileHasher
+from provstore.capture.hashcache import FileHasher
 from provstore.core.digests import DIGEST_SIZE, to_hex
 from provstore.core.errors import PathError, UnknownReferenceError
 from provstore.core.objects import Product, Sealed

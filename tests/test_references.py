@@ -19,7 +19,7 @@ from provstore import (
     UnknownReferenceError,
     tracker,
 )
-from provstore.capture.files import FileHasher
+from provstore.capture.hashcache import FileHasher
 from provstore.cli.main import main
 
 
@@ -215,3 +215,22 @@ def test_show_run_lists_its_end_inputs_and_products(pipeline):
 def test_a_directory_is_not_a_reference(pipeline):
     with Store(pipeline["url"]) as store, pytest.raises(PathError, match="directory"):
         store.resolve("data")
+
+
+def test_the_tracker_hashes_an_unchanged_input_once(sqlite_url, tmp_path, monkeypatch):
+    from provstore.capture import hashcache
+
+    calls = []
+    real = hashcache.hash_file
+    monkeypatch.setattr(hashcache, "RACY_NS", -(10**18))  # trust every stat, for the test
+    monkeypatch.setattr(hashcache, "hash_file", lambda path: calls.append(path) or real(path))
+    data = tmp_path / "big-input.bin"
+    data.write_bytes(b"x" * 100_000)
+    for _ in range(3):
+        with tracker(sqlite_url, git=False) as t:
+            t.use(data)
+    assert len(calls) == 1  # later runs took its digest from the stat cache
+    data.write_bytes(b"y" * 100_000)
+    with tracker(sqlite_url, git=False) as t:
+        t.use(data)
+    assert len(calls) == 2

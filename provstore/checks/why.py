@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from provstore.capture.files import FileHasher, cache_path
+from provstore.capture.hashcache import FileHasher, cache_path
 from provstore.core.errors import PathError
 from provstore.core.objects import Environment, LibrarySet, Product, Run, RunEnd, Sealed
 from provstore.resolver import matches_for_file

@@ -28,6 +28,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from provstore.api import Store
+from provstore.capture.hashcache import FileHasher
 from provstore.capture.redact import Secrets
 from provstore.capture.snapshot import (
     EnvironmentCapture,
@@ -46,7 +47,7 @@ from provstore.core.contracts import (
     is_refs,
     requires,
 )
-from provstore.core.digests import DIGEST_SIZE, full_digest, hash_file, parse_ref, to_hex
+from provstore.core.digests import DIGEST_SIZE, full_digest, parse_ref, to_hex
 from provstore.core.errors import EncodingError, UnknownDigestError, UsageError
 from provstore.core.objects import Product, Run, RunEnd, Sealed, seal, seal_unchecked
 from provstore.db.dialects import for_url
@@ -127,6 +128,7 @@ class Tracker:
         self._by_location: dict[tuple[bytes, str], bytes] = {}  # (content, path) -> product
         self._inputs: list[bytes] = []
         self._last_flush = 0.0
+        self._hashes: FileHasher | None = None  # opened on the first file hashed
         self._env_digest = b""
         self._run_digest = b""
         self._secrets = Secrets()  # secret values capture met; never stored
@@ -252,6 +254,15 @@ class Tracker:
             if self._store is not None:
                 self._store.close()
                 self._store = None
+            if self._hashes is not None:
+                self._hashes.close()
+                self._hashes = None
+
+    def _hash(self, path: str | os.PathLike[str]) -> tuple[bytes, int]:
+        """A file's digest and size, through the stat cache ``provstore status`` uses."""
+        if self._hashes is None:
+            self._hashes = FileHasher()
+        return self._hashes.hash(path)
 
     def _exit_status(
         self, exc_type: type[BaseException] | None, exc: BaseException | None
@@ -348,7 +359,7 @@ class Tracker:
         self._require_active()
         content = size = recorded = None
         if path is not None:
-            content, size = hash_file(path)
+            content, size = self._hash(path)
             recorded = os.path.abspath(os.fspath(path))
         product = Product(
             name=name,
@@ -400,7 +411,7 @@ class Tracker:
         *source* product (no run, no parents) is recorded for the file.
         """
         self._require_active()
-        content, size = hash_file(path)
+        content, size = self._hash(path)
         recorded = os.path.abspath(os.fspath(path))
         digest = self._by_location.get((content, recorded))
         if digest is None:
