@@ -51,6 +51,7 @@ NAMES = [
     "hashing",
     "bundle",
     "storage",
+    "status",
 ]
 
 

@@ -100,9 +100,12 @@ class FileHasher:
             self._known[name] = (tuple(key), bytes(digest))
         self._preloaded.append(root)
 
-    def hash(self, path: str | os.PathLike[str]) -> tuple[bytes, int]:
-        """The BLAKE3 digest and size of the file's bytes (:class:`PathError` if unreadable)."""
-        name = os.path.abspath(os.fspath(path))
+    def hash(self, path: str | os.PathLike[str], *, absolute: bool = False) -> tuple[bytes, int]:
+        """The BLAKE3 digest and size of the file's bytes (:class:`PathError` if unreadable).
+
+        ``absolute`` says ``path`` is absolute and normal already (a walk's own paths).
+        """
+        name = os.fspath(path) if absolute else os.path.abspath(os.fspath(path))
         with suppress(OSError):
             info = os.stat(name)
             if stat_module.S_ISREG(info.st_mode):
@@ -118,7 +121,7 @@ class FileHasher:
         known = self._pending.get(name) or self._known.get(name)
         if known is not None:
             return known[1] if known[0] == key else None
-        if self._db is None or any(name.startswith(root) for root in self._preloaded):
+        if self._db is None or name.startswith(tuple(self._preloaded)):
             return None
         try:
             row = self._db.execute(

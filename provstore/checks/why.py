@@ -153,24 +153,36 @@ class StatusReport:
         return out
 
 
-def walk_files(paths: Iterable[str], skip: frozenset[str] = frozenset()) -> Iterator[str]:
-    """Every regular file at or below ``paths``, directories walked recursively.
+def walk_files(
+    paths: Iterable[str], skip: frozenset[str] = frozenset()
+) -> Iterator[tuple[str, str]]:
+    """``(path as shown, absolute path)`` of every regular file at or below ``paths``.
 
-    VCS folders and the absolute paths in ``skip`` are left out.
+    Directories are walked recursively, in name order, without following links; VCS folders
+    and the absolute paths in ``skip`` are left out.  The directory entries say what each
+    name is, so the walk itself makes no ``stat`` call per file.
     """
     for top in paths:
         if os.path.isfile(top):
-            yield top
+            yield top, os.path.abspath(top)
             continue
         if not os.path.isdir(top):
             raise PathError(top, "no such file or directory")
-        for root, dirs, names in os.walk(top):
-            dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS)
-            for name in sorted(names):
-                full = os.path.join(root, name)
-                regular = os.path.isfile(full) and not os.path.islink(full)
-                if regular and os.path.abspath(full) not in skip:
-                    yield full
+        yield from _walk(top, os.path.abspath(top), skip)
+
+
+def _walk(shown: str, absolute: str, skip: frozenset[str]) -> Iterator[tuple[str, str]]:
+    try:
+        entries = sorted(os.scandir(absolute), key=lambda entry: entry.name)
+    except OSError:
+        return  # unreadable or vanished: nothing under it can be hashed
+    for entry in entries:
+        here = os.path.join(shown, entry.name)
+        if entry.is_dir(follow_symlinks=False):
+            if entry.name not in SKIPPED_DIRS:
+                yield from _walk(here, entry.path, skip)
+        elif entry.is_file(follow_symlinks=False) and entry.path not in skip:
+            yield here, entry.path
 
 
 def _own_files(store: Store) -> frozenset[str]:
@@ -190,9 +202,9 @@ def status(store: Store, paths: Sequence[str], hasher: FileHasher | None = None)
             if os.path.isdir(top):
                 files.preload(top)
         hashed = []
-        for path in walk_files(paths, _own_files(store)):
+        for path, absolute in walk_files(paths, _own_files(store)):
             try:
-                hashed.append((path, os.path.abspath(path), files.hash(path)[0]))
+                hashed.append((path, absolute, files.hash(absolute, absolute=True)[0]))
             except PathError:
                 continue  # vanished or unreadable since the walk saw it
         report.hashed = files.hashed

@@ -21,6 +21,7 @@ from provstore.core.chunks import chunked
 from provstore.core.objects import Run, RunEnd, Sealed
 from provstore.db import dialects, schema
 from provstore.db.dialects import Dialect
+from provstore.db.engine import param_mark
 
 __all__ = [
     "ProductFilter",
@@ -230,21 +231,33 @@ def runs(
     return [(bytes(r[0]), *r[1:8], None if r[8] is None else bytes(r[8])) for r in rows]
 
 
+_WITH_CONTENT = (
+    "SELECT p.digest, p.name, p.version, p.size, p.run, p.path, r.started_ns, p.content "
+    "FROM products p LEFT JOIN runs r ON r.digest = p.run WHERE p.content IN ({marks})"
+)
+
+
 def with_content(conn: Connection, contents: Iterable[bytes]) -> dict[bytes, list[ProductRow]]:
-    """For each content digest, the products with those bytes, newest first."""
-    content = schema.products.c.content
+    """For each content digest, the products with those bytes, newest first.
+
+    Plain driver SQL: ``status`` asks this for every file of a tree, a chunk at a time.
+    """
+    mark = param_mark(conn)
     out: dict[bytes, list[ProductRow]] = {}
-    base = products_query(dialects.of(conn), ProductFilter(), None, None).add_columns(content)
     for part in chunked(sorted(set(contents))):
-        for row in conn.execute(base.where(content.in_(part))):
+        sql = _WITH_CONTENT.format(marks=", ".join([mark] * len(part)))
+        for row in conn.exec_driver_sql(sql, tuple(part)):
             out.setdefault(bytes(row[7]), []).append(ProductRow.from_row(row))
+    for rows in out.values():
+        rows.sort(key=lambda row: (-row.cursor[0], row.digest))
     return out
 
 
 def recorded_paths(conn: Connection, paths: Iterable[str]) -> set[str]:
-    """Those of these absolute paths at which some product was recorded."""
-    path = schema.products.c.path
+    """Those of these absolute paths at which some product was recorded (driver SQL)."""
+    mark = param_mark(conn)
     found: set[str] = set()
     for part in chunked(sorted(set(paths))):
-        found.update(conn.execute(select(path).where(path.in_(part))).scalars())
+        sql = f"SELECT path FROM products WHERE path IN ({', '.join([mark] * len(part))})"
+        found.update(path for (path,) in conn.exec_driver_sql(sql, tuple(part)))
     return found
