@@ -47,7 +47,7 @@ def _shown(store: Store, item: Sealed, limit: int) -> tuple[dict[str, Any], str]
     ends = [store.get(d) for d in store.run_ends([item.digest])]
     made = store.products(where=ProductFilter(run=item.digest), limit=limit + 1)
     data["ends"] = [output.to_json(end) for end in ends]
-    data["products"] = [_product_row(row) for row in made[:limit]]
+    data["products"] = [output.product_row_json(row) for row in made[:limit]]
     lines = [text]
     for end in ends:
         assert isinstance(end.obj, RunEnd)
@@ -64,38 +64,10 @@ def _shown(store: Store, item: Sealed, limit: int) -> tuple[dict[str, Any], str]
     return data, "\n".join(lines)
 
 
-def _product_row(row: ProductRow) -> dict[str, Any]:
-    return {
-        "product": row.digest.hex(),
-        "name": row.name,
-        "version": row.version,
-        "size": row.size,
-        "run": None if row.run is None else row.run.hex(),
-        "path": row.path,
-        "started_ns": row.started_ns,
-    }
-
-
 def _product_line(row: ProductRow) -> str:
     version = f" {row.version}" if row.version else ""
     size = "-" if row.size is None else f"{row.size:,}"
     return f"{row.digest.hex()[:12]}  {row.name}{version}  ({size} bytes)"
-
-
-def _run_row(r: RunSummary) -> dict[str, Any]:
-    return {
-        "run": r.digest.hex(),
-        "started_ns": r.started_ns,
-        "finished_ns": r.finished_ns,
-        "duration_ns": r.duration_ns,
-        "status": r.status or "unfinished",
-        "exit_code": r.exit_code,
-        "host": r.host,
-        "user": r.user,
-        "name": r.name,
-        "command": None if r.command is None else list(r.command),
-        "products": r.products,
-    }
 
 
 _LOG_HEADER = (
@@ -148,7 +120,7 @@ def log(
     where = RunFilter(status=status, since_ns=since, until_ns=until, host=host, name=name)
     runs = store_of(ctx).runs(limit, where=where)
     lines = [_LOG_HEADER, *(_run_line(r) for r in runs)] if runs else ["no runs recorded yet"]
-    emit(as_json, [_run_row(r) for r in runs], "\n".join(lines))
+    emit(as_json, [output.run_summary_json(r) for r in runs], "\n".join(lines))
 
 
 def _stats_text(data: dict[str, Any]) -> str:

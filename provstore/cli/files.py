@@ -216,7 +216,7 @@ def products(ctx: click.Context, name: str | None, path: str | None, run_ref: st
                           until_ns=until)  # fmt: skip
     rows = store.products(where=where, limit=limit, after=_cursor(after))
     cursor = _cursor_text(rows[-1]) if len(rows) == limit else None
-    data = {"products": [_row_json(row) for row in rows], "next": cursor}
+    data = {"products": [output.product_row_json(row) for row in rows], "next": cursor}
     emit(as_json, data, lambda: _products_text(rows, cursor))
 
 
@@ -249,18 +249,6 @@ def _cursor(text: str | None) -> tuple[int, bytes] | None:
 def _cursor_text(row: ProductRow) -> str:
     started, digest = row.cursor
     return f"{started}:{digest.hex()}"
-
-
-def _row_json(row: ProductRow) -> dict[str, Any]:
-    return {
-        "product": row.digest.hex(),
-        "name": row.name,
-        "version": row.version,
-        "size": row.size,
-        "run": None if row.run is None else row.run.hex(),
-        "path": row.path,
-        "started_ns": row.started_ns,
-    }
 
 
 def _products_text(rows: list[ProductRow], cursor: str | None) -> str:

@@ -7,8 +7,16 @@ import json
 from typing import Any
 
 from provstore.core.objects import Sealed
+from provstore.db.listing import ProductRow, RunSummary
 
-__all__ = ["format_ns", "human", "to_json", "to_json_text"]
+__all__ = [
+    "format_ns",
+    "human",
+    "product_row_json",
+    "run_summary_json",
+    "to_json",
+    "to_json_text",
+]
 
 _VARIABLE_MAPS = ("variables",)
 
@@ -72,3 +80,33 @@ def _scalar(value: Any) -> str:
     if value is None:
         return "-"
     return str(value)
+
+
+def product_row_json(row: ProductRow) -> dict[str, Any]:
+    """A listed product as ``provstore products --json`` prints it."""
+    return {
+        "product": row.digest.hex(),
+        "name": row.name,
+        "version": row.version,
+        "size": row.size,
+        "run": None if row.run is None else row.run.hex(),
+        "path": row.path,
+        "started_ns": row.started_ns,
+    }
+
+
+def run_summary_json(r: RunSummary) -> dict[str, Any]:
+    """A run as ``provstore log --json`` prints it."""
+    return {
+        "run": r.digest.hex(),
+        "started_ns": r.started_ns,
+        "finished_ns": r.finished_ns,
+        "duration_ns": r.duration_ns,
+        "status": r.status or "unfinished",
+        "exit_code": r.exit_code,
+        "host": r.host,
+        "user": r.user,
+        "name": r.name,
+        "command": None if r.command is None else list(r.command),
+        "products": r.products,
+    }
