@@ -434,9 +434,14 @@ def test_the_tutorial_has_the_promised_steps() -> None:
         "provstore diff",
         "provstore export",
         "import summary.psb",
+        "provstore why summary.json",
+        "provstore status",
+        "provstore products",
+        "name:summary",
     ):
         assert needed in commands, needed
     assert any(s.exit_code == 1 and "verify" in s.command for s in steps)
+    assert any(s.exit_code == 1 and "provstore why" in s.command for s in steps)
     assert any(s.file and s.file[0].endswith(".py") for s in steps)
 
 
