@@ -1,4 +1,5 @@
-"""The documentation: it builds without warnings, its tutorial runs, its reference is complete.
+"""The documentation: it builds without warnings, its tutorial and README run, its reference is
+complete.
 
 The build is ``sphinx-build -W --keep-going -b html docs OUT`` (``nox -s docs`` runs the same),
 once per test module; the reference checks read the ``objects.inv`` inventory it writes.
@@ -17,6 +18,17 @@ directory, by one ``bash`` process, so shell variables carry from one command to
 * a console block with ``:class: not-run`` is not run; it may only hold ``pip install``
   commands (installing is the one step the test cannot repeat);
 * any other literal block makes the test fail, so nothing in the tutorial escapes it.
+
+``README.rst`` is run the same way (``test_readme_runs``), but GitHub and PyPI render it with
+plain docutils, which has no ``:caption:``, so a comment right before a block says what it is:
+
+* ``.. replay: file PATH``: the block is a file, written to ``PATH`` (the Quick Start's
+  Python code, which the commands after it run);
+* ``.. replay: skip REASON``: the block is not run, for the reason given. Only the install
+  commands, the scripts that work on the checkout itself (``scripts/demo.sh``, which
+  ``tests/test_example.py`` runs, ``scripts/test.sh``, ``.venv``), the development tools and
+  the ``[tool.provstore]`` example may be skipped (``README_NOT_RUN``);
+* console blocks with no marker are run; any other block without one makes the test fail.
 
 The environment is the test's (``conftest.isolated_env`` keeps the user's store and cache out
 of reach) with the venv's ``bin`` first on ``PATH``, ``PROVSTORE_URL`` at a new SQLite file
@@ -53,7 +65,7 @@ TUTORIAL = DOCS / "tutorial.rst"
 README = ROOT / "README.rst"
 CONCEPTS = DOCS / "concepts.rst"
 BUILD_TIMEOUT = 300
-TUTORIAL_TIMEOUT = 600
+REPLAY_TIMEOUT = 600
 
 try:
     import sphinx  # noqa: F401
@@ -316,38 +328,40 @@ def literal_blocks(text: str) -> Iterator[Block]:
             assert marker is None, f"line {marker[0] + 1}: a replay marker without its block"
             marker = (index, marked.group("text"))
             index += 1
-            continue
-        if not match or match.group("name") != "code-block":
+        elif match and match.group("name") == "code-block":
+            block, index = read_block(lines, index, match, marker[1] if marker else "")
+            marker = None
+            yield block
+        else:
             assert marker is None or not line.strip(), (
                 f"line {marker[0] + 1}: a replay marker must come right before its code block"
             )
             index += 1
-            continue
-        indent = len(match.group("indent"))
-        index += 1
-        options: dict[str, str] = {}
-        while index < len(lines) and (opt := OPTION.match(lines[index])):
-            options[opt.group("key")] = opt.group("value").strip()
-            index += 1
-        while index < len(lines) and not lines[index].strip():
-            index += 1
-        start = index + 1  # the line number of the block's first line
-        body: list[str] = []
-        while index < len(lines):
-            current = lines[index]
-            if current.strip() and len(current) - len(current.lstrip()) <= indent:
-                break
-            body.append(current)
-            index += 1
-        yield Block(
-            start,
-            match.group("arg").strip(),
-            options,
-            textwrap.dedent("\n".join(body)).rstrip("\n") + "\n",
-            marker[1] if marker else "",
-        )
-        marker = None
     assert marker is None, f"line {marker[0] + 1}: a replay marker without its block"
+
+
+def read_block(
+    lines: list[str], index: int, directive: re.Match[str], marker: str
+) -> tuple[Block, int]:
+    """The code block whose directive is ``lines[index]``, and the index of the line after it."""
+    indent = len(directive.group("indent"))
+    index += 1
+    options: dict[str, str] = {}
+    while index < len(lines) and (opt := OPTION.match(lines[index])):
+        options[opt.group("key")] = opt.group("value").strip()
+        index += 1
+    while index < len(lines) and not lines[index].strip():
+        index += 1
+    start = index + 1  # the line number of the block's first line
+    body: list[str] = []
+    while index < len(lines):
+        current = lines[index]
+        if current.strip() and len(current) - len(current.lstrip()) <= indent:
+            break
+        body.append(current)
+        index += 1
+    text = textwrap.dedent("\n".join(body)).rstrip("\n") + "\n"
+    return Block(start, directive.group("arg").strip(), options, text, marker), index
 
 
 def console_steps(block: Block) -> list[Step]:
@@ -462,7 +476,7 @@ def replay(page: str, steps: list[Step], tmp_path: Path) -> None:
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
-        timeout=TUTORIAL_TIMEOUT,
+        timeout=REPLAY_TIMEOUT,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     checker = doctest.OutputChecker()
@@ -506,10 +520,12 @@ with tracker() as t:
         metadata={"format": "parquet", "rows": len(data)}
     )
 """
-# What README.rst may leave out, by the first word of each command, and why: installing
-# changes the environment the suite runs in; scripts/ and .venv belong to the checkout
-# (tests/test_example.py runs demo.sh); the rest is the development tooling itself.
-README_NOT_RUN = ("pip", "bash", "source", "nox", "python")
+# The commands README.rst may leave out, and why: installing changes the environment the
+# suite runs in; scripts/ and .venv belong to the checkout (tests/test_example.py runs
+# demo.sh); the rest is the development tooling itself.
+README_NOT_RUN = re.compile(
+    r"^(pip install |bash scripts/|source \.venv/|nox |python -m benchmarks )"
+)
 
 
 def readme_steps(text: str) -> tuple[list[Step], list[Skip]]:
@@ -541,6 +557,23 @@ def readme_steps(text: str) -> tuple[list[Step], list[Skip]]:
     return steps, skipped
 
 
+def test_a_replay_marker_belongs_to_the_block_right_after_it() -> None:
+    page = (
+        ".. replay: file a.py\n\n.. code-block:: python\n\n   print(1)\n\n"
+        ".. code-block:: console\n\n   $ python a.py\n   1\n"
+    )
+    steps, skipped = readme_steps(page)
+    assert steps[0].file == ("a.py", "print(1)\n")
+    assert (steps[1].command, steps[1].expected) == ("python a.py", ["1"])
+    assert skipped == []
+    with pytest.raises(AssertionError, match="right before its code block"):
+        readme_steps(".. replay: skip no reason to run\n\nA paragraph.\n\n" + page)
+    with pytest.raises(AssertionError, match="must be marked"):
+        readme_steps(".. code-block:: python\n\n   print(1)\n")
+    with pytest.raises(AssertionError, match="say why"):
+        readme_steps(".. replay: skip\n\n.. code-block:: console\n\n   $ ls\n")
+
+
 def test_the_readme_has_the_promised_steps() -> None:
     steps, _ = readme_steps(README.read_text(encoding="utf-8"))
     files = {s.file[0]: s.file[1] for s in steps if s.file is not None}
@@ -570,7 +603,7 @@ def test_the_readme_leaves_out_only_what_it_cannot_run() -> None:
     for skip in skipped:
         assert skip.language in ("console", "toml"), skip
         assert len(skip.reason.split()) >= 3, f"README.rst line {skip.line}: say why"
-        unexpected = [c for c in skip.commands if c.split()[0] not in README_NOT_RUN]
+        unexpected = [c for c in skip.commands if not README_NOT_RUN.match(c)]
         assert not unexpected, f"README.rst line {skip.line}: run these: {unexpected}"
     assert len(skipped) <= 5, "keep the README's unrun blocks few"
 
