@@ -1,8 +1,10 @@
 """A small pipeline tracked by provstore: raw data -> cleaned table -> summary.
 
-Run it with ``bash scripts/demo.sh`` (or ``python scripts/example_pipeline.py [WORKDIR]``).  It
+Run it with ``bash scripts/demo.sh``, which gives it a scratch store and directory and removes
+them afterwards, or with ``python scripts/example_pipeline.py [WORKDIR]``, which writes its
+files to WORKDIR (created if needed; default a new temporary directory, left in place) and
 records the run on the configured store (by default the SQLite file in your user data
-directory), then runs ``provstore verify`` on the summary.
+directory).  Either way it then runs ``provstore verify`` on the summary.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ def summarise(table: str, out: str) -> None:
 
 
 def main(workdir: str) -> int:
+    os.makedirs(workdir, exist_ok=True)
     raw, table, summary = (
         os.path.join(workdir, n) for n in ("raw.csv", "clean.csv", "summary.json")
     )

@@ -1,4 +1,5 @@
-"""The documentation: it builds without warnings, its tutorial runs, its reference is complete.
+"""The documentation: it builds without warnings, its tutorial and README run, its reference is
+complete.
 
 The build is ``sphinx-build -W --keep-going -b html docs OUT`` (``nox -s docs`` runs the same),
 once per test module; the reference checks read the ``objects.inv`` inventory it writes.
@@ -18,6 +19,17 @@ directory, by one ``bash`` process, so shell variables carry from one command to
   commands (installing is the one step the test cannot repeat);
 * any other literal block makes the test fail, so nothing in the tutorial escapes it.
 
+``README.rst`` is run the same way (``test_readme_runs``), but GitHub and PyPI render it with
+plain docutils, which has no ``:caption:``, so a comment right before a block says what it is:
+
+* ``.. replay: file PATH``: the block is a file, written to ``PATH`` (the Quick Start's
+  Python code, which the commands after it run);
+* ``.. replay: skip REASON``: the block is not run, for the reason given. Only the install
+  commands, the scripts that work on the checkout itself (``scripts/demo.sh``, which
+  ``tests/test_example.py`` runs, ``scripts/test.sh``, ``.venv``), the development tools and
+  the ``[tool.provstore]`` example may be skipped (``README_NOT_RUN``);
+* console blocks with no marker are run; any other block without one makes the test fail.
+
 The environment is the test's (``conftest.isolated_env`` keeps the user's store and cache out
 of reach) with the venv's ``bin`` first on ``PATH``, ``PROVSTORE_URL`` at a new SQLite file
 (the tutorial exports its own, in the working directory) and no ``PYTHONPATH``.
@@ -26,6 +38,7 @@ of reach) with the venv's ``bin`` first on ``PATH``, ``PROVSTORE_URL`` at a new 
 from __future__ import annotations
 
 import doctest
+import io
 import os
 import re
 import shlex
@@ -49,9 +62,10 @@ from provstore.cli.main import main as cli_main
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 TUTORIAL = DOCS / "tutorial.rst"
+README = ROOT / "README.rst"
 CONCEPTS = DOCS / "concepts.rst"
 BUILD_TIMEOUT = 300
-TUTORIAL_TIMEOUT = 600
+REPLAY_TIMEOUT = 600
 
 try:
     import sphinx  # noqa: F401
@@ -256,6 +270,7 @@ DIRECTIVE = re.compile(r"^(?P<indent> *)\.\. (?P<name>[\w:-]+)::\s*(?P<arg>.*)$"
 OPTION = re.compile(r"^\s+:(?P<key>[\w-]+):\s*(?P<value>.*)$")
 EXPECTED_EXIT = re.compile(r"\s#\s*exit\s+(?P<code>\d+)\s*$")
 INSTALL = re.compile(r"^(python -m )?pip install\b")
+MARKER = re.compile(r"^\.\. replay:\s*(?P<text>.*?)\s*$")
 
 
 @dataclass
@@ -264,6 +279,17 @@ class Block:
     language: str
     options: dict[str, str]
     text: str
+    marker: str = ""  # the text of a `.. replay:` comment right before the block
+
+
+@dataclass
+class Skip:
+    """A block a page marks ``.. replay: skip REASON``."""
+
+    line: int
+    language: str
+    reason: str
+    commands: list[str]
 
 
 @dataclass
@@ -280,44 +306,62 @@ class Step:
 
 
 def literal_blocks(text: str) -> Iterator[Block]:
-    """Every code block of a reStructuredText page; anything else literal is an error."""
+    """Every code block of a reStructuredText page; anything else literal is an error.
+
+    A ``.. replay: ...`` comment is kept with the code block right after it (blank lines may
+    come between); anything else between them is an error, so a marker cannot drift.
+    """
     lines = text.splitlines()
     index = 0
+    marker: tuple[int, str] | None = None
     while index < len(lines):
         line = lines[index]
         match = DIRECTIVE.match(line)
         if match and match.group("name") in ("code", "sourcecode", "literalinclude"):
-            raise AssertionError(f"line {index + 1}: use `.. code-block::` in the tutorial")
+            raise AssertionError(f"line {index + 1}: use `.. code-block::` on a replayed page")
         if not match and line.rstrip().endswith("::") and not line.lstrip().startswith(".."):
             raise AssertionError(
                 f"line {index + 1}: a `::` literal block is not run; use "
                 "`.. code-block::` with a :caption: or console"
             )
-        if not match or match.group("name") != "code-block":
+        if marked := MARKER.match(line):
+            assert marker is None, f"line {marker[0] + 1}: a replay marker without its block"
+            marker = (index, marked.group("text"))
             index += 1
-            continue
-        indent = len(match.group("indent"))
+        elif match and match.group("name") == "code-block":
+            block, index = read_block(lines, index, match, marker[1] if marker else "")
+            marker = None
+            yield block
+        else:
+            assert marker is None or not line.strip(), (
+                f"line {marker[0] + 1}: a replay marker must come right before its code block"
+            )
+            index += 1
+    assert marker is None, f"line {marker[0] + 1}: a replay marker without its block"
+
+
+def read_block(
+    lines: list[str], index: int, directive: re.Match[str], marker: str
+) -> tuple[Block, int]:
+    """The code block whose directive is ``lines[index]``, and the index of the line after it."""
+    indent = len(directive.group("indent"))
+    index += 1
+    options: dict[str, str] = {}
+    while index < len(lines) and (opt := OPTION.match(lines[index])):
+        options[opt.group("key")] = opt.group("value").strip()
         index += 1
-        options: dict[str, str] = {}
-        while index < len(lines) and (opt := OPTION.match(lines[index])):
-            options[opt.group("key")] = opt.group("value").strip()
-            index += 1
-        while index < len(lines) and not lines[index].strip():
-            index += 1
-        start = index + 1  # the line number of the block's first line
-        body: list[str] = []
-        while index < len(lines):
-            current = lines[index]
-            if current.strip() and len(current) - len(current.lstrip()) <= indent:
-                break
-            body.append(current)
-            index += 1
-        yield Block(
-            start,
-            match.group("arg").strip(),
-            options,
-            textwrap.dedent("\n".join(body)).rstrip("\n") + "\n",
-        )
+    while index < len(lines) and not lines[index].strip():
+        index += 1
+    start = index + 1  # the line number of the block's first line
+    body: list[str] = []
+    while index < len(lines):
+        current = lines[index]
+        if current.strip() and len(current) - len(current.lstrip()) <= indent:
+            break
+        body.append(current)
+        index += 1
+    text = textwrap.dedent("\n".join(body)).rstrip("\n") + "\n"
+    return Block(start, directive.group("arg").strip(), options, text, marker), index
 
 
 def console_steps(block: Block) -> list[Step]:
@@ -341,6 +385,10 @@ def tutorial_steps(text: str) -> tuple[list[Step], list[str]]:
     steps: list[Step] = []
     skipped: list[str] = []
     for block in literal_blocks(text):
+        assert not block.marker, (
+            f"tutorial line {block.line}: the tutorial says what a block is with :caption: "
+            "and :class: not-run (Sphinx shows the caption); `.. replay:` is for README.rst"
+        )
         caption = block.options.get("caption")
         if caption:
             assert not caption.startswith("/") and ".." not in caption.split("/"), caption
@@ -400,18 +448,23 @@ def test_the_tutorial_has_the_promised_steps() -> None:
         "provstore diff",
         "provstore export",
         "import summary.psb",
+        "provstore why summary.json",
+        "provstore status",
+        "provstore products",
+        "name:summary",
     ):
         assert needed in commands, needed
     assert any(s.exit_code == 1 and "verify" in s.command for s in steps)
+    assert any(s.exit_code == 1 and "provstore why" in s.command for s in steps)
     assert any(s.file and s.file[0].endswith(".py") for s in steps)
 
 
-def test_tutorial_runs(tmp_path: Path) -> None:
-    steps, _ = tutorial_steps(TUTORIAL.read_text(encoding="utf-8"))
+def replay(page: str, steps: list[Step], tmp_path: Path) -> None:
+    """Run ``steps`` in a new directory against a new store; fail where ``page`` is wrong."""
     workdir, staged, results = tmp_path / "work", tmp_path / "staged", tmp_path / "results"
     for directory in (workdir, staged, results):
         directory.mkdir()
-    script = tmp_path / "tutorial.sh"
+    script = tmp_path / "replay.sh"
     script.write_text(bash_script(steps, workdir, staged, results), encoding="utf-8")
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
@@ -423,7 +476,7 @@ def test_tutorial_runs(tmp_path: Path) -> None:
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
-        timeout=TUTORIAL_TIMEOUT,
+        timeout=REPLAY_TIMEOUT,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     checker = doctest.OutputChecker()
@@ -431,16 +484,151 @@ def test_tutorial_runs(tmp_path: Path) -> None:
     for number, step in enumerate(steps):
         if step.file is not None:
             continue
-        where = f"docs/tutorial.rst line {step.line}: $ {step.command}"
+        where = f"{page} line {step.line}: $ {step.command}"
         rc_file = results / f"{number}.rc"
         assert rc_file.exists(), f"{where}\nwas not reached"
         output = (results / f"{number}.out").read_text(encoding="utf-8", errors="replace")
         code = int(rc_file.read_text())
         assert code == step.exit_code, (
-            f"{where}\nexited {code}, the tutorial says {step.exit_code}; output:\n{output}"
+            f"{where}\nexited {code}, {page} says {step.exit_code}; output:\n{output}"
         )
         want = "\n".join(step.expected).strip("\n")
         if want:
             assert checker.check_output(want + "\n", output, flags), (
-                f"{where}\nprinted:\n{output}\nthe tutorial shows:\n{want}"
+                f"{where}\nprinted:\n{output}\n{page} shows:\n{want}"
             )
+
+
+def test_tutorial_runs(tmp_path: Path) -> None:
+    steps, _ = tutorial_steps(TUTORIAL.read_text(encoding="utf-8"))
+    replay("docs/tutorial.rst", steps, tmp_path)
+
+
+# --- the README runs -----------------------------------------------------------------------
+
+# The Quick Start of data_product_tracker's README, below its import; README.rst keeps it.
+SEED_QUICK_START = """\
+# Track a data product execution
+with tracker() as t:
+    # Your data processing code here
+    data = process_data()
+
+    # Register the data product
+    product_id = t.register_data_product(
+        name="analysis_results",
+        version="1.0.0",
+        metadata={"format": "parquet", "rows": len(data)}
+    )
+"""
+# The commands README.rst may leave out, and why: installing changes the environment the
+# suite runs in; scripts/ and .venv belong to the checkout (tests/test_example.py runs
+# demo.sh); the rest is the development tooling itself.
+README_NOT_RUN = re.compile(
+    r"^(pip install |bash scripts/|source \.venv/|nox |python -m benchmarks )"
+)
+
+
+def readme_steps(text: str) -> tuple[list[Step], list[Skip]]:
+    """The steps to run, in order, and the blocks marked ``.. replay: skip REASON``."""
+    steps: list[Step] = []
+    skipped: list[Skip] = []
+    for block in literal_blocks(text):
+        where = f"README.rst line {block.line}"
+        verb, _, argument = block.marker.partition(" ")
+        if verb == "file":
+            assert argument and not argument.startswith("/"), f"{where}: `file PATH`"
+            assert ".." not in argument.split("/"), f"{where}: {argument}"
+            steps.append(Step(block.line, file=(argument, block.text)))
+        elif verb == "skip":
+            assert argument, f"{where}: say why it is not run: `.. replay: skip REASON`"
+            commands = console_steps(block) if block.language == "console" else []
+            skipped.append(
+                Skip(block.line, block.language, argument, [s.command for s in commands])
+            )
+        elif verb:
+            raise AssertionError(f"{where}: unknown marker `.. replay: {block.marker}`")
+        elif block.language == "console":
+            steps += console_steps(block)
+        else:
+            raise AssertionError(
+                f"{where}: a {block.language} block must be marked `.. replay: file PATH` "
+                "(written there, for the commands after it) or `.. replay: skip REASON`"
+            )
+    return steps, skipped
+
+
+def test_a_replay_marker_belongs_to_the_block_right_after_it() -> None:
+    page = (
+        ".. replay: file a.py\n\n.. code-block:: python\n\n   print(1)\n\n"
+        ".. code-block:: console\n\n   $ python a.py\n   1\n"
+    )
+    steps, skipped = readme_steps(page)
+    assert steps[0].file == ("a.py", "print(1)\n")
+    assert (steps[1].command, steps[1].expected) == ("python a.py", ["1"])
+    assert skipped == []
+    with pytest.raises(AssertionError, match="right before its code block"):
+        readme_steps(".. replay: skip no reason to run\n\nA paragraph.\n\n" + page)
+    with pytest.raises(AssertionError, match="must be marked"):
+        readme_steps(".. code-block:: python\n\n   print(1)\n")
+    with pytest.raises(AssertionError, match="say why"):
+        readme_steps(".. replay: skip\n\n.. code-block:: console\n\n   $ ls\n")
+
+
+def test_the_readme_has_the_promised_steps() -> None:
+    steps, _ = readme_steps(README.read_text(encoding="utf-8"))
+    files = {s.file[0]: s.file[1] for s in steps if s.file is not None}
+    commands = [s.command.split("#")[0].strip() for s in steps if s.file is None]
+    quick_start = files["quickstart.py"]
+    assert quick_start.startswith("from provstore import tracker\n")
+    assert SEED_QUICK_START in quick_start
+    assert quick_start.rstrip().endswith("print(product_id)")
+    for needed in (
+        "python quickstart.py",
+        "provstore log",
+        "provstore show name:analysis_results",
+        "provstore lineage name:analysis_results",
+        "provstore verify name:analysis_results",
+        "provstore why mean.txt",
+        "provstore status",
+    ):
+        assert needed in commands, needed
+    assert "path=" in files["mean.py"]
+    quick_start_step = next(s for s in steps if s.command == "python quickstart.py")
+    assert quick_start_step.expected, "the README should show that the Quick Start prints"
+
+
+def test_the_readme_leaves_out_only_what_it_cannot_run() -> None:
+    _, skipped = readme_steps(README.read_text(encoding="utf-8"))
+    assert [s.language for s in skipped].count("toml") == 1  # the settings example
+    for skip in skipped:
+        assert skip.language in ("console", "toml"), skip
+        assert len(skip.reason.split()) >= 3, f"README.rst line {skip.line}: say why"
+        unexpected = [c for c in skip.commands if not README_NOT_RUN.match(c)]
+        assert not unexpected, f"README.rst line {skip.line}: run these: {unexpected}"
+    assert len(skipped) <= 5, "keep the README's unrun blocks few"
+
+
+def test_the_readme_says_how_to_reach_provstore_after_the_demo() -> None:
+    text = README.read_text(encoding="utf-8")
+    after_demo = text[text.index("bash scripts/demo.sh") :]
+    section_end = after_demo.index("\n-----")
+    assert "source .venv/bin/activate" in after_demo[:section_end]
+
+
+def test_the_readme_renders_on_its_own() -> None:
+    # GitHub and PyPI render README.rst with plain docutils, which knows no Sphinx options
+    # such as :caption: (hence the `.. replay:` markers).
+    import docutils.core  # with Sphinx, so only once the module knows the docs extra is there
+
+    messages = io.StringIO()
+    docutils.core.publish_doctree(
+        README.read_text(encoding="utf-8"),
+        source_path=str(README),
+        settings_overrides={"warning_stream": messages, "report_level": 2, "halt_level": 5},
+    )
+    assert messages.getvalue() == ""
+
+
+def test_readme_runs(tmp_path: Path) -> None:
+    steps, _ = readme_steps(README.read_text(encoding="utf-8"))
+    replay("README.rst", steps, tmp_path)
