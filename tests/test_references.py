@@ -234,3 +234,17 @@ def test_the_tracker_hashes_an_unchanged_input_once(sqlite_url, tmp_path, monkey
     with tracker(sqlite_url, git=False) as t:
         t.use(data)
     assert len(calls) == 2
+
+
+def test_status_leaves_out_the_store_and_honours_no_untracked(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path}/here.db"
+    (tmp_path / "out.txt").write_text("made\n")
+    (tmp_path / "loose.txt").write_text("untracked\n")
+    with tracker(url, git=False) as t:
+        t.track("out.txt")
+    code, out, _ = cli("--url", url, "status", "--json")
+    paths = {f["path"] for f in json.loads(out)["files"]}
+    assert code == 0 and paths == {"out.txt", "loose.txt"}  # no here.db, -wal or -shm
+    code, out, _ = cli("--url", url, "status", "--json", "--no-untracked")
+    assert [f["path"] for f in json.loads(out)["files"]] == ["out.txt"]

@@ -168,7 +168,8 @@ def walk_files(
             continue
         if not os.path.isdir(top):
             raise PathError(top, "no such file or directory")
-        yield from _walk(top, os.path.abspath(top), skip)
+        shown = os.path.normpath(top)
+        yield from _walk("" if shown == "." else shown, os.path.abspath(top), skip)
 
 
 def _walk(shown: str, absolute: str, skip: frozenset[str]) -> Iterator[tuple[str, str]]:
@@ -179,18 +180,18 @@ def _walk(shown: str, absolute: str, skip: frozenset[str]) -> Iterator[tuple[str
     for entry in entries:
         here = os.path.join(shown, entry.name)
         if entry.is_dir(follow_symlinks=False):
-            if entry.name not in SKIPPED_DIRS:
+            if entry.name not in SKIPPED_DIRS and entry.path not in skip:
                 yield from _walk(here, entry.path, skip)
         elif entry.is_file(follow_symlinks=False) and entry.path not in skip:
             yield here, entry.path
 
 
 def _own_files(store: Store) -> frozenset[str]:
-    """The store's and the hash cache's own files: never reported, never hashed."""
+    """The store's files and provstore's cache directory: never reported, never hashed."""
     cache = cache_path()
     own = store.dialect.local_files(store.engine.url)
     if cache is not None:
-        own += [cache, cache + "-wal", cache + "-shm", cache + "-journal"]
+        own.append(os.path.dirname(cache))  # hash and distribution caches
     return frozenset(own)
 
 

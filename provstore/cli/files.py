@@ -160,14 +160,15 @@ def status(ctx: click.Context, paths: tuple[str, ...], untracked: bool, as_json:
       provstore status results/ data/raw.csv --json
     """
     report = store_of(ctx).status(list(paths) or ["."])
-    emit(as_json, _status_json(report), lambda: _status_text(report, untracked))
+    emit(as_json, _status_json(report, untracked), lambda: _status_text(report, untracked))
 
 
-def _status_json(report: StatusReport) -> dict[str, Any]:
+def _status_json(report: StatusReport, untracked: bool) -> dict[str, Any]:
     return {
         "files": [
             {"path": f.path, "state": f.state, "product": f.product.hex() if f.product else None}
             for f in report.files
+            if untracked or f.state != "untracked"
         ],
         "counts": report.counts(),
         "hashed": report.hashed,
@@ -184,7 +185,8 @@ def _status_text(report: StatusReport, untracked: bool) -> str:
     counts = report.counts()
     lines.append(
         f"{counts['recorded']} recorded, {counts['modified']} modified, "
-        f"{counts['untracked']} untracked ({report.hashed} files hashed)"
+        f"{counts['untracked']} untracked ({report.hashed} "
+        f"{'file' if report.hashed == 1 else 'files'} hashed)"
     )
     return "\n".join(lines)
 

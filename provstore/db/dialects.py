@@ -246,9 +246,10 @@ class SQLite(Dialect):
 
     def local_files(self, url: URL) -> list[str]:
         """The database file and the journal files beside it."""
-        if not url.database or url.database == ":memory:":
+        path, _ = sqlite_file(url)
+        if path is None:
             return []
-        path = os.path.abspath(url.database)
+        path = os.path.abspath(path)
         return [path, *(path + suffix for suffix in ("-wal", "-shm", "-journal"))]
 
     def glob(self, column: Any, pattern: str) -> Any:
