@@ -96,8 +96,9 @@ class FileHasher:
             ).fetchall()
         except sqlite3.Error:
             return
-        for name, *key, digest in rows:
-            self._known[name] = (tuple(key), bytes(digest))
+        known = self._known
+        for name, dev, ino, size, mtime, ctime, digest in rows:
+            known[name] = ((dev, ino, size, mtime, ctime), digest)
         self._preloaded.append(root)
 
     def hash(self, path: str | os.PathLike[str], *, absolute: bool = False) -> tuple[bytes, int]:
@@ -109,7 +110,11 @@ class FileHasher:
         with suppress(OSError):
             info = os.stat(name)
             if stat_module.S_ISREG(info.st_mode):
-                cached = self._lookup(name, _key(info))
+                key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+                known = self._known.get(name)  # the common case of a walk over a cached tree
+                if known is not None and known[0] == key and name not in self._pending:
+                    return known[1], info.st_size
+                cached = self._lookup(name, key)
                 if cached is not None:
                     return cached, info.st_size
         digest, size = hash_file(name)

@@ -10,6 +10,7 @@ each file once per change through the stat cache.
 from __future__ import annotations
 
 import os
+from operator import attrgetter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -22,6 +23,7 @@ from provstore.store import Store
 __all__ = ["FileState", "Input", "Why", "status", "why"]
 
 SKIPPED_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__"})
+_BY_NAME = attrgetter("name")
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,16 +176,16 @@ def walk_files(
 
 def _walk(shown: str, absolute: str, skip: frozenset[str]) -> Iterator[tuple[str, str]]:
     try:
-        entries = sorted(os.scandir(absolute), key=lambda entry: entry.name)
+        entries = sorted(os.scandir(absolute), key=_BY_NAME)
     except OSError:
         return  # unreadable or vanished: nothing under it can be hashed
+    prefix = shown + os.sep if shown else ""
     for entry in entries:
-        here = os.path.join(shown, entry.name)
         if entry.is_dir(follow_symlinks=False):
             if entry.name not in SKIPPED_DIRS and entry.path not in skip:
-                yield from _walk(here, entry.path, skip)
+                yield from _walk(prefix + entry.name, entry.path, skip)
         elif entry.is_file(follow_symlinks=False) and entry.path not in skip:
-            yield here, entry.path
+            yield prefix + entry.name, entry.path
 
 
 def _own_files(store: Store) -> frozenset[str]:
