@@ -10,9 +10,9 @@ each file once per change through the stat cache.
 from __future__ import annotations
 
 import os
-from operator import attrgetter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from provstore.capture.hashcache import FileHasher, cache_path
 from provstore.core.errors import PathError

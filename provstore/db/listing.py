@@ -218,9 +218,95 @@ def runs_query(
 def products(
     conn: Connection, where: ProductFilter, after: tuple[int, bytes] | None, limit: int
 ) -> list[ProductRow]:
-    """One page of products (see :func:`products_query`)."""
+    """One page of products (see :func:`products_query`).
+
+    Without a name, path or run to narrow it, the sort key (the run's start) is not in any
+    product index, so one query would sort every product; the page is read run by run instead,
+    newest first through the runs' start index (:func:`_by_runs`).
+    """
+    if where.name in (None, "*") and where.path is None and where.at is None and where.run is None:
+        return _by_runs(conn, where, after, limit)
     query = products_query(dialects.of(conn), where, after, limit)
     return [ProductRow.from_row(row) for row in conn.execute(query)]
+
+
+def _by_runs(
+    conn: Connection, where: ProductFilter, after: tuple[int, bytes] | None, limit: int
+) -> list[ProductRow]:
+    """A page of every product, newest run first, reading runs in growing batches.
+
+    A batch of runs (newest first) is read from the runs index, then their products from the
+    products' run index; the page is complete once it holds ``limit`` products and the next run
+    started strictly earlier than the last one kept (runs that share a start sort by product
+    digest).  Source products (no run) follow the last run, in digest order.
+    """
+    p = schema.products.c
+    rows: list[ProductRow] = []
+    if after is None or after[0] != NO_RUN:
+        rows = _run_products(conn, where, after, limit)
+        if len(rows) >= limit or where.since_ns is not None or where.until_ns is not None:
+            return rows[:limit]
+    query = select(p.digest, p.name, p.version, p.size, p.run, p.path, literal(None)).where(
+        p.run.is_(None)
+    )
+    if after is not None and after[0] == NO_RUN:
+        query = query.where(p.digest > after[1])
+    query = query.order_by(p.digest).limit(limit - len(rows))
+    return rows + [ProductRow.from_row(row) for row in conn.execute(query)]
+
+
+def _run_products(
+    conn: Connection, where: ProductFilter, after: tuple[int, bytes] | None, limit: int
+) -> list[ProductRow]:
+    """Up to ``limit`` products made by runs, in page order, after the cursor (see above).
+
+    Runs that started at the same instant are one group, their products in digest order; a
+    batch of runs whose last group may go on in the next batch leaves that group to it.
+    """
+    r, p = schema.runs.c, schema.products.c
+    rows: list[ProductRow] = []
+    run_after: tuple[int, bytes] | None = None
+    batch = 64
+    while True:
+        clauses = []
+        if after is not None:
+            clauses.append(r.started_ns <= after[0])
+        if where.since_ns is not None:
+            clauses.append(r.started_ns >= where.since_ns)
+        if where.until_ns is not None:
+            clauses.append(r.started_ns < where.until_ns)
+        if run_after is not None:
+            clauses.append(
+                or_(r.started_ns < run_after[0],
+                    and_(r.started_ns == run_after[0], r.digest > run_after[1]))
+            )  # fmt: skip
+        runs = conn.execute(
+            select(r.started_ns, r.digest)
+            .where(*clauses)
+            .order_by(r.started_ns.desc(), r.digest)
+            .limit(batch)
+        ).all()
+        groups: dict[int, list[bytes]] = {}
+        for start, digest in runs:
+            groups.setdefault(start, []).append(bytes(digest))
+        if len(runs) == batch:
+            if len(groups) == 1:
+                batch *= 2  # one instant shared by the whole batch: read more of it
+                continue
+            groups.popitem()  # the last instant may go on in the next batch
+        for start, digests in groups.items():
+            made = select(p.digest, p.name, p.version, p.size, p.run, p.path, literal(start))
+            made = made.where(p.run.in_(digests))
+            if after is not None and start == after[0]:
+                made = made.where(p.digest > after[1])
+            made = made.order_by(p.digest).limit(limit - len(rows))
+            rows += [ProductRow.from_row(row) for row in conn.execute(made)]
+            if len(rows) >= limit:
+                return rows
+        if len(runs) < batch:
+            return rows  # every run read
+        start, digests = next(reversed(groups.items()))
+        run_after, batch = (start, digests[-1]), min(batch * 2, 4096)
 
 
 def runs(
