@@ -659,9 +659,10 @@ class MySQL(Dialect):
 
         Galera reports a write set that lost certification against another node's (the same
         row written on two nodes at once) as a deadlock, 1213, at ``COMMIT``: the whole
-        transaction runs again.
+        transaction runs again.  1684: a table skipped by ``information_schema`` while another
+        session's DDL changes it (a schema being created on another node at that moment).
         """
-        return _mysql_code(exc) in (1040, 1205, 1213, 1614)
+        return _mysql_code(exc) in (1040, 1205, 1213, 1614, 1684)
 
     def is_connection_lost(self, exc: DBAPIError) -> bool:
         """Cannot connect, server gone or shutting down, a node not ready (Galera's 1047)."""

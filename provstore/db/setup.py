@@ -80,6 +80,9 @@ def _create_schema(engine: Engine, shown_url: str) -> None:
                     "record; it is not a provstore store. Use another database."
                 )
             dialect.prepare_schema(schema.metadata, conn)
+            # The meta table first: a creator racing on another node (past the lock) then
+            # never sees an 'objects' table without it and takes the store for a stranger's.
+            dialect.create_tables(conn, schema.metadata, [schema.meta])
             dialect.create_tables(conn, schema.metadata)
             version_row = [("schema_version", str(schema.SCHEMA_VERSION))]
             dialect.insert_ignore(conn, schema.meta, version_row)
