@@ -234,7 +234,7 @@ def run_writers(
             assert all(p.poll() is None for p in procs), _outputs(procs)
             assert time.monotonic() < deadline, "the writers did not open their trackers"
             time.sleep(0.05)
-        (ctl / "go").touch()
+        (ctl / "go").write_text("true")
         if during is not None:
             during()
         outputs = [p.communicate(timeout=600)[0] for p in procs]
