@@ -46,8 +46,9 @@ _CHILD = r"""
 import json, os, sys, time, traceback
 from provstore import tracker
 
-url, writer, writers, n, ctl = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-mode = sys.argv[6]  # "parents": a second phase with parents from the next writer; "steady"
+# mode "parents": a second phase with parents from the next writer; "steady": until "stop"
+url, ctl, mode = sys.argv[1], sys.argv[5], sys.argv[6]
+writer, writers, n = (int(arg) for arg in sys.argv[2:5])
 result = {"writer": writer, "errors": [], "stored": {}}
 
 def publish(name, data):
@@ -222,9 +223,21 @@ def run_writers(
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _CHILD, cluster_url(w % 3, database), str(w), str(writers),
-             str(per_writer), str(ctl), mode],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                "-c",
+                _CHILD,
+                cluster_url(w % 3, database),
+                str(w),
+                str(writers),
+                str(per_writer),
+                str(ctl),
+                mode,
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )  # fmt: skip
         for w in range(writers)
     ]
@@ -261,8 +274,9 @@ def node_summary(node: int, database: str) -> dict:
             }
             digest = hashlib.sha256()
             for row in conn.execute(
-                sa.select(schema.objects.c.digest, schema.objects.c.kind, schema.objects.c.data)
-                .order_by(schema.objects.c.digest)
+                sa.select(
+                    schema.objects.c.digest, schema.objects.c.kind, schema.objects.c.data
+                ).order_by(schema.objects.c.digest)
             ):
                 digest.update(bytes(row.digest) + row.kind.encode() + bytes(row.data))
             products = conn.execute(
@@ -293,7 +307,9 @@ def check_converged(database: str, results: list[dict]) -> dict:
         present = dict(summary["products"])
         lost = sorted(set(stored) - set(present))
         duplicated = len(names) - len(set(names))
-        wrong = sorted(name for name in stored if name in present and present[name] != stored[name])
+        wrong = sorted(
+            name for name in stored if name in present and present[name] != stored[name]
+        )
         report[f"node{node + 1}"] = {
             "products": len(names), "objects": summary["counts"]["objects"],
             "lost": len(lost), "duplicated": duplicated,
@@ -345,7 +361,9 @@ def test_kill_a_node_mid_flush_loses_and_doubles_nothing(database, tmp_path):
         pid = _pid(3)
         os.kill(pid, signal.SIGKILL)
         events["killed"] = pid
-        _wait_products(database, 60, node=0)  # writers carry on through nodes 1 and 2
+        # the writers that listed node 3 first (2 and 5) carry on through nodes 1 and 2
+        _wait_products(database, 20, node=0, names=("w2-%", "w5-%"))
+        events["failed_over"] = True
         started = subprocess.run(
             ["bash", str(SCRIPT), "--node", "3"], capture_output=True, text=True, timeout=300
         )
@@ -355,7 +373,7 @@ def test_kill_a_node_mid_flush_loses_and_doubles_nothing(database, tmp_path):
         (tmp_path / "stop").touch()
 
     results = run_writers(database, tmp_path, 6, 8, "steady", during=kill_and_restart)
-    assert "killed" in events
+    assert "killed" in events and "failed_over" in events
     errors = [e for r in results for e in r["errors"]]
     assert errors == []
     _wait_synced()
@@ -363,8 +381,10 @@ def test_kill_a_node_mid_flush_loses_and_doubles_nothing(database, tmp_path):
     print("\ngalera kill -9:", json.dumps(report), events["restart"].strip().splitlines()[-1:])
 
 
-def _wait_products(database: str, more: int, node: int = 0, seconds: float = 120) -> None:
-    """Wait until ``node`` holds ``more`` products more than now."""
+def _wait_products(
+    database: str, more: int, node: int = 0, seconds: float = 120, names: tuple[str, ...] = ()
+) -> None:
+    """Wait until ``node`` holds ``more`` products more than now (named like ``names``)."""
 
     def count() -> int:
         engine = _admin(node, database)
@@ -373,6 +393,9 @@ def _wait_products(database: str, more: int, node: int = 0, seconds: float = 120
             try:
                 with engine.connect() as conn:
                     query = sa.select(sa.func.count()).select_from(schema.products)
+                    if names:
+                        name = schema.products.c.name
+                        query = query.where(sa.or_(*(name.like(n) for n in names)))
                     return int(conn.execute(query).scalar_one())
             except sa.exc.DBAPIError:
                 if time.monotonic() > deadline:
@@ -400,7 +423,7 @@ def test_two_nodes_create_the_schema_at_the_same_instant(database):
         barrier = threading.Barrier(2)
         errors: list[BaseException] = []
 
-        def open_store(node: int) -> None:
+        def open_store(node: int, barrier=barrier, errors=errors) -> None:
             url = node_url(node, database)
             try:
                 barrier.wait()
