@@ -5,7 +5,8 @@
 #
 # Creates .venv if it is missing, installs provstore with its test extras into it, makes sure
 # the PostgreSQL and MariaDB test servers are up (scripts/start-test-databases.sh) and, in CI,
-# the Galera cluster (scripts/start-galera.sh), then runs pytest with the given arguments. Works from any directory; exits with pytest's exit code.
+# the Galera cluster (scripts/start-galera.sh), then runs pytest with the given arguments.
+# Works from any directory; exits with pytest's exit code.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
