@@ -751,10 +751,12 @@ class _Failover:
         try:
             cursor.execute("SHOW GLOBAL STATUS LIKE 'wsrep_ready'")
             row = cursor.fetchone()
-            if row is None:  # not a Galera node
+            if row is None:  # MySQL: no Galera
                 return True
             if str(row[1]).upper() != "ON":
-                return False
+                cursor.execute("SHOW GLOBAL VARIABLES LIKE 'wsrep_on'")
+                on = cursor.fetchone()
+                return on is None or str(on[1]).upper() != "ON"  # ready: a plain MariaDB
             cursor.execute("SET SESSION wsrep_sync_wait = 1")
             return True
         finally:
