@@ -17,7 +17,8 @@
 #
 # Needs the Debian packages mariadb-server, galera-4 and mariadb-backup (state transfer uses
 # mariabackup); installs the missing ones when run as root. Memory is kept small (64 MiB
-# buffer pool, 32 MiB gcache) so the cluster fits beside the other test servers.
+# buffer pool, 32 MiB gcache) so the cluster fits beside the other test servers. Tables without
+# a primary key are refused (innodb_force_primary_key): Galera needs one to replicate rows.
 set -euo pipefail
 
 DIR=${PROVSTORE_GALERA_DIR:-/tmp/provstore-galera}
@@ -117,7 +118,8 @@ binlog_format = ROW
 innodb_autoinc_lock_mode = 2
 innodb_buffer_pool_size = 64M
 innodb_log_file_size = 48M
-innodb_flush_log_at_trx_commit = 2
+innodb_flush_log_at_trx_commit = 1
+innodb_force_primary_key = ON
 performance_schema = OFF
 max_connections = 200
 wsrep_on = ON

@@ -201,6 +201,12 @@ def cluster() -> None:
 def database(cluster: None) -> str:
     """An empty database on the cluster (DDL runs on every node)."""
     name = _database_name()
+    _create_database(name)
+    return name
+
+
+def _create_database(name: str) -> None:
+    """Drop and create ``name`` through node 1; return once every node has it."""
     engine = _admin(0)
     try:
         with engine.connect() as conn:
@@ -210,7 +216,15 @@ def database(cluster: None) -> str:
             )
     finally:
         engine.dispose()
-    return name
+    for node in range(3):  # the other nodes apply the DDL a moment later
+        engine = _admin(node)
+        try:
+            with engine.connect() as conn:
+                conn.exec_driver_sql(
+                    "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (name,)
+                ).one()
+        finally:
+            engine.dispose()
 
 
 # --- writers and checks -------------------------------------------------------------------------
@@ -415,11 +429,7 @@ def test_two_nodes_create_the_schema_at_the_same_instant(database):
     """GET_LOCK is each node's own: the DDL itself must let both creators succeed."""
     for attempt in range(5):
         if attempt:
-            engine = _admin(0)
-            with engine.connect() as conn:
-                conn.exec_driver_sql(f"DROP DATABASE `{database}`")
-                conn.exec_driver_sql(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4")
-            engine.dispose()
+            _create_database(database)
         barrier = threading.Barrier(2)
         errors: list[BaseException] = []
 
