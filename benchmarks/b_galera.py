@@ -57,7 +57,7 @@ def _database(ctx: Context) -> str:
 
 def _levels(ctx: Context) -> list[tuple[int, int]]:
     """(writers, products each)."""
-    return ctx.pick([(3, 20)], [(1, 300), (6, 150), (24, 60)])
+    return ctx.pick([(3, 20)], [(1, 1000), (6, 300), (24, 100)])
 
 
 def run(ctx: Context) -> list[Row]:
