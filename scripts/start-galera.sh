@@ -62,11 +62,13 @@ server() {
     if command -v mariadbd >/dev/null 2>&1; then command -v mariadbd; else echo /usr/sbin/mariadbd; fi
 }
 
-# The client as root through the node's socket (unix_socket authentication).
+# The client through the node's socket, as the account mariadb-install-db made for the user
+# running this script (root, or the non-root user the servers then run as): unix_socket
+# authentication, no password.
 node_sql() {
     local node=$1
     shift
-    mariadb --no-defaults -uroot --socket="$(socket "${node}")" --connect-timeout=3 \
+    mariadb --no-defaults -u"$(id -un)" --socket="$(socket "${node}")" --connect-timeout=3 \
         --batch --skip-column-names "$@"
 }
 
@@ -183,10 +185,13 @@ node_synced() { [[ $(node_state "$1") == *" Synced" ]]; }
 grant_test_user() {
     # Replicated to the joiners by state transfer and by Galera itself.
     node_sql 1 -e "CREATE USER IF NOT EXISTS 'provstore'@'127.0.0.1';
-                   GRANT ALL PRIVILEGES ON *.* TO 'provstore'@'127.0.0.1';
-                   CREATE USER IF NOT EXISTS 'mysql'@'localhost' IDENTIFIED VIA unix_socket;
-                   GRANT RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR, SLAVE MONITOR
-                       ON *.* TO 'mysql'@'localhost';"
+                   GRANT ALL PRIVILEGES ON *.* TO 'provstore'@'127.0.0.1';"
+    if [[ ${EUID} -eq 0 ]]; then
+        # The servers run as mysql; mariabackup (state transfer) connects as that OS user.
+        node_sql 1 -e "CREATE USER IF NOT EXISTS 'mysql'@'localhost' IDENTIFIED VIA unix_socket;
+                       GRANT RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR, SLAVE MONITOR
+                           ON *.* TO 'mysql'@'localhost';"
+    fi
 }
 
 # The position a node's InnoDB holds (uuid:seqno), found by `mariadbd --wsrep-recover`: after
