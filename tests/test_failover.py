@@ -169,3 +169,43 @@ def test_every_table_has_a_primary_key():
     """Galera replicates rows by key: a table without one cannot be kept in step safely."""
     for table in schema.metadata.tables.values():
         assert table.primary_key.columns, table.name
+
+
+def _kill_own_connection(conn) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SELECT pg_terminate_backend(pg_backend_pid())")
+    else:
+        conn.exec_driver_sql("KILL CONNECTION_ID()")
+
+
+@pytest.mark.parametrize("hosts", ["several", "one"])
+def test_a_flush_whose_connection_dies_runs_again_only_with_several_hosts(
+    server_url, monkeypatch, hosts
+):
+    """The server drops the connection in the middle of the write transaction."""
+    from provstore.db import index
+
+    url = _behind_a_dead_host(server_url) if hosts == "several" else server_url
+    real = index.write_items
+    calls: list[int] = []
+
+    def dying(conn, batch):
+        calls.append(len(batch))
+        if len(calls) == 1:  # the first flush of products dies
+            _kill_own_connection(conn)
+        return real(conn, batch)
+
+    with tracker(url, git=False) as t:
+        monkeypatch.setattr(index, "write_items", dying)
+        digest = t.register_data_product("survives", "1", {"n": 1})
+        if hosts == "one":
+            with pytest.raises(Exception, match="(?i)connection|terminat|killed|lost|closed"):
+                t.flush()
+            monkeypatch.setattr(index, "write_items", real)
+            t.flush()  # the product is still pending: written now
+        else:
+            t.flush()
+            assert len(calls) == 2  # the flush that died, the same flush again
+        monkeypatch.setattr(index, "write_items", real)
+    with Store(server_url, create=False) as store:
+        assert store.get(digest, kind="product").obj.name == "survives"
