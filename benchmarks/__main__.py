@@ -17,7 +17,8 @@ full run may be taken in parts), each part listed on the page with its own comma
 Scratch databases: the database a server URL names (the base) is only probed: created if
 missing, and emptied.  The benchmarks work in databases of their own named after it:
 ``<base>_register``, ``<base>_register_raw``, ``<base>_register_naive``, ``<base>_storage``,
-``<base>_storage_runs``, ``<base>_b_concurrency``, ``<base>_b_bundle`` and ``<base>_bigstore``
+``<base>_storage_runs``, ``<base>_b_concurrency``, ``<base>_b_bundle``, ``<base>_b_galera``
+(on MariaDB and on the Galera cluster of ``scripts/start-galera.sh``) and ``<base>_bigstore``
 (with the default base, ``provstore_bench_register`` and so on), each created on first use and
 emptied before and after it; ``<base>_bigstore`` is dropped when the run ends.  So setting
 ``PROVSTORE_BENCH_PG_URL`` / ``PROVSTORE_BENCH_MYSQL_URL`` (or ``--url``) to another database
@@ -52,6 +53,7 @@ NAMES = [
     "bundle",
     "storage",
     "status",
+    "galera",
 ]
 
 

@@ -87,7 +87,8 @@ while True:  # one phase after another until the stop file appears
     with open(plan) as handle:
         p = json.load(handle)
     if writer < p["writers"]:
-        res = write(p["url"], p["n"], at(f"ready-{phase}-{writer}"), at(f"go-{phase}"))
+        url = p["urls"][writer] if p.get("urls") else p["url"]  # a URL per writer: b_galera
+        res = write(url, p["n"], at(f"ready-{phase}-{writer}"), at(f"go-{phase}"))
         publish(f"out-{phase}-{writer}.json", res)
     phase += 1
 """
@@ -143,15 +144,20 @@ class Pool:
             time.sleep(0.01)
         return pending
 
-    def level(self, url: str, writers: int, per_writer: int, timeout: float) -> dict[str, Any]:
-        """Run one level; returns the summary (rates, latencies, errors, store check)."""
+    def level(self, url: str, writers: int, per_writer: int, timeout: float,
+              urls: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
+        """Run one level; returns the summary (rates, latencies, errors, store check).
+
+        ``urls``: writer ``w`` writes through ``urls[w]`` (the same store reached through
+        different servers, as a cluster's nodes); ``url`` is the store checked afterwards.
+        """
         for w in range(writers):
             if w not in self.procs:
                 self._spawn(w)
         k, ctl = self.phase, self.ctl
         plan = ctl / f"plan-{k}.json"
-        plan.with_suffix(".tmp").write_text(json.dumps({"url": url, "writers": writers,
-                                                        "n": per_writer}))  # fmt: skip
+        planned = {"url": url, "writers": writers, "n": per_writer, "urls": urls}
+        plan.with_suffix(".tmp").write_text(json.dumps(planned))
         plan.with_suffix(".tmp").replace(plan)
         self.phase += 1
         errors: list[str] = []

@@ -15,9 +15,9 @@ from benchmarks.harness import Row, machine_info
 
 _ORDER = {name: i for i, name in enumerate(
     ["start", "capture", "register", "lookup", "lineage", "concurrency", "hashing", "bundle",
-     "storage"]
+     "storage", "status", "galera"]
 )}  # fmt: skip
-_BACKENDS = {"sqlite": 1, "postgresql": 2, "mariadb": 3}
+_BACKENDS = {"sqlite": 1, "postgresql": 2, "mariadb": 3, "galera": 4}
 _THROUGHPUT = ("register", "bundle")  # rates measured at several store or bundle sizes
 _SIZE = re.compile(r"(?<![\w.])(\d[\d,]*(?:\.\d+)?)\s*([kKM]?)(?![\w])")
 

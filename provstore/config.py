@@ -2,14 +2,17 @@
 
 Precedence for every setting: an explicit argument (``--url``) > the environment variable
 (``PROVSTORE_URL``, ...) > ``[tool.provstore]`` in the nearest ``pyproject.toml`` above the
-working directory > the default.  The default store is a SQLite file that persists across
-processes: ``$XDG_DATA_HOME/provstore/provstore.db`` (``~/.local/share/provstore/...``).
+working directory > the default.  There ``url`` may also be a list of one store's URLs on
+several hosts (a cluster's nodes), read as one URL naming them all.  The default store is a
+SQLite file that persists across processes: ``$XDG_DATA_HOME/provstore/provstore.db``
+(``~/.local/share/provstore/...``).
 """
 
 from __future__ import annotations
 
 import difflib
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -170,7 +173,7 @@ def resolve(
         return Settings(url, "argument", spool, **lists)
     if os.environ.get(URL_VARIABLE):
         return Settings(os.environ[URL_VARIABLE], URL_VARIABLE, spool, **lists)
-    from_file = _table_str(table, "url", pyproject)
+    from_file = _table_url(table, pyproject)
     if from_file and pyproject is not None:
         return Settings(
             _absolute_sqlite(from_file, pyproject.parent), str(pyproject), spool, **lists
@@ -183,3 +186,42 @@ def _table_str(table: Mapping[str, Any], key: str, where: Path | None) -> str | 
     if value is not None and not isinstance(value, str):
         raise ConfigError(f"[tool.provstore] {key} in {where} must be a string")
     return value
+
+
+_SERVER_URL = re.compile(
+    r"^(?P<scheme>[^:/?#]+://)(?:(?P<user>[^/?#]*)@)?(?P<host>[^/?#@]*)(?P<rest>.*)$"
+)
+
+
+def _table_url(table: Mapping[str, Any], where: Path | None) -> str | None:
+    """``url``: one URL, or a list of one store's URLs on several hosts (a cluster's nodes).
+
+    A list becomes one multi-host URL (``mysql://u@h1:3307,h2:3308/db``); its URLs must differ
+    in host and port only.
+    """
+    value = table.get("url")
+    if not isinstance(value, list):
+        return _table_str(table, "url", where)
+    if not value or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"[tool.provstore] url in {where} must be a string or a list of them")
+    parts = [_SERVER_URL.match(url) for url in value]
+    if not all(parts):
+        raise ConfigError(f"[tool.provstore] url in {where}: a list holds server URLs only")
+    first = parts[0]
+    assert first is not None
+    for url, part in zip(value, parts, strict=True):
+        assert part is not None
+        if (part["scheme"], part["user"], part["rest"]) != (
+            first["scheme"], first["user"], first["rest"]
+        ):  # fmt: skip
+            raise ConfigError(
+                f"[tool.provstore] url in {where}: the URLs of a list may differ in host and "
+                f"port only, but {_shown(url)!r} and {_shown(value[0])!r} differ otherwise"
+            )
+    hosts = ",".join(part["host"] for part in parts if part is not None)
+    user = f"{first['user']}@" if first["user"] is not None else ""
+    return f"{first['scheme']}{user}{hosts}{first['rest']}"
+
+
+def _shown(url: str) -> str:
+    return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", url)

@@ -42,7 +42,7 @@ from provstore.core.objects import KINDS, Environment, Product, Run, Sealed, loa
 from provstore.db import dialects, index, listing, queries, schema
 from provstore.db import lineage as walks
 from provstore.db.connections import Readers
-from provstore.db.engine import connect, retrying, storage_error, write_transaction
+from provstore.db.engine import connect, failover, retrying, storage_error, write_transaction
 from provstore.db.listing import ProductFilter, ProductRow, RunFilter, RunSummary
 from provstore.db.setup import check_schema, ensure_schema
 
@@ -75,13 +75,19 @@ class Lineage:
 
 
 def _reads(method: Callable[Concatenate[Store, _P], _T]) -> Callable[Concatenate[Store, _P], _T]:
-    """Run a read again, once, when its held connection turned out dead (server restart)."""
+    """Run a read again, once, when its held connection turned out dead (server restart).
+
+    Where the URL names several hosts, a read whose server is gone runs again on another one,
+    as a write does (:meth:`Store.retrying`).
+    """
 
     @functools.wraps(method)
     def wrapper(self: Store, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
         try:
             return method(self, *args, **kwargs)
         except DBAPIError as exc:
+            if self.failover and self.dialect.is_connection_lost(exc):
+                return self.retrying(lambda: method(self, *args, **kwargs))
             if not (self._readers.hold and exc.connection_invalidated):
                 raise
             return method(self, *args, **kwargs)
@@ -141,6 +147,8 @@ class Store:
         self.safe_url = dialects.parse_url(url).render_as_string(hide_password=True)
         """The URL with any password hidden, for messages."""
         self.engine: Engine = connect(url, pooled=pooled, read_only=not create)
+        self.failover = failover(url)
+        """The URL names several hosts: a lost connection is retried on another one."""
         # On a server a pooled store keeps one autocommit connection per thread for reads:
         # a lookup is then one round trip, not four (pre-ping, BEGIN, SELECT, ROLLBACK).
         self._readers = Readers(self.engine, hold=pooled and self.dialect.hold_reads)
@@ -173,8 +181,11 @@ class Store:
         self.close()
 
     def retrying(self, action: Callable[[], _T]) -> _T:
-        """Run ``action`` (a whole transaction) again on this database's transient errors."""
-        return retrying(action, self.dialect)
+        """Run ``action`` (a whole transaction) again on this database's transient errors.
+
+        And, where the URL names several hosts, on a lost connection: on another host.
+        """
+        return retrying(action, self.dialect, failover=self.failover)
 
     # -- writing -----------------------------------------------------------------------------
 

@@ -4,8 +4,9 @@
 #     bash scripts/test.sh [PYTEST-ARGS...]
 #
 # Creates .venv if it is missing, installs provstore with its test extras into it, makes sure
-# the PostgreSQL and MariaDB test servers are up (scripts/start-test-databases.sh), then runs
-# pytest with the given arguments. Works from any directory; exits with pytest's exit code.
+# the PostgreSQL and MariaDB test servers are up (scripts/start-test-databases.sh) and, in CI,
+# the Galera cluster (scripts/start-galera.sh), then runs pytest with the given arguments.
+# Works from any directory; exits with pytest's exit code.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -19,6 +20,13 @@ echo "test.sh: installing provstore[test] into .venv"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,docs]'
 
 bash scripts/start-test-databases.sh
+
+# tests/test_galera.py needs a three-node MariaDB Galera cluster (~0.5 GiB, ~35 s to start):
+# started in CI, where those tests are required, and when PROVSTORE_TEST_GALERA=1; elsewhere
+# they skip unless one is already running.
+if [[ ${CI:-} == true || ${PROVSTORE_TEST_GALERA:-} == 1 ]]; then
+    bash scripts/start-galera.sh
+fi
 
 # Graphviz `dot` checks the lineage DOT output (tests/test_graph.py). Best effort: never fatal.
 if ! command -v dot >/dev/null && command -v apt-get >/dev/null && [[ $(id -u) -eq 0 ]]; then

@@ -1,7 +1,9 @@
 """Every difference between the databases provstore runs on, one record per database.
 
 A :class:`Dialect` says how to open an engine for its URLs, how to insert rows idempotently,
-which errors are worth retrying, how to serialise schema creation between processes, how to
+which errors are worth retrying and which mean the connection (or its server) is gone, how
+to reach one of several hosts, how to create tables when processes race (on a cluster's
+different nodes too), how to serialise schema creation between processes, how to
 let a recursive query run to any depth, which isolation a long read needs, whether a store
 holds read connections and whether a tracked job keeps a pool, and which table options its
 DDL takes.  Nothing outside this module names a database: callers ask :func:`for_url` or
@@ -23,9 +25,10 @@ from sqlalchemy import MetaData, Table, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import NullPool
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 from provstore.core.errors import ConfigError, NoStoreError, UnsupportedStoreError
-from provstore.db.urls import bare_path, hidden
+from provstore.db.urls import bare_path, hidden, multi_host, split_host
 
 __all__ = [
     "DIALECTS",
@@ -33,6 +36,7 @@ __all__ = [
     "POSTGRESQL_BACKENDS",
     "Dialect",
     "for_url",
+    "hosts",
     "of",
     "parse_url",
 ]
@@ -49,6 +53,17 @@ _NETWORK_FS = {
     "fuse.gcsfuse", "fuse.s3fs", "fuse.rclone", "davfs", "fuse.davfs",
 }  # fmt: skip
 _SCHEMA_LOCK_ID = 727300001
+_FAILOVER_CONNECT_TIMEOUT = 5  # seconds a node that does not answer may take to refuse
+
+
+def hosts(url: URL) -> tuple[str, ...]:
+    """The ``host[:port]`` entries a server URL names in its ``host`` query parameters.
+
+    Empty for a URL with one host in the usual place; two or more for a cluster's nodes
+    (``mysql://u@h1:3307,h2:3308/db`` is read as ``?host=h1:3307&host=h2:3308``).
+    """
+    value = url.query.get("host", ())
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 class Dialect:
@@ -130,6 +145,24 @@ class Dialect:
     def is_transient(self, exc: DBAPIError) -> bool:
         """Whether a failed transaction may succeed if run again (deadlock, lock timeout)."""
         return False
+
+    def is_connection_lost(self, exc: DBAPIError) -> bool:
+        """Whether the server went away or could not be reached (another host may answer).
+
+        A store whose URL names several hosts runs the transaction again on another one.
+        """
+        return bool(exc.connection_invalidated)
+
+    def create_tables(
+        self, conn: Connection, metadata: MetaData, tables: Sequence[Table] | None = None
+    ) -> None:
+        """Create the tables (all of ``metadata``'s, or ``tables``) and indexes that are missing.
+
+        Another process may create the same ones at the same moment where the schema lock
+        does not reach it (another node of a cluster); a database that can say ``IF NOT
+        EXISTS`` says it, so that both succeed.
+        """
+        metadata.create_all(conn, tables=tables, checkfirst=True)
 
     def insert_ignore(self, conn: Connection, table: Table, rows: Sequence[Row]) -> int:
         """Insert rows sorted by key, skipping keys already present; how many were new."""
@@ -426,8 +459,20 @@ class PostgreSQL(Dialect):
     example = "postgresql://USER@HOST/DB"
 
     def engine(self, url: URL, *, pooled: bool, read_only: bool = False) -> Engine:
-        """A psycopg2 engine; unpooled for jobs."""
+        """A psycopg2 engine; unpooled for jobs.
+
+        A URL naming several hosts is libpq's multi-host form: libpq tries them in order and,
+        unless the URL says otherwise, keeps only a server that accepts writes
+        (``target_session_attrs=read-write``: the primary, never a standby).
+        """
+        if len(hosts(url)) > 1:
+            defaults = {"target_session_attrs": "read-write", "connect_timeout": "5"}
+            url = url.update_query_dict({k: v for k, v in defaults.items() if k not in url.query})
         return _create_engine(url, **_server_pool(pooled))
+
+    def check_url(self, url: URL, shown: str) -> None:
+        """Numeric ports in a multi-host URL."""
+        _check_hosts(url, shown)
 
     def prepare_schema(self, metadata: MetaData, conn: Connection) -> None:
         """Partial indexes."""
@@ -442,6 +487,19 @@ class PostgreSQL(Dialect):
         """Serialization failure, deadlock, lock not available, too many clients."""
         code = getattr(exc.orig, "pgcode", None)
         return code in ("40001", "40P01", "55P03") or "too many clients" in str(exc.orig).lower()
+
+    def is_connection_lost(self, exc: DBAPIError) -> bool:
+        """A server that shut down, is starting, or could not be reached (libpq gave up)."""
+        if exc.connection_invalidated:
+            return True
+        code = getattr(exc.orig, "pgcode", None)
+        if code in ("57P01", "57P02", "57P03"):
+            return True
+        message = str(exc.orig).lower()
+        return code is None and any(
+            words in message
+            for words in ("could not connect", "connection refused", "server closed the")
+        )
 
     def storage_error(self, exc: DBAPIError) -> str | None:
         """``disk_full``; a read-only transaction (a hot standby); no such database."""
@@ -481,17 +539,31 @@ class MySQL(Dialect):
     example = "mysql://USER@HOST/DB"
 
     def engine(self, url: URL, *, pooled: bool, read_only: bool = False) -> Engine:
-        """A PyMySQL engine speaking utf8mb4; no TLS context on loopback."""
+        """A PyMySQL engine speaking utf8mb4; no TLS context on loopback.
+
+        A URL naming several hosts (a Galera cluster's nodes) connects to the first that
+        answers and is ready, starting with the one that answered last (see
+        :class:`_Failover`).
+        """
         if "charset" not in url.query:
             url = url.update_query_dict({"charset": "utf8mb4"})
+        nodes = [split_host(token) for token in hosts(url)]
+        hooks: list[Callable[..., Any]] = [_affected_rows]
+        if nodes:
+            url = url.difference_update_query(["host"]).set(host=nodes[0][0], port=nodes[0][1])
         args: dict[str, Any] = {}
-        local = url.host in (None, "localhost", "127.0.0.1", "::1")
+        names: list[str | None] = [host for host, _ in nodes] or [url.host]
+        local = all(name in (None, "localhost", "127.0.0.1", "::1") for name in names)
         if url.get_driver_name() == "pymysql" and local and "ssl" not in str(url.query):
             # PyMySQL builds a fresh TLS context (40-150 ms) per connection; loopback needs none.
             args["ssl_disabled"] = True
+        if len(nodes) > 1:
+            if "connect_timeout" not in url.query:
+                args["connect_timeout"] = _FAILOVER_CONNECT_TIMEOUT
+            hooks.append(_Failover(nodes))
         return _create_engine(
             url,
-            _affected_rows,
+            *hooks,
             isolation_level="READ COMMITTED",
             pool_recycle=3600,
             connect_args=args,
@@ -499,9 +571,10 @@ class MySQL(Dialect):
         )
 
     def check_url(self, url: URL, shown: str) -> None:
-        """A database name, and text in utf8mb4 (what every column holds)."""
+        """A database name, text in utf8mb4 (what every column holds), numeric ports."""
         if not url.database:
             raise ConfigError(f"name the database in {shown}: {self.example}")
+        _check_hosts(url, shown)
         charset = url.query.get("charset", "utf8mb4")
         if charset != "utf8mb4":
             raise ConfigError(
@@ -543,8 +616,32 @@ class MySQL(Dialect):
             )
 
     def lock_schema(self, conn: Connection) -> None:
-        """A named lock held by the session (released by :meth:`unlock_schema`)."""
+        """A named lock held by the session (released by :meth:`unlock_schema`).
+
+        Only between sessions of one server: on a Galera cluster each node has its own named
+        locks, so correctness does not rest on it (:meth:`create_tables` may race and win).
+        """
         conn.exec_driver_sql("SELECT GET_LOCK('provstore_schema', 120)")
+
+    def create_tables(
+        self, conn: Connection, metadata: MetaData, tables: Sequence[Table] | None = None
+    ) -> None:
+        """``CREATE TABLE``/``CREATE INDEX IF NOT EXISTS`` on MariaDB, one statement each.
+
+        Galera runs each DDL statement on every node in one total order, so when two nodes
+        create the schema at once the second statement of each pair finds the object there
+        and does nothing.  MySQL has no ``CREATE INDEX IF NOT EXISTS``: checked first there.
+        """
+        if not getattr(conn.dialect, "is_mariadb", False):
+            super().create_tables(conn, metadata, tables)
+            return
+        chosen = set(tables) if tables is not None else None
+        for table in metadata.sorted_tables:
+            if chosen is not None and table not in chosen:
+                continue
+            conn.execute(CreateTable(table, if_not_exists=True))
+            for index in sorted(table.indexes, key=lambda i: i.name or ""):
+                conn.execute(CreateIndex(index, if_not_exists=True))
 
     def unlock_schema(self, conn: Connection) -> None:
         """Release the named lock."""
@@ -558,14 +655,23 @@ class MySQL(Dialect):
             conn.exec_driver_sql("SET SESSION cte_max_recursion_depth = 4294967295")
 
     def is_transient(self, exc: DBAPIError) -> bool:
-        """Too many connections, lock wait timeout, deadlock, and their kin."""
-        args: tuple[Any, ...] = getattr(exc.orig, "args", ())
-        return bool(args) and isinstance(args[0], int) and args[0] in (1040, 1205, 1213, 1614)
+        """Too many connections, lock wait timeout, deadlock, and their kin.
+
+        Galera reports a write set that lost certification against another node's (the same
+        row written on two nodes at once) as a deadlock, 1213, at ``COMMIT``: the whole
+        transaction runs again.  1684: a table skipped by ``information_schema`` while another
+        session's DDL changes it (a schema being created on another node at that moment).
+        """
+        return _mysql_code(exc) in (1040, 1205, 1213, 1614, 1684)
+
+    def is_connection_lost(self, exc: DBAPIError) -> bool:
+        """Cannot connect, server gone or shutting down, a node not ready (Galera's 1047)."""
+        lost = (1047, 1053, 1927, 2002, 2003, 2006, 2013, 2055, 4031)
+        return bool(exc.connection_invalidated) or _mysql_code(exc) in lost
 
     def storage_error(self, exc: DBAPIError) -> str | None:
         """Table or disk full, errno 28 from the engine; a read-only server; unknown database."""
-        args: tuple[Any, ...] = getattr(exc.orig, "args", ())
-        code = args[0] if args and isinstance(args[0], int) else None
+        code = _mysql_code(exc)
         message = str(exc.orig).lower()
         if code in (1021, 1114) or "no space left" in message or "error 28 " in message:
             return "full"
@@ -586,6 +692,75 @@ class MySQL(Dialect):
         )
         # Affected rows: 1 per row inserted, 0 per key already present (see _affected_rows).
         return int(conn.exec_driver_sql(sql, _sorted_rows(table, rows)).rowcount)
+
+
+def _mysql_code(exc: DBAPIError) -> int | None:
+    args: tuple[Any, ...] = getattr(exc.orig, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def _check_hosts(url: URL, shown: str) -> None:
+    for token in hosts(url):
+        try:
+            split_host(token)
+        except ValueError:
+            raise ConfigError(f"the port of host {token!r} in {shown} is not a number") from None
+
+
+class _Failover:
+    """A ``do_connect`` hook that reaches one of several MariaDB/MySQL hosts (cluster nodes).
+
+    Tries the host that answered last first, then the others in the URL's order; a host is
+    skipped when it refuses the connection or, on Galera, is not ready for clients
+    (``wsrep_ready`` OFF: a node outside the primary component or still joining).  Sessions
+    on a Galera node wait for the cluster's earlier commits before each read
+    (``wsrep_sync_wait = 1``), so a job sees what another node committed before it asked.
+    """
+
+    def __init__(self, nodes: Sequence[tuple[str, int | None]]) -> None:
+        self.nodes = list(nodes)
+        self.preferred = 0
+
+    def __call__(self, dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        count = len(self.nodes)
+        start = self.preferred
+        last: Exception | None = None
+        for step in range(count):
+            index = (start + step) % count
+            host, port = self.nodes[index]
+            params = {**cparams, "host": host}
+            if port is not None:
+                params["port"] = port
+            try:
+                conn = _driver_connect(dialect, record, cargs, params)
+                if self._ready(conn):
+                    self.preferred = index
+                    return conn
+                conn.close()
+                last = dialect.loaded_dbapi.OperationalError(
+                    1047, f"{host}:{port} is not ready for clients (wsrep_ready is OFF)"
+                )
+            except dialect.loaded_dbapi.Error as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    @staticmethod
+    def _ready(conn: Any) -> bool:
+        cursor = conn.cursor()
+        try:
+            cursor.execute("SHOW GLOBAL STATUS LIKE 'wsrep_ready'")
+            row = cursor.fetchone()
+            if row is None:  # MySQL: no Galera
+                return True
+            if str(row[1]).upper() != "ON":
+                cursor.execute("SHOW GLOBAL VARIABLES LIKE 'wsrep_on'")
+                on = cursor.fetchone()
+                return on is None or str(on[1]).upper() != "ON"  # ready: a plain MariaDB
+            cursor.execute("SET SESSION wsrep_sync_wait = 1")
+            return True
+        finally:
+            cursor.close()
 
 
 _CLIENT_FOUND_ROWS = 2  # the MySQL protocol's capability bit of that name
@@ -625,7 +800,7 @@ def _resolve(url: str | URL) -> tuple[Dialect, URL]:
             return _FILE_DIALECT, URL.create(drivername, database=path)
     shown = hidden(url)
     try:
-        parsed = make_url(url)
+        parsed = make_url(multi_host(url) if isinstance(url, str) else url)
     except Exception as exc:
         why = " (its port is not a number)" if isinstance(exc, ValueError) else ""
         raise ConfigError(

@@ -3,7 +3,10 @@
 * :func:`connect` opens an engine with its dialect's settings;
 * :func:`write_transaction` is one write transaction (``BEGIN IMMEDIATE`` on SQLite);
 * :func:`retrying` runs a whole transaction again, a bounded number of times, when the
-  dialect says its error is transient (deadlock, serialization failure, lock timeout).
+  dialect says its error is transient (deadlock, serialization failure, lock timeout, a
+  Galera certification failure) or, for a URL naming several hosts, when the connection was
+  lost (the next attempt connects to another host; writes are idempotent, so a transaction
+  that did commit before the connection dropped is harmless to run again).
 """
 
 from __future__ import annotations
@@ -26,7 +29,14 @@ from provstore.core.errors import (
 )
 from provstore.db import dialects
 
-__all__ = ["connect", "param_mark", "retrying", "storage_error", "write_transaction"]
+__all__ = [
+    "connect",
+    "failover",
+    "param_mark",
+    "retrying",
+    "storage_error",
+    "write_transaction",
+]
 
 T = TypeVar("T")
 _RETRY_ATTEMPTS = 20
@@ -41,6 +51,11 @@ def connect(url: str, *, pooled: bool = True, read_only: bool = False) -> Engine
     """
     parsed = dialects.parse_url(url)
     return dialects.for_url(parsed).engine(parsed, pooled=pooled, read_only=read_only)
+
+
+def failover(url: str) -> bool:
+    """Whether ``url`` names several hosts (a lost connection is retried on another one)."""
+    return len(dialects.hosts(dialects.parse_url(url))) > 1
 
 
 @contextmanager
@@ -79,13 +94,18 @@ def storage_error(exc: DBAPIError, engine: Engine) -> ProvstoreError | None:
     return None
 
 
-def retrying(action: Callable[[], T], dialect: dialects.Dialect) -> T:
-    """Run a whole transaction, again on the dialect's transient errors (bounded, jittered)."""
+def retrying(action: Callable[[], T], dialect: dialects.Dialect, *, failover: bool = False) -> T:
+    """Run a whole transaction, again on the dialect's transient errors (bounded, jittered).
+
+    ``failover`` (a URL naming several hosts): also when the connection was lost or could
+    not be made, so that the next attempt reaches another host.
+    """
     for attempt in range(_RETRY_ATTEMPTS):
         try:
             return action()
         except DBAPIError as exc:
-            if not dialect.is_transient(exc) or attempt == _RETRY_ATTEMPTS - 1:
+            again = dialect.is_transient(exc) or (failover and dialect.is_connection_lost(exc))
+            if not again or attempt == _RETRY_ATTEMPTS - 1:
                 raise
             time.sleep(min(2.0, 0.01 * 2**attempt) * (0.5 + random.random()))
     raise StoreError("unreachable")  # pragma: no cover

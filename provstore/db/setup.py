@@ -5,6 +5,9 @@ only reads, and refuses a database without one (commands that only read).
 
 Several processes may open a new store at once: creation happens under the dialect's schema
 lock, inside one transaction, so each process finds the schema either whole or not begun.
+Where the lock does not reach (two nodes of a Galera cluster: its named locks are each
+node's own), every table and index is created only if missing and the version row inserted
+idempotently, so racing creators both succeed and leave one schema.
 """
 
 from __future__ import annotations
@@ -77,7 +80,10 @@ def _create_schema(engine: Engine, shown_url: str) -> None:
                     "record; it is not a provstore store. Use another database."
                 )
             dialect.prepare_schema(schema.metadata, conn)
-            schema.metadata.create_all(conn, checkfirst=True)
+            # The meta table first: a creator racing on another node (past the lock) then
+            # never sees an 'objects' table without it and takes the store for a stranger's.
+            dialect.create_tables(conn, schema.metadata, [schema.meta])
+            dialect.create_tables(conn, schema.metadata)
             version_row = [("schema_version", str(schema.SCHEMA_VERSION))]
             dialect.insert_ignore(conn, schema.meta, version_row)
         finally:
@@ -124,7 +130,7 @@ def _to_version_2(conn: Connection) -> None:
         table.drop(conn, checkfirst=True)
     dialect.upgrade_text(conn, schema.metadata)
     dialect.prepare_schema(schema.metadata, conn)
-    schema.metadata.create_all(conn, tables=tables)
+    dialect.create_tables(conn, schema.metadata, tables)
     rebuild(conn)
 
 

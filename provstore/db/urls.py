@@ -1,6 +1,8 @@
 """Store URLs as text, before any database is chosen.
 
-A URL shown without its password, and a bare file path told apart from a URL.
+A URL shown without its password, a bare file path told apart from a URL, and a URL naming
+several hosts (``mysql://u@h1:3307,h2:3308/db``, the nodes of a cluster) turned into the one
+form SQLAlchemy reads, ``?host=h1:3307&host=h2:3308``.
 
 :mod:`provstore.db.dialects` decides what each URL means; this module names no database.
 """
@@ -9,10 +11,11 @@ from __future__ import annotations
 
 import os
 import re
+import urllib.parse
 
 from sqlalchemy.engine import URL
 
-__all__ = ["bare_path", "hidden"]
+__all__ = ["bare_path", "hidden", "multi_host", "split_host"]
 
 _PASSWORD = re.compile(r"(://[^/@:]*:)[^/@]*@")
 _FILE_SUFFIX = re.compile(r"\.[A-Za-z0-9]+$")
@@ -43,3 +46,42 @@ def bare_path(text: str) -> str | None:
         or os.path.exists(text)
     )
     return os.path.abspath(os.path.expanduser(text)) if looks_like_path else None
+
+
+_NETLOC = re.compile(r"^(?P<scheme>[^:/?#]+://)(?P<netloc>[^/?#]*)(?P<rest>.*)$", re.S)
+
+
+def multi_host(text: str) -> str:
+    """``text`` with a comma-separated host list moved into ``host`` query parameters.
+
+    ``mysql://u@h1:3307,h2:3308/db`` becomes ``mysql://u@/db?host=h1:3307&host=h2:3308``, the
+    multi-host form SQLAlchemy parses (its own for PostgreSQL, libpq's hosts in order).  Text
+    with one host, or that is no URL, is returned unchanged.
+    """
+    match = _NETLOC.match(text)
+    if match is None:
+        return text
+    netloc = match["netloc"]
+    userinfo, at, hostlist = netloc.rpartition("@")
+    if "," not in hostlist:
+        return text
+    hosts = [host.strip() for host in hostlist.split(",")]
+    rest = match["rest"]
+    path, question, query = rest.partition("?")
+    params = urllib.parse.urlencode([("host", host) for host in hosts], safe=":[]")
+    query = params + ("&" + query if question and query else "")
+    return f"{match['scheme']}{userinfo}{at}{path or '/'}?{query}"
+
+
+def split_host(token: str) -> tuple[str, int | None]:
+    """``host:port`` (``[v6]:port``, or a bare host) as the host and the port (None: default).
+
+    A port that is not a number raises :class:`ValueError`.
+    """
+    if token.startswith("["):
+        host, _, tail = token[1:].partition("]")
+        return host, int(tail[1:]) if tail.startswith(":") else None
+    host, colon, port = token.rpartition(":")
+    if not colon:
+        return token, None
+    return host, int(port)
