@@ -22,7 +22,8 @@ _ERRORS = (
     "UnknownReferenceError", "UnsupportedStoreError", "UsageError", "WrongKindError",
 )  # fmt: skip
 _OBJECTS = (
-    "CodeState", "CondaSet", "Environment", "LibrarySet", "Product", "Run", "RunEnd", "Sealed", "Variables",
+    "CodeState", "CondaSet", "Environment", "LibrarySet", "Product", "Run", "RunEnd", "Sealed",
+    "Variables",
 )  # fmt: skip
 _HOMES: dict[str, str] = {
     **{name: "provstore.core.errors" for name in _ERRORS},
@@ -41,6 +42,7 @@ __all__ = [
     "BundleError",
     "CheckFailed",
     "CodeState",
+    "CondaSet",
     "ConfigError",
     "CorruptObjectError",
     "EncodingError",
@@ -126,6 +128,7 @@ if TYPE_CHECKING:
     )
     from provstore.core.objects import (
         CodeState,
+        CondaSet,
         Environment,
         LibrarySet,
         Product,

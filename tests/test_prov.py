@@ -129,7 +129,8 @@ def test_entities_activities_and_agents(tracked):
     kinds = sorted(str(attr(e, PROV_TYPE)) for e in entities)
     assert kinds == [
         "provstore:Environment",
-        "provstore:LibrarySet",
+        "provstore:LibrarySet",  # installed
+        "provstore:LibrarySet",  # imported by the run
         "provstore:Product",
         "provstore:Product",
         "provstore:Product",

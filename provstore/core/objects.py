@@ -512,7 +512,7 @@ def _well_typed(obj: Object) -> bool | str:
         return f"only provstore objects can be sealed, not {type(obj).__name__}"
     body = encoding.decode(obj.encoded())  # an unencodable value raises EncodingError here
     try:
-        type(obj).from_body(body)
+        type(obj).from_body(body, obj.frame_version)
     except (ValueError, TypeError) as exc:
         return f"cannot seal this {obj.KIND}: {exc}"
     return True

@@ -56,15 +56,18 @@ def _run_rows(item: Sealed) -> Iterator[IndexRow]:
     assert isinstance(obj, Run)
     job = obj.job or {}
     ident, array = job.get("id"), job.get("array_id")
-    yield schema.runs, (
-        item.digest,
-        obj.environment,
-        obj.started_ns,
-        obj.host,
-        obj.user,
-        obj.name,
-        ident if type(ident) is str else None,
-        array if type(array) is str else None,
+    yield (
+        schema.runs,
+        (
+            item.digest,
+            obj.environment,
+            obj.started_ns,
+            obj.host,
+            obj.user,
+            obj.name,
+            ident if type(ident) is str else None,
+            array if type(array) is str else None,
+        ),
     )
 
 
