@@ -22,8 +22,8 @@ _ERRORS = (
     "UnknownReferenceError", "UnsupportedStoreError", "UsageError", "WrongKindError",
 )  # fmt: skip
 _OBJECTS = (
-    "CodeState", "CondaSet", "Environment", "LibrarySet", "Product", "Run", "RunEnd", "Sealed",
-    "Variables",
+    "CodeState", "CondaSet", "Environment", "ImportSet", "LibrarySet", "Product", "Run",
+    "RunEnd", "Sealed", "Variables",
 )  # fmt: skip
 _HOMES: dict[str, str] = {
     **{name: "provstore.core.errors" for name in _ERRORS},
@@ -48,6 +48,7 @@ __all__ = [
     "EncodingError",
     "Environment",
     "FileChangedError",
+    "ImportSet",
     "InvalidDigestError",
     "InvariantError",
     "LibrarySet",
@@ -130,6 +131,7 @@ if TYPE_CHECKING:
         CodeState,
         CondaSet,
         Environment,
+        ImportSet,
         LibrarySet,
         Product,
         Run,

@@ -14,6 +14,7 @@ from provstore.core.objects import (
     KINDS,
     CondaSet,
     Environment,
+    ImportSet,
     LibrarySet,
     Product,
     Run,
@@ -36,9 +37,10 @@ def sample_objects() -> list[Sealed]:
     variables = seal(Variables({"HOME": "/root"}, ()))
     run = seal(Run(env.digest, variables.digest, "node1", "alice", ("x.py",), "/w", "/py", 1, 5,
                    None, "train"))  # fmt: skip
-    end = seal(RunEnd(run.digest, "succeeded", 6, None, 0, (), imported=libs.digest))
+    used = seal(ImportSet((("numpy", "2.0.0"),)))
+    end = seal(RunEnd(run.digest, "succeeded", 6, None, 0, (), imported=used.digest))
     product = seal(Product("model", "1", {}, None, None, None, run.digest, ()))
-    items = [libs, conda, env, variables, run, end, product]
+    items = [libs, conda, env, variables, run, used, end, product]
     assert {item.kind for item in items} == set(KINDS), "add an example of the new kind here"
     return items
 

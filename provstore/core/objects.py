@@ -2,8 +2,8 @@
 
 Stable facts live apart from volatile ones, so identical software collapses to one object:
 
-* :class:`LibrarySet` — the installed distributions, ``(pep503 name, version)`` pairs (also
-  the distributions a run imported, referenced from its end).
+* :class:`LibrarySet` — the installed distributions, ``(pep503 name, version)`` pairs.
+* :class:`ImportSet` — the installed distributions a run imported, referenced from its end.
 * :class:`CondaSet` — the packages of the conda/mamba/pixi environment the interpreter lives in.
 * :class:`Environment` — interpreter, platform, the library set and the allow-listed
   reproducibility-relevant variables.  No host, user, PID or time.
@@ -39,6 +39,7 @@ __all__ = [
     "CodeState",
     "CondaSet",
     "Environment",
+    "ImportSet",
     "LibrarySet",
     "Object",
     "Product",
@@ -253,6 +254,19 @@ class LibrarySet(_Base):
 
 
 @dataclass(frozen=True, slots=True, eq=False)
+class ImportSet(_Base):
+    """The installed distributions a run imported, as sorted ``(name, version)`` pairs."""
+
+    KIND: ClassVar[str] = "importset"
+    _CHECKS: ClassVar[dict[str, _Check]] = {"distributions": _list_of(_is_pair)}
+    distributions: tuple[tuple[str, str], ...]
+
+    def names(self) -> tuple[str, ...]:
+        """The distributions' names."""
+        return tuple(name for name, _ in self.distributions)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class CondaSet(_Base):
     """The packages of a conda environment: sorted ``(name, version, build, channel)``.
 
@@ -417,7 +431,7 @@ class Run(_Base):
 class RunEnd(_Base):
     """How a run ended.  ``status`` is ``succeeded`` or ``failed``.
 
-    Version 2 adds ``imported`` (a :class:`LibrarySet` of the installed distributions the run
+    Version 2 adds ``imported`` (an :class:`ImportSet`: the installed distributions the run
     imported; absent when unknown) and ``cuda`` (framework -> CUDA runtime version, for the
     frameworks the run had imported).
     """
@@ -428,7 +442,7 @@ class RunEnd(_Base):
     REFERENCES: ClassVar[dict[str, str]] = {
         "run": "run",
         "inputs": "product",
-        "imported": "libraryset",
+        "imported": "importset",
     }
     _CHECKS: ClassVar[dict[str, _Check]] = {
         "run": _is_digest,
@@ -485,9 +499,10 @@ escaping; PostgreSQL and SQLite take far more, but a limit that differs per back
 strand objects at the site that could record them.
 """
 
-Object = LibrarySet | CondaSet | Environment | Variables | Run | RunEnd | Product
+Object = LibrarySet | ImportSet | CondaSet | Environment | Variables | Run | RunEnd | Product
 KINDS: dict[str, type[Object]] = {
-    cls.KIND: cls for cls in (LibrarySet, CondaSet, Environment, Variables, Run, RunEnd, Product)
+    cls.KIND: cls
+    for cls in (LibrarySet, ImportSet, CondaSet, Environment, Variables, Run, RunEnd, Product)
 }
 
 

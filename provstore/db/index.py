@@ -85,6 +85,7 @@ def _no_rows(item: Sealed) -> Iterator[IndexRow]:
 INDEXERS: dict[str, Callable[[Sealed], Iterable[IndexRow]]] = {
     "libraryset": _no_rows,
     "condaset": _no_rows,
+    "importset": _no_rows,
     "environment": _no_rows,
     "variables": _no_rows,
     "run": _run_rows,

@@ -37,6 +37,7 @@ from provstore.core.digests import to_hex
 from provstore.core.objects import (
     CondaSet,
     Environment,
+    ImportSet,
     LibrarySet,
     Product,
     Run,
@@ -300,6 +301,20 @@ def _map_libraryset(doc: _Document, item: Sealed) -> None:
     doc.entity[_id(item.digest)] = _libraryset(item.obj)
 
 
+def _importset(used: ImportSet) -> Attributes:
+    attrs: Attributes = {
+        "prov:type": _qname("provstore:ImportSet"),
+        "prov:label": f"{len(used.distributions)} distributions imported",
+    }
+    _put(attrs, "provstore:distribution", _many(f"{n}=={v}" for n, v in used.distributions))
+    return attrs
+
+
+def _map_importset(doc: _Document, item: Sealed) -> None:
+    assert isinstance(item.obj, ImportSet)
+    doc.entity[_id(item.digest)] = _importset(item.obj)
+
+
 def _map_condaset(doc: _Document, item: Sealed) -> None:
     assert isinstance(item.obj, CondaSet)
     doc.entity[_id(item.digest)] = _condaset(item.obj)
@@ -317,6 +332,7 @@ PROV_MAPPING: dict[str, Callable[[_Document, Sealed], None]] = {
     "environment": _map_environment,
     "libraryset": _map_libraryset,
     "condaset": _map_condaset,
+    "importset": _map_importset,
     "variables": _map_variables,
 }
 """How each kind becomes PROV records: one entry per kind in ``provstore.core.objects.KINDS``."""

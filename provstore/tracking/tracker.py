@@ -54,6 +54,7 @@ from provstore.core.contracts import (
 from provstore.core.digests import DIGEST_SIZE, full_digest, parse_ref, to_hex
 from provstore.core.errors import EncodingError, UnknownDigestError, UsageError
 from provstore.core.objects import (
+    ImportSet,
     LibrarySet,
     Product,
     Run,
@@ -307,7 +308,7 @@ class Tracker:
         if not self._settings.probe("imports"):
             return None
         if self._command is None:
-            return seal(LibrarySet(self._imported_pairs()))
+            return seal(ImportSet(self._imported_pairs()))
         folder = self._guest_imports
         try:
             left = sorted(os.listdir(folder)) if folder else []
@@ -325,7 +326,7 @@ class Tracker:
                             found.setdefault(dist, version)
             except (OSError, ValueError):
                 continue
-        return seal(LibrarySet(tuple(sorted(found.items()))))
+        return seal(ImportSet(tuple(sorted(found.items()))))
 
     def _leave_imports(self) -> None:
         """A joining tracker leaves what it imported where ``provstore run`` looks for it."""
