@@ -60,7 +60,7 @@ class Store(store.Store):
         return import_bundle(self, fileobj, on_progress=on_progress)
 
     @requires(
-        lambda self, a, b=None: all_of(
+        lambda self, a, b=None, *, used=False: all_of(
             is_digest_ref(a, "a"), True if b is None else is_digest_ref(b, "b")
         )
     )
