@@ -112,7 +112,7 @@ def test_verify_fails_only_on_what_the_run_imported(site, sqlite_url, script, tm
     ok = script(sqlite_url, "verify", run, env=env)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     shown = script(sqlite_url, "show", run, env=env).stdout
-    assert "imported: 1 distributions" in shown and "usedpkg 1.0" in shown
+    assert "imported: 1 distribution " in shown and "usedpkg 1.0" in shown
 
     dist(site, "newpkg", "1.0", ["newpkg.py"])  # installing something unrelated
     dist(site, "otherpkg", "2.1", ["otherpkg/__init__.py"])
@@ -155,7 +155,7 @@ def test_provstore_run_knows_imports_only_through_tracker(site, sqlite_url, scri
     assert proc.returncode == 0, proc.stderr
     run = json.loads(script(sqlite_url, "log", "--json", env=env).stdout)[0]["run"]
     shown = script(sqlite_url, "show", run, env=env).stdout
-    assert "imported: 1 distributions" in shown and "usedpkg 1.0" in shown
+    assert "imported: 1 distribution " in shown and "usedpkg 1.0" in shown
 
 
 @pytest.mark.slow
@@ -170,8 +170,9 @@ def test_a_fresh_venv_with_numpy_records_numpy_not_pip(tmp_path, sqlite_url):
     # site-packages (a .pth file appends them), so numpy and pip are the venv's.
     here = [p for p in sys.path if p.endswith("site-packages")]
     src = str(Path(__file__).resolve().parent.parent)
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()"
-                              "['purelib'])"], capture_output=True, text=True, check=True)  # fmt: skip
+    ask = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    purelib = subprocess.run([str(python), "-c", ask], capture_output=True, text=True,
+                             check=True)  # fmt: skip
     Path(purelib.stdout.strip(), "zz-provstore.pth").write_text("\n".join([src, *here]) + "\n")
     code = (
         "import numpy\nfrom provstore import tracker\n"

@@ -103,7 +103,8 @@ def _imported_text(store: Store, run: Sealed, end: RunEnd) -> str:
         return f"missing ({end.imported.hex()[:12]})"
     pairs = found.obj.distributions
     shown = ", ".join(f"{n} {v}" for n, v in pairs) if pairs else "none"
-    return f"{len(pairs)} distributions ({end.imported.hex()[:12]}): {shown}"
+    noun = "distribution" if len(pairs) == 1 else "distributions"
+    return f"{len(pairs)} {noun} ({end.imported.hex()[:12]}): {shown}"
 
 
 def _product_line(row: ProductRow) -> str:
