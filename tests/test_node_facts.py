@@ -155,3 +155,15 @@ def test_diff_shows_conda_changes_beside_pip(sqlite_url, fake_node):
     code, out, _ = cli("--url", sqlite_url, "diff", t.run, "--json")
     changed = json.loads(out)["conda"]
     assert [c["name"] for c in changed] == ["mkl"]
+
+
+def test_a_secret_in_a_container_label_is_redacted(sqlite_url, fake_node):
+    labels = fake_node / ".singularity.d" / "labels.json"
+    labels.write_text(json.dumps({"source": "https://alice:hunter2hunter2@git.example/repo"}))
+    with tracker(sqlite_url, git=False) as t:
+        pass
+    with Store(sqlite_url) as store:
+        env = store.get(t.environment)
+    assert b"hunter2hunter2" not in env.data
+    assert isinstance(env.obj, Environment) and env.obj.container is not None
+    assert "git.example" in env.obj.container["labels"]["source"]

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from provstore.capture import probes
 from provstore.capture import process as capture
@@ -105,9 +106,8 @@ def capture_environment(
     """
     settings = settings or resolve()
     live = environ is None
-    scan = redactor_for(settings).scan_environ(
-        capture.environ_snapshot() if environ is None else environ
-    )
+    redactor = redactor_for(settings)
+    scan = redactor.scan_environ(capture.environ_snapshot() if environ is None else environ)
     allow = capture.DEFAULT_ENV_ALLOW + settings.env_allow
     chosen = capture.select_allowed(scan.values, allow)
     redacted = [name for name in scan.redacted if name in chosen]
@@ -128,7 +128,7 @@ def capture_environment(
         redacted=tuple(redacted),
         conda=None if conda is None else conda.digest,
         gpu=probes.gpu_facts(root) if settings.probe("gpu") else None,
-        container=probes.container_facts(scan.values, root)
+        container=_redacted(probes.container_facts(scan.values, root), redactor, scan.secrets)
         if settings.probe("container")
         else None,
     )
@@ -136,6 +136,21 @@ def capture_environment(
 
 
 _CONDA_SEALED: dict[int, tuple[object, Sealed]] = {}
+
+
+def _redacted(facts: Any, redactor: Redactor, secrets: Secrets) -> Any:
+    """A probe's facts with credential-shaped text redacted.
+
+    An image label may hold a URL with a password, say; maps and lists of text, as the
+    probes return them.
+    """
+    if isinstance(facts, str):
+        return redactor.redact_text(facts, secrets)[0]
+    if isinstance(facts, list):
+        return [_redacted(value, redactor, secrets) for value in facts]
+    if isinstance(facts, dict):
+        return {key: _redacted(value, redactor, secrets) for key, value in facts.items()}
+    return facts
 
 
 def _conda(settings: Settings, prefix: str | None) -> Sealed | None:

@@ -308,7 +308,10 @@ class Tracker:
         if not self._settings.probe("imports"):
             return None
         if self._command is None:
-            return seal(ImportSet(self._imported_pairs()))
+            try:
+                return seal(ImportSet(self._imported_pairs()))
+            except Exception:  # a probe never costs the run its end: unknown, then
+                return None
         folder = self._guest_imports
         try:
             left = sorted(os.listdir(folder)) if folder else []
