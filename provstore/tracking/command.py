@@ -59,9 +59,8 @@ def run_command(
     outputs = list(dict.fromkeys(outputs))
     with (
         tempfile.TemporaryDirectory(prefix="provstore-imports-") as guests,
-        Tracker(settings, name=name, command=list(command)) as t,
+        Tracker(settings, name=name, command=list(command), guest_imports=guests) as t,
     ):
-        t._guest_imports = guests
         used = {path: t.use(path) for path in inputs}
         before = {path: _state(path) for path in outputs}
         env = {**os.environ, JOIN_VARIABLE: t.run, URL_VARIABLE: settings.url}

@@ -129,12 +129,13 @@ class Tracker:
         name: str | None = None,
         git: bool = True,
         command: Sequence[str] | None = None,
+        guest_imports: str | None = None,
     ) -> None:
         self._settings = settings
         self._name = name
         self._git = git
         self._command = command
-        self._guest_imports: str | None = None
+        self._guest_imports = guest_imports
         """``provstore run``: the directory its command's trackers leave their imports in."""
         self._joined = False
         self.exit_code: int | None = None
