@@ -115,6 +115,7 @@ def test_every_digest_of_the_closure_appears(tracked):
         "runend",
         "environment",
         "libraryset",
+        "importset",
         "variables",
     }
     text = json.dumps(to_prov_json(found))
@@ -129,8 +130,8 @@ def test_entities_activities_and_agents(tracked):
     kinds = sorted(str(attr(e, PROV_TYPE)) for e in entities)
     assert kinds == [
         "provstore:Environment",
-        "provstore:LibrarySet",  # installed
-        "provstore:LibrarySet",  # imported by the run
+        "provstore:ImportSet",
+        "provstore:LibrarySet",
         "provstore:Product",
         "provstore:Product",
         "provstore:Product",
