@@ -150,12 +150,18 @@ def test_provstore_run_knows_imports_only_through_tracker(site, sqlite_url, scri
     assert used.returncode == 2 and "did not use tracker()" in used.stderr
 
     joined = tmp_path / "joined.py"
-    joined.write_text(textwrap.dedent(SCRIPT))
+    fake_torch = (  # a framework built with CUDA, as far as the probe can tell
+        "import sys, types\n"
+        "cuda = types.SimpleNamespace(cuda='12.1')\n"
+        "sys.modules['torch'] = types.SimpleNamespace(version=cuda)\n"
+    )
+    joined.write_text(fake_torch + textwrap.dedent(SCRIPT))
     proc = script(sqlite_url, "run", "--", sys.executable, str(joined), env=env)
     assert proc.returncode == 0, proc.stderr
     run = json.loads(script(sqlite_url, "log", "--json", env=env).stdout)[0]["run"]
     shown = script(sqlite_url, "show", run, env=env).stdout
     assert "imported: 1 distribution " in shown and "usedpkg 1.0" in shown
+    assert "cuda runtime (torch): 12.1" in shown
 
 
 @pytest.mark.slow
@@ -195,3 +201,19 @@ def test_a_fresh_venv_with_numpy_records_numpy_not_pip(tmp_path, sqlite_url):
     names = used.names()
     assert "numpy" in names
     assert "pip" not in names and "provstore" not in names and "sqlalchemy" not in names
+
+
+def test_unknown_imports_make_every_difference_count(site, sqlite_url, monkeypatch):
+    monkeypatch.syspath_prepend(str(site))
+    from provstore import Store, tracker
+
+    with tracker(sqlite_url, git=False, probes_off=["imports"]) as t:
+        pass
+    dist(site, "newpkg", "1.0", ["newpkg.py"])
+    with Store(sqlite_url) as store:
+        report = store.verify(t.run)
+        strict_free = {c.name: c for c in report.checks}["environment"]
+    assert not report.ok and strict_free.status == "failed"
+    assert "newpkg" in strict_free.message
+    assert "every difference counts" in strict_free.message
+    assert "imports probe off" in strict_free.message

@@ -40,7 +40,11 @@ def fake_node(tmp_path, monkeypatch):
     return root
 
 
-def test_facts_land_where_documented(backend_url, fake_node):
+def test_facts_land_where_documented(backend_url, fake_node, monkeypatch):
+    import types
+
+    torch = types.SimpleNamespace(version=types.SimpleNamespace(cuda="12.1"))
+    monkeypatch.setitem(sys.modules, "torch", torch)  # a framework the run already imported
     with tracker(backend_url, git=False) as t:
         t.register_data_product("model", "1")
     with Store(backend_url) as store:
@@ -59,6 +63,7 @@ def test_facts_land_where_documented(backend_url, fake_node):
         [end_digest] = store.run_ends([bytes.fromhex(t.run)])
         end = store.get(end_digest).obj
         assert isinstance(end, RunEnd) and end.imported is not None
+        assert end.cuda == {"torch": "12.1"}
         assert isinstance(store.get(end.imported).obj, ImportSet)
 
     code, out, _ = cli("--url", backend_url, "show", t.environment)
@@ -69,6 +74,7 @@ def test_facts_land_where_documented(backend_url, fake_node):
     assert code == 0
     assert "partition = gpu" in out and "CUDA_VISIBLE_DEVICES = 0,1" in out
     assert "imported: " in out and DRIVER not in out
+    assert "cuda runtime (torch): 12.1" in out
     code, out, _ = cli("--url", backend_url, "log")
     assert code == 0 and "[slurm 12340_5]" in out
 

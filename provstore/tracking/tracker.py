@@ -267,7 +267,7 @@ class Tracker:
                 text = "".join(traceback.format_exception_only(exc_type, exc)).strip()
                 error = redactor_for(self._settings).redact_text(text, self._secrets)[0]
             failed = exc is not None or bool(self.exit_code)
-            used = self._imported_set()
+            used, cuda = self._used()
             end = RunEnd(
                 run=self._run_digest,
                 status="failed" if failed else "succeeded",
@@ -276,9 +276,7 @@ class Tracker:
                 exit_code=self.exit_code,
                 inputs=tuple(dict.fromkeys(self._inputs)),
                 imported=None if used is None else used.digest,
-                cuda=cuda_runtimes()
-                if self._settings.probe("gpu") and not self._command
-                else None,
+                cuda=cuda,
             )
             self._write([seal(end)] if used is None else [used, seal(end)])
             if self._spool is not None:
@@ -301,47 +299,73 @@ class Tracker:
         self._modules.update(sys.modules)
         return imported.imported_distributions(self._versions, modules=self._modules)
 
-    def _imported_set(self) -> Sealed | None:
-        """The distributions the run imported, or None when unknown (or the probe is off).
+    def _used(self) -> tuple[Sealed | None, dict[str, str] | None]:
+        """What the run imported (None: unknown, or the probe is off) and its CUDA runtimes.
 
         A ``provstore run`` knows them only from the trackers that joined its run.
         """
+        if self._command is not None:
+            return self._guests_used()
+        cuda = cuda_runtimes() if self._settings.probe("gpu") else None
         if not self._settings.probe("imports"):
-            return None
-        if self._command is None:
-            try:
-                return seal(ImportSet(self._imported_pairs()))
-            except Exception:  # a probe never costs the run its end: unknown, then
-                return None
+            return None, cuda
+        try:
+            return seal(ImportSet(self._imported_pairs())), cuda
+        except Exception:  # a probe never costs the run its end: unknown, then
+            return None, cuda
+
+    def _guests_used(self) -> tuple[Sealed | None, dict[str, str] | None]:
+        """What the trackers that joined this ``provstore run`` left: imports, CUDA runtimes."""
         folder = self._guest_imports
         try:
             left = sorted(os.listdir(folder)) if folder else []
         except OSError:
             left = []
         if folder is None or not left:
-            return None  # no tracker joined: what the command imported is unknown
+            return None, None  # no tracker joined: what the command imported is unknown
         found: dict[str, str] = {}
+        cuda: dict[str, str] = {}
+        recorded = False
         for name in left:
             try:
                 with open(os.path.join(folder, name), encoding="utf-8") as file:
                     for line in file:
-                        dist, _, version = line.rstrip("\n").partition(" ")
-                        if dist and version:
-                            found.setdefault(dist, version)
+                        first, _, rest = line.rstrip("\n").partition(" ")
+                        if first == "!imports":
+                            recorded = True
+                        elif first == "!cuda":
+                            framework, _, version = rest.partition(" ")
+                            if framework and version:
+                                cuda.setdefault(framework, version)
+                        elif first and rest:
+                            found.setdefault(first, rest)
             except (OSError, ValueError):
                 continue
-        return seal(ImportSet(tuple(sorted(found.items()))))
+        imported = None
+        if recorded and self._settings.probe("imports"):
+            imported = seal(ImportSet(tuple(sorted(found.items()))))
+        return imported, (cuda or None) if self._settings.probe("gpu") else None
 
     def _leave_imports(self) -> None:
-        """A joining tracker leaves what it imported where ``provstore run`` looks for it."""
+        """A joining tracker leaves what it imported, and its CUDA runtimes, for the run's end.
+
+        ``!imports`` says the imports were recorded (an empty list is then "none", not
+        "unknown"); ``provstore run`` reads the files when its command has ended.
+        """
         folder = os.environ.get(IMPORTS_VARIABLE)
-        if not folder or not self._settings.probe("imports") or not os.path.isdir(folder):
+        if not folder or not os.path.isdir(folder):
             return
-        text = "".join(f"{name} {version}\n" for name, version in self._imported_pairs())
+        lines = []
+        if self._settings.probe("imports"):
+            lines.append("!imports\n")
+            lines += [f"{name} {version}\n" for name, version in self._imported_pairs()]
+        if self._settings.probe("gpu"):
+            runtimes = cuda_runtimes() or {}
+            lines += [f"!cuda {name} {version}\n" for name, version in runtimes.items()]
         target = os.path.join(folder, f"{os.getpid()}-{os.urandom(4).hex()}.txt")
         try:
             with open(target, "w", encoding="utf-8") as file:
-                file.write(text)
+                file.write("".join(lines))
         except OSError:
             pass  # the run's end then says less; the run itself is recorded
 
