@@ -8,6 +8,10 @@ the figure is the median.  Baselines from the same run: ``python -c pass``, ``py
 distribution cache; the store already holds this environment, so a tracker entry writes only
 a run.  ``-X importtime`` rows break the tracker's import down (context only:
 importtime inflates what it measures).
+
+The probes' cost: the same warm entry timed inside processes whose ``sys.prefix`` is a fake
+conda environment of 500 packages (the records cached on disk by an earlier process) and
+inside processes without one, interleaved in the same rounds.
 """
 
 from __future__ import annotations
@@ -18,12 +22,22 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.harness import Context, Row, child_env, make_fake_dists, quiet_dir, run_child
+from benchmarks.harness import (
+    Context,
+    Row,
+    child_env,
+    make_conda_prefix,
+    make_fake_dists,
+    quiet_dir,
+    run_child,
+)
 
 DESCRIPTION = "process start: import, tracker entry, provstore verify vs sqlalchemy and sqlite3"
 
 IMPORT_TARGET = 1.3  # importing the tracker <= 1.3x import sqlalchemy
 ENTRY_TARGET_MS = 20.0  # tracker entry beyond the import
+CONDA_TARGET_MS = 10.0  # a 500-package conda environment adds to a warm entry
+CONDA_PACKAGES = 500
 VERIFY_TARGET = 1.5  # provstore verify <= 1.5x import sqlalchemy
 
 # What a user's script pays before its first line runs.  (The module behind it was
@@ -121,6 +135,21 @@ _TRACKER = (
 )
 
 
+# Entry alone, timed in the child: the interpreter's prefix is set before provstore is
+# imported, as a conda environment's python has it.
+_ENTRY = (
+    "import sys, time\n"
+    "{prefix}"
+    "from provstore import tracker\n"
+    "t = tracker({url!r})\n"
+    "t0 = time.perf_counter()\n"
+    "t.__enter__()\n"
+    "t1 = time.perf_counter()\n"
+    "t.__exit__(None, None, None)\n"
+    "print((t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3)\n"
+)
+
+
 def _prepare(base: Path) -> tuple[dict[str, str], Path, dict[str, list[str]]]:
     """The children's environment and directory, and the commands, on a store that holds
     this environment and one product (the distribution cache written)."""
@@ -136,6 +165,7 @@ def _prepare(base: Path) -> tuple[dict[str, str], Path, dict[str, list[str]]]:
     digest: str = setup["digest"]
 
     py = sys.executable
+    prefix = make_conda_prefix(base / "conda-env", CONDA_PACKAGES)
     cli = [*_provstore_script(), "--url", url, "verify", digest]
     lookup = (
         "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
@@ -151,7 +181,10 @@ def _prepare(base: Path) -> tuple[dict[str, str], Path, dict[str, list[str]]]:
         "verify --no-environment": [*cli, "--no-environment"],
         "verify": cli,
         "sqlite3 lookup": [py, "-c", lookup, str(db), digest],
-    }
+        "entry": [py, "-c", _ENTRY.format(prefix="", url=url)],
+        "entry conda": [py, "-c", _ENTRY.format(prefix=f"sys.prefix = {str(prefix)!r}\n",
+                                                url=url)],
+    }  # fmt: skip
     return env, cwd, commands
 
 
@@ -161,10 +194,10 @@ def run(ctx: Context) -> list[Row]:
     # a failed check (exit 1) is a result, not an error: the note says so
     ms, said = _walls(commands, env, cwd, repeat,
                       {"verify": (0, 1), "verify --no-environment": (0, 1)},
-                      ["tracker", "verify"])  # fmt: skip
+                      ["tracker", "verify", "entry", "entry conda"])  # fmt: skip
     samples = ctx.pick(1, 5)
     breakdown = _importtime(env, cwd, samples)
-    rows = _rows(ms, said, repeat)
+    rows = _rows(ms, said, repeat) + _conda_rows(said, repeat)
     imp = statistics.median(ms["import tracker"])
     for label, value in breakdown.items():
         rows.append(Row(
@@ -173,6 +206,30 @@ def run(ctx: Context) -> list[Row]:
             "baseline is the plain wall time",
         ))  # fmt: skip
     return rows
+
+
+def _conda_rows(said: dict[str, list[str]], repeat: int) -> list[Row]:
+    """Warm entry (and exit) with and without a 500-package conda environment, same rounds."""
+
+    def times(name: str) -> tuple[list[float], list[float]]:
+        pairs = [tuple(map(float, line.split("\t", 1)[1].split())) for line in said[name]]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+
+    plain_entry, plain_exit = times("entry")
+    conda_entry, conda_exit = times("entry conda")
+    base, with_conda = statistics.median(plain_entry), statistics.median(conda_entry)
+    added = with_conda - base
+    listed = ", ".join(f"{v:.1f}" for v in sorted(conda_entry))
+    return [
+        Row("start", f"tracker() entry, warm, conda env of {CONDA_PACKAGES} packages",
+            with_conda, "ms", "sqlite", base, "entry without conda",
+            f"<= +{CONDA_TARGET_MS:.0f} ms", added <= CONDA_TARGET_MS,
+            f"median of {repeat} processes ({listed} ms), perf_counter around __enter__; "
+            f"adds {added:+.1f} ms; records cached by an earlier process"),
+        Row("start", "tracker() exit, warm (imports mapped, end written)",
+            statistics.median(plain_exit), "ms", "sqlite", None, "",
+            note=f"median of {repeat}; with conda {statistics.median(conda_exit):.1f} ms"),
+    ]  # fmt: skip
 
 
 def _verdict(said: list[str]) -> str:

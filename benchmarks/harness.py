@@ -421,6 +421,29 @@ def make_fake_dists(directory: Path, count: int) -> Path:
     return directory
 
 
+def make_conda_prefix(directory: Path, count: int) -> Path:
+    """A conda environment: ``count`` package records in ``conda-meta`` as conda writes them
+    (each lists its files, as real ones do), and a ``history`` file; aged, so caches keep it."""
+    meta = directory / "conda-meta"
+    meta.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        name, version, build = f"condapkg{index:04d}", f"1.{index}.0", f"h{index:04x}_0"
+        record = {
+            "name": name, "version": version, "build": build, "build_number": 0,
+            "channel": "https://conda.anaconda.org/conda-forge/linux-64",
+            "depends": ["libgcc-ng >=12", "libstdcxx-ng >=12"],
+            "files": [f"lib/lib{name}.so.{n}" for n in range(60)],
+            "paths_data": {"paths": [{"_path": f"lib/lib{name}.so.{n}", "sha256": "0" * 64}
+                                     for n in range(60)]},
+        }  # fmt: skip
+        (meta / f"{name}-{version}-{build}.json").write_text(json.dumps(record))
+    (meta / "history").write_text("==> 2026-11-01 10:00:00 <==\n")
+    for path in meta.iterdir():
+        age(path)
+    age(meta)
+    return directory
+
+
 def quiet_dir(path: Path) -> Path:
     """An aged working directory outside any git work tree and without a pyproject.toml."""
     path.mkdir(parents=True, exist_ok=True)

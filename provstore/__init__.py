@@ -22,7 +22,8 @@ _ERRORS = (
     "UnknownReferenceError", "UnsupportedStoreError", "UsageError", "WrongKindError",
 )  # fmt: skip
 _OBJECTS = (
-    "CodeState", "Environment", "LibrarySet", "Product", "Run", "RunEnd", "Sealed", "Variables",
+    "CodeState", "CondaSet", "Environment", "ImportSet", "LibrarySet", "Product", "Run",
+    "RunEnd", "Sealed", "Variables",
 )  # fmt: skip
 _HOMES: dict[str, str] = {
     **{name: "provstore.core.errors" for name in _ERRORS},
@@ -41,11 +42,13 @@ __all__ = [
     "BundleError",
     "CheckFailed",
     "CodeState",
+    "CondaSet",
     "ConfigError",
     "CorruptObjectError",
     "EncodingError",
     "Environment",
     "FileChangedError",
+    "ImportSet",
     "InvalidDigestError",
     "InvariantError",
     "LibrarySet",
@@ -84,7 +87,13 @@ def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'provstore' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
+    from provstore.capture import imports
+
+    imports.mark_own_start()  # what loading provstore's machinery imports is not the run's
+    try:
+        value = getattr(importlib.import_module(home), name)
+    finally:
+        imports.mark_own_end()
     globals()[name] = value
     return value
 
@@ -120,7 +129,9 @@ if TYPE_CHECKING:
     )
     from provstore.core.objects import (
         CodeState,
+        CondaSet,
         Environment,
+        ImportSet,
         LibrarySet,
         Product,
         Run,

@@ -60,15 +60,18 @@ class Store(store.Store):
         return import_bundle(self, fileobj, on_progress=on_progress)
 
     @requires(
-        lambda self, a, b=None: all_of(
+        lambda self, a, b=None, *, used=False: all_of(
             is_digest_ref(a, "a"), True if b is None else is_digest_ref(b, "b")
         )
     )
-    def diff(self, a: str | bytes, b: str | bytes | None = None) -> EnvDiff:
-        """Differences between the environments behind ``a`` and ``b`` (default: this one)."""
+    def diff(self, a: str | bytes, b: str | bytes | None = None, *, used: bool = False) -> EnvDiff:
+        """Differences between the environments behind ``a`` and ``b`` (default: this one).
+
+        ``used`` limits the packages to those the run behind ``a`` imported.
+        """
         from provstore.checks.verify import diff_refs
 
-        return diff_refs(self, a, b)
+        return diff_refs(self, a, b, used=used)
 
     @requires(lambda self, path: is_path(path))
     def why(self, path: str) -> Why:
@@ -85,8 +88,8 @@ class Store(store.Store):
         return status(self, [os.fspath(p) for p in paths])
 
     @requires(
-        lambda self, ref, *, path=None, rerun=False, recursive=False, environment=True: all_of(
-            is_digest_ref(ref), is_optional_str(path, "path", empty=False)
+        lambda self, ref, *, path=None, rerun=False, recursive=False, environment=True, **_: (
+            all_of(is_digest_ref(ref), is_optional_str(path, "path", empty=False))
         )
     )
     def verify(
@@ -97,15 +100,24 @@ class Store(store.Store):
         rerun: bool = False,
         recursive: bool = False,
         environment: bool = True,
+        strict: bool = False,
     ) -> Report:
         """Integrity, file content, environment and (with ``rerun``) reproduction checks.
 
         ``recursive`` also checks the recorded files of every ancestor on this machine.
+        An installed distribution the run did not import that changed is a note, unless
+        ``strict``.
         """
         from provstore.checks.verify import verify
 
         return verify(
-            self, ref, path=path, rerun=rerun, recursive=recursive, environment=environment
+            self,
+            ref,
+            path=path,
+            rerun=rerun,
+            recursive=recursive,
+            environment=environment,
+            strict=strict,
         )
 
 

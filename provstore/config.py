@@ -29,9 +29,12 @@ else:  # pragma: no cover
 __all__ = [
     "JOIN_VARIABLE",
     "KEYS",
+    "PROBES",
+    "PROBE_ROOT_VARIABLE",
     "SPOOL_VARIABLE",
     "URL_VARIABLE",
     "Settings",
+    "check_probes",
     "default_url",
     "find_pyproject",
     "resolve",
@@ -43,8 +46,13 @@ JOIN_VARIABLE = "PROVSTORE_RUN"
 """Set by ``provstore run`` for its command: the run a ``tracker()`` inside it joins."""
 SPOOL_VARIABLE = "PROVSTORE_SPOOL"
 """The spool directory (spool mode), for this process and the commands it starts."""
+PROBE_ROOT_VARIABLE = "PROVSTORE_PROBE_ROOT"
+"""Where the probes read system files (default ``/``): a fake tree, for tests."""
+PROBES = ("imports", "conda", "gpu", "container", "job")
+"""Every probe's name, as ``probes_off`` names them."""
 
-_LIST_KEYS = ("env_allow", "redact_names", "redact_values")
+
+_LIST_KEYS = ("env_allow", "redact_names", "redact_values", "probes_off")
 KEYS = ("url", "spool", *_LIST_KEYS)
 """Every key ``[tool.provstore]`` may hold; any other is an error (a typo is not ignored)."""
 
@@ -59,6 +67,15 @@ class Settings:
     env_allow: tuple[str, ...] = ()
     redact_names: tuple[str, ...] = ()
     redact_values: tuple[str, ...] = field(default=())
+    probes_off: tuple[str, ...] = ()
+    """Probes not to run: ``imports``, ``conda``, ``gpu``, ``container``, ``job``."""
+    probe_root: str = "/"
+    """Where the probes read ``/proc``, ``/.dockerenv``, ... (``PROVSTORE_PROBE_ROOT``: a
+    fake tree, for tests)."""
+
+    def probe(self, name: str) -> bool:
+        """Whether the probe ``name`` runs."""
+        return name not in self.probes_off
 
 
 def default_url() -> str:
@@ -165,20 +182,40 @@ def resolve(
     for key in _LIST_KEYS:
         from_env = _env_list(f"PROVSTORE_{key.upper()}")
         lists[key] = _list_setting(table, key, pyproject) + from_env
+    _check_probes(lists["probes_off"], pyproject)
+    lists_and_root: dict[str, Any] = {
+        **lists,
+        "probe_root": os.environ.get(PROBE_ROOT_VARIABLE) or "/",
+    }
     spool = spool or os.environ.get(SPOOL_VARIABLE)
     if not spool and pyproject is not None:
         from_table = _table_str(table, "spool", pyproject)
         spool = str(pyproject.parent / from_table) if from_table else None
     if url:
-        return Settings(url, "argument", spool, **lists)
+        return Settings(url, "argument", spool, **lists_and_root)
     if os.environ.get(URL_VARIABLE):
-        return Settings(os.environ[URL_VARIABLE], URL_VARIABLE, spool, **lists)
+        return Settings(os.environ[URL_VARIABLE], URL_VARIABLE, spool, **lists_and_root)
     from_file = _table_url(table, pyproject)
     if from_file and pyproject is not None:
         return Settings(
-            _absolute_sqlite(from_file, pyproject.parent), str(pyproject), spool, **lists
+            _absolute_sqlite(from_file, pyproject.parent), str(pyproject), spool, **lists_and_root
         )
-    return Settings(default_url(), "default", spool, **lists)
+    return Settings(default_url(), "default", spool, **lists_and_root)
+
+
+def check_probes(names: tuple[str, ...] | list[str], where: object = None) -> None:
+    """Refuse a probe name that does not exist (a typo would silently keep the probe on)."""
+    _check_probes(tuple(names), where)
+
+
+def _check_probes(names: tuple[str, ...], where: object) -> None:
+    unknown = [name for name in names if name not in PROBES]
+    if unknown:
+        place = f" in {where}" if where else ""
+        raise ConfigError(
+            f"unknown probe {', '.join(map(repr, unknown))}{place}; the probes are "
+            f"{', '.join(PROBES)}"
+        )
 
 
 def _table_str(table: Mapping[str, Any], key: str, where: Path | None) -> str | None:

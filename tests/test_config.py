@@ -109,7 +109,7 @@ def test_an_unknown_key_with_nothing_near_lists_the_keys(tmp_path, monkeypatch):
         resolve()
     message = str(caught.value)
     assert "'colour'" in message and "'extra'" in message and "did you mean" not in message
-    assert "url, spool, env_allow, redact_names, redact_values" in message
+    assert "url, spool, env_allow, redact_names, redact_values, probes_off" in message
 
 
 def test_an_unknown_key_stops_every_command(script, tmp_path):

@@ -17,6 +17,7 @@ from provstore.db import schema
 
 HEALTHY_KINDS = {
     "environment": 1,
+    "importset": 1,  # what the run imported
     "libraryset": 1,
     "product": 4,
     "run": 1,
@@ -94,10 +95,10 @@ def test_healthy_store_is_ok(store, batch):
     report = fsck(store, batch=batch, on_progress=calls.append)
     assert report.ok, report.problems
     assert report.problems == ()
-    assert report.objects == 9
+    assert report.objects == 10
     assert report.by_kind == HEALTHY_KINDS
-    assert sum(calls) == 9
-    assert len(calls) == -(-9 // batch)
+    assert sum(calls) == 10
+    assert len(calls) == -(-10 // batch)
     assert all(n <= batch for n in calls)
 
 
@@ -124,7 +125,7 @@ def test_flipped_byte_is_reported_for_that_object_only(store, built):
     assert not report.ok
     assert [(p.digest, p.kind) for p in report.problems] == [(built.a, "corrupt")]
     assert "do not hash" in report.problems[0].message
-    assert report.objects == 9 and report.by_kind == HEALTHY_KINDS
+    assert report.objects == 10 and report.by_kind == HEALTHY_KINDS
 
 
 def test_validly_hashed_but_non_canonical_objects_are_reported(store, built):
@@ -139,7 +140,7 @@ def test_validly_hashed_but_non_canonical_objects_are_reported(store, built):
     assert {(p.digest, p.kind) for p in report.problems} == {(d, "corrupt") for d in bad}
     messages = {p.digest: p.message for p in report.problems}
     assert "gadget" in messages[unknown]
-    assert report.objects == 13
+    assert report.objects == 14
 
 
 def test_kind_and_size_columns_must_match_the_bytes(store, built):
@@ -158,7 +159,7 @@ def test_missing_reference_names_the_missing_digest(store, built):
     report = run_fsck(store)
     assert [(p.digest, p.kind) for p in report.problems] == [(built.run, "reference")]
     assert built.environment in report.problems[0].message
-    assert report.objects == 8
+    assert report.objects == 9
 
 
 def test_missing_parent_is_reported_by_each_child(store, built):

@@ -62,7 +62,7 @@ def recorded(backend_url: str) -> Recorded:
 def _forged(obj: object) -> Sealed:
     """Seal without any of seal's checks: bytes a hostile site could send."""
     body = encoding.canonical(obj.body())  # type: ignore[attr-defined]
-    data = frame(obj.KIND, obj.VERSION, body)  # type: ignore[attr-defined]
+    data = frame(obj.KIND, obj.frame_version, body)  # type: ignore[attr-defined]
     return Sealed(hash_framed(data), obj.KIND, data, obj)  # type: ignore[attr-defined,arg-type]
 
 
@@ -337,7 +337,7 @@ def test_a_version_1_store_is_upgraded_in_place(backend_url, recorded):
     assert [p.digest for p in flagged] == [max(recorded.end, second.digest).hex()]
     engine = sa.create_engine(backend_url)
     with engine.connect() as conn:
-        assert conn.execute(sa.select(schema.meta.c.value)).scalar() == "2"
+        assert conn.execute(sa.select(schema.meta.c.value)).scalar() == str(schema.SCHEMA_VERSION)
         indexes = {i["name"]: i["unique"] for i in sa.inspect(conn).get_indexes("run_ends")}
         if conn.dialect.name == "mysql":
             collations = (

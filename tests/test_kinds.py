@@ -12,7 +12,9 @@ import pytest
 from provstore import Store
 from provstore.core.objects import (
     KINDS,
+    CondaSet,
     Environment,
+    ImportSet,
     LibrarySet,
     Product,
     Run,
@@ -29,13 +31,16 @@ from provstore.exchange.prov import PROV_MAPPING, to_prov_json
 def sample_objects() -> list[Sealed]:
     """One object of every kind, each referring to the ones before it."""
     libs = seal(LibrarySet((("numpy", "2.0.0"),)))
-    env = seal(Environment("cpython", "3.11.7", "Linux", "6.1", "x86_64", "", libs.digest, {}, ()))
+    conda = seal(CondaSet((("mkl", "2024.0", "h1_0", "conda-forge"),), ()))
+    env = seal(Environment("cpython", "3.11.7", "Linux", "6.1", "x86_64", "", libs.digest, {}, (),
+                           conda=conda.digest, gpu={"driver": "535.1"}))  # fmt: skip
     variables = seal(Variables({"HOME": "/root"}, ()))
     run = seal(Run(env.digest, variables.digest, "node1", "alice", ("x.py",), "/w", "/py", 1, 5,
                    None, "train"))  # fmt: skip
-    end = seal(RunEnd(run.digest, "succeeded", 6, None, 0, ()))
+    used = seal(ImportSet((("numpy", "2.0.0"),)))
+    end = seal(RunEnd(run.digest, "succeeded", 6, None, 0, (), imported=used.digest))
     product = seal(Product("model", "1", {}, None, None, None, run.digest, ()))
-    items = [libs, env, variables, run, end, product]
+    items = [libs, conda, env, variables, run, used, end, product]
     assert {item.kind for item in items} == set(KINDS), "add an example of the new kind here"
     return items
 

@@ -115,6 +115,7 @@ def test_every_digest_of_the_closure_appears(tracked):
         "runend",
         "environment",
         "libraryset",
+        "importset",
         "variables",
     }
     text = json.dumps(to_prov_json(found))
@@ -129,6 +130,7 @@ def test_entities_activities_and_agents(tracked):
     kinds = sorted(str(attr(e, PROV_TYPE)) for e in entities)
     assert kinds == [
         "provstore:Environment",
+        "provstore:ImportSet",
         "provstore:LibrarySet",
         "provstore:Product",
         "provstore:Product",

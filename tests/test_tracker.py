@@ -84,6 +84,7 @@ def test_environment_shared_across_processes(backend_url):
         assert stats["environment"] == 2
         assert stats["run"] == 4
         assert stats["libraryset"] == 1
+        assert stats["importset"] == 1  # the four runs imported the same (nothing)
 
 
 WRITER = """

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from operator import is_ as op_is
 
-__all__ = ["distributions"]
+__all__ = ["cache_directory", "caching_off", "distributions", "normalize"]
 
 
 def distributions(
@@ -87,6 +87,11 @@ _MEMO: dict[str, _Entry] = {}
 _MERGED: dict[tuple[str, ...], tuple[tuple[_Entry | None, ...], tuple[tuple[str, str], ...]]] = {}
 
 
+def normalize(name: str) -> str:
+    """A distribution name in its PEP 503 form."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def _entries(path: Sequence[str]) -> tuple[str, ...]:
     """Absolute path entries; ``""`` and relative ones are resolved against the cwd."""
     cwd: str | None = None
@@ -144,7 +149,7 @@ def _scan(entry: str, stat: _Stat) -> _Entry:
             continue
         if is_volatile:
             volatile.append((meta, _stat(meta)[0]))
-        found.setdefault(re.sub(r"[-_.]+", "-", header[0]).lower(), header[1])
+        found.setdefault(normalize(header[0]), header[1])
     return _Entry(stat, tuple(volatile), tuple(found.items()))
 
 
@@ -205,17 +210,32 @@ def _read_header(path: str) -> tuple[str, str] | None:
     return name, version
 
 
-def _cache_file(entries: tuple[str, ...], cache_dir: str | None) -> str | None:
-    """Where the scan of ``entries`` is cached; ``None`` when caching is off or homeless."""
-    if os.environ.get("PROVSTORE_NO_CACHE", "").strip().lower() not in _FALSE:
+def caching_off() -> bool:
+    """Whether ``PROVSTORE_NO_CACHE`` turns the on-disk caches off."""
+    return os.environ.get("PROVSTORE_NO_CACHE", "").strip().lower() not in _FALSE
+
+
+def cache_directory() -> str | None:
+    """Where capture caches scans; ``None`` when caching is off (``PROVSTORE_NO_CACHE``)."""
+    if caching_off():
         return None
-    directory = cache_dir or os.environ.get("PROVSTORE_CACHE_DIR")
+    directory = os.environ.get("PROVSTORE_CACHE_DIR")
     if not directory:
         xdg = os.environ.get("XDG_CACHE_HOME", "")
         base = xdg if os.path.isabs(xdg) else os.path.join(os.path.expanduser("~"), ".cache")
         if not os.path.isabs(base):  # no home directory to expand "~" to
             return None
         directory = os.path.join(base, "provstore")
+    return directory
+
+
+def _cache_file(entries: tuple[str, ...], cache_dir: str | None) -> str | None:
+    """Where the scan of ``entries`` is cached; ``None`` when caching is off or homeless."""
+    if os.environ.get("PROVSTORE_NO_CACHE", "").strip().lower() not in _FALSE:
+        return None
+    directory = cache_dir or cache_directory()
+    if directory is None:
+        return None
     import blake3
 
     key = "\0".join((str(_CACHE_FORMAT), sys.version, *entries))

@@ -7,7 +7,10 @@ One report, a check per question:
 * **data** — the product's file (recorded path, or another) hashes to the recorded digest;
 * **ancestors** (on request) — so do the recorded files of all its ancestors that are on this
   machine;
-* **environment** — this process's environment against the recorded one, with the diff;
+* **environment** — this process's environment against the recorded one, with the diff: a
+  difference in what the run used (the distributions it imported, interpreter, platform,
+  GPU, container, variables) fails; another installed distribution that changed is a note
+  (``strict`` makes every difference fail, and so does a run whose imports are unknown);
 * **rerun** (on request) — the recorded command executed again, each output compared.
 
 Statuses: ``ok`` and ``skipped`` pass; ``failed``, ``missing`` and ``unavailable`` fail.
@@ -23,8 +26,17 @@ from provstore.checks.report import Check, Report
 from provstore.checks.walk import closure
 from provstore.config import Settings, resolve
 from provstore.core.digests import hash_file, to_hex
-from provstore.core.errors import PathError, ProvstoreError
-from provstore.core.objects import Environment, LibrarySet, Product, Run, Sealed
+from provstore.core.errors import PathError, ProvstoreError, UsageError
+from provstore.core.objects import (
+    CondaSet,
+    Environment,
+    ImportSet,
+    LibrarySet,
+    Product,
+    Run,
+    RunEnd,
+    Sealed,
+)
 from provstore.store import Store
 
 if TYPE_CHECKING:
@@ -36,6 +48,7 @@ __all__ = [
     "check_environment",
     "check_integrity",
     "diff_refs",
+    "imported_by",
     "verify",
 ]
 
@@ -48,12 +61,14 @@ def verify(
     rerun: bool = False,
     recursive: bool = False,
     environment: bool = True,
+    strict: bool = False,
     settings: Settings | None = None,
     on_bytes: Callable[[int], None] | None = None,
 ) -> Report:
     """Verify the object named by ``ref`` (a product, run or environment).
 
-    ``recursive`` also checks the recorded files of the product's ancestors.
+    ``recursive`` also checks the recorded files of the product's ancestors; ``strict``
+    fails the environment check on any difference, used by the run or not.
     """
     item = store.get(ref)
     settings = settings or resolve(store.url)
@@ -68,7 +83,7 @@ def verify(
     if isinstance(obj, Environment):
         env_digest = item.digest
     if environment:
-        checks.append(check_environment(store, env_digest, settings))
+        checks.append(check_environment(store, env_digest, settings, run=run, strict=strict))
     if rerun:
         from provstore.checks.rerun import check_rerun
 
@@ -192,19 +207,58 @@ def _ancestors_check(entries: list[dict[str, Any]]) -> Check:
     return Check("ancestors", "failed", "\n".join(lines), details)
 
 
-def _environment_pair(store: Store, ref: str | bytes) -> tuple[Environment, LibrarySet]:
+_Pair = tuple[Environment, LibrarySet, CondaSet | None]
+
+
+def _environment_pair(store: Store, ref: str | bytes) -> _Pair:
     env = store.environment_of(ref)
     libs = store.get(env.obj.libraryset, kind="libraryset")  # type: ignore[union-attr]
     assert isinstance(env.obj, Environment) and isinstance(libs.obj, LibrarySet)
-    return env.obj, libs.obj
+    conda = None
+    if env.obj.conda is not None:
+        found = store.get(env.obj.conda, kind="condaset").obj
+        assert isinstance(found, CondaSet)
+        conda = found
+    return env.obj, libs.obj, conda
+
+
+def imported_by(store: Store, ref: str | bytes | Sealed) -> tuple[tuple[str, ...] | None, str]:
+    """The distributions the run behind ``ref`` imported, or ``None`` and why they are unknown."""
+    item = ref if isinstance(ref, Sealed) else store.get(ref)
+    run = _run_of(store, item)
+    if run is None or not isinstance(run.obj, Run):
+        return None, "no run is behind it, so nothing says what was imported"
+    ends = store.get_many(store.run_ends([run.digest]), corrupt={})
+    end = next((e.obj for e in ends.values() if isinstance(e.obj, RunEnd)), None)
+    if end is None:
+        return None, "the run has not ended (or was killed), so its imports were not recorded"
+    if end.imported is None:
+        if run.obj.command is not None:
+            return None, (
+                "the run is a `provstore run` whose command did not use tracker(), so what "
+                "it imported is unknown"
+            )
+        return None, (
+            "the run was recorded without its imports (by an older provstore, or with the "
+            "imports probe off)"
+        )
+    used = store.get(end.imported, kind="importset").obj
+    assert isinstance(used, ImportSet)
+    return used.names(), ""
 
 
 def diff_refs(
-    store: Store, a: str | bytes, b: str | bytes | None = None, settings: Settings | None = None
+    store: Store,
+    a: str | bytes,
+    b: str | bytes | None = None,
+    settings: Settings | None = None,
+    *,
+    used: bool = False,
 ) -> EnvDiff:
     """Diff the environments behind ``a`` and ``b`` (products, runs or environments).
 
-    ``b`` defaults to this process's environment.
+    ``b`` defaults to this process's environment.  ``used`` limits the packages to those the
+    run behind ``a`` imported (:class:`UsageError` when that is unknown).
     """
     from provstore.checks.envdiff import diff_environments
 
@@ -215,20 +269,40 @@ def diff_refs(
         now = capture_environment(settings or resolve(store.url))
         assert isinstance(now.environment.obj, Environment)
         assert isinstance(now.libraryset.obj, LibrarySet)
-        right = (now.environment.obj, now.libraryset.obj)
+        conda = now.conda.obj if now.conda is not None else None
+        assert conda is None or isinstance(conda, CondaSet)
+        right: _Pair = (now.environment.obj, now.libraryset.obj, conda)
     else:
         right = _environment_pair(store, b)
-    return diff_environments(left[0], left[1], right[0], right[1])
+    item = store.get(a)
+    imported, why = imported_by(store, item) if item.kind != "environment" else (None, "")
+    if used and imported is None:
+        reason = why or "an environment has no run, so nothing says what was imported"
+        raise UsageError(f"--used needs the distributions the run imported: {reason}")
+    diff = diff_environments(left[0], left[1], right[0], right[1], a_conda=left[2],
+                             b_conda=right[2], imported=imported)  # fmt: skip
+    return diff.used_only() if used else diff
 
 
-def check_environment(store: Store, recorded: bytes | None, settings: Settings) -> Check:
-    """Compare this process's environment with the recorded one; the diff when they differ."""
+def check_environment(
+    store: Store,
+    recorded: bytes | None,
+    settings: Settings,
+    *,
+    run: Sealed | None = None,
+    strict: bool = False,
+) -> Check:
+    """Compare this process's environment with the recorded one; the diff when they differ.
+
+    A difference in what the run used fails; the others are a note (all fail when
+    ``strict``, or when the run's imports are unknown).
+    """
     if recorded is None:
         return Check("environment", "skipped", "no environment recorded (a source product)")
     from provstore.checks.envdiff import diff_to_json, diff_to_text
 
     try:
-        diff = diff_refs(store, recorded, None, settings)
+        diff = diff_refs(store, run.digest if run is not None else recorded, None, settings)
     except ProvstoreError as exc:
         return Check("environment", "failed", f"the recorded environment is unreadable: {exc}")
     details: dict[str, Any] = {"recorded": diff.a, "current": diff.b, "diff": diff_to_json(diff)}
@@ -237,6 +311,24 @@ def check_environment(store: Store, recorded: bytes | None, settings: Settings) 
         note = f"; redacted, unverifiable: {', '.join(diff.unverifiable)}"
     if diff.identical:
         return Check("environment", "ok", f"identical to the recorded environment{note}", details)
+    unknown = ""
+    if diff.imported is None and run is not None:
+        unknown = f"\n(every difference counts: {imported_by(store, run)[1]})"
+    if strict or diff.matters:
+        names = ", ".join(c.name for c in (diff.matters or diff.notes))
+        where = "" if diff.imported is None else " in what the run used" if diff.matters else ""
+        return Check(
+            "environment",
+            "failed",
+            f"differs from the recorded one{where}: {names}\n"
+            + diff_to_text(diff) + unknown,
+            details,
+        )  # fmt: skip
+    other = ", ".join(c.name for c in diff.notes)
     return Check(
-        "environment", "failed", "differs from the recorded one:\n" + diff_to_text(diff), details
+        "environment",
+        "ok",
+        f"note: what the run used is unchanged; other differences (not used by the run, "
+        f"use --strict to fail on them): {other}{note}\n" + diff_to_text(diff),
+        details,
     )

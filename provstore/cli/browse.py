@@ -8,7 +8,7 @@ import click
 
 from provstore.cli import output
 from provstore.cli.common import EXIT_CODES, When, duration, emit, json_option, store_of
-from provstore.core.objects import RunEnd
+from provstore.core.objects import CondaSet, Environment, ImportSet, LibrarySet, Run, RunEnd
 from provstore.db.listing import ProductFilter, ProductRow, RunFilter, RunSummary
 from provstore.exchange.lineage import LINEAGE_FORMATS
 
@@ -42,6 +42,8 @@ def show(ctx: click.Context, ref: str, every: bool, limit: int, as_json: bool) -
 def _shown(store: Store, item: Sealed, limit: int) -> tuple[dict[str, Any], str]:
     """An object as JSON and text; a run also with its end, inputs and products."""
     data, text = output.to_json(item), output.human(item)
+    if item.kind == "environment":
+        return data, _environment_text(store, item, text)
     if item.kind != "run":
         return data, text
     ends = [store.get(d) for d in store.run_ends([item.digest])]
@@ -56,12 +58,53 @@ def _shown(store: Store, item: Sealed, limit: int) -> tuple[dict[str, Any], str]
         if end.obj.error:
             lines.append(f"  error: {end.obj.error}")
         lines += [f"  read: {d.hex()[:12]}" for d in end.obj.inputs]
+        lines.append(f"  imported: {_imported_text(store, item, end.obj)}")
+        for framework, version in sorted((end.obj.cuda or {}).items()):
+            lines.append(f"  cuda runtime ({framework}): {version}")
     if not ends:
         lines.append("  ended: - (still running, or killed)")
     lines += [f"  made: {_product_line(row)}" for row in made[:limit]]
     if len(made) > limit:
         lines.append(f"  ... more: provstore products --run {item.hex[:12]}")
     return data, "\n".join(lines)
+
+
+def _environment_text(store: Store, item: Sealed, text: str) -> str:
+    """An environment, with how many distributions and conda packages its sets hold."""
+    env = item.obj
+    assert isinstance(env, Environment)
+    lines = [text]
+    sets = [("distributions", env.libraryset), ("conda packages", env.conda)]
+    for label, digest in sets:
+        if digest is None:
+            continue
+        found = store.get_many([digest], corrupt={}).get(digest)
+        if found is None:
+            lines.append(f"  {label}: missing ({digest.hex()[:12]})")
+        elif isinstance(found.obj, LibrarySet):
+            lines.append(f"  {label}: {len(found.obj.distributions)} ({digest.hex()[:12]})")
+        elif isinstance(found.obj, CondaSet):
+            count = len(found.obj.packages)
+            bad = len(found.obj.unreadable)
+            extra = f", {bad} unreadable" if bad else ""
+            lines.append(f"  {label}: {count}{extra} ({digest.hex()[:12]})")
+    return "\n".join(lines)
+
+
+def _imported_text(store: Store, run: Sealed, end: RunEnd) -> str:
+    """The distributions a run imported, or why they are unknown."""
+    if end.imported is None:
+        assert isinstance(run.obj, Run)
+        if run.obj.command is not None:
+            return "unknown (the command did not use tracker())"
+        return "not recorded"
+    found = store.get_many([end.imported], corrupt={}).get(end.imported)
+    if found is None or not isinstance(found.obj, ImportSet):
+        return f"missing ({end.imported.hex()[:12]})"
+    pairs = found.obj.distributions
+    shown = ", ".join(f"{n} {v}" for n, v in pairs) if pairs else "none"
+    noun = "distribution" if len(pairs) == 1 else "distributions"
+    return f"{len(pairs)} {noun} ({end.imported.hex()[:12]}): {shown}"
 
 
 def _product_line(row: ProductRow) -> str:
@@ -79,10 +122,11 @@ _LOG_HEADER = (
 def _run_line(r: RunSummary) -> str:
     code = "-" if r.exit_code is None else str(r.exit_code)
     where = f"{r.user}@{r.host}"
+    label = f"[{r.job_label}] {r.label}" if r.job_label else r.label
     return (
         f"{r.digest.hex()[:12]}  {output.format_ns(r.started_ns):<20}  "
         f"{(r.status or 'unfinished'):<10} {code:>4} {duration(r.duration_ns):>7} "
-        f"{r.products:>8}  {where:<20}  {r.label}"
+        f"{r.products:>8}  {where:<20}  {label}"
     )
 
 
@@ -97,6 +141,7 @@ def _run_line(r: RunSummary) -> str:
 @click.option("--until", type=When(), help="Started before.")
 @click.option("--host", help="Only runs on this host.")
 @click.option("--name", help="Only runs whose name matches this glob.")
+@click.option("--job", help="Only runs of this batch job (or of every task of this array job).")
 @json_option
 @click.pass_context
 def log(
@@ -107,6 +152,7 @@ def log(
     until: int | None,
     host: str | None,
     name: str | None,
+    job: str | None,
     as_json: bool,
 ) -> None:
     """List the most recent runs, newest first: how each ended, how long, what it made.
@@ -115,9 +161,10 @@ def log(
     Examples:
       provstore log -n 5
       provstore log --status failed --since 3d
+      provstore log --job 12345          the runs of Slurm (PBS, LSF, ...) job 12345
       provstore show name:model          then: which run made this product
     """
-    where = RunFilter(status=status, since_ns=since, until_ns=until, host=host, name=name)
+    where = RunFilter(status=status, since_ns=since, until_ns=until, host=host, name=name, job=job)
     runs = store_of(ctx).runs(limit, where=where)
     lines = [_LOG_HEADER, *(_run_line(r) for r in runs)] if runs else ["no runs recorded yet"]
     emit(as_json, [output.run_summary_json(r) for r in runs], "\n".join(lines))
@@ -177,9 +224,12 @@ def env(ctx: click.Context, match: bool, as_json: bool) -> None:
 @click.option(
     "--exit-code", is_flag=True, help="Exit 1 when the environments differ, as `git diff` does."
 )
+@click.option("--used", is_flag=True, help="Only the distributions the run behind A imported.")
 @json_option
 @click.pass_context
-def diff(ctx: click.Context, a: str, b: str | None, exit_code: bool, as_json: bool) -> None:
+def diff(
+    ctx: click.Context, a: str, b: str | None, exit_code: bool, used: bool, as_json: bool
+) -> None:
     """Compare two environments, or those behind products or runs (B: this one).
 
     A and B are references (REF below). Exits 0 whether or not they differ; with
@@ -190,10 +240,11 @@ def diff(ctx: click.Context, a: str, b: str | None, exit_code: bool, as_json: bo
       provstore diff model.json          recorded vs the current environment
       provstore diff name:model@1.0 name:model@2.0 --json
       provstore diff model.json --exit-code >/dev/null || echo "environment changed"
+      provstore diff model.json --used   only what the recording run imported
     """
     from provstore.checks.envdiff import diff_to_json, diff_to_text
 
-    result = store_of(ctx).diff(a, b)
+    result = store_of(ctx).diff(a, b, used=used)
     emit(as_json, diff_to_json(result), lambda: diff_to_text(result))
     ctx.exit(1 if exit_code and not result.identical else 0)
 

@@ -28,6 +28,11 @@ if TYPE_CHECKING:
     "--recursive", is_flag=True, help="Also check every ancestor's file that is on this machine."
 )
 @click.option("--no-environment", is_flag=True, help="Skip comparing the current environment.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Fail on any environment difference, not only in what the run imported.",
+)
 @json_option
 @click.pass_context
 def verify(
@@ -37,13 +42,17 @@ def verify(
     rerun: bool,
     recursive: bool,
     no_environment: bool,
+    strict: bool,
     as_json: bool,
 ) -> None:
     """Check a product: integrity, file content, environment, and optionally a re-run.
 
     Exits 0 only when every check passed; 1 when any failed (a missing file is a
-    failed check). --recursive also hashes the recorded file of every ancestor that
-    is on this machine. --rerun first says which recorded inputs have changed; the
+    failed check). The environment check fails when a distribution the run imported
+    changed (or the interpreter, platform, GPU, container or a recorded variable); any
+    other installed distribution that changed is a note, unless --strict.
+    --recursive also hashes the recorded file of every ancestor that is on this
+    machine. --rerun first says which recorded inputs have changed; the
     command's output goes to stderr.
 
     \b
@@ -54,7 +63,12 @@ def verify(
       provstore verify results/model.json --rerun
     """
     report = store_of(ctx).verify(
-        ref, path=path, rerun=rerun, recursive=recursive, environment=not no_environment
+        ref,
+        path=path,
+        rerun=rerun,
+        recursive=recursive,
+        environment=not no_environment,
+        strict=strict,
     )
     emit(as_json, report.to_json(), lambda: _report_text(report))
     ctx.exit(0 if report.ok else 1)

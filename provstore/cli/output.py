@@ -109,4 +109,5 @@ def run_summary_json(r: RunSummary) -> dict[str, Any]:
         "name": r.name,
         "command": None if r.command is None else list(r.command),
         "products": r.products,
+        "job": None if r.job is None else dict(r.job),
     }

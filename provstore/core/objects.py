@@ -3,6 +3,8 @@
 Stable facts live apart from volatile ones, so identical software collapses to one object:
 
 * :class:`LibrarySet` — the installed distributions, ``(pep503 name, version)`` pairs.
+* :class:`ImportSet` — the installed distributions a run imported, referenced from its end.
+* :class:`CondaSet` — the packages of the conda/mamba/pixi environment the interpreter lives in.
 * :class:`Environment` — interpreter, platform, the library set and the allow-listed
   reproducibility-relevant variables.  No host, user, PID or time.
 * :class:`Variables` — every environment variable of a run, secrets redacted.
@@ -13,6 +15,12 @@ Stable facts live apart from volatile ones, so identical software collapses to o
   the run that made it and its parent products.
 
 Bodies are maps with exactly the fields below; :func:`load` refuses anything else.
+
+Fields added after a kind's first version (``ADDED``: field -> version) are optional: left
+out of the body when ``None``, and an object carrying one is framed with that version.  So an
+object without the newer facts keeps the bytes and digest it always had (old stores keep
+verifying, and an environment without conda, GPU or container stays the one it was), while a
+reader that knows only version 1 refuses a newer object by its frame instead of misreading it.
 """
 
 from __future__ import annotations
@@ -29,7 +37,9 @@ from provstore.core.errors import CorruptObjectError, EncodingError
 __all__ = [
     "KINDS",
     "CodeState",
+    "CondaSet",
     "Environment",
+    "ImportSet",
     "LibrarySet",
     "Object",
     "Product",
@@ -82,6 +92,27 @@ def _is_pair(value: Any) -> bool:
     return type(value) is list and len(value) == 2 and all(type(v) is str for v in value)
 
 
+def _is_plain(value: Any, depth: int = 0) -> bool:
+    """Text, or lists and str-keyed maps of text (a probe's facts), two levels deep at most."""
+    if type(value) is str:
+        return True
+    if depth >= 2:
+        return False
+    if type(value) is list:
+        return all(_is_plain(v, depth + 1) for v in value)
+    if type(value) is dict:
+        return all(type(k) is str and _is_plain(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def _is_facts(value: Any) -> bool:
+    return type(value) is dict and _is_plain(value)
+
+
+def _is_quad(value: Any) -> bool:
+    return type(value) is list and len(value) == 4 and all(type(v) is str for v in value)
+
+
 def _is_var_map(value: Any) -> bool:
     return type(value) is dict and all(type(v) in (str, bytes) for v in value.values())
 
@@ -97,11 +128,26 @@ class _Base:
     """Each field that names other objects, and the kind those objects must be."""
     TEXT: ClassVar[tuple[str, ...]] = ()
     """Fields the index keeps as database text: they may not hold NUL (PostgreSQL cannot)."""
+    ADDED: ClassVar[dict[str, int]] = {}
+    """Optional fields added in a later version: left out of the body when ``None``."""
+
+    @property
+    def frame_version(self) -> int:
+        """The frame version: the newest of the added fields this object carries, else 1."""
+        added = self.ADDED
+        if not added:
+            return 1
+        return max((v for name, v in added.items() if getattr(self, name) is not None), default=1)
 
     def body(self) -> dict[str, Any]:
         """The object's fields as the plain map that gets encoded."""
         # Tuples need no conversion: the encoder writes them as arrays.
-        return {name: getattr(self, name) for name in self._CHECKS}
+        added = self.ADDED
+        return {
+            name: getattr(self, name)
+            for name in self._CHECKS
+            if name not in added or getattr(self, name) is not None
+        }
 
     def references(self) -> tuple[bytes, ...]:
         """Digests of the objects this one refers to (its closure's next layer)."""
@@ -139,9 +185,17 @@ class _Base:
         return encoding.canonical(self.body())
 
     @classmethod
-    def from_body(cls, body: Any) -> Any:
-        """Build the object from a decoded body, refusing missing, extra or mistyped fields."""
-        if type(body) is not dict or body.keys() != cls._CHECKS.keys():
+    def from_body(cls, body: Any, version: int = 1) -> Any:
+        """Build the object from a decoded body, refusing missing, extra or mistyped fields.
+
+        A body of ``version`` holds every original field, may hold the fields added up to that
+        version, and (being canonical) holds at least one added in that very version.
+        """
+        if type(body) is not dict:
+            raise ValueError(f"a {cls.KIND} body must be a map")
+        if cls.ADDED:
+            return cls._from_versioned(body, version)
+        if body.keys() != cls._CHECKS.keys():
             raise ValueError(f"a {cls.KIND} needs exactly the fields {sorted(cls._CHECKS)}")
         # _CHECKS names every field (a test pins this), so no dataclasses.fields() per object.
         fields = {}
@@ -154,11 +208,34 @@ class _Base:
             )
         return cls(**fields)
 
+    @classmethod
+    def _from_versioned(cls, body: dict[str, Any], version: int) -> Any:
+        added = cls.ADDED
+        required = {name for name in cls._CHECKS if name not in added}
+        allowed = required | {name for name, v in added.items() if v <= version}
+        keys = set(body)
+        if not required <= keys or not keys <= allowed:
+            raise ValueError(
+                f"a {cls.KIND} of version {version} needs the fields {sorted(required)} and "
+                f"may hold {sorted(allowed - required)}"
+            )
+        if version > 1 and not any(added.get(name) == version for name in keys):
+            raise ValueError(f"a {cls.KIND} of version {version} holds none of its new fields")
+        fields = {}
+        for name in keys:
+            value = body[name]
+            if not cls._CHECKS[name](value) or (name in added and value is None):
+                raise ValueError(f"field {name!r} of a {cls.KIND} has the wrong type")
+            fields[name] = (
+                value if type(value) is not list and name != "code" else _frozen(name, value)
+            )
+        return cls(**fields)
+
 
 def _frozen(name: str, value: Any) -> Any:
     if name == "code":
         return None if value is None else CodeState(**value)
-    if name == "metadata" or type(value) is not list:
+    if name in ("metadata", "gpu", "container", "job", "cuda") or type(value) is not list:
         return value
     return tuple(tuple(v) if type(v) is list else v for v in value)
 
@@ -177,11 +254,50 @@ class LibrarySet(_Base):
 
 
 @dataclass(frozen=True, slots=True, eq=False)
+class ImportSet(_Base):
+    """The installed distributions a run imported, as sorted ``(name, version)`` pairs."""
+
+    KIND: ClassVar[str] = "importset"
+    _CHECKS: ClassVar[dict[str, _Check]] = {"distributions": _list_of(_is_pair)}
+    distributions: tuple[tuple[str, str], ...]
+
+    def names(self) -> tuple[str, ...]:
+        """The distributions' names."""
+        return tuple(name for name, _ in self.distributions)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CondaSet(_Base):
+    """The packages of a conda environment: sorted ``(name, version, build, channel)``.
+
+    ``unreadable`` lists ``(file, reason)`` for package records that could not be read.
+    """
+
+    KIND: ClassVar[str] = "condaset"
+    _CHECKS: ClassVar[dict[str, _Check]] = {
+        "packages": _list_of(_is_quad),
+        "unreadable": _list_of(_is_pair),
+    }
+    packages: tuple[tuple[str, str, str, str], ...]
+    unreadable: tuple[tuple[str, str], ...]
+
+    def versions(self) -> dict[str, str]:
+        """Name -> ``version build (channel)`` text, for diffs."""
+        return {n: f"{v} {b} ({c})" if c else f"{v} {b}" for n, v, b, c in self.packages}
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class Environment(_Base):
-    """What software computed a result: stable across hosts, users and time."""
+    """What software computed a result: stable across hosts, users and time.
+
+    Version 2 adds the conda packages (a :class:`CondaSet`), the GPU driver and models, and
+    the container image, each absent when there is none (or its probe is off).
+    """
 
     KIND: ClassVar[str] = "environment"
-    REFERENCES: ClassVar[dict[str, str]] = {"libraryset": "libraryset"}
+    VERSION: ClassVar[int] = 2
+    REFERENCES: ClassVar[dict[str, str]] = {"libraryset": "libraryset", "conda": "condaset"}
+    ADDED: ClassVar[dict[str, int]] = {"conda": 2, "gpu": 2, "container": 2}
     _CHECKS: ClassVar[dict[str, _Check]] = {
         "implementation": _is_str,
         "python_version": _is_str,
@@ -192,6 +308,9 @@ class Environment(_Base):
         "libraryset": _is_digest,
         "variables": _is_var_map,
         "redacted": _list_of(_is_str),
+        "conda": _opt(_is_digest),
+        "gpu": _opt(_is_facts),
+        "container": _opt(_is_facts),
     }
     implementation: str
     python_version: str
@@ -202,6 +321,9 @@ class Environment(_Base):
     libraryset: bytes
     variables: Mapping[str, EnvValue]
     redacted: tuple[str, ...]
+    conda: bytes | None = None
+    gpu: Mapping[str, Any] | None = None
+    container: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -255,9 +377,15 @@ def _is_code(value: Any) -> bool:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Run(_Base):
-    """One execution.  ``command`` is the command ``provstore run`` tracked (None otherwise)."""
+    """One execution.  ``command`` is the command ``provstore run`` tracked (None otherwise).
+
+    Version 2 adds ``job`` (the batch job or pod the run belonged to) and ``gpu`` (the devices
+    it was given, e.g. ``CUDA_VISIBLE_DEVICES``): volatile facts, never in the environment.
+    """
 
     KIND: ClassVar[str] = "run"
+    VERSION: ClassVar[int] = 2
+    ADDED: ClassVar[dict[str, int]] = {"job": 2, "gpu": 2}
     REFERENCES: ClassVar[dict[str, str]] = {"environment": "environment", "variables": "variables"}
     TEXT: ClassVar[tuple[str, ...]] = ("host", "user", "name")
     _CHECKS: ClassVar[dict[str, _Check]] = {
@@ -273,6 +401,8 @@ class Run(_Base):
         "code": _opt(_is_code),
         "name": _opt(_is_str),
         "command": _opt(_list_of(_is_str)),
+        "job": _opt(_is_facts),
+        "gpu": _opt(_is_facts),
     }
     environment: bytes
     variables: bytes
@@ -286,10 +416,12 @@ class Run(_Base):
     code: CodeState | None
     name: str | None
     command: tuple[str, ...] | None = None
+    job: Mapping[str, Any] | None = None
+    gpu: Mapping[str, Any] | None = None
 
     def body(self) -> dict[str, Any]:
         """The fields, with the code state as a plain map."""
-        out = {name: getattr(self, name) for name in self._CHECKS}
+        out = _Base.body(self)
         if self.code is not None:
             out["code"] = self.code.body()
         return out
@@ -297,10 +429,21 @@ class Run(_Base):
 
 @dataclass(frozen=True, slots=True, eq=False)
 class RunEnd(_Base):
-    """How a run ended.  ``status`` is ``succeeded`` or ``failed``."""
+    """How a run ended.  ``status`` is ``succeeded`` or ``failed``.
+
+    Version 2 adds ``imported`` (an :class:`ImportSet`: the installed distributions the run
+    imported; absent when unknown) and ``cuda`` (framework -> CUDA runtime version, for the
+    frameworks the run had imported).
+    """
 
     KIND: ClassVar[str] = "runend"
-    REFERENCES: ClassVar[dict[str, str]] = {"run": "run", "inputs": "product"}
+    VERSION: ClassVar[int] = 2
+    ADDED: ClassVar[dict[str, int]] = {"imported": 2, "cuda": 2}
+    REFERENCES: ClassVar[dict[str, str]] = {
+        "run": "run",
+        "inputs": "product",
+        "imported": "importset",
+    }
     _CHECKS: ClassVar[dict[str, _Check]] = {
         "run": _is_digest,
         "status": lambda v: v in ("succeeded", "failed"),
@@ -308,6 +451,8 @@ class RunEnd(_Base):
         "error": _opt(_is_str),
         "exit_code": _opt(_is_int),
         "inputs": _list_of(_is_digest),
+        "imported": _opt(_is_digest),
+        "cuda": _opt(_is_facts),
     }
     run: bytes
     status: str
@@ -315,6 +460,8 @@ class RunEnd(_Base):
     error: str | None
     exit_code: int | None
     inputs: tuple[bytes, ...]
+    imported: bytes | None = None
+    cuda: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -352,9 +499,10 @@ escaping; PostgreSQL and SQLite take far more, but a limit that differs per back
 strand objects at the site that could record them.
 """
 
-Object = LibrarySet | Environment | Variables | Run | RunEnd | Product
+Object = LibrarySet | ImportSet | CondaSet | Environment | Variables | Run | RunEnd | Product
 KINDS: dict[str, type[Object]] = {
-    cls.KIND: cls for cls in (LibrarySet, Environment, Variables, Run, RunEnd, Product)
+    cls.KIND: cls
+    for cls in (LibrarySet, ImportSet, CondaSet, Environment, Variables, Run, RunEnd, Product)
 }
 
 
@@ -379,7 +527,7 @@ def _well_typed(obj: Object) -> bool | str:
         return f"only provstore objects can be sealed, not {type(obj).__name__}"
     body = encoding.decode(obj.encoded())  # an unencodable value raises EncodingError here
     try:
-        type(obj).from_body(body)
+        type(obj).from_body(body, obj.frame_version)
     except (ValueError, TypeError) as exc:
         return f"cannot seal this {obj.KIND}: {exc}"
     return True
@@ -414,7 +562,7 @@ def seal_unchecked(obj: Object) -> Sealed:
 
     Still refuses what no store could keep or no bundle could carry (:func:`refusal`).
     """
-    data = frame(obj.KIND, obj.VERSION, obj.encoded())
+    data = frame(obj.KIND, obj.frame_version, obj.encoded())
     reason = refusal(obj, len(data))
     if reason is not None:
         raise EncodingError(reason[0], reason[1])
@@ -473,11 +621,12 @@ def load(digest: bytes, data: bytes, *, hashed: bool = False) -> Sealed:
         cls = KINDS.get(kind)
         if cls is None:
             raise ValueError(f"unknown kind {kind!r}")
-        if version != cls.VERSION:
+        if not 1 <= version <= cls.VERSION:
             raise ValueError(
-                f"{kind} version {version} is not supported (this reads {cls.VERSION})"
+                f"{kind} version {version} is not supported (this reads versions up to "
+                f"{cls.VERSION}; a newer provstore wrote it)"
             )
-        obj = cls.from_body(encoding.decode(body))
+        obj = cls.from_body(encoding.decode(body), version)
     except EncodingError as exc:
         raise CorruptObjectError(to_hex(digest), f"its body {exc.reason}") from None
     except (ValueError, TypeError) as exc:

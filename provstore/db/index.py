@@ -54,7 +54,21 @@ def _product_rows(item: Sealed) -> Iterator[IndexRow]:
 def _run_rows(item: Sealed) -> Iterator[IndexRow]:
     obj = item.obj
     assert isinstance(obj, Run)
-    yield schema.runs, (item.digest, obj.environment, obj.started_ns, obj.host, obj.user, obj.name)
+    job = obj.job or {}
+    ident, array = job.get("id"), job.get("array_id")
+    yield (
+        schema.runs,
+        (
+            item.digest,
+            obj.environment,
+            obj.started_ns,
+            obj.host,
+            obj.user,
+            obj.name,
+            ident if type(ident) is str else None,
+            array if type(array) is str else None,
+        ),
+    )
 
 
 def _run_end_rows(item: Sealed) -> Iterator[IndexRow]:
@@ -70,6 +84,8 @@ def _no_rows(item: Sealed) -> Iterator[IndexRow]:
 
 INDEXERS: dict[str, Callable[[Sealed], Iterable[IndexRow]]] = {
     "libraryset": _no_rows,
+    "condaset": _no_rows,
+    "importset": _no_rows,
     "environment": _no_rows,
     "variables": _no_rows,
     "run": _run_rows,

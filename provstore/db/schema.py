@@ -44,8 +44,12 @@ __all__ = [
     "runs",
 ]
 
-SCHEMA_VERSION = 2
-"""2: one end per run (a unique index on ``run_ends.run``); products indexed by name and path
+SCHEMA_VERSION = 3
+"""3: runs indexed by the batch job they belonged to (``job``, ``job_array``), for
+``provstore log --job``; a version-2 store is upgraded in place by rebuilding the index from
+the objects, which are unchanged.
+
+2: one end per run (a unique index on ``run_ends.run``); products indexed by name and path
 as text searchable by prefix; on MySQL/MariaDB, text compared without padding (``'1.0'`` and
 ``'1.0 '`` differ, as on SQLite and PostgreSQL).  A version-1 store is upgraded in place when
 opened for writing: its index tables are rebuilt from the objects (:mod:`provstore.db.setup`)."""
@@ -129,8 +133,14 @@ runs = Table(
     Column("host", _text(), nullable=False),
     Column("user", _text(), nullable=False),
     Column("name", _searchable(), nullable=True),
+    Column("job", _searchable(), nullable=True),
+    Column("job_array", _searchable(), nullable=True),
     Index("ix_runs_environment", "environment"),
     Index("ix_runs_started", "started_ns"),
+    Index("ix_runs_job", "job", info={"partial": "job IS NOT NULL", "prefix": 255}),
+    Index(
+        "ix_runs_job_array", "job_array", info={"partial": "job_array IS NOT NULL", "prefix": 255}
+    ),
     info={"compact": True},
 )
 

@@ -34,7 +34,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from provstore.core.digests import to_hex
-from provstore.core.objects import Environment, LibrarySet, Product, Run, RunEnd, Sealed, Variables
+from provstore.core.objects import (
+    CondaSet,
+    Environment,
+    ImportSet,
+    LibrarySet,
+    Product,
+    Run,
+    RunEnd,
+    Sealed,
+    Variables,
+)
 
 __all__ = ["PREFIXES", "PROV_MAPPING", "to_prov_json"]
 
@@ -186,6 +196,10 @@ def _run_attributes(run: Run) -> Attributes:
         _put(attrs, "provstore:codeBranch", code.branch)
         attrs["provstore:codeDirty"] = code.dirty
         _put(attrs, "provstore:codeDiffDigest", _hex(code.diff_digest))
+    if run.job:
+        attrs["provstore:job"] = _json_literal(dict(run.job))
+    if run.gpu:
+        attrs["provstore:gpu"] = _json_literal(dict(run.gpu))
     return attrs
 
 
@@ -199,6 +213,10 @@ def _end_attributes(ends: list[tuple[bytes, RunEnd]]) -> Attributes:
     attrs: Attributes = {"prov:endTime": _iso(last.finished_ns), "provstore:status": last.status}
     _put(attrs, "provstore:exitCode", last.exit_code)
     _put(attrs, "provstore:error", last.error)
+    if last.imported is not None:
+        attrs["provstore:imported"] = _qname(_id(last.imported))
+    if last.cuda:
+        attrs["provstore:cudaRuntime"] = _json_literal(dict(last.cuda))
     digests = [to_hex(digest) for digest, _ in ends]
     attrs["provstore:runEnd"] = digests[0] if len(digests) == 1 else digests
     return attrs
@@ -220,6 +238,21 @@ def _environment(env: Environment) -> Attributes:
     if env.variables:
         attrs["provstore:variables"] = _json_literal(_text_variables(env.variables))
     _put(attrs, "provstore:redacted", _many(env.redacted))
+    if env.conda is not None:
+        attrs["provstore:conda"] = _qname(_id(env.conda))
+    if env.gpu:
+        attrs["provstore:gpu"] = _json_literal(dict(env.gpu))
+    if env.container:
+        attrs["provstore:container"] = _json_literal(dict(env.container))
+    return attrs
+
+
+def _condaset(conda: CondaSet) -> Attributes:
+    attrs: Attributes = {
+        "prov:type": _qname("provstore:CondaSet"),
+        "prov:label": f"{len(conda.packages)} conda packages",
+    }
+    _put(attrs, "provstore:package", _many(f"{n}={v}={b}" for n, v, b, _ in conda.packages))
     return attrs
 
 
@@ -268,6 +301,25 @@ def _map_libraryset(doc: _Document, item: Sealed) -> None:
     doc.entity[_id(item.digest)] = _libraryset(item.obj)
 
 
+def _importset(used: ImportSet) -> Attributes:
+    attrs: Attributes = {
+        "prov:type": _qname("provstore:ImportSet"),
+        "prov:label": f"{len(used.distributions)} distributions imported",
+    }
+    _put(attrs, "provstore:distribution", _many(f"{n}=={v}" for n, v in used.distributions))
+    return attrs
+
+
+def _map_importset(doc: _Document, item: Sealed) -> None:
+    assert isinstance(item.obj, ImportSet)
+    doc.entity[_id(item.digest)] = _importset(item.obj)
+
+
+def _map_condaset(doc: _Document, item: Sealed) -> None:
+    assert isinstance(item.obj, CondaSet)
+    doc.entity[_id(item.digest)] = _condaset(item.obj)
+
+
 def _map_variables(doc: _Document, item: Sealed) -> None:
     assert isinstance(item.obj, Variables)
     doc.entity[_id(item.digest)] = _variables(item.obj)
@@ -279,6 +331,8 @@ PROV_MAPPING: dict[str, Callable[[_Document, Sealed], None]] = {
     "runend": _map_run_end,
     "environment": _map_environment,
     "libraryset": _map_libraryset,
+    "condaset": _map_condaset,
+    "importset": _map_importset,
     "variables": _map_variables,
 }
 """How each kind becomes PROV records: one entry per kind in ``provstore.core.objects.KINDS``."""

@@ -14,13 +14,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from provstore.config import JOIN_VARIABLE, SPOOL_VARIABLE, URL_VARIABLE, resolve
 from provstore.core.digests import hash_file
 from provstore.core.errors import PathError, UsageError
-from provstore.tracking.tracker import Tracker
+from provstore.tracking.tracker import IMPORTS_VARIABLE, Tracker
 
 __all__ = ["RunResult", "run_command"]
 
@@ -56,10 +57,14 @@ def run_command(
             raise PathError(path, "an input must be an existing file")
     settings = resolve(url)
     outputs = list(dict.fromkeys(outputs))
-    with Tracker(settings, name=name, command=list(command)) as t:
+    with (
+        tempfile.TemporaryDirectory(prefix="provstore-imports-") as guests,
+        Tracker(settings, name=name, command=list(command), guest_imports=guests) as t,
+    ):
         used = {path: t.use(path) for path in inputs}
         before = {path: _state(path) for path in outputs}
         env = {**os.environ, JOIN_VARIABLE: t.run, URL_VARIABLE: settings.url}
+        env[IMPORTS_VARIABLE] = guests
         if settings.spool:
             env[SPOOL_VARIABLE] = os.path.abspath(settings.spool)
         t.flush()  # the inputs, stored before the command's own tracker() looks for them

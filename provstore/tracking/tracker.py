@@ -21,14 +21,18 @@ store, or in spool mode through the spool (:mod:`provstore.tracking.joining`).
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from provstore.api import Store
+from provstore.capture import imports as imported
 from provstore.capture.hashcache import FileHasher
+from provstore.capture.probes import cuda_runtimes
 from provstore.capture.redact import Secrets
 from provstore.capture.snapshot import (
     EnvironmentCapture,
@@ -37,7 +41,7 @@ from provstore.capture.snapshot import (
     capture_run,
     redactor_for,
 )
-from provstore.config import JOIN_VARIABLE, Settings, resolve
+from provstore.config import JOIN_VARIABLE, Settings, check_probes, resolve
 from provstore.core.contracts import (
     Verdict,
     all_of,
@@ -49,13 +53,26 @@ from provstore.core.contracts import (
 )
 from provstore.core.digests import DIGEST_SIZE, full_digest, parse_ref, to_hex
 from provstore.core.errors import EncodingError, UnknownDigestError, UsageError
-from provstore.core.objects import Product, Run, RunEnd, Sealed, seal, seal_unchecked
+from provstore.core.objects import (
+    ImportSet,
+    LibrarySet,
+    Product,
+    Run,
+    RunEnd,
+    Sealed,
+    seal,
+    seal_unchecked,
+)
 from provstore.db.dialects import for_url
 
 if TYPE_CHECKING:
     from provstore.tracking.spool import SpoolWriter
 
-__all__ = ["FLUSH_AFTER", "FLUSH_EVERY", "Tracker", "tracker"]
+__all__ = ["FLUSH_AFTER", "FLUSH_EVERY", "IMPORTS_VARIABLE", "Tracker", "tracker"]
+
+IMPORTS_VARIABLE = "PROVSTORE_RUN_IMPORTS"
+"""Set by ``provstore run`` for its command: a directory where each ``tracker()`` that joins
+the run leaves the distributions it imported, for the run's end."""
 
 FLUSH_EVERY = 5000
 FLUSH_AFTER = 0.5
@@ -112,11 +129,14 @@ class Tracker:
         name: str | None = None,
         git: bool = True,
         command: Sequence[str] | None = None,
+        guest_imports: str | None = None,
     ) -> None:
         self._settings = settings
         self._name = name
         self._git = git
         self._command = command
+        self._guest_imports = guest_imports
+        """``provstore run``: the directory its command's trackers leave their imports in."""
         self._joined = False
         self.exit_code: int | None = None
         """Set by ``provstore run`` to the tracked command's exit status (non-zero: failed)."""
@@ -132,12 +152,23 @@ class Tracker:
         self._env_digest = b""
         self._run_digest = b""
         self._secrets = Secrets()  # secret values capture met; never stored
+        self._versions: dict[str, str] = {}  # the library set: name -> version
+        self._modules: set[str] = set()  # every module seen in sys.modules at a flush
 
     # -- context -----------------------------------------------------------------------------
 
     def __enter__(self) -> Tracker:
+        imported.mark_own_start()  # what entering imports (drivers, ...) is not the run's
+        try:
+            return self._enter()
+        finally:
+            imported.mark_own_end()
+
+    def _enter(self) -> Tracker:
         env = capture_environment(self._settings)
         self._env_digest = env.environment.digest
+        libs = env.libraryset.obj
+        self._versions = libs.versions() if isinstance(libs, LibrarySet) else {}
         if self._settings.spool:
             self._enter_spool(env, self._settings.spool)
             self._last_flush = time.monotonic()
@@ -151,7 +182,7 @@ class Tracker:
                 self._run_digest, self._joined = joined, True
             else:
                 run = self._capture_run(env)
-                store.put([env.libraryset, env.environment, run.variables, run.run])
+                store.put([*env.objects(), run.variables, run.run])
                 self._run_digest = run.run.digest
         except BaseException:
             store.close()
@@ -176,7 +207,7 @@ class Tracker:
                 self._spool, self._run_digest, self._joined = guest, guest.run, True
                 return
         run = self._capture_run(env)
-        head = [env.libraryset, run.variables, env.environment, run.run]
+        head = [*env.objects(), run.variables, run.run]
         if self._command is not None:
             self._spool = joining.HostWriter(spool, run.run.digest, head)
         else:
@@ -224,6 +255,7 @@ class Tracker:
         try:
             self.flush()
             if self._joined:
+                self._leave_imports()  # for the process that records the run's end
                 if self._spool is not None:  # our part of the run, for its host to take in
                     self._spool.publish()
                     self._spool = None
@@ -235,6 +267,7 @@ class Tracker:
                 text = "".join(traceback.format_exception_only(exc_type, exc)).strip()
                 error = redactor_for(self._settings).redact_text(text, self._secrets)[0]
             failed = exc is not None or bool(self.exit_code)
+            used, cuda = self._used()
             end = RunEnd(
                 run=self._run_digest,
                 status="failed" if failed else "succeeded",
@@ -242,8 +275,10 @@ class Tracker:
                 error=error,
                 exit_code=self.exit_code,
                 inputs=tuple(dict.fromkeys(self._inputs)),
+                imported=None if used is None else used.digest,
+                cuda=cuda,
             )
-            self._write([seal(end)])
+            self._write([seal(end)] if used is None else [used, seal(end)])
             if self._spool is not None:
                 self._spool.publish()
                 self._spool = None
@@ -257,6 +292,82 @@ class Tracker:
             if self._hashes is not None:
                 self._hashes.close()
                 self._hashes = None
+
+    # -- what the run imported ----------------------------------------------------------------
+
+    def _imported_pairs(self) -> tuple[tuple[str, str], ...]:
+        self._modules.update(sys.modules)
+        return imported.imported_distributions(self._versions, modules=self._modules)
+
+    def _used(self) -> tuple[Sealed | None, dict[str, str] | None]:
+        """What the run imported (None: unknown, or the probe is off) and its CUDA runtimes.
+
+        A ``provstore run`` knows them only from the trackers that joined its run.
+        """
+        if self._command is not None:
+            return self._guests_used()
+        cuda = cuda_runtimes() if self._settings.probe("gpu") else None
+        if not self._settings.probe("imports"):
+            return None, cuda
+        try:
+            return seal(ImportSet(self._imported_pairs())), cuda
+        except Exception:  # a probe never costs the run its end: unknown, then
+            return None, cuda
+
+    def _guests_used(self) -> tuple[Sealed | None, dict[str, str] | None]:
+        """What the trackers that joined this ``provstore run`` left: imports, CUDA runtimes."""
+        folder = self._guest_imports
+        try:
+            left = sorted(os.listdir(folder)) if folder else []
+        except OSError:
+            left = []
+        if folder is None or not left:
+            return None, None  # no tracker joined: what the command imported is unknown
+        found: dict[str, str] = {}
+        cuda: dict[str, str] = {}
+        recorded = False
+        for name in left:
+            try:
+                with open(os.path.join(folder, name), encoding="utf-8") as file:
+                    for line in file:
+                        first, _, rest = line.rstrip("\n").partition(" ")
+                        if first == "!imports":
+                            recorded = True
+                        elif first == "!cuda":
+                            framework, _, version = rest.partition(" ")
+                            if framework and version:
+                                cuda.setdefault(framework, version)
+                        elif first and rest:
+                            found.setdefault(first, rest)
+            except (OSError, ValueError):
+                continue
+        imported = None
+        if recorded and self._settings.probe("imports"):
+            imported = seal(ImportSet(tuple(sorted(found.items()))))
+        return imported, (cuda or None) if self._settings.probe("gpu") else None
+
+    def _leave_imports(self) -> None:
+        """A joining tracker leaves what it imported, and its CUDA runtimes, for the run's end.
+
+        ``!imports`` says the imports were recorded (an empty list is then "none", not
+        "unknown"); ``provstore run`` reads the files when its command has ended.
+        """
+        folder = os.environ.get(IMPORTS_VARIABLE)
+        if not folder or not os.path.isdir(folder):
+            return
+        lines = []
+        if self._settings.probe("imports"):
+            lines.append("!imports\n")
+            lines += [f"{name} {version}\n" for name, version in self._imported_pairs()]
+        if self._settings.probe("gpu"):
+            runtimes = cuda_runtimes() or {}
+            lines += [f"!cuda {name} {version}\n" for name, version in runtimes.items()]
+        target = os.path.join(folder, f"{os.getpid()}-{os.urandom(4).hex()}.txt")
+        try:
+            with open(target, "w", encoding="utf-8") as file:
+                file.write("".join(lines))
+        except OSError:
+            pass  # the run's end then says less; the run itself is recorded
 
     def _hash(self, path: str | os.PathLike[str]) -> tuple[bytes, int]:
         """A file's digest and size, through the stat cache ``provstore status`` uses."""
@@ -453,6 +564,7 @@ class Tracker:
     def flush(self) -> None:
         """Write every pending product now, in one transaction."""
         self._require_active()
+        self._modules.update(sys.modules)  # a module dropped later still counts as imported
         if self._pending:
             self._write(self._pending)
             self._pending = []
@@ -503,7 +615,7 @@ def _code_dir(command: Sequence[str]) -> str:
 
 
 @requires(
-    lambda url=None, *, name=None, git=True, spool=None: all_of(
+    lambda url=None, *, name=None, git=True, spool=None, probes_off=(): all_of(
         is_optional_str(url, "url", empty=False),
         is_optional_str(name, "name"),
         True if spool is None else is_path(spool, "spool"),
@@ -515,13 +627,22 @@ def tracker(
     name: str | None = None,
     git: bool = True,
     spool: str | os.PathLike[str] | None = None,
+    probes_off: Sequence[str] = (),
 ) -> Tracker:
     """Start tracking a run; use the result in a ``with`` block.
 
     ``url`` overrides the configured store (``PROVSTORE_URL``, ``[tool.provstore]``, default
     SQLite file); ``name`` labels the run; ``git=False`` skips reading the code's git state;
     ``spool`` (or ``PROVSTORE_SPOOL``) writes the run as a bundle into that directory instead
-    of to a database.
+    of to a database; ``probes_off`` names probes not to run (``imports``, ``conda``,
+    ``gpu``, ``container``, ``job``), besides those ``[tool.provstore] probes_off`` names.
     """
     folder = None if spool is None else os.fspath(spool)
-    return Tracker(resolve(url, spool=folder), name=name, git=git)
+    settings = resolve(url, spool=folder)
+    if probes_off:
+        if isinstance(probes_off, str):
+            raise UsageError("probes_off is a list of probe names, e.g. probes_off=['gpu']")
+        check_probes(list(probes_off))
+        off = tuple(dict.fromkeys((*settings.probes_off, *probes_off)))
+        settings = dataclasses.replace(settings, probes_off=off)
+    return Tracker(settings, name=name, git=git)
