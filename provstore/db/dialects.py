@@ -13,6 +13,7 @@ suite's backend fixture (``tests/conftest.py``).
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import urllib.parse
@@ -135,6 +136,47 @@ class Dialect:
         """Insert rows sorted by key, skipping keys already present; how many were new."""
         raise NotImplementedError
 
+    temporary: ClassVar[str] = "CREATE TEMPORARY TABLE {name}"
+    """How a staging table begins (it lives as long as the connection, or the transaction)."""
+
+    def create_stage(
+        self, conn: Connection, name: str, select: str, index: Sequence[str] = ()
+    ) -> None:
+        """A temporary table ``name`` shaped like the rows ``select`` returns (it returns none).
+
+        ``index``: columns :meth:`index_stage` will index once the table is loaded.
+        """
+        self.drop_stage(conn, name)
+        conn.exec_driver_sql(f"{self.temporary.format(name=name)} AS {select}")
+
+    def drop_stage(self, conn: Connection, name: str) -> None:
+        """Drop a staging table if it is there."""
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+
+    def append_stage(
+        self, conn: Connection, name: str, columns: Sequence[str], rows: Sequence[Row]
+    ) -> None:
+        """Append rows to a staging table (no keys, no indexes: each row goes at the end)."""
+        if rows:
+            marks = ", ".join([_param_mark(conn)] * len(columns))
+            sql = f"INSERT INTO {name} ({', '.join(columns)}) VALUES ({marks})"
+            conn.exec_driver_sql(sql, list(rows))
+
+    def index_stage(self, conn: Connection, name: str, columns: Sequence[str]) -> None:
+        """Index a loaded staging table (one sort, not a random insert per row)."""
+        conn.exec_driver_sql(f"CREATE INDEX ix_{name} ON {name} ({', '.join(columns)})")
+
+    def analyze_stage(self, conn: Connection, name: str) -> None:
+        """Give the planner the staging table's size (temporary tables get no autovacuum)."""
+
+    def publish(self, conn: Connection, table: Table, stage: str, order: Sequence[str]) -> int:
+        """Insert a staging table's rows into ``table`` in ``order``, skipping keys present.
+
+        One set-based statement: the table's B-tree is walked once in key order.  Returns
+        how many rows were new.
+        """
+        raise NotImplementedError
+
 
 def glob_to_like(pattern: str) -> str:
     """A glob without classes as a ``LIKE`` pattern (escape character ``!``)."""
@@ -176,6 +218,27 @@ def _sorted_rows(table: Table, rows: Sequence[Row]) -> list[Row]:
 def _columns(conn: Connection, table: Table) -> tuple[str, str]:
     quote = conn.dialect.identifier_preparer.quote
     return quote(table.name), ", ".join(quote(c.name) for c in table.columns)
+
+
+def _param_mark(conn: Connection) -> str:
+    """The driver's positional parameter mark, for plain SQL on its cursor."""
+    return "?" if conn.dialect.paramstyle == "qmark" else "%s"
+
+
+def _copy_field(value: Any) -> str:
+    """One field of PostgreSQL's ``COPY`` text format."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, bytes):
+        return "\\\\x" + value.hex()
+    if isinstance(value, str):
+        return (
+            value.replace("\\", "\\\\")
+            .replace("\t", "\\t")
+            .replace("\n", "\\n")
+            .replace("\r", "\\r")
+        )
+    return str(value)
 
 
 def _partial_indexes(metadata: MetaData) -> list[tuple[Any, str]]:
@@ -269,6 +332,21 @@ class SQLite(Dialect):
         marks = ", ".join("?" for _ in table.columns)
         sql = f"INSERT OR IGNORE INTO {name} ({columns}) VALUES ({marks})"
         return int(conn.exec_driver_sql(sql, _sorted_rows(table, rows)).rowcount)
+
+    temporary = "CREATE TEMP TABLE {name}"
+
+    def drop_stage(self, conn: Connection, name: str) -> None:
+        """Drop a staging table (in the connection's own ``temp`` schema) if it is there."""
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{name}")
+
+    def publish(self, conn: Connection, table: Table, stage: str, order: Sequence[str]) -> int:
+        """``INSERT OR IGNORE … SELECT … ORDER BY``."""
+        name, columns = _columns(conn, table)
+        sql = (
+            f"INSERT OR IGNORE INTO {name} ({columns}) "
+            f"SELECT {columns} FROM {stage} ORDER BY {', '.join(order)}"
+        )
+        return int(conn.exec_driver_sql(sql).rowcount)
 
 
 def _refuse_network_fs(path: str, *, create: bool) -> None:
@@ -470,6 +548,39 @@ class PostgreSQL(Dialect):
         finally:
             cursor.close()
 
+    temporary = "CREATE TEMPORARY TABLE {name} ON COMMIT DROP"
+
+    def append_stage(
+        self, conn: Connection, name: str, columns: Sequence[str], rows: Sequence[Row]
+    ) -> None:
+        """``COPY … FROM STDIN`` in text format (psycopg2's ``copy_expert``)."""
+        if not rows:
+            return
+        import psycopg2
+
+        buffer = io.StringIO("".join("\t".join(map(_copy_field, row)) + "\n" for row in rows))
+        sql = f"COPY {name} ({', '.join(columns)}) FROM STDIN"
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.copy_expert(sql, buffer)
+        except psycopg2.Error as exc:
+            raise DBAPIError.instance(sql, None, exc, psycopg2.Error) from exc
+        finally:
+            cursor.close()
+
+    def analyze_stage(self, conn: Connection, name: str) -> None:
+        """``ANALYZE``: without it the planner takes a temporary table for a small one."""
+        conn.exec_driver_sql(f"ANALYZE {name}")
+
+    def publish(self, conn: Connection, table: Table, stage: str, order: Sequence[str]) -> int:
+        """``INSERT … SELECT … ORDER BY … ON CONFLICT DO NOTHING``."""
+        name, columns = _columns(conn, table)
+        sql = (
+            f"INSERT INTO {name} ({columns}) SELECT {columns} FROM {stage} "
+            f"ORDER BY {', '.join(order)} ON CONFLICT DO NOTHING"
+        )
+        return int(conn.exec_driver_sql(sql).rowcount)
+
 
 class MySQL(Dialect):
     """MySQL and MariaDB: utf8mb4 with binary collation, InnoDB, ``READ COMMITTED``."""
@@ -586,6 +697,35 @@ class MySQL(Dialect):
         )
         # Affected rows: 1 per row inserted, 0 per key already present (see _affected_rows).
         return int(conn.exec_driver_sql(sql, _sorted_rows(table, rows)).rowcount)
+
+    def create_stage(
+        self, conn: Connection, name: str, select: str, index: Sequence[str] = ()
+    ) -> None:
+        """A temporary table that comes with its index.
+
+        A later ``CREATE INDEX`` or ``ALTER TABLE``, even on a temporary table, would commit
+        the transaction.
+        """
+        self.drop_stage(conn, name)
+        keys = f"(INDEX ({', '.join(index)})) " if index else ""
+        conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {name} {keys}AS {select}")
+
+    def index_stage(self, conn: Connection, name: str, columns: Sequence[str]) -> None:
+        """Indexed when created (:meth:`create_stage`)."""
+
+    def drop_stage(self, conn: Connection, name: str) -> None:
+        """``DROP TEMPORARY TABLE``: it survives a rollback, and never commits implicitly."""
+        conn.exec_driver_sql(f"DROP TEMPORARY TABLE IF EXISTS {name}")
+
+    def publish(self, conn: Connection, table: Table, stage: str, order: Sequence[str]) -> int:
+        """``INSERT … SELECT … ORDER BY … ON DUPLICATE KEY UPDATE`` (affected rows: new ones)."""
+        name, columns = _columns(conn, table)
+        first = conn.dialect.identifier_preparer.quote(table.primary_key.columns[0].name)
+        sql = (
+            f"INSERT INTO {name} ({columns}) SELECT {columns} FROM {stage} s "
+            f"ORDER BY {', '.join(order)} ON DUPLICATE KEY UPDATE {name}.{first} = {name}.{first}"
+        )
+        return int(conn.exec_driver_sql(sql).rowcount)
 
 
 _CLIENT_FOUND_ROWS = 2  # the MySQL protocol's capability bit of that name

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
+from sqlalchemy import Table
 from sqlalchemy.engine import Connection
 
 from provstore.checks.walk import closure
 from provstore.core.chunks import chunked
 from provstore.core.digests import to_hex
 from provstore.core.errors import BundleError, CorruptObjectError
-from provstore.core.objects import RunEnd, Sealed, load, refusal, second_end, wrong_kind
+from provstore.core.objects import Sealed, load, refusal, second_end, wrong_kind
+from provstore.db import schema
 from provstore.db.engine import write_transaction
-from provstore.db.index import absent, ends_of, framed_kinds, kinds_of, write_items
+from provstore.db.index import INDEX_TABLES, absent, framed_kinds, index_rows
+from provstore.db.staging import Stage
 from provstore.exchange.bundle import BundleReader, Limits, write_bundle
 from provstore.store import Store
 
@@ -22,6 +25,7 @@ __all__ = ["ExportResult", "ImportResult", "export_bundle", "import_bundle"]
 
 _BATCH = 2000
 _KNOWN = 100_000  # digests remembered per import to spare reference lookups (~10 MiB)
+_TABLES = (schema.objects, *INDEX_TABLES)  # staged by an import, published in this order
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,18 +124,26 @@ def import_bundle(
 def _import(
     store: Store, reader: BundleReader, on_progress: Callable[[int], None] | None
 ) -> ImportResult:
-    added = present = 0
-    known: dict[bytes, str] = {}  # digest -> kind, written or checked by this import
+    """Stage every object and its index rows, check, then publish each table in key order."""
+    known: dict[bytes, str] = {}  # digest -> kind, staged or checked by this import
+    total = 0
     with write_transaction(store.engine) as conn:
+        stage = Stage(conn, _TABLES)
         for batch in _decoded(reader):
-            new, old = _write_batch(conn, batch, known)
-            added, present = added + new, present + old
+            _stage_batch(stage, batch, known)
+            total += len(batch)
             if on_progress and batch:
                 on_progress(len(batch))
+        _check_staged_references(conn, stage)
+        added = stage.publish(schema.objects)
+        for table in INDEX_TABLES:  # a run's first end is the one kept: publish in bundle order
+            stage.publish(table, ["seq"] if table is schema.run_ends else None)
+        _check_second_ends(conn, stage)
+        stage.close()
         missing_roots = absent(conn, reader.roots)
         if missing_roots:
             raise BundleError("a root is not in the bundle", to_hex(sorted(missing_roots)[0]))
-    return ImportResult(tuple(to_hex(r) for r in reader.roots), added, present)
+    return ImportResult(tuple(to_hex(r) for r in reader.roots), added, total - added)
 
 
 def _decoded(reader: BundleReader) -> Iterator[list[tuple[int, Sealed]]]:
@@ -156,39 +168,36 @@ Use = tuple[int, Sealed, str, str]  # (bundle index, referrer, field, expected k
 Problem = tuple[int, str, Sealed]  # (bundle index, message, object)
 
 
-def _write_batch(
-    conn: Connection, batch: list[tuple[int, Sealed]], known: dict[bytes, str]
-) -> tuple[int, int]:
-    """Insert a batch, then check its references and run ends; returns (added, present).
+def _stage_batch(stage: Stage, batch: list[tuple[int, Sealed]], known: dict[bytes, str]) -> None:
+    """Stage a batch's objects and index rows; check the references ``known`` can answer.
 
-    Every reference must resolve to an object of the kind its field names, and every run must
-    end once.  ``known`` maps digests this import wrote or checked to their kinds (bounded to
-    the newest ``_KNOWN``): references to them, which are most of them (a product's run, its
-    recent parents), need no query.
+    ``known`` maps digests this import staged to their kinds (bounded to the newest
+    ``_KNOWN``): references to them, which are most of them (a product's run, its recent
+    parents), are checked at once; the others are staged and checked in one query at the end.
     """
     if not batch:
-        return 0, 0
-    unique = {item.digest: item for _, item in batch}
-    added = write_items(conn, list(unique.values()))
-    known.update((digest, item.kind) for digest, item in unique.items())
+        return
+    rows: dict[Table, list[tuple[Any, ...]]] = {table: [] for table in _TABLES}
+    objects = rows[schema.objects]
+    for index, item in batch:
+        objects.append((index, item.digest, item.kind, len(item.data), item.data))
+        for table, row in index_rows(item):
+            rows[table].append((index, *row))
+    for table, table_rows in rows.items():
+        if table_rows:
+            stage.add(table, table_rows)
+    known.update((item.digest, item.kind) for _, item in batch)
     problems: list[Problem] = []
-    pending: dict[bytes, list[Use]] = {}
+    later: list[tuple[int, bytes, str]] = []
     for index, item in batch:
         for field, ref, kind in item.obj.typed_references():
-            if ref in known:
-                _check_kind(problems, (index, item, field, kind), ref, known[ref])
+            found = known.get(ref)
+            if found is None:
+                later.append((index, ref, kind))
             else:
-                pending.setdefault(ref, []).append((index, item, field, kind))
-    stored = kinds_of(conn, pending)
-    doubtful = {
-        ref for ref, uses in pending.items() for use in uses if stored.get(ref, use[3]) != use[3]
-    }
-    stored.update(framed_kinds(conn, doubtful))  # the kind column may be what is wrong
-    for ref, uses in pending.items():
-        for use in uses:
-            _check_kind(problems, use, ref, stored.get(ref))
-    known.update(stored)
-    problems.extend(_second_ends(conn, batch))
+                _check_kind(problems, (index, item, field, kind), ref, found)
+    if later:
+        stage.add_refs(later)
     if len(known) > _KNOWN:  # keep the newest half (amortised: no per-entry eviction)
         newest = list(known.items())[-(_KNOWN // 2) :]
         known.clear()
@@ -196,7 +205,26 @@ def _write_batch(
     if problems:
         index, message, item = min(problems, key=lambda p: p[0])
         raise BundleError(message, item.hex, index)
-    return added, len(batch) - added
+
+
+def _check_staged_references(conn: Connection, stage: Stage) -> None:
+    """Every staged reference names an object of its kind, earlier in the bundle or stored.
+
+    A stored object whose ``kind`` column disagrees is judged by its own bytes (the column
+    may be what is wrong; ``fsck`` reports that on its own).
+    """
+    for index, ref, kind, staged, stored in stage.unresolved():
+        found = staged or stored
+        if staged is None and stored is not None:
+            found = framed_kinds(conn, [ref]).get(ref, stored)
+            if found == kind:
+                continue
+        digest, data = stage.staged_object(index)
+        item = load(digest, data, hashed=True)
+        field = next(f for f, r, k in item.obj.typed_references() if r == ref and k == kind)
+        problems: list[Problem] = []
+        _check_kind(problems, (index, item, field, kind), ref, found)
+        raise BundleError(problems[0][1], item.hex, index)
 
 
 def _check_kind(problems: list[Problem], use: Use, ref: bytes, found: str | None) -> None:
@@ -210,18 +238,19 @@ def _check_kind(problems: list[Problem], use: Use, ref: bytes, found: str | None
     problems.append((index, message, item))
 
 
-def _second_ends(conn: Connection, batch: list[tuple[int, Sealed]]) -> list[Problem]:
-    """Run ends in the batch for runs that end otherwise (a run ends once).
+def _check_second_ends(conn: Connection, stage: Stage) -> None:
+    """Run ends in the bundle for runs that end otherwise (a run ends once).
 
-    Checked after the batch is written: the unique index has then kept one end per run (the
-    earlier one), so an end the index does not hold is a second one, also when another import
-    wrote the first at the same moment.
+    Checked after the ends are published: the unique index has then kept one end per run (the
+    earliest in the bundle, or one already stored), so an end the index does not hold is a
+    second one, also when another import wrote the first at the same moment.
     """
-    ends = [(index, item, item.obj.run) for index, item in batch if isinstance(item.obj, RunEnd)]
-    indexed = ends_of(conn, {run for _, _, run in ends})
-    problems = []
-    for index, item, run in ends:
-        first = indexed.get(run, item.digest)
-        if first != item.digest:
-            problems.append((index, second_end(run, first), item))
-    return problems
+    staged = stage.names[schema.run_ends]
+    sql = (
+        f"SELECT s.seq, s.digest, s.run, e.digest FROM {staged} s "
+        f"JOIN run_ends e ON e.run = s.run WHERE e.digest <> s.digest ORDER BY s.seq"
+    )
+    first = conn.exec_driver_sql(sql).first()
+    if first is not None:
+        index, digest, run, kept = first
+        raise BundleError(second_end(bytes(run), bytes(kept)), to_hex(bytes(digest)), index)
