@@ -169,6 +169,9 @@ class Dialect:
     def analyze_stage(self, conn: Connection, name: str) -> None:
         """Give the planner the staging table's size (temporary tables get no autovacuum)."""
 
+    def bulk_memory(self, conn: Connection, bulk: bool) -> None:
+        """Bound what a bulk load holds in this process (``bulk=False`` restores it)."""
+
     def publish(self, conn: Connection, table: Table, stage: str, order: Sequence[str]) -> int:
         """Insert a staging table's rows into ``table`` in ``order``, skipping keys present.
 
@@ -335,6 +338,15 @@ class SQLite(Dialect):
 
     temporary = "CREATE TEMP TABLE {name}"
 
+    def bulk_memory(self, conn: Connection, bulk: bool) -> None:
+        """A smaller page cache while publishing, which also bounds the sorter's memory.
+
+        Rows are published in key order, so the cache needs little more than the path to
+        the current leaf of each B-tree; SQLite's sorter takes as much memory as the cache.
+        """
+        size = _BULK_CACHE_KIB if bulk else _CACHE_KIB
+        conn.exec_driver_sql(f"PRAGMA cache_size = -{size}")
+
     def drop_stage(self, conn: Connection, name: str) -> None:
         """Drop a staging table (in the connection's own ``temp`` schema) if it is there."""
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{name}")
@@ -437,13 +449,17 @@ def filesystem_type(directory: str) -> str:
     return fstype
 
 
+_CACHE_KIB = 65536
+_BULK_CACHE_KIB = 16384
+
+
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA busy_timeout = 60000")
     cursor.execute("PRAGMA journal_mode = WAL")
     cursor.execute("PRAGMA synchronous = NORMAL")
-    cursor.execute("PRAGMA cache_size = -65536")  # 64 MiB: index pages of big batches
+    cursor.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")  # 64 MiB: index pages of big batches
     cursor.execute("PRAGMA wal_autocheckpoint = 10000")  # fewer, larger checkpoints
     cursor.close()
 

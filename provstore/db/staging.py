@@ -38,6 +38,7 @@ class Stage:
     def __init__(self, conn: Connection, tables: Sequence[Table]) -> None:
         self.conn = conn
         self.dialect = dialects.of(conn)
+        self.dialect.bulk_memory(conn, True)
         self.names = {table: f"stage_{table.name}" for table in tables}
         self._columns = {table: ["seq", *(c.name for c in table.columns)] for table in tables}
         self._counts = dict.fromkeys(tables, 0)
@@ -112,3 +113,10 @@ class Stage:
         """Drop the staging tables (before the transaction commits: no space is kept)."""
         for name in [*self.names.values(), REFS]:
             self.dialect.drop_stage(self.conn, name)
+
+    def __enter__(self) -> Stage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Restore the connection's memory settings, whether or not the import went through."""
+        self.dialect.bulk_memory(self.conn, False)

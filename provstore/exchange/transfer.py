@@ -127,8 +127,7 @@ def _import(
     """Stage every object and its index rows, check, then publish each table in key order."""
     known: dict[bytes, str] = {}  # digest -> kind, staged or checked by this import
     total = 0
-    with write_transaction(store.engine) as conn:
-        stage = Stage(conn, _TABLES)
+    with write_transaction(store.engine) as conn, Stage(conn, _TABLES) as stage:
         for batch in _decoded(reader):
             _stage_batch(stage, batch, known)
             total += len(batch)
