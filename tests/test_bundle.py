@@ -378,3 +378,30 @@ def test_text_the_bulk_load_must_escape_arrives_intact(backend_url):
             assert [p.digest for p in store.find_products(name=name)] == [item.digest]
     rows = _snapshot(backend_url)["products"]
     assert {(r[1], r[2], r[6]) for r in rows} == {(n, f"v{n}", f"/p/{n}") for n in odd}
+
+
+def test_a_large_import_rebuilds_sqlite_indexes_as_they_were(sqlite_url, tmp_path, monkeypatch):
+    """An import at least the store's size drops and rebuilds the plain secondary indexes."""
+    from provstore.db import dialects
+
+    monkeypatch.setattr(dialects, "_REBUILD_FROM", 1)
+    source = _record(sqlite_url.replace("store.db", "source.db"), tmp_path, depth=5)
+    payload = _export(sqlite_url.replace("store.db", "source.db"), source)
+    Store(sqlite_url).close()
+    engine = sa.create_engine(sqlite_url)
+
+    def indexes() -> set:
+        with engine.connect() as conn:
+            query = "SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'index'"
+            return set(conn.exec_driver_sql(query).all())
+
+    before = indexes()
+    assert any("WHERE" in (sql or "") for _, _, sql in before)  # partial ones among them
+    with Store(sqlite_url) as store:
+        assert store.import_bundle(io.BytesIO(payload)).added > 0
+        assert len(store.lineage(source).depths) == 6  # the input and five steps
+        assert [p.hex for p in store.find_products(name="step4")] == [source]
+    assert indexes() == before
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+    engine.dispose()

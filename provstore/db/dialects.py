@@ -172,13 +172,30 @@ class Dialect:
     def bulk_memory(self, conn: Connection, bulk: bool) -> None:
         """Bound what a bulk load holds in this process (``bulk=False`` restores it)."""
 
-    def publish(self, conn: Connection, table: Table, stage: str, order: Sequence[str]) -> int:
+    def publish(
+        self,
+        conn: Connection,
+        table: Table,
+        stage: str,
+        order: Sequence[str],
+        *,
+        rebuild: bool = False,
+    ) -> int:
         """Insert a staging table's rows into ``table`` in ``order``, skipping keys present.
 
         One set-based statement: the table's B-tree is walked once in key order.  Returns
-        how many rows were new.
+        how many rows were new.  ``rebuild`` (see :meth:`rebuilds_indexes`): drop the
+        table's plain secondary indexes first and build them again after, each in one sort.
         """
         raise NotImplementedError
+
+    def rebuilds_indexes(self, conn: Connection, staged: int) -> bool:
+        """Whether publishing ``staged`` objects should rebuild secondary indexes.
+
+        Rows published in primary-key order still land at random places in every other
+        index; when an import outgrows the store, building those indexes again is cheaper.
+        """
+        return False
 
 
 def glob_to_like(pattern: str) -> str:
@@ -351,14 +368,49 @@ class SQLite(Dialect):
         """Drop a staging table (in the connection's own ``temp`` schema) if it is there."""
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{name}")
 
-    def publish(self, conn: Connection, table: Table, stage: str, order: Sequence[str]) -> int:
-        """``INSERT OR IGNORE … SELECT … ORDER BY``."""
+    def publish(
+        self,
+        conn: Connection,
+        table: Table,
+        stage: str,
+        order: Sequence[str],
+        *,
+        rebuild: bool = False,
+    ) -> int:
+        """``INSERT OR IGNORE … SELECT … ORDER BY``; rebuilt indexes come back as they were.
+
+        Their own ``CREATE INDEX`` statements are read from the schema and run again, in the
+        same transaction (readers keep seeing the indexes of their snapshot).  Unique
+        indexes stay: they enforce what the insert must respect.
+        """
         name, columns = _columns(conn, table)
+        saved = []
+        if rebuild:
+            saved = conn.exec_driver_sql(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
+                "AND sql IS NOT NULL AND upper(sql) NOT LIKE 'CREATE UNIQUE%'",
+                (table.name,),
+            ).all()
+            for index, _ in saved:
+                conn.exec_driver_sql(f'DROP INDEX "{index}"')
         sql = (
             f"INSERT OR IGNORE INTO {name} ({columns}) "
             f"SELECT {columns} FROM {stage} ORDER BY {', '.join(order)}"
         )
-        return int(conn.exec_driver_sql(sql).rowcount)
+        added = int(conn.exec_driver_sql(sql).rowcount)
+        for _, create in saved:
+            conn.exec_driver_sql(create)
+        return added
+
+    def rebuilds_indexes(self, conn: Connection, staged: int) -> bool:
+        """From 10,000 objects, when the import holds at least as many as the store.
+
+        The store's size is read from the ``objects`` rowid (no count over the table).
+        """
+        if staged < _REBUILD_FROM:
+            return False
+        stored = conn.exec_driver_sql("SELECT coalesce(max(rowid), 0) FROM objects").scalar()
+        return staged >= int(stored or 0)
 
 
 def _refuse_network_fs(path: str, *, create: bool) -> None:
@@ -450,6 +502,7 @@ def filesystem_type(directory: str) -> str:
 
 
 _CACHE_KIB = 65536
+_REBUILD_FROM = 10_000
 _BULK_CACHE_KIB = 16384
 
 
@@ -588,7 +641,15 @@ class PostgreSQL(Dialect):
         """``ANALYZE``: without it the planner takes a temporary table for a small one."""
         conn.exec_driver_sql(f"ANALYZE {name}")
 
-    def publish(self, conn: Connection, table: Table, stage: str, order: Sequence[str]) -> int:
+    def publish(
+        self,
+        conn: Connection,
+        table: Table,
+        stage: str,
+        order: Sequence[str],
+        *,
+        rebuild: bool = False,
+    ) -> int:
         """``INSERT … SELECT … ORDER BY … ON CONFLICT DO NOTHING``."""
         name, columns = _columns(conn, table)
         sql = (
@@ -733,7 +794,15 @@ class MySQL(Dialect):
         """``DROP TEMPORARY TABLE``: it survives a rollback, and never commits implicitly."""
         conn.exec_driver_sql(f"DROP TEMPORARY TABLE IF EXISTS {name}")
 
-    def publish(self, conn: Connection, table: Table, stage: str, order: Sequence[str]) -> int:
+    def publish(
+        self,
+        conn: Connection,
+        table: Table,
+        stage: str,
+        order: Sequence[str],
+        *,
+        rebuild: bool = False,
+    ) -> int:
         """``INSERT … SELECT … ORDER BY … ON DUPLICATE KEY UPDATE`` (affected rows: new ones)."""
         name, columns = _columns(conn, table)
         first = conn.dialect.identifier_preparer.quote(table.primary_key.columns[0].name)

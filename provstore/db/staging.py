@@ -43,6 +43,7 @@ class Stage:
         self._columns = {table: ["seq", *(c.name for c in table.columns)] for table in tables}
         self._counts = dict.fromkeys(tables, 0)
         self.refs = 0
+        self._rebuild: bool | None = None  # decided once, before the first table is published
         quote = conn.dialect.identifier_preparer.quote
         for table, name in self.names.items():
             columns = ", ".join(quote(c.name) for c in table.columns)
@@ -107,7 +108,10 @@ class Stage:
             return 0
         quote = self.conn.dialect.identifier_preparer.quote
         keys = order or [quote(c.name) for c in table.primary_key.columns]
-        return self.dialect.publish(self.conn, table, self.names[table], keys)
+        if self._rebuild is None:
+            self._rebuild = self.dialect.rebuilds_indexes(self.conn, self._counts[schema.objects])
+        name = self.names[table]
+        return self.dialect.publish(self.conn, table, name, keys, rebuild=self._rebuild)
 
     def close(self) -> None:
         """Drop the staging tables (before the transaction commits: no space is kept)."""
