@@ -341,6 +341,14 @@ def test_staged_references_are_checked_in_bundle_order(backend_url, monkeypatch)
     # a reference, far beyond the remembered window, to an earlier object of the wrong kind
     wrong = seal(Product("wrong", None, {}, None, None, None, None, (run.digest,)))
     _rejects(backend_url, [*head, *fillers, wrong], "is a run, but a product's parents", wrong)
+    # a bad reference staged early is named before a damaged object met later
+    phantom = seal(Product("phantom", None, {}, None, None, None, None, (b"\x05" * 32,)))
+    damaged = seal(Product("damaged", None, {}, None, None, None, None, ()))
+    records = [(i.digest, i.data) for i in [*head, phantom, *fillers]]
+    records.append((damaged.digest, damaged.data.replace(b"damaged", b"damagex")))
+    with Store(backend_url) as store, pytest.raises(BundleError, match="neither earlier") as info:
+        store.import_bundle(io.BytesIO(_craft(records, roots=[damaged.digest])))
+    assert info.value.digest == phantom.hex
     # the same bundles, put right, import whole
     good = seal(Product("good", None, {}, None, None, None, run.digest, (fillers[0].digest,)))
     records = [(i.digest, i.data) for i in [*head, *fillers, later, early, good]]

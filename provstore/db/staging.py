@@ -44,6 +44,7 @@ class Stage:
         self._counts = dict.fromkeys(tables, 0)
         self.refs = 0
         self._rebuild: bool | None = None  # decided once, before the first table is published
+        self._indexed = False
         quote = conn.dialect.identifier_preparer.quote
         for table, name in self.names.items():
             columns = ", ".join(quote(c.name) for c in table.columns)
@@ -68,26 +69,32 @@ class Stage:
         self.dialect.append_stage(self.conn, REFS, ["seq", "ref", "kind"], rows)
         self.refs += len(rows)
 
-    def unresolved(self) -> Iterator[tuple[int, bytes, str, str | None, str | None]]:
+    def unresolved(
+        self, before: int | None = None
+    ) -> Iterator[tuple[int, bytes, str, str | None, str | None]]:
         """Staged references not to an object of their kind before them or in the store.
 
-        Yields ``(seq, ref, kind, staged kind, stored kind)`` in ``seq`` order; a reference
-        whose stored kind is wrong may still be right by the object's own bytes (the caller
-        checks those).  Probes go in digest order (indexes built after loading).
+        Yields ``(seq, ref, kind, staged kind, stored kind)`` in ``seq`` order, only for
+        ``seq < before`` when given; a reference whose stored kind is wrong may still be
+        right by the object's own bytes (the caller checks those).  Probes go in digest order
+        (indexes built after loading, once).
         """
         if not self.refs:
             return
         conn, objects = self.conn, self.objects
-        self.dialect.index_stage(conn, objects, _OBJECT)
-        self.dialect.index_stage(conn, REFS, _REF)
-        self.dialect.analyze_stage(conn, objects)
-        self.dialect.analyze_stage(conn, REFS)
+        if not self._indexed:
+            self.dialect.index_stage(conn, objects, _OBJECT)
+            self.dialect.index_stage(conn, REFS, _REF)
+            self.dialect.analyze_stage(conn, objects)
+            self.dialect.analyze_stage(conn, REFS)
+            self._indexed = True
         sql = (
             f"SELECT r.seq, r.ref, r.kind, s.kind, o.kind FROM {REFS} r "
             f"LEFT JOIN {objects} s ON s.digest = r.ref AND s.seq < r.seq "
             "LEFT JOIN objects o ON o.digest = r.ref "
-            "WHERE COALESCE(s.kind, o.kind) IS NULL OR COALESCE(s.kind, o.kind) <> r.kind "
-            "ORDER BY r.seq, r.ref"
+            "WHERE (COALESCE(s.kind, o.kind) IS NULL OR COALESCE(s.kind, o.kind) <> r.kind)"
+            + ("" if before is None else f" AND r.seq < {int(before)}")
+            + " ORDER BY r.seq, r.ref"
         )
         result = conn.exec_driver_sql(sql)
         try:

@@ -128,11 +128,15 @@ def _import(
     known: dict[bytes, str] = {}  # digest -> kind, staged or checked by this import
     total = 0
     with write_transaction(store.engine) as conn, Stage(conn, _TABLES) as stage:
-        for batch in _decoded(reader):
-            _stage_batch(stage, batch, known)
-            total += len(batch)
-            if on_progress and batch:
-                on_progress(len(batch))
+        try:
+            for batch in _decoded(reader):
+                _stage_batch(stage, batch, known)
+                total += len(batch)
+                if on_progress and batch:
+                    on_progress(len(batch))
+        except BundleError as exc:  # a bad reference staged before it is the first problem
+            _check_staged_references(conn, stage, before=exc.index)
+            raise
         _check_staged_references(conn, stage)
         added = stage.publish(schema.objects)
         for table in INDEX_TABLES:  # a run's first end is the one kept: publish in bundle order
@@ -206,13 +210,14 @@ def _stage_batch(stage: Stage, batch: list[tuple[int, Sealed]], known: dict[byte
         raise BundleError(message, item.hex, index)
 
 
-def _check_staged_references(conn: Connection, stage: Stage) -> None:
+def _check_staged_references(conn: Connection, stage: Stage, before: int | None = None) -> None:
     """Every staged reference names an object of its kind, earlier in the bundle or stored.
 
-    A stored object whose ``kind`` column disagrees is judged by its own bytes (the column
-    may be what is wrong; ``fsck`` reports that on its own).
+    Only references of objects before ``before`` when it is given (another problem was found
+    there).  A stored object whose ``kind`` column disagrees is judged by its own bytes (the
+    column may be what is wrong; ``fsck`` reports that on its own).
     """
-    for index, ref, kind, staged, stored in stage.unresolved():
+    for index, ref, kind, staged, stored in stage.unresolved(before):
         found = staged or stored
         if staged is None and stored is not None:
             found = framed_kinds(conn, [ref]).get(ref, stored)
