@@ -384,13 +384,14 @@ class SQLite(Dialect):
         indexes stay: they enforce what the insert must respect.
         """
         name, columns = _columns(conn, table)
-        saved = []
+        saved: list[tuple[str, str]] = []
         if rebuild:
-            saved = conn.exec_driver_sql(
+            found = conn.exec_driver_sql(
                 "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
                 "AND sql IS NOT NULL AND upper(sql) NOT LIKE 'CREATE UNIQUE%'",
                 (table.name,),
-            ).all()
+            )
+            saved = [(str(index), str(create)) for index, create in found]
             for index, _ in saved:
                 conn.exec_driver_sql(f'DROP INDEX "{index}"')
         sql = (
