@@ -349,12 +349,17 @@ def test_staged_references_are_checked_in_bundle_order(backend_url, monkeypatch)
     with Store(backend_url) as store, pytest.raises(BundleError, match="neither earlier") as info:
         store.import_bundle(io.BytesIO(_craft(records, roots=[damaged.digest])))
     assert info.value.digest == phantom.hex
+    # a reference to a stored object of the wrong kind (judged by its bytes, on the server)
+    records = [(i.digest, i.data) for i in head]
+    with Store(backend_url) as store:
+        store.import_bundle(io.BytesIO(_craft(records, roots=[run.digest])))
+    _rejects(backend_url, [*fillers, wrong], "is a run, but a product's parents", wrong)
     # the same bundles, put right, import whole
     good = seal(Product("good", None, {}, None, None, None, run.digest, (fillers[0].digest,)))
     records = [(i.digest, i.data) for i in [*head, *fillers, later, early, good]]
     with Store(backend_url) as store:
         result = store.import_bundle(io.BytesIO(_craft(records, roots=[good.digest])))
-        assert (result.added, result.present) == (len(records), 0)
+        assert (result.added, result.present) == (len(records) - len(head), len(head))
         again = store.import_bundle(io.BytesIO(_craft(records, roots=[good.digest])))
         assert (again.added, again.present) == (0, len(records))
         assert store.lineage(early.hex).depths == {early.digest: 0, later.digest: 1}
@@ -393,6 +398,7 @@ def test_a_large_import_rebuilds_sqlite_indexes_as_they_were(sqlite_url, tmp_pat
     from provstore.db import dialects
 
     monkeypatch.setattr(dialects, "_REBUILD_FROM", 1)
+    _small_window(monkeypatch)  # more than one batch: the staged path
     source = _record(sqlite_url.replace("store.db", "source.db"), tmp_path, depth=5)
     payload = _export(sqlite_url.replace("store.db", "source.db"), source)
     Store(sqlite_url).close()

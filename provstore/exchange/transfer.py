@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -13,10 +14,18 @@ from provstore.checks.walk import closure
 from provstore.core.chunks import chunked
 from provstore.core.digests import to_hex
 from provstore.core.errors import BundleError, CorruptObjectError
-from provstore.core.objects import Sealed, load, refusal, second_end, wrong_kind
+from provstore.core.objects import RunEnd, Sealed, load, refusal, second_end, wrong_kind
 from provstore.db import schema
 from provstore.db.engine import write_transaction
-from provstore.db.index import INDEX_TABLES, absent, framed_kinds, index_rows
+from provstore.db.index import (
+    INDEX_TABLES,
+    absent,
+    ends_of,
+    framed_kinds,
+    index_rows,
+    kinds_of,
+    write_items,
+)
 from provstore.db.staging import Stage
 from provstore.exchange.bundle import BundleReader, Limits, write_bundle
 from provstore.store import Store
@@ -124,29 +133,59 @@ def import_bundle(
 def _import(
     store: Store, reader: BundleReader, on_progress: Callable[[int], None] | None
 ) -> ImportResult:
-    """Stage every object and its index rows, check, then publish each table in key order."""
-    known: dict[bytes, str] = {}  # digest -> kind, staged or checked by this import
-    total = 0
-    with write_transaction(store.engine) as conn, Stage(conn, _TABLES) as stage:
+    """Import a bundle of one batch directly; stage a bigger one and publish it in key order.
+
+    Staging costs a few temporary tables per import (about 17 ms on SQLite, 70 ms on
+    PostgreSQL), which a bundle of one batch (a spooled run) would pay for nothing.
+    """
+    roots = tuple(to_hex(r) for r in reader.roots)
+    with write_transaction(store.engine) as conn:
+        batches = _decoded(reader)
+        first = next(batches)
         try:
-            for batch in _decoded(reader):
-                _stage_batch(stage, batch, known)
-                total += len(batch)
-                if on_progress and batch:
-                    on_progress(len(batch))
-        except BundleError as exc:  # a bad reference staged before it is the first problem
-            _check_staged_references(conn, stage, before=exc.index)
+            second = next(batches, None)
+        except BundleError:  # the first batch's own problems come before it
+            _write_batch(conn, first, {})
             raise
-        _check_staged_references(conn, stage)
-        added = stage.publish(schema.objects)
-        for table in INDEX_TABLES:  # a run's first end is the one kept: publish in bundle order
-            stage.publish(table, ["seq"] if table is schema.run_ends else None)
-        _check_second_ends(conn, stage)
-        stage.close()
+        if second is None:
+            added, present = _write_batch(conn, first, {})
+            if on_progress and first:
+                on_progress(len(first))
+        else:
+            with Stage(conn, _TABLES) as stage:
+                added, present = _staged(conn, stage, [first, second], batches, on_progress)
         missing_roots = absent(conn, reader.roots)
         if missing_roots:
             raise BundleError("a root is not in the bundle", to_hex(sorted(missing_roots)[0]))
-    return ImportResult(tuple(to_hex(r) for r in reader.roots), added, total - added)
+    return ImportResult(roots, added, present)
+
+
+def _staged(
+    conn: Connection,
+    stage: Stage,
+    read: list[list[tuple[int, Sealed]]],
+    rest: Iterator[list[tuple[int, Sealed]]],
+    on_progress: Callable[[int], None] | None,
+) -> tuple[int, int]:
+    """Stage every object and its index rows, check, then publish each table in key order."""
+    known: dict[bytes, str] = {}  # digest -> kind, staged or checked by this import
+    total = 0
+    try:
+        for batch in itertools.chain(read, rest):
+            _stage_batch(stage, batch, known)
+            total += len(batch)
+            if on_progress and batch:
+                on_progress(len(batch))
+    except BundleError as exc:  # a bad reference staged before it is the first problem
+        _check_staged_references(conn, stage, before=exc.index)
+        raise
+    _check_staged_references(conn, stage)
+    added = stage.publish(schema.objects)
+    for table in INDEX_TABLES:  # a run's first end is the one kept: publish in bundle order
+        stage.publish(table, ["seq"] if table is schema.run_ends else None)
+    _check_second_ends(conn, stage)
+    stage.close()
+    return added, total - added
 
 
 def _decoded(reader: BundleReader) -> Iterator[list[tuple[int, Sealed]]]:
@@ -258,3 +297,56 @@ def _check_second_ends(conn: Connection, stage: Stage) -> None:
     if first is not None:
         index, digest, run, kept = first
         raise BundleError(second_end(bytes(run), bytes(kept)), to_hex(bytes(digest)), index)
+
+
+def _write_batch(
+    conn: Connection, batch: list[tuple[int, Sealed]], known: dict[bytes, str]
+) -> tuple[int, int]:
+    """Insert a batch, then check its references and run ends; returns (added, present).
+
+    The direct path, for a bundle of one batch.  Every reference must resolve to an object
+    of the kind its field names (in the batch or stored), and every run must end once.
+    """
+    if not batch:
+        return 0, 0
+    unique = {item.digest: item for _, item in batch}
+    added = write_items(conn, list(unique.values()))
+    known.update((digest, item.kind) for digest, item in unique.items())
+    problems: list[Problem] = []
+    pending: dict[bytes, list[Use]] = {}
+    for index, item in batch:
+        for field, ref, kind in item.obj.typed_references():
+            if ref in known:
+                _check_kind(problems, (index, item, field, kind), ref, known[ref])
+            else:
+                pending.setdefault(ref, []).append((index, item, field, kind))
+    stored = kinds_of(conn, pending)
+    doubtful = {
+        ref for ref, uses in pending.items() for use in uses if stored.get(ref, use[3]) != use[3]
+    }
+    stored.update(framed_kinds(conn, doubtful))  # the kind column may be what is wrong
+    for ref, uses in pending.items():
+        for use in uses:
+            _check_kind(problems, use, ref, stored.get(ref))
+    problems.extend(_second_ends(conn, batch))
+    if problems:
+        index, message, item = min(problems, key=lambda p: p[0])
+        raise BundleError(message, item.hex, index)
+    return added, len(batch) - added
+
+
+def _second_ends(conn: Connection, batch: list[tuple[int, Sealed]]) -> list[Problem]:
+    """Run ends in the batch for runs that end otherwise (a run ends once).
+
+    Checked after the batch is written: the unique index has then kept one end per run, so
+    an end the index does not hold is a second one, also when another import wrote the first
+    at the same moment.
+    """
+    ends = [(index, item, item.obj.run) for index, item in batch if isinstance(item.obj, RunEnd)]
+    indexed = ends_of(conn, {run for _, _, run in ends})
+    problems = []
+    for index, item, run in ends:
+        first = indexed.get(run, item.digest)
+        if first != item.digest:
+            problems.append((index, second_end(run, first), item))
+    return problems
