@@ -419,3 +419,19 @@ def test_a_large_import_rebuilds_sqlite_indexes_as_they_were(sqlite_url, tmp_pat
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
     engine.dispose()
+
+
+@pytest.mark.parametrize("count", [3, 4, 7])
+def test_bundles_at_the_batch_boundary_import_whole(backend_url, monkeypatch, count):
+    """One full batch goes the direct way, one object more the staged way: same result."""
+    from provstore.exchange import transfer
+
+    monkeypatch.setattr(transfer, "_BATCH", 3)
+    chain = [seal(Product("c0", None, {}, None, None, None, None, ()))]
+    for i in range(1, count):
+        chain.append(seal(Product(f"c{i}", None, {}, None, None, None, None, (chain[-1].digest,))))
+    records = [(item.digest, item.data) for item in chain]
+    with Store(backend_url) as store:
+        result = store.import_bundle(io.BytesIO(_craft(records, roots=[chain[-1].digest])))
+        assert (result.added, result.present) == (count, 0)
+        assert store.lineage(chain[-1].hex).depths[chain[0].digest] == count - 1

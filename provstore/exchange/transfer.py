@@ -147,7 +147,7 @@ def _import(
         except BundleError:  # the first batch's own problems come before it
             _write_batch(conn, first, {})
             raise
-        if second is None:
+        if not second:  # None, or the empty last batch after a full first one
             added, present = _write_batch(conn, first, {})
             if on_progress and first:
                 on_progress(len(first))
