@@ -296,3 +296,142 @@ def test_references_are_checked_beyond_the_remembered_window(sqlite_url, monkeyp
             store.import_bundle(io.BytesIO(_craft(records, roots=[chain[-1].digest])))
         assert info.value.digest == bad.hex
         assert store.stats()["objects"]["product"] == 0
+
+
+# -- staged imports: checks that run in the database, on every backend -------------------------
+
+
+def _env_and_run() -> list:
+    from provstore.core.objects import Environment, Run, Variables
+
+    libs = seal(LibrarySet((("a", "1"),)))
+    env = seal(Environment("cpython", "3.11", "Linux", "6", "x86_64", "", libs.digest, {}, ()))
+    variables = seal(Variables({}, ()))
+    run = seal(Run(env.digest, variables.digest, "h", "u", ("x",), "/", "/py", 1, 5, None, None))
+    return [libs, env, variables, run]
+
+
+def _small_window(monkeypatch) -> None:
+    """Batches of two and a memory of two digests: references are checked by the database."""
+    from provstore.exchange import transfer
+
+    monkeypatch.setattr(transfer, "_BATCH", 2)
+    monkeypatch.setattr(transfer, "_KNOWN", 2)
+
+
+def _rejects(url: str, items: list, reason: str, named) -> None:
+    before = _snapshot(url)
+    records = [(item.digest, item.data) for item in items]
+    with Store(url) as store, pytest.raises(BundleError, match=reason) as info:
+        store.import_bundle(io.BytesIO(_craft(records, roots=[items[-1].digest])))
+    assert info.value.digest == named.hex
+    assert _snapshot(url) == before
+
+
+def test_staged_references_are_checked_in_bundle_order(backend_url, monkeypatch):
+    _small_window(monkeypatch)
+    Store(backend_url).close()
+    head = _env_and_run()
+    run = head[-1]
+    fillers = [seal(Product(f"f{i}", None, {}, None, None, None, None, ())) for i in range(6)]
+    later = seal(Product("later", None, {}, None, None, None, None, ()))
+    early = seal(Product("early", None, {}, None, None, None, None, (later.digest,)))
+    # a reference to an object that comes later in the bundle is not earlier in it
+    _rejects(backend_url, [*head, early, *fillers, later], "neither earlier", early)
+    # a reference, far beyond the remembered window, to an earlier object of the wrong kind
+    wrong = seal(Product("wrong", None, {}, None, None, None, None, (run.digest,)))
+    _rejects(backend_url, [*head, *fillers, wrong], "is a run, but a product's parents", wrong)
+    # a bad reference staged early is named before a damaged object met later
+    phantom = seal(Product("phantom", None, {}, None, None, None, None, (b"\x05" * 32,)))
+    damaged = seal(Product("damaged", None, {}, None, None, None, None, ()))
+    records = [(i.digest, i.data) for i in [*head, phantom, *fillers]]
+    records.append((damaged.digest, damaged.data.replace(b"damaged", b"damagex")))
+    with Store(backend_url) as store, pytest.raises(BundleError, match="neither earlier") as info:
+        store.import_bundle(io.BytesIO(_craft(records, roots=[damaged.digest])))
+    assert info.value.digest == phantom.hex
+    # a reference to a stored object of the wrong kind (judged by its bytes, on the server)
+    records = [(i.digest, i.data) for i in head]
+    with Store(backend_url) as store:
+        store.import_bundle(io.BytesIO(_craft(records, roots=[run.digest])))
+    _rejects(backend_url, [*fillers, wrong], "is a run, but a product's parents", wrong)
+    # the same bundles, put right, import whole
+    good = seal(Product("good", None, {}, None, None, None, run.digest, (fillers[0].digest,)))
+    records = [(i.digest, i.data) for i in [*head, *fillers, later, early, good]]
+    with Store(backend_url) as store:
+        result = store.import_bundle(io.BytesIO(_craft(records, roots=[good.digest])))
+        assert (result.added, result.present) == (len(records) - len(head), len(head))
+        again = store.import_bundle(io.BytesIO(_craft(records, roots=[good.digest])))
+        assert (again.added, again.present) == (0, len(records))
+        assert store.lineage(early.hex).depths == {early.digest: 0, later.digest: 1}
+
+
+def test_a_second_end_in_the_same_bundle_is_refused(backend_url, monkeypatch):
+    from provstore.core.objects import RunEnd
+
+    _small_window(monkeypatch)
+    Store(backend_url).close()
+    head = _env_and_run()
+    run = head[-1].digest
+    first = seal(RunEnd(run, "succeeded", 9, None, 0, ()))
+    second = seal(RunEnd(run, "failed", 10, "again", 1, ()))
+    fillers = [seal(Product(f"f{i}", None, {}, None, None, None, run, ())) for i in range(4)]
+    _rejects(backend_url, [*head, first, *fillers, second], "a run ends once", second)
+
+
+def test_text_the_bulk_load_must_escape_arrives_intact(backend_url):
+    """Tabs, newlines, backslashes and ``\\N`` in text (PostgreSQL's COPY format)."""
+    odd = ["tab\there", "line\nbreak\r", "back\\slash", "\\N", "", "é \\t ✓"]
+    items = [
+        seal(Product(name, f"v{name}", {}, None, None, f"/p/{name}", None, ())) for name in odd
+    ]
+    records = [(item.digest, item.data) for item in items]
+    with Store(backend_url) as store:
+        store.import_bundle(io.BytesIO(_craft(records, roots=[items[-1].digest])))
+        for name, item in zip(odd, items, strict=True):
+            assert [p.digest for p in store.find_products(name=name)] == [item.digest]
+    rows = _snapshot(backend_url)["products"]
+    assert {(r[1], r[2], r[6]) for r in rows} == {(n, f"v{n}", f"/p/{n}") for n in odd}
+
+
+def test_a_large_import_rebuilds_sqlite_indexes_as_they_were(sqlite_url, tmp_path, monkeypatch):
+    """An import at least the store's size drops and rebuilds the plain secondary indexes."""
+    from provstore.db import dialects
+
+    monkeypatch.setattr(dialects, "_REBUILD_FROM", 1)
+    _small_window(monkeypatch)  # more than one batch: the staged path
+    source = _record(sqlite_url.replace("store.db", "source.db"), tmp_path, depth=5)
+    payload = _export(sqlite_url.replace("store.db", "source.db"), source)
+    Store(sqlite_url).close()
+    engine = sa.create_engine(sqlite_url)
+
+    def indexes() -> set:
+        with engine.connect() as conn:
+            query = "SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'index'"
+            return set(conn.exec_driver_sql(query).all())
+
+    before = indexes()
+    assert any("WHERE" in (sql or "") for _, _, sql in before)  # partial ones among them
+    with Store(sqlite_url) as store:
+        assert store.import_bundle(io.BytesIO(payload)).added > 0
+        assert len(store.lineage(source).depths) == 6  # the input and five steps
+        assert [p.hex for p in store.find_products(name="step4")] == [source]
+    assert indexes() == before
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+    engine.dispose()
+
+
+@pytest.mark.parametrize("count", [3, 4, 7])
+def test_bundles_at_the_batch_boundary_import_whole(backend_url, monkeypatch, count):
+    """One full batch goes the direct way, one object more the staged way: same result."""
+    from provstore.exchange import transfer
+
+    monkeypatch.setattr(transfer, "_BATCH", 3)
+    chain = [seal(Product("c0", None, {}, None, None, None, None, ()))]
+    for i in range(1, count):
+        chain.append(seal(Product(f"c{i}", None, {}, None, None, None, None, (chain[-1].digest,))))
+    records = [(item.digest, item.data) for item in chain]
+    with Store(backend_url) as store:
+        result = store.import_bundle(io.BytesIO(_craft(records, roots=[chain[-1].digest])))
+        assert (result.added, result.present) == (count, 0)
+        assert store.lineage(chain[-1].hex).depths[chain[0].digest] == count - 1

@@ -15,6 +15,7 @@ suite's backend fixture (``tests/conftest.py``).
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import urllib.parse
@@ -168,6 +169,67 @@ class Dialect:
         """Insert rows sorted by key, skipping keys already present; how many were new."""
         raise NotImplementedError
 
+    temporary: ClassVar[str] = "CREATE TEMPORARY TABLE {name}"
+    """How a staging table begins (it lives as long as the connection, or the transaction)."""
+
+    def create_stage(
+        self, conn: Connection, name: str, select: str, index: Sequence[str] = ()
+    ) -> None:
+        """A temporary table ``name`` shaped like the rows ``select`` returns (it returns none).
+
+        ``index``: columns :meth:`index_stage` will index once the table is loaded.
+        """
+        self.drop_stage(conn, name)
+        conn.exec_driver_sql(f"{self.temporary.format(name=name)} AS {select}")
+
+    def drop_stage(self, conn: Connection, name: str) -> None:
+        """Drop a staging table if it is there."""
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+
+    def append_stage(
+        self, conn: Connection, name: str, columns: Sequence[str], rows: Sequence[Row]
+    ) -> None:
+        """Append rows to a staging table (no keys, no indexes: each row goes at the end)."""
+        if rows:
+            marks = ", ".join([_param_mark(conn)] * len(columns))
+            sql = f"INSERT INTO {name} ({', '.join(columns)}) VALUES ({marks})"
+            conn.exec_driver_sql(sql, list(rows))
+
+    def index_stage(self, conn: Connection, name: str, columns: Sequence[str]) -> None:
+        """Index a loaded staging table (one sort, not a random insert per row)."""
+        conn.exec_driver_sql(f"CREATE INDEX ix_{name} ON {name} ({', '.join(columns)})")
+
+    def analyze_stage(self, conn: Connection, name: str) -> None:
+        """Give the planner the staging table's size (temporary tables get no autovacuum)."""
+
+    def bulk_memory(self, conn: Connection, bulk: bool) -> None:
+        """Bound what a bulk load holds in this process (``bulk=False`` restores it)."""
+
+    def publish(
+        self,
+        conn: Connection,
+        table: Table,
+        stage: str,
+        order: Sequence[str],
+        *,
+        rebuild: bool = False,
+    ) -> int:
+        """Insert a staging table's rows into ``table`` in ``order``, skipping keys present.
+
+        One set-based statement: the table's B-tree is walked once in key order.  Returns
+        how many rows were new.  ``rebuild`` (see :meth:`rebuilds_indexes`): drop the
+        table's plain secondary indexes first and build them again after, each in one sort.
+        """
+        raise NotImplementedError
+
+    def rebuilds_indexes(self, conn: Connection, staged: int) -> bool:
+        """Whether publishing ``staged`` objects should rebuild secondary indexes.
+
+        Rows published in primary-key order still land at random places in every other
+        index; when an import outgrows the store, building those indexes again is cheaper.
+        """
+        return False
+
 
 def glob_to_like(pattern: str) -> str:
     """A glob without classes as a ``LIKE`` pattern (escape character ``!``)."""
@@ -209,6 +271,27 @@ def _sorted_rows(table: Table, rows: Sequence[Row]) -> list[Row]:
 def _columns(conn: Connection, table: Table) -> tuple[str, str]:
     quote = conn.dialect.identifier_preparer.quote
     return quote(table.name), ", ".join(quote(c.name) for c in table.columns)
+
+
+def _param_mark(conn: Connection) -> str:
+    """The driver's positional parameter mark, for plain SQL on its cursor."""
+    return "?" if conn.dialect.paramstyle == "qmark" else "%s"
+
+
+def _copy_field(value: Any) -> str:
+    """One field of PostgreSQL's ``COPY`` text format."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, bytes):
+        return "\\\\x" + value.hex()
+    if isinstance(value, str):
+        return (
+            value.replace("\\", "\\\\")
+            .replace("\t", "\\t")
+            .replace("\n", "\\n")
+            .replace("\r", "\\r")
+        )
+    return str(value)
 
 
 def _partial_indexes(metadata: MetaData) -> list[tuple[Any, str]]:
@@ -303,6 +386,66 @@ class SQLite(Dialect):
         sql = f"INSERT OR IGNORE INTO {name} ({columns}) VALUES ({marks})"
         return int(conn.exec_driver_sql(sql, _sorted_rows(table, rows)).rowcount)
 
+    temporary = "CREATE TEMP TABLE {name}"
+
+    def bulk_memory(self, conn: Connection, bulk: bool) -> None:
+        """A smaller page cache while publishing, which also bounds the sorter's memory.
+
+        Rows are published in key order, so the cache needs little more than the path to
+        the current leaf of each B-tree; SQLite's sorter takes as much memory as the cache.
+        """
+        size = _BULK_CACHE_KIB if bulk else _CACHE_KIB
+        conn.exec_driver_sql(f"PRAGMA cache_size = -{size}")
+
+    def drop_stage(self, conn: Connection, name: str) -> None:
+        """Drop a staging table (in the connection's own ``temp`` schema) if it is there."""
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{name}")
+
+    def publish(
+        self,
+        conn: Connection,
+        table: Table,
+        stage: str,
+        order: Sequence[str],
+        *,
+        rebuild: bool = False,
+    ) -> int:
+        """``INSERT OR IGNORE … SELECT … ORDER BY``; rebuilt indexes come back as they were.
+
+        Their own ``CREATE INDEX`` statements are read from the schema and run again, in the
+        same transaction (readers keep seeing the indexes of their snapshot).  Unique
+        indexes stay: they enforce what the insert must respect.
+        """
+        name, columns = _columns(conn, table)
+        saved: list[tuple[str, str]] = []
+        if rebuild:
+            found = conn.exec_driver_sql(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
+                "AND sql IS NOT NULL AND upper(sql) NOT LIKE 'CREATE UNIQUE%'",
+                (table.name,),
+            )
+            saved = [(str(index), str(create)) for index, create in found]
+            for index, _ in saved:
+                conn.exec_driver_sql(f'DROP INDEX "{index}"')
+        sql = (
+            f"INSERT OR IGNORE INTO {name} ({columns}) "
+            f"SELECT {columns} FROM {stage} ORDER BY {', '.join(order)}"
+        )
+        added = int(conn.exec_driver_sql(sql).rowcount)
+        for _, create in saved:
+            conn.exec_driver_sql(create)
+        return added
+
+    def rebuilds_indexes(self, conn: Connection, staged: int) -> bool:
+        """From 10,000 objects, when the import holds at least as many as the store.
+
+        The store's size is read from the ``objects`` rowid (no count over the table).
+        """
+        if staged < _REBUILD_FROM:
+            return False
+        stored = conn.exec_driver_sql("SELECT coalesce(max(rowid), 0) FROM objects").scalar()
+        return staged >= int(stored or 0)
+
 
 def _refuse_network_fs(path: str, *, create: bool) -> None:
     directory = os.path.dirname(os.path.abspath(path))
@@ -392,13 +535,18 @@ def filesystem_type(directory: str) -> str:
     return fstype
 
 
+_CACHE_KIB = 65536
+_REBUILD_FROM = 10_000
+_BULK_CACHE_KIB = 16384
+
+
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA busy_timeout = 60000")
     cursor.execute("PRAGMA journal_mode = WAL")
     cursor.execute("PRAGMA synchronous = NORMAL")
-    cursor.execute("PRAGMA cache_size = -65536")  # 64 MiB: index pages of big batches
+    cursor.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")  # 64 MiB: index pages of big batches
     cursor.execute("PRAGMA wal_autocheckpoint = 10000")  # fewer, larger checkpoints
     cursor.close()
 
@@ -527,6 +675,47 @@ class PostgreSQL(Dialect):
             raise DBAPIError.instance(sql, None, exc, psycopg2.Error) from exc
         finally:
             cursor.close()
+
+    temporary = "CREATE TEMPORARY TABLE {name} ON COMMIT DROP"
+
+    def append_stage(
+        self, conn: Connection, name: str, columns: Sequence[str], rows: Sequence[Row]
+    ) -> None:
+        """``COPY … FROM STDIN`` in text format (psycopg2's ``copy_expert``)."""
+        if not rows:
+            return
+        import psycopg2
+
+        buffer = io.StringIO("".join("\t".join(map(_copy_field, row)) + "\n" for row in rows))
+        sql = f"COPY {name} ({', '.join(columns)}) FROM STDIN"
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.copy_expert(sql, buffer)
+        except psycopg2.Error as exc:
+            raise DBAPIError.instance(sql, None, exc, psycopg2.Error) from exc
+        finally:
+            cursor.close()
+
+    def analyze_stage(self, conn: Connection, name: str) -> None:
+        """``ANALYZE``: without it the planner takes a temporary table for a small one."""
+        conn.exec_driver_sql(f"ANALYZE {name}")
+
+    def publish(
+        self,
+        conn: Connection,
+        table: Table,
+        stage: str,
+        order: Sequence[str],
+        *,
+        rebuild: bool = False,
+    ) -> int:
+        """``INSERT … SELECT … ORDER BY … ON CONFLICT DO NOTHING``."""
+        name, columns = _columns(conn, table)
+        sql = (
+            f"INSERT INTO {name} ({columns}) SELECT {columns} FROM {stage} "
+            f"ORDER BY {', '.join(order)} ON CONFLICT DO NOTHING"
+        )
+        return int(conn.exec_driver_sql(sql).rowcount)
 
 
 class MySQL(Dialect):
@@ -692,6 +881,43 @@ class MySQL(Dialect):
         )
         # Affected rows: 1 per row inserted, 0 per key already present (see _affected_rows).
         return int(conn.exec_driver_sql(sql, _sorted_rows(table, rows)).rowcount)
+
+    def create_stage(
+        self, conn: Connection, name: str, select: str, index: Sequence[str] = ()
+    ) -> None:
+        """A temporary table that comes with its index.
+
+        A later ``CREATE INDEX`` or ``ALTER TABLE``, even on a temporary table, would commit
+        the transaction.
+        """
+        self.drop_stage(conn, name)
+        keys = f"(INDEX ({', '.join(index)})) " if index else ""
+        conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {name} {keys}AS {select}")
+
+    def index_stage(self, conn: Connection, name: str, columns: Sequence[str]) -> None:
+        """Indexed when created (:meth:`create_stage`)."""
+
+    def drop_stage(self, conn: Connection, name: str) -> None:
+        """``DROP TEMPORARY TABLE``: it survives a rollback, and never commits implicitly."""
+        conn.exec_driver_sql(f"DROP TEMPORARY TABLE IF EXISTS {name}")
+
+    def publish(
+        self,
+        conn: Connection,
+        table: Table,
+        stage: str,
+        order: Sequence[str],
+        *,
+        rebuild: bool = False,
+    ) -> int:
+        """``INSERT … SELECT … ORDER BY … ON DUPLICATE KEY UPDATE`` (affected rows: new ones)."""
+        name, columns = _columns(conn, table)
+        first = conn.dialect.identifier_preparer.quote(table.primary_key.columns[0].name)
+        sql = (
+            f"INSERT INTO {name} ({columns}) SELECT {columns} FROM {stage} s "
+            f"ORDER BY {', '.join(order)} ON DUPLICATE KEY UPDATE {name}.{first} = {name}.{first}"
+        )
+        return int(conn.exec_driver_sql(sql).rowcount)
 
 
 def _mysql_code(exc: DBAPIError) -> int | None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
+from sqlalchemy import Table
 from sqlalchemy.engine import Connection
 
 from provstore.checks.walk import closure
@@ -13,8 +15,18 @@ from provstore.core.chunks import chunked
 from provstore.core.digests import to_hex
 from provstore.core.errors import BundleError, CorruptObjectError
 from provstore.core.objects import RunEnd, Sealed, load, refusal, second_end, wrong_kind
+from provstore.db import schema
 from provstore.db.engine import write_transaction
-from provstore.db.index import absent, ends_of, framed_kinds, kinds_of, write_items
+from provstore.db.index import (
+    INDEX_TABLES,
+    absent,
+    ends_of,
+    framed_kinds,
+    index_rows,
+    kinds_of,
+    write_items,
+)
+from provstore.db.staging import Stage
 from provstore.exchange.bundle import BundleReader, Limits, write_bundle
 from provstore.store import Store
 
@@ -22,6 +34,7 @@ __all__ = ["ExportResult", "ImportResult", "export_bundle", "import_bundle"]
 
 _BATCH = 2000
 _KNOWN = 100_000  # digests remembered per import to spare reference lookups (~10 MiB)
+_TABLES = (schema.objects, *INDEX_TABLES)  # staged by an import, published in this order
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,18 +133,59 @@ def import_bundle(
 def _import(
     store: Store, reader: BundleReader, on_progress: Callable[[int], None] | None
 ) -> ImportResult:
-    added = present = 0
-    known: dict[bytes, str] = {}  # digest -> kind, written or checked by this import
+    """Import a bundle of one batch directly; stage a bigger one and publish it in key order.
+
+    Staging costs a few temporary tables per import (about 17 ms on SQLite, 70 ms on
+    PostgreSQL), which a bundle of one batch (a spooled run) would pay for nothing.
+    """
+    roots = tuple(to_hex(r) for r in reader.roots)
     with write_transaction(store.engine) as conn:
-        for batch in _decoded(reader):
-            new, old = _write_batch(conn, batch, known)
-            added, present = added + new, present + old
-            if on_progress and batch:
-                on_progress(len(batch))
+        batches = _decoded(reader)
+        first = next(batches)
+        try:
+            second = next(batches, None)
+        except BundleError:  # the first batch's own problems come before it
+            _write_batch(conn, first, {})
+            raise
+        if not second:  # None, or the empty last batch after a full first one
+            added, present = _write_batch(conn, first, {})
+            if on_progress and first:
+                on_progress(len(first))
+        else:
+            with Stage(conn, _TABLES) as stage:
+                added, present = _staged(conn, stage, [first, second], batches, on_progress)
         missing_roots = absent(conn, reader.roots)
         if missing_roots:
             raise BundleError("a root is not in the bundle", to_hex(sorted(missing_roots)[0]))
-    return ImportResult(tuple(to_hex(r) for r in reader.roots), added, present)
+    return ImportResult(roots, added, present)
+
+
+def _staged(
+    conn: Connection,
+    stage: Stage,
+    read: list[list[tuple[int, Sealed]]],
+    rest: Iterator[list[tuple[int, Sealed]]],
+    on_progress: Callable[[int], None] | None,
+) -> tuple[int, int]:
+    """Stage every object and its index rows, check, then publish each table in key order."""
+    known: dict[bytes, str] = {}  # digest -> kind, staged or checked by this import
+    total = 0
+    try:
+        for batch in itertools.chain(read, rest):
+            _stage_batch(stage, batch, known)
+            total += len(batch)
+            if on_progress and batch:
+                on_progress(len(batch))
+    except BundleError as exc:  # a bad reference staged before it is the first problem
+        _check_staged_references(conn, stage, before=exc.index)
+        raise
+    _check_staged_references(conn, stage)
+    added = stage.publish(schema.objects)
+    for table in INDEX_TABLES:  # a run's first end is the one kept: publish in bundle order
+        stage.publish(table, ["seq"] if table is schema.run_ends else None)
+    _check_second_ends(conn, stage)
+    stage.close()
+    return added, total - added
 
 
 def _decoded(reader: BundleReader) -> Iterator[list[tuple[int, Sealed]]]:
@@ -156,15 +210,102 @@ Use = tuple[int, Sealed, str, str]  # (bundle index, referrer, field, expected k
 Problem = tuple[int, str, Sealed]  # (bundle index, message, object)
 
 
+def _stage_batch(stage: Stage, batch: list[tuple[int, Sealed]], known: dict[bytes, str]) -> None:
+    """Stage a batch's objects and index rows; check the references ``known`` can answer.
+
+    ``known`` maps digests this import staged to their kinds (bounded to the newest
+    ``_KNOWN``): references to them, which are most of them (a product's run, its recent
+    parents), are checked at once; the others are staged and checked in one query at the end.
+    """
+    if not batch:
+        return
+    rows: dict[Table, list[tuple[Any, ...]]] = {table: [] for table in _TABLES}
+    objects = rows[schema.objects]
+    for index, item in batch:
+        objects.append((index, item.digest, item.kind, len(item.data), item.data))
+        for table, row in index_rows(item):
+            rows[table].append((index, *row))
+    for table, table_rows in rows.items():
+        if table_rows:
+            stage.add(table, table_rows)
+    known.update((item.digest, item.kind) for _, item in batch)
+    problems: list[Problem] = []
+    later: list[tuple[int, bytes, str]] = []
+    for index, item in batch:
+        for field, ref, kind in item.obj.typed_references():
+            found = known.get(ref)
+            if found is None:
+                later.append((index, ref, kind))
+            else:
+                _check_kind(problems, (index, item, field, kind), ref, found)
+    if later:
+        stage.add_refs(later)
+    if len(known) > _KNOWN:  # keep the newest half (amortised: no per-entry eviction)
+        newest = list(known.items())[-(_KNOWN // 2) :]
+        known.clear()
+        known.update(newest)
+    if problems:
+        index, message, item = min(problems, key=lambda p: p[0])
+        raise BundleError(message, item.hex, index)
+
+
+def _check_staged_references(conn: Connection, stage: Stage, before: int | None = None) -> None:
+    """Every staged reference names an object of its kind, earlier in the bundle or stored.
+
+    Only references of objects before ``before`` when it is given (another problem was found
+    there).  A stored object whose ``kind`` column disagrees is judged by its own bytes (the
+    column may be what is wrong; ``fsck`` reports that on its own).
+    """
+    for index, ref, kind, staged, stored in stage.unresolved(before):
+        found = staged or stored
+        if staged is None and stored is not None:
+            found = framed_kinds(conn, [ref]).get(ref, stored)
+            if found == kind:
+                continue
+        digest, data = stage.staged_object(index)
+        item = load(digest, data, hashed=True)
+        field = next(f for f, r, k in item.obj.typed_references() if r == ref and k == kind)
+        problems: list[Problem] = []
+        _check_kind(problems, (index, item, field, kind), ref, found)
+        raise BundleError(problems[0][1], item.hex, index)
+
+
+def _check_kind(problems: list[Problem], use: Use, ref: bytes, found: str | None) -> None:
+    index, item, field, kind = use
+    if found is None:
+        message = f"its {field} {to_hex(ref)} is neither earlier in the bundle nor in the store"
+    elif found != kind:
+        message = wrong_kind(item.kind, field, ref, found, kind)
+    else:
+        return
+    problems.append((index, message, item))
+
+
+def _check_second_ends(conn: Connection, stage: Stage) -> None:
+    """Run ends in the bundle for runs that end otherwise (a run ends once).
+
+    Checked after the ends are published: the unique index has then kept one end per run (the
+    earliest in the bundle, or one already stored), so an end the index does not hold is a
+    second one, also when another import wrote the first at the same moment.
+    """
+    staged = stage.names[schema.run_ends]
+    sql = (
+        f"SELECT s.seq, s.digest, s.run, e.digest FROM {staged} s "
+        f"JOIN run_ends e ON e.run = s.run WHERE e.digest <> s.digest ORDER BY s.seq"
+    )
+    first = conn.exec_driver_sql(sql).first()
+    if first is not None:
+        index, digest, run, kept = first
+        raise BundleError(second_end(bytes(run), bytes(kept)), to_hex(bytes(digest)), index)
+
+
 def _write_batch(
     conn: Connection, batch: list[tuple[int, Sealed]], known: dict[bytes, str]
 ) -> tuple[int, int]:
     """Insert a batch, then check its references and run ends; returns (added, present).
 
-    Every reference must resolve to an object of the kind its field names, and every run must
-    end once.  ``known`` maps digests this import wrote or checked to their kinds (bounded to
-    the newest ``_KNOWN``): references to them, which are most of them (a product's run, its
-    recent parents), need no query.
+    The direct path, for a bundle of one batch.  Every reference must resolve to an object
+    of the kind its field names (in the batch or stored), and every run must end once.
     """
     if not batch:
         return 0, 0
@@ -187,35 +328,19 @@ def _write_batch(
     for ref, uses in pending.items():
         for use in uses:
             _check_kind(problems, use, ref, stored.get(ref))
-    known.update(stored)
     problems.extend(_second_ends(conn, batch))
-    if len(known) > _KNOWN:  # keep the newest half (amortised: no per-entry eviction)
-        newest = list(known.items())[-(_KNOWN // 2) :]
-        known.clear()
-        known.update(newest)
     if problems:
         index, message, item = min(problems, key=lambda p: p[0])
         raise BundleError(message, item.hex, index)
     return added, len(batch) - added
 
 
-def _check_kind(problems: list[Problem], use: Use, ref: bytes, found: str | None) -> None:
-    index, item, field, kind = use
-    if found is None:
-        message = f"its {field} {to_hex(ref)} is neither earlier in the bundle nor in the store"
-    elif found != kind:
-        message = wrong_kind(item.kind, field, ref, found, kind)
-    else:
-        return
-    problems.append((index, message, item))
-
-
 def _second_ends(conn: Connection, batch: list[tuple[int, Sealed]]) -> list[Problem]:
     """Run ends in the batch for runs that end otherwise (a run ends once).
 
-    Checked after the batch is written: the unique index has then kept one end per run (the
-    earlier one), so an end the index does not hold is a second one, also when another import
-    wrote the first at the same moment.
+    Checked after the batch is written: the unique index has then kept one end per run, so
+    an end the index does not hold is a second one, also when another import wrote the first
+    at the same moment.
     """
     ends = [(index, item, item.obj.run) for index, item in batch if isinstance(item.obj, RunEnd)]
     indexed = ends_of(conn, {run for _, _, run in ends})

@@ -1,0 +1,133 @@
+"""Staging: rows gathered in temporary tables, then published with one ordered insert per table.
+
+A bundle import appends what it decodes to temporary tables shaped like the store's own (plus
+``seq``, the row's position in the bundle), with no key and no index, so each row goes at the
+end.  Once everything is checked, each store table gets one ``INSERT … SELECT … ORDER BY key``
+that skips keys already present: its B-tree is walked once in key order instead of being
+touched at a random leaf per row, which is what made a big import slow down as it grew.
+
+References the importer could not resolve from memory are staged too (``seq``, the digest
+referred to, the kind it must be) and checked in one query against the staged objects before
+them and the store's objects.  Everything happens in the caller's transaction: nothing is
+published unless it commits, and the staging tables are dropped before it does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.engine import Connection
+
+from provstore.db import dialects, schema
+
+__all__ = ["REFS", "Stage"]
+
+REFS = "stage_refs"
+"""The staging table of references still to check: ``(seq, ref, kind)``."""
+
+Row = tuple[Any, ...]
+_OBJECT = ("digest", "seq")  # staged objects are looked up by digest, earlier ones only
+_REF = ("ref",)
+
+
+class Stage:
+    """Staging tables for ``tables`` (and for references) on an open write transaction."""
+
+    def __init__(self, conn: Connection, tables: Sequence[Table]) -> None:
+        self.conn = conn
+        self.dialect = dialects.of(conn)
+        self.dialect.bulk_memory(conn, True)
+        self.names = {table: f"stage_{table.name}" for table in tables}
+        self._columns = {table: ["seq", *(c.name for c in table.columns)] for table in tables}
+        self._counts = dict.fromkeys(tables, 0)
+        self.refs = 0
+        self._rebuild: bool | None = None  # decided once, before the first table is published
+        self._indexed = False
+        quote = conn.dialect.identifier_preparer.quote
+        for table, name in self.names.items():
+            columns = ", ".join(quote(c.name) for c in table.columns)
+            select = f"SELECT 0 AS seq, {columns} FROM {quote(table.name)} WHERE 1 = 0"
+            self.dialect.create_stage(
+                conn, name, select, _OBJECT if table is schema.objects else ()
+            )
+        self.objects = self.names[schema.objects]
+        self.dialect.create_stage(
+            conn, REFS, f"SELECT seq, digest AS ref, kind FROM {self.objects} WHERE 1 = 0", _REF
+        )
+
+    def add(self, table: Table, rows: Sequence[Row]) -> None:
+        """Append ``(seq, *row)`` rows to ``table``'s staging table."""
+        quote = self.conn.dialect.identifier_preparer.quote
+        columns = [quote(c) for c in self._columns[table]]
+        self.dialect.append_stage(self.conn, self.names[table], columns, rows)
+        self._counts[table] += len(rows)
+
+    def add_refs(self, rows: Sequence[tuple[int, bytes, str]]) -> None:
+        """Append ``(seq, referred digest, kind it must be)`` rows to check later."""
+        self.dialect.append_stage(self.conn, REFS, ["seq", "ref", "kind"], rows)
+        self.refs += len(rows)
+
+    def unresolved(
+        self, before: int | None = None
+    ) -> Iterator[tuple[int, bytes, str, str | None, str | None]]:
+        """Staged references not to an object of their kind before them or in the store.
+
+        Yields ``(seq, ref, kind, staged kind, stored kind)`` in ``seq`` order, only for
+        ``seq < before`` when given; a reference whose stored kind is wrong may still be
+        right by the object's own bytes (the caller checks those).  Probes go in digest order
+        (indexes built after loading, once).
+        """
+        if not self.refs:
+            return
+        conn, objects = self.conn, self.objects
+        if not self._indexed:
+            self.dialect.index_stage(conn, objects, _OBJECT)
+            self.dialect.index_stage(conn, REFS, _REF)
+            self.dialect.analyze_stage(conn, objects)
+            self.dialect.analyze_stage(conn, REFS)
+            self._indexed = True
+        sql = (
+            f"SELECT r.seq, r.ref, r.kind, s.kind, o.kind FROM {REFS} r "
+            f"LEFT JOIN {objects} s ON s.digest = r.ref AND s.seq < r.seq "
+            "LEFT JOIN objects o ON o.digest = r.ref "
+            "WHERE (COALESCE(s.kind, o.kind) IS NULL OR COALESCE(s.kind, o.kind) <> r.kind)"
+            + ("" if before is None else f" AND r.seq < {int(before)}")
+            + " ORDER BY r.seq, r.ref"
+        )
+        result = conn.exec_driver_sql(sql)
+        try:
+            for seq, ref, kind, staged, stored in result:
+                yield seq, bytes(ref), kind, staged, stored
+        finally:
+            result.close()
+
+    def staged_object(self, seq: int) -> tuple[bytes, bytes]:
+        """The digest and bytes of the object staged at ``seq`` (to name it in a message)."""
+        sql = f"SELECT digest, data FROM {self.objects} WHERE seq = {int(seq)}"
+        digest, data = self.conn.exec_driver_sql(sql).one()
+        return bytes(digest), bytes(data)
+
+    def publish(self, table: Table, order: Sequence[str] | None = None) -> int:
+        """Insert ``table``'s staged rows in key order (or ``order``); how many were new."""
+        if not self._counts[table]:
+            return 0
+        quote = self.conn.dialect.identifier_preparer.quote
+        keys = order or [quote(c.name) for c in table.primary_key.columns]
+        if self._rebuild is None:
+            self._rebuild = self.dialect.rebuilds_indexes(self.conn, self._counts[schema.objects])
+        name = self.names[table]
+        return self.dialect.publish(self.conn, table, name, keys, rebuild=self._rebuild)
+
+    def close(self) -> None:
+        """Drop the staging tables (before the transaction commits: no space is kept)."""
+        for name in [*self.names.values(), REFS]:
+            self.dialect.drop_stage(self.conn, name)
+
+    def __enter__(self) -> Stage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Restore the connection's memory settings, whether or not the import went through."""
+        self.dialect.bulk_memory(self.conn, False)
