@@ -7,6 +7,7 @@ is hex; environment variables that are not UTF-8 are shown as escaped text.
 
 from __future__ import annotations
 
+import datetime
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from provstore.store import Store
 
 __all__ = [
+    "duration",
+    "format_ns",
     "parse_cursor",
     "product_row_json",
     "products_page_json",
@@ -54,6 +57,28 @@ def to_json(item: Sealed) -> dict[str, Any]:
 def to_json_text(data: Any) -> str:
     """Stable, readable JSON."""
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
+
+
+def format_ns(ns: int | None) -> str:
+    """A UTC timestamp in integer nanoseconds as ISO-8601 text."""
+    if ns is None:
+        return "-"
+    moment = datetime.datetime.fromtimestamp(ns / 1e9, tz=datetime.timezone.utc)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def duration(ns: int | None) -> str:
+    """``1.2s``, ``3m04s``, ``2h05m`` (``-`` when unknown)."""
+    if ns is None:
+        return "-"
+    seconds = ns / 1e9
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
 
 
 def product_row_json(row: ProductRow) -> dict[str, Any]:

@@ -17,7 +17,18 @@ PACKAGE = Path(__file__).resolve().parent.parent / "provstore"
 # Each layer may import itself and the layers listed after it, never one listed before it.
 # Keep in step with docs/architecture.rst.
 LAYERS: dict[str, set[str]] = {
-    "cli": {"web", "tracking", "api", "exchange", "checks", "store", "db", "capture", "config", "core"},
+    "cli": {
+        "web",
+        "tracking",
+        "api",
+        "exchange",
+        "checks",
+        "store",
+        "db",
+        "capture",
+        "config",
+        "core",
+    },
     # web: the read-only pages of `provstore serve`. The CLI imports it only inside `serve`,
     # so commands other than serve never load Starlette; it reads the store like the CLI does.
     "web": {"api", "exchange", "checks", "store", "db", "capture", "config", "core"},

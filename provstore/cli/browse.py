@@ -10,7 +10,7 @@ from provstore import shapes
 from provstore.cli import output
 from provstore.cli.common import EXIT_CODES, When, duration, emit, json_option, store_of
 from provstore.core.objects import RunEnd
-from provstore.db.listing import ProductFilter, ProductRow, RunFilter, RunSummary
+from provstore.db.listing import ProductRow, RunFilter, RunSummary
 from provstore.exchange.lineage import LINEAGE_FORMATS
 
 if TYPE_CHECKING:

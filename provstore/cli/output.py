@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-import datetime
 import json
 from typing import Any
 
 from provstore.core.objects import Sealed
-from provstore.shapes import product_row_json, run_summary_json, to_json, to_json_text
+from provstore.shapes import (
+    format_ns,
+    product_row_json,
+    run_summary_json,
+    to_json,
+    to_json_text,
+)
 
 __all__ = [
     "format_ns",
@@ -17,13 +22,6 @@ __all__ = [
     "to_json",
     "to_json_text",
 ]
-
-def format_ns(ns: int | None) -> str:
-    """A UTC timestamp in integer nanoseconds as ISO-8601 text."""
-    if ns is None:
-        return "-"
-    moment = datetime.datetime.fromtimestamp(ns / 1e9, tz=datetime.timezone.utc)
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def human(item: Sealed) -> str:
