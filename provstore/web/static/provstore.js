@@ -13,7 +13,9 @@
 
   function nodeText(node) {
     const label = node.label === null || node.label === undefined ? "(unknown)" : node.label;
-    const shown = label.length > 40 ? label.slice(0, 39) + "…" : label;
+    // long paths keep their end (the file name), long names their start
+    const shown = label.length <= 40 ? label
+      : label.includes("/") ? "…" + label.slice(-39) : label.slice(0, 39) + "…";
     return node.group ? `${node.count} × ${shown}` : shown;
   }
 
