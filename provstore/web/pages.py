@@ -152,7 +152,9 @@ def run_page(store: Store, ref: str, params: Mapping[str, str]) -> dict[str, Any
         after=shapes.parse_cursor(params.get("after")),
     )
     inputs = sorted({d for end in ends if isinstance(end.obj, RunEnd) for d in end.obj.inputs})
-    variables = store.get_many([run.variables], corrupt={}).get(run.variables)
+    names = store.labels(inputs)
+    loaded = store.get_many([run.variables, run.environment], corrupt={})
+    variables, env = loaded.get(run.variables), loaded.get(run.environment)
     var_obj = variables.obj if variables is not None else None
     var_map = var_obj.variables if isinstance(var_obj, Variables) else {}
     return {
@@ -161,8 +163,9 @@ def run_page(store: Store, ref: str, params: Mapping[str, str]) -> dict[str, Any
         "ends": [end.obj for end in ends if isinstance(end.obj, RunEnd)],
         "made": made,
         "next": shapes.cursor_text(made[-1].cursor) if len(made) == limit else None,
-        "inputs": [(d, store.labels(inputs).get(d)) for d in inputs],
+        "inputs": [(d, names.get(d)) for d in inputs],
         "batch_job": _batch_job(var_map),
+        "env": env.obj if env is not None and isinstance(env.obj, Environment) else None,
         "variables": _shown_variables(var_obj) if isinstance(var_obj, Variables) else [],
     }
 
