@@ -11,9 +11,12 @@ that visiting any page with ``?token=TOKEN`` sets; anything else is answered 401
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -55,6 +58,9 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+WORKERS = 4  # threads that query the store (as many as hold a read connection on a server)
 
 
 def _session_value(token: str) -> str:
@@ -97,7 +103,8 @@ class Guard:
         query = request.query_params.get("token")
         if query is not None and hmac.compare_digest(query, self.token):
             rest = [(k, v) for k, v in parse_qsl(request.url.query) if k != "token"]
-            target = request.url.path + (f"?{urlencode(rest)}" if rest else "")
+            # one leading slash: "//host/..." would send the browser to another site
+            target = "/" + request.url.path.lstrip("/") + (f"?{urlencode(rest)}" if rest else "")
             answer = RedirectResponse(target, status_code=303)
             answer.set_cookie(COOKIE, self.session, httponly=True, samesite="strict")
             return answer
@@ -134,22 +141,32 @@ def create_app(store: Store, *, token: str | None = None) -> ASGIApp:
         html = templates.get_template(name).render(**context)
         return HTMLResponse(html, status_code=status)
 
-    def page(build: Callable[[Request], Response]) -> Callable[[Request], Response]:
-        def endpoint(request: Request) -> Response:
+    # The store's calls block; they run on a few long-lived threads, so each keeps the read
+    # connection it holds on a server (a fresh thread per request would pay a pool checkout).
+    workers = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="provstore-web")
+
+    def page(build: Callable[[Request], Response]) -> Endpoint:
+        def answer(request: Request) -> Response:
             try:
                 return build(request)
             except ProvstoreError as exc:
                 return render("error.html", _status_of(exc), message=str(exc))
 
+        async def endpoint(request: Request) -> Response:
+            return await asyncio.get_running_loop().run_in_executor(workers, answer, request)
+
         return endpoint
 
-    def api(build: Callable[[Request], Any]) -> Callable[[Request], Response]:
-        def endpoint(request: Request) -> Response:
+    def api(build: Callable[[Request], Any]) -> Endpoint:
+        def answer(request: Request) -> Response:
             try:
                 data = build(request)
             except ProvstoreError as exc:
                 return JSONResponse({"error": str(exc)}, status_code=_status_of(exc))
             return Response(shapes.to_json_text(data), media_type="application/json")
+
+        async def endpoint(request: Request) -> Response:
+            return await asyncio.get_running_loop().run_in_executor(workers, answer, request)
 
         return endpoint
 
@@ -226,7 +243,13 @@ def create_app(store: Store, *, token: str | None = None) -> ASGIApp:
         Route("/api/stats", api(lambda r: store.stats())),
         Mount("/static", StaticFiles(packages=[("provstore.web", "static")]), name="static"),
     ]
-    return Guard(Starlette(routes=routes), token)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        workers.shutdown(wait=False)
+
+    return Guard(Starlette(routes=routes, lifespan=lifespan), token)
 
 
 def _url_of(kind: str, digest: str) -> str:
