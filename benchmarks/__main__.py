@@ -54,6 +54,7 @@ NAMES = [
     "storage",
     "status",
     "galera",
+    "serve",
 ]
 
 

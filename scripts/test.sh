@@ -36,4 +36,13 @@ if ! command -v dot >/dev/null && command -v apt-get >/dev/null && [[ $(id -u) -
         || echo "test.sh: could not install graphviz; the DOT tests will skip (or fail when CI=true)"
 fi
 
+# Debian's Chromium runs the browser test (tests/test_web_browser.py) through Playwright, which
+# never downloads a browser of its own. Missing without root: the test skips (fails when CI=true).
+if [[ ! -x /usr/bin/chromium ]] && command -v apt-get >/dev/null && [[ $(id -u) -eq 0 ]]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq chromium >/dev/null 2>&1 \
+        || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; } \
+        || echo "test.sh: could not install chromium; the browser test will skip (or fail when CI=true)"
+fi
+
 exec .venv/bin/python -m pytest "$@"

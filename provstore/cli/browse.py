@@ -6,10 +6,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from provstore import shapes
 from provstore.cli import output
 from provstore.cli.common import EXIT_CODES, When, duration, emit, json_option, store_of
 from provstore.core.objects import CondaSet, Environment, ImportSet, LibrarySet, Run, RunEnd
-from provstore.db.listing import ProductFilter, ProductRow, RunFilter, RunSummary
+from provstore.db.listing import ProductRow, RunFilter, RunSummary
 from provstore.exchange.lineage import LINEAGE_FORMATS
 
 if TYPE_CHECKING:
@@ -41,15 +42,13 @@ def show(ctx: click.Context, ref: str, every: bool, limit: int, as_json: bool) -
 
 def _shown(store: Store, item: Sealed, limit: int) -> tuple[dict[str, Any], str]:
     """An object as JSON and text; a run also with its end, inputs and products."""
-    data, text = output.to_json(item), output.human(item)
+    text = output.human(item)
     if item.kind == "environment":
-        return data, _environment_text(store, item, text)
+        return shapes.show_json(item), _environment_text(store, item, text)
     if item.kind != "run":
-        return data, text
-    ends = [store.get(d) for d in store.run_ends([item.digest])]
-    made = store.products(where=ProductFilter(run=item.digest), limit=limit + 1)
-    data["ends"] = [output.to_json(end) for end in ends]
-    data["products"] = [output.product_row_json(row) for row in made[:limit]]
+        return shapes.show_json(item), text
+    ends, made = shapes.run_parts(store, item.digest, limit)
+    data = shapes.show_json(item, ends, made[:limit])
     lines = [text]
     for end in ends:
         assert isinstance(end.obj, RunEnd)

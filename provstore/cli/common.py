@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from provstore.shapes import duration
+
 if TYPE_CHECKING:
     from provstore.api import Store
 
@@ -113,20 +115,6 @@ class When(_IntParam):
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=datetime.timezone.utc)
         return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
-
-
-def duration(ns: int | None) -> str:
-    """``1.2s``, ``3m04s``, ``2h05m`` (``-`` when unknown)."""
-    if ns is None:
-        return "-"
-    seconds = ns / 1e9
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
 
 
 def emit(as_json: bool, data: Any, text: str | Callable[[], str]) -> None:

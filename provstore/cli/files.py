@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from provstore import shapes
 from provstore.cli import output
 from provstore.cli.common import EXIT_CODES, When, duration, emit, json_option, store_of
 from provstore.core.objects import Environment, Product, Run, RunEnd
@@ -217,9 +218,8 @@ def products(ctx: click.Context, name: str | None, path: str | None, run_ref: st
     where = ProductFilter(name=name, path=_path_glob(path), run=run, since_ns=since,
                           until_ns=until)  # fmt: skip
     rows = store.products(where=where, limit=limit, after=_cursor(after))
-    cursor = _cursor_text(rows[-1]) if len(rows) == limit else None
-    data = {"products": [output.product_row_json(row) for row in rows], "next": cursor}
-    emit(as_json, data, lambda: _products_text(rows, cursor))
+    data = shapes.products_page_json(rows, limit)
+    emit(as_json, data, lambda: _products_text(rows, data["next"]))
 
 
 def _run_of(store: Any, ref: str) -> bytes:
@@ -246,11 +246,6 @@ def _cursor(text: str | None) -> tuple[int, bytes] | None:
         return int(started), bytes.fromhex(digest)
     except ValueError:
         raise click.BadParameter(f"{text!r} is not a cursor a page ended with") from None
-
-
-def _cursor_text(row: ProductRow) -> str:
-    started, digest = row.cursor
-    return f"{started}:{digest.hex()}"
 
 
 def _products_text(rows: list[ProductRow], cursor: str | None) -> str:

@@ -89,19 +89,6 @@ class RunSummary:
     command: tuple[str, ...] | None = None
     """The command ``provstore run`` ran, else the tracked process's ``argv``."""
     error: str | None = None
-    job: Mapping[str, Any] | None = None
-    """The batch job (or pod) the run belonged to: scheduler, id, array and task ids, ..."""
-
-    @property
-    def job_label(self) -> str:
-        """``slurm 12345_7``-style text for the run's job, or ``""``."""
-        job = self.job or {}
-        if not job.get("id"):
-            return ""
-        task = f"_{job['task_id']}" if job.get("task_id") else ""
-        array = job.get("array_id")
-        ident = f"{array}{task}" if array and task else f"{job['id']}{task}"
-        return f"{job.get('scheduler', 'job')} {ident}"
 
     @property
     def cursor(self) -> tuple[int, bytes]:
@@ -130,15 +117,13 @@ def run_summary(row: Any, objects: Mapping[bytes, Sealed]) -> RunSummary:
     command = None
     if run is not None and isinstance(run.obj, Run):
         command = run.obj.command if run.obj.command is not None else run.obj.argv
-    job = run.obj.job if run is not None and isinstance(run.obj, Run) else None
     exit_code = error = None
     if end is not None and isinstance(end.obj, RunEnd):
         exit_code, error = end.obj.exit_code, end.obj.error
     started, host, user, name, status, finished, products = row[1:8]
     return RunSummary(
-        digest, started, host, user, name, status, finished, products, exit_code, command, error,
-        job,
-    )  # fmt: skip
+        digest, started, host, user, name, status, finished, products, exit_code, command, error
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +135,6 @@ class RunFilter:
     until_ns: int | None = None
     host: str | None = None
     name: str | None = None  # a glob on the run's name
-    job: str | None = None  # a batch job's id, or an array job's id (all its tasks)
 
 
 def _prefix_range(column: Any, pattern: str) -> list[Any]:
@@ -224,8 +208,6 @@ def runs_query(
         clauses.append(r.host == where.host)
     if where.name is not None:
         clauses += glob_clauses(dialect, r.name, where.name)
-    if where.job is not None:
-        clauses.append(or_(r.job == where.job, r.job_array == where.job))
     if after is not None:
         clauses.append(
             or_(r.started_ns < after[0], and_(r.started_ns == after[0], r.digest > after[1]))
@@ -238,93 +220,64 @@ def products(
 ) -> list[ProductRow]:
     """One page of products (see :func:`products_query`).
 
-    Without a name, path or run to narrow it, the sort key (the run's start) is not in any
-    product index, so one query would sort every product; the page is read run by run instead,
-    newest first through the runs' start index (:func:`_by_runs`).
+    Without a name, path or run filter the page is read run start by run start (see
+    :func:`_by_start`), so its cost does not grow with the store.
     """
     if where.name in (None, "*") and where.path is None and where.at is None and where.run is None:
-        return _by_runs(conn, where, after, limit)
+        return _by_start(conn, where, after, limit)
     query = products_query(dialects.of(conn), where, after, limit)
     return [ProductRow.from_row(row) for row in conn.execute(query)]
 
 
-def _by_runs(
+_STARTS_PER_QUERY = 16
+
+
+def _by_start(
     conn: Connection, where: ProductFilter, after: tuple[int, bytes] | None, limit: int
 ) -> list[ProductRow]:
-    """A page of every product, newest run first, reading runs in growing batches.
+    """The page :func:`products_query` returns, read from the newest run start down.
 
-    A batch of runs (newest first) is read from the runs index, then their products from the
-    products' run index; the page is complete once it holds ``limit`` products and the next run
-    started strictly earlier than the last one kept (runs that share a start sort by product
-    digest).  Source products (no run) follow the last run, in digest order.
+    Sorting every product by its run's start costs a pass over the whole index (seconds at
+    a million products); instead each distinct start time, newest first, is looked up in the
+    runs index and its products fetched through the products' run index, until the page is
+    full.  Source products (no run) follow, by digest, unless a time filter excludes them.
     """
-    p = schema.products.c
-    rows: list[ProductRow] = []
-    if after is None or after[0] != NO_RUN:
-        rows = _run_products(conn, where, after, limit)
-        if len(rows) >= limit or where.since_ns is not None or where.until_ns is not None:
-            return rows[:limit]
-    query = select(p.digest, p.name, p.version, p.size, p.run, p.path, literal(None)).where(
-        p.run.is_(None)
-    )
-    if after is not None and after[0] == NO_RUN:
-        query = query.where(p.digest > after[1])
-    query = query.order_by(p.digest).limit(limit - len(rows))
-    return rows + [ProductRow.from_row(row) for row in conn.execute(query)]
-
-
-def _run_products(
-    conn: Connection, where: ProductFilter, after: tuple[int, bytes] | None, limit: int
-) -> list[ProductRow]:
-    """Up to ``limit`` products made by runs, in page order, after the cursor (see above).
-
-    Runs that started at the same instant are one group, their products in digest order; a
-    batch of runs whose last group may go on in the next batch leaves that group to it.
-    """
-    r, p = schema.runs.c, schema.products.c
-    rows: list[ProductRow] = []
-    run_after: tuple[int, bytes] | None = None
-    batch = 64
-    while True:
-        clauses = []
-        if after is not None:
-            clauses.append(r.started_ns <= after[0])
+    p, r = schema.products.c, schema.runs.c
+    columns = (p.digest, p.name, p.version, p.size, p.run, p.path, r.started_ns)
+    out: list[ProductRow] = []
+    upper = None if after is None or after[0] == NO_RUN else after[0]
+    in_sources = after is not None and after[0] == NO_RUN
+    while not in_sources and len(out) < limit:
+        starts_query = select(r.started_ns).distinct().order_by(r.started_ns.desc())
+        if upper is not None:
+            starts_query = starts_query.where(r.started_ns <= upper)
         if where.since_ns is not None:
-            clauses.append(r.started_ns >= where.since_ns)
+            starts_query = starts_query.where(r.started_ns >= where.since_ns)
         if where.until_ns is not None:
-            clauses.append(r.started_ns < where.until_ns)
-        if run_after is not None:
-            clauses.append(
-                or_(r.started_ns < run_after[0],
-                    and_(r.started_ns == run_after[0], r.digest > run_after[1]))
-            )  # fmt: skip
-        runs = conn.execute(
-            select(r.started_ns, r.digest)
-            .where(*clauses)
-            .order_by(r.started_ns.desc(), r.digest)
-            .limit(batch)
-        ).all()
-        groups: dict[int, list[bytes]] = {}
-        for start, digest in runs:
-            groups.setdefault(start, []).append(bytes(digest))
-        if len(runs) == batch:
-            if len(groups) == 1:
-                batch *= 2  # one instant shared by the whole batch: read more of it
-                continue
-            groups.popitem()  # the last instant may go on in the next batch
-        for start, digests in groups.items():
-            made = select(p.digest, p.name, p.version, p.size, p.run, p.path, literal(start))
-            made = made.where(p.run.in_(digests))
-            if after is not None and start == after[0]:
-                made = made.where(p.digest > after[1])
-            made = made.order_by(p.digest).limit(limit - len(rows))
-            rows += [ProductRow.from_row(row) for row in conn.execute(made)]
-            if len(rows) >= limit:
-                return rows
-        if len(runs) < batch:
-            return rows  # every run read
-        start, digests = next(reversed(groups.items()))
-        run_after, batch = (start, digests[-1]), min(batch * 2, 4096)
+            starts_query = starts_query.where(r.started_ns < where.until_ns)
+        starts = list(conn.execute(starts_query.limit(_STARTS_PER_QUERY)).scalars())
+        for start in starts:
+            query = select(*columns).select_from(
+                schema.runs.join(schema.products, p.run == r.digest)
+            )
+            query = query.where(r.started_ns == start)
+            if after is not None and after[0] == start:
+                query = query.where(p.digest > after[1])
+            query = query.order_by(p.digest).limit(limit - len(out))
+            out += [ProductRow.from_row(row) for row in conn.execute(query)]
+            if len(out) >= limit:
+                return out
+        if len(starts) < _STARTS_PER_QUERY:
+            break
+        upper = starts[-1] - 1
+    if where.since_ns is not None or where.until_ns is not None or len(out) >= limit:
+        return out
+    query = select(*columns).select_from(schema.products.outerjoin(schema.runs, r.digest == p.run))
+    query = query.where(p.run.is_(None))
+    if in_sources and after is not None:
+        query = query.where(p.digest > after[1])
+    query = query.order_by(p.digest).limit(limit - len(out))
+    return out + [ProductRow.from_row(row) for row in conn.execute(query)]
 
 
 def runs(
