@@ -28,6 +28,7 @@ def build(url: str, work: Path) -> dict[str, str]:
     odd = work / HOSTILE_PATH_NAME
     odd.write_text("odd\n")
     saved = os.environ.get("TZ")
+    saved_job = os.environ.pop("SLURM_JOB_ID", None)
     try:
         os.environ["TZ"] = "UTC"
         with tracker(url, name="prepare") as t:
@@ -38,6 +39,7 @@ def build(url: str, work: Path) -> dict[str, str]:
             )  # fmt: skip
             run_a, env_a = t.run, t.environment
         os.environ["TZ"] = "Europe/Paris"
+        os.environ["SLURM_JOB_ID"] = "4242"  # train ran as a batch job
         with tracker(url, name="train") as t:
             t.use(clean)
             made = t.track(model, parents=[table], name="model", version="2.0")
@@ -45,6 +47,9 @@ def build(url: str, work: Path) -> dict[str, str]:
             odd_product = t.track(odd, parents=[table])
             run_b, env_b = t.run, t.environment
     finally:
+        os.environ.pop("SLURM_JOB_ID", None)
+        if saved_job is not None:
+            os.environ["SLURM_JOB_ID"] = saved_job
         if saved is None:
             os.environ.pop("TZ", None)
         else:

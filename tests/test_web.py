@@ -64,6 +64,16 @@ def test_api_log_filtered_equals_cli(site):
     assert [r["name"] for r in got] == ["train"]
 
 
+def test_runs_filter_by_batch_job(site):
+    url, _, client = site
+    got = api_json(client, "/api/log?job=4242")
+    assert got == cli_json(url, "log", "--job", "4242", "--json")
+    assert [r["name"] for r in got] == ["train"] and got[0]["job"]["id"] == "4242"
+    page = client.get("/runs?job=4242").text
+    assert "slurm 4242" in page and ">prepare<" not in page
+    assert "slurm 4242" in client.get(f"/runs/{got[0]['run']}").text
+
+
 def test_api_products_equals_cli(site):
     url, _, client = site
     got = api_json(client, "/api/products?name=clean*&limit=1")

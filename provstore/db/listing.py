@@ -28,6 +28,7 @@ __all__ = [
     "ProductRow",
     "RunFilter",
     "RunSummary",
+    "job_label",
     "products_query",
     "run_summary",
     "runs_query",
@@ -73,6 +74,17 @@ class ProductRow:
         return cls(bytes(row[0]), row[1], row[2], row[3], run, row[5], row[6])
 
 
+def job_label(job: Mapping[str, Any] | None) -> str:
+    """``slurm 12345_7``-style text for a run's batch job, or ``""``."""
+    job = job or {}
+    if not job.get("id"):
+        return ""
+    task = f"_{job['task_id']}" if job.get("task_id") else ""
+    array = job.get("array_id")
+    ident = f"{array}{task}" if array and task else f"{job['id']}{task}"
+    return f"{job.get('scheduler', 'job')} {ident}"
+
+
 @dataclass(frozen=True, slots=True)
 class RunSummary:
     """One line of ``provstore log``: a run, how it ended, and how many products it made."""
@@ -89,6 +101,13 @@ class RunSummary:
     command: tuple[str, ...] | None = None
     """The command ``provstore run`` ran, else the tracked process's ``argv``."""
     error: str | None = None
+    job: Mapping[str, Any] | None = None
+    """The batch job (or pod) the run belonged to: scheduler, id, array and task ids, ..."""
+
+    @property
+    def job_label(self) -> str:
+        """``slurm 12345_7``-style text for the run's job, or ``""``."""
+        return job_label(self.job)
 
     @property
     def cursor(self) -> tuple[int, bytes]:
@@ -117,13 +136,15 @@ def run_summary(row: Any, objects: Mapping[bytes, Sealed]) -> RunSummary:
     command = None
     if run is not None and isinstance(run.obj, Run):
         command = run.obj.command if run.obj.command is not None else run.obj.argv
+    job = run.obj.job if run is not None and isinstance(run.obj, Run) else None
     exit_code = error = None
     if end is not None and isinstance(end.obj, RunEnd):
         exit_code, error = end.obj.exit_code, end.obj.error
     started, host, user, name, status, finished, products = row[1:8]
     return RunSummary(
-        digest, started, host, user, name, status, finished, products, exit_code, command, error
-    )
+        digest, started, host, user, name, status, finished, products, exit_code, command, error,
+        job,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +156,7 @@ class RunFilter:
     until_ns: int | None = None
     host: str | None = None
     name: str | None = None  # a glob on the run's name
+    job: str | None = None  # a batch job's id, or an array job's id (all its tasks)
 
 
 def _prefix_range(column: Any, pattern: str) -> list[Any]:
@@ -208,6 +230,8 @@ def runs_query(
         clauses.append(r.host == where.host)
     if where.name is not None:
         clauses += glob_clauses(dialect, r.name, where.name)
+    if where.job is not None:
+        clauses.append(or_(r.job == where.job, r.job_array == where.job))
     if after is not None:
         clauses.append(
             or_(r.started_ns < after[0], and_(r.started_ns == after[0], r.digest > after[1]))

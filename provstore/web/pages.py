@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from provstore import shapes
 from provstore.core.errors import UsageError
 from provstore.core.objects import Environment, LibrarySet, Product, Run, RunEnd, Variables
-from provstore.db.listing import ProductFilter, RunFilter
+from provstore.db.listing import ProductFilter, RunFilter, job_label
 from provstore.exchange.lineage import lineage_json
 from provstore.web.graph import DEFAULT_BUDGET, budgeted
 
@@ -86,6 +86,7 @@ def run_filter(params: Mapping[str, str]) -> RunFilter:
         until_ns=when(params.get("until")),
         host=_opt(params, "host"),
         name=_opt(params, "name"),
+        job=_opt(params, "job"),
     )
 
 
@@ -164,7 +165,7 @@ def run_page(store: Store, ref: str, params: Mapping[str, str]) -> dict[str, Any
         "made": made,
         "next": shapes.cursor_text(made[-1].cursor) if len(made) == limit else None,
         "inputs": [(d, names.get(d)) for d in inputs],
-        "batch_job": _batch_job(var_map),
+        "batch_job": job_label(run.job) or _batch_job(var_map),
         "env": env.obj if env is not None and isinstance(env.obj, Environment) else None,
         "variables": _shown_variables(var_obj) if isinstance(var_obj, Variables) else [],
     }
