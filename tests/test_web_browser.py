@@ -99,11 +99,11 @@ def test_browse_runs_run_product_lineage_compare_and_back(script, sqlite_url, tm
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         base = f"http://127.0.0.1:{port}"
 
-        # Runs, newest first: "train" above "prepare".
+        # Runs, newest first: "train" (a Slurm job) above "prepare".
         page.goto(base + "/")
         expect(page.locator("h1")).to_have_text("Runs")
         labels = page.locator("#runs td.label").all_inner_texts()
-        assert labels == ["train", "prepare"]
+        assert labels == ["train [slurm 4242]", "prepare"]
         page.locator("#runs tr", has_text="train").locator("a.digest").click()
 
         # The run: how it ended, its environment, what it made.
