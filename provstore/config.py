@@ -42,7 +42,7 @@ SPOOL_VARIABLE = "PROVSTORE_SPOOL"
 """The spool directory (spool mode), for this process and the commands it starts."""
 
 _LIST_KEYS = ("env_allow", "redact_names", "redact_values")
-KEYS = ("url", "spool", *_LIST_KEYS)
+KEYS = ("url", "spool", *_LIST_KEYS, "trusted_keys", "openlineage_url", "openlineage_namespace")
 """Every key ``[tool.provstore]`` may hold; any other is an error (a typo is not ignored)."""
 
 
@@ -56,6 +56,12 @@ class Settings:
     env_allow: tuple[str, ...] = ()
     redact_names: tuple[str, ...] = ()
     redact_values: tuple[str, ...] = field(default=())
+    trusted_keys: tuple[str, ...] = ()
+    """Public key files or directories: ``provstore import`` then requires a signature."""
+    openlineage_url: str | None = None
+    """Where a tracked run sends OpenLineage events as it starts and ends (None: nowhere)."""
+    openlineage_namespace: str = "provstore"
+    """The OpenLineage job namespace of the runs recorded here."""
 
 
 def default_url() -> str:
@@ -166,16 +172,37 @@ def resolve(
     if not spool and pyproject is not None:
         from_table = _table_str(table, "spool", pyproject)
         spool = str(pyproject.parent / from_table) if from_table else None
+    extra = _exchange_settings(table, pyproject)
     if url:
-        return Settings(url, "argument", spool, **lists)
+        return Settings(url, "argument", spool, **lists, **extra)
     if os.environ.get(URL_VARIABLE):
-        return Settings(os.environ[URL_VARIABLE], URL_VARIABLE, spool, **lists)
+        return Settings(os.environ[URL_VARIABLE], URL_VARIABLE, spool, **lists, **extra)
     from_file = _table_str(table, "url", pyproject)
     if from_file and pyproject is not None:
         return Settings(
-            _absolute_sqlite(from_file, pyproject.parent), str(pyproject), spool, **lists
+            _absolute_sqlite(from_file, pyproject.parent), str(pyproject), spool, **lists, **extra
         )
-    return Settings(default_url(), "default", spool, **lists)
+    return Settings(default_url(), "default", spool, **lists, **extra)
+
+
+def _exchange_settings(table: Mapping[str, Any], pyproject: Path | None) -> dict[str, Any]:
+    """Trusted keys (paths relative to pyproject.toml) and where OpenLineage events go.
+
+    ``PROVSTORE_OPENLINEAGE_URL`` and ``PROVSTORE_OPENLINEAGE_NAMESPACE`` win over the table.
+    """
+    keys = _list_setting(table, "trusted_keys", pyproject)
+    base = pyproject.parent if pyproject is not None else Path.cwd()
+    url = os.environ.get("PROVSTORE_OPENLINEAGE_URL") or _table_str(
+        table, "openlineage_url", pyproject
+    )
+    namespace = os.environ.get("PROVSTORE_OPENLINEAGE_NAMESPACE") or _table_str(
+        table, "openlineage_namespace", pyproject
+    )
+    return {
+        "trusted_keys": tuple(str(base / os.path.expanduser(key)) for key in keys),
+        "openlineage_url": url or None,
+        "openlineage_namespace": namespace or "provstore",
+    }
 
 
 def _table_str(table: Mapping[str, Any], key: str, where: Path | None) -> str | None:

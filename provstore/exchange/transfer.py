@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from sqlalchemy.engine import Connection
 
@@ -17,6 +17,9 @@ from provstore.db.engine import write_transaction
 from provstore.db.index import absent, ends_of, framed_kinds, kinds_of, write_items
 from provstore.exchange.bundle import BundleReader, Limits, write_bundle
 from provstore.store import Store
+
+if TYPE_CHECKING:
+    from provstore.exchange.signing import PrivateKey, TrustedKeys
 
 __all__ = ["ExportResult", "ImportResult", "export_bundle", "import_bundle"]
 
@@ -39,6 +42,8 @@ class ImportResult:
     roots: tuple[str, ...]
     added: int
     present: int
+    signed_by: tuple[str, ...] = ()
+    """Who signed the bundle (name and key id), when it was signed."""
 
 
 def _references(store: Store, roots: list[bytes]) -> dict[bytes, tuple[bytes, ...]]:
@@ -82,9 +87,14 @@ def _dependency_order(refs: dict[bytes, tuple[bytes, ...]]) -> list[bytes]:
 
 
 def export_bundle(
-    store: Store, refs: Sequence[str | bytes], fileobj: BinaryIO, *, compress: bool = True
+    store: Store,
+    refs: Sequence[str | bytes],
+    fileobj: BinaryIO,
+    *,
+    compress: bool = True,
+    sign: PrivateKey | None = None,
 ) -> ExportResult:
-    """Write the full closure of ``refs`` to ``fileobj`` as a bundle."""
+    """Write the full closure of ``refs`` to ``fileobj`` as a bundle (signed with ``sign``)."""
     roots = [store.resolve(ref) for ref in refs]
     order = _dependency_order(_references(store, roots))
 
@@ -94,7 +104,14 @@ def export_bundle(
             for digest in part:
                 yield digest, found[digest]
 
-    count = write_bundle(fileobj, roots, stream(), compress=compress)
+    signer = None
+    if sign is not None:
+        from functools import partial
+
+        from provstore.exchange.signing import sign_bundle
+
+        signer = partial(sign_bundle, sign)
+    count = write_bundle(fileobj, roots, stream(), compress=compress, signer=signer)
     return ExportResult(tuple(to_hex(r) for r in roots), count)
 
 
@@ -104,23 +121,32 @@ def import_bundle(
     *,
     limits: Limits | None = None,
     on_progress: Callable[[int], None] | None = None,
+    trusted: TrustedKeys | None = None,
 ) -> ImportResult:
-    """Check and import a bundle in one transaction; :class:`BundleError` leaves no trace."""
+    """Check and import a bundle in one transaction; :class:`BundleError` leaves no trace.
+
+    A signed bundle's signatures must hold for it; they are recorded as objects.  With
+    ``trusted`` keys, a bundle without a valid signature by one of them is rejected.
+    """
     start = fileobj.tell() if fileobj.seekable() else None
 
     def attempt() -> ImportResult:
         if start is not None:
             fileobj.seek(start)
-        return _import(store, BundleReader(fileobj, limits), on_progress)
+        return _import(store, BundleReader(fileobj, limits), on_progress, trusted)
 
     # A deadlock or serialization failure is retried from the start when the file can seek.
     return attempt() if start is None else store.retrying(attempt)
 
 
 def _import(
-    store: Store, reader: BundleReader, on_progress: Callable[[int], None] | None
+    store: Store,
+    reader: BundleReader,
+    on_progress: Callable[[int], None] | None,
+    trusted: TrustedKeys | None,
 ) -> ImportResult:
     added = present = 0
+    signed_by: tuple[str, ...] = ()
     known: dict[bytes, str] = {}  # digest -> kind, written or checked by this import
     with write_transaction(store.engine) as conn:
         for batch in _decoded(reader):
@@ -131,7 +157,15 @@ def _import(
         missing_roots = absent(conn, reader.roots)
         if missing_roots:
             raise BundleError("a root is not in the bundle", to_hex(sorted(missing_roots)[0]))
-    return ImportResult(tuple(to_hex(r) for r in reader.roots), added, present)
+        if reader.signatures or trusted is not None:
+            from provstore.exchange.signing import check_signatures, describe
+
+            signatures = check_signatures(
+                reader.signatures, reader.roots, reader.checksum, reader.count, trusted
+            )
+            write_items(conn, signatures)
+            signed_by = tuple(describe(item.obj) for item in signatures)  # type: ignore[arg-type]
+    return ImportResult(tuple(to_hex(r) for r in reader.roots), added, present, signed_by)
 
 
 def _decoded(reader: BundleReader) -> Iterator[list[tuple[int, Sealed]]]:
