@@ -100,13 +100,17 @@ class Store(store.Store):
     ) -> Report:
         """Integrity, file content, environment and (with ``rerun``) reproduction checks.
 
-        ``recursive`` also checks the recorded files of every ancestor on this machine.
+        ``recursive`` also checks the recorded files of every ancestor on this machine.  When
+        the object came as a root of signed bundles, a last check says who signed them.
         """
         from provstore.checks.verify import verify
+        from provstore.exchange.signing import check_signed
 
-        return verify(
+        report = verify(
             self, ref, path=path, rerun=rerun, recursive=recursive, environment=environment
         )
+        signed = check_signed(self, report.digest)
+        return report if signed is None else report.adding(signed)
 
 
 @requires(lambda url=None, *, create=True: is_optional_str(url, "url", empty=False))

@@ -164,7 +164,7 @@ def resolve(
     """Resolve settings from arguments, environment, pyproject.toml and defaults."""
     pyproject = find_pyproject(start)
     table: Mapping[str, Any] = _pyproject_table(pyproject) if pyproject else {}
-    lists: dict[str, tuple[str, ...]] = {}
+    lists: dict[str, Any] = {}
     for key in _LIST_KEYS:
         from_env = _env_list(f"PROVSTORE_{key.upper()}")
         lists[key] = _list_setting(table, key, pyproject) + from_env
@@ -188,9 +188,9 @@ def resolve(
 def _exchange_settings(table: Mapping[str, Any], pyproject: Path | None) -> dict[str, Any]:
     """Trusted keys (paths relative to pyproject.toml) and where OpenLineage events go.
 
-    ``PROVSTORE_OPENLINEAGE_URL`` and ``PROVSTORE_OPENLINEAGE_NAMESPACE`` win over the table.
+    ``PROVSTORE_TRUSTED_KEYS`` adds to the list; ``PROVSTORE_OPENLINEAGE_URL`` and ``PROVSTORE_OPENLINEAGE_NAMESPACE`` win over the table.
     """
-    keys = _list_setting(table, "trusted_keys", pyproject)
+    keys = _list_setting(table, "trusted_keys", pyproject) + _env_list("PROVSTORE_TRUSTED_KEYS")
     base = pyproject.parent if pyproject is not None else Path.cwd()
     url = os.environ.get("PROVSTORE_OPENLINEAGE_URL") or _table_str(
         table, "openlineage_url", pyproject

@@ -18,6 +18,7 @@ from provstore.core.objects import (
     Run,
     RunEnd,
     Sealed,
+    Signature,
     Variables,
     seal,
 )
@@ -35,7 +36,9 @@ def sample_objects() -> list[Sealed]:
                    None, "train"))  # fmt: skip
     end = seal(RunEnd(run.digest, "succeeded", 6, None, 0, ()))
     product = seal(Product("model", "1", {}, None, None, None, run.digest, ()))
-    items = [libs, env, variables, run, end, product]
+    signature = seal(Signature((product.digest,), bytes(32), 6, "ed25519", bytes(32), "lab", 7,
+                               bytes(64)))  # fmt: skip
+    items = [libs, env, variables, run, end, product, signature]
     assert {item.kind for item in items} == set(KINDS), "add an example of the new kind here"
     return items
 

@@ -42,6 +42,12 @@ def show(ctx: click.Context, ref: str, every: bool, limit: int, as_json: bool) -
 def _shown(store: Store, item: Sealed, limit: int) -> tuple[dict[str, Any], str]:
     """An object as JSON and text; a run also with its end, inputs and products."""
     data, text = output.to_json(item), output.human(item)
+    signatures = store.signatures_of(item.digest)
+    if signatures:
+        from provstore.exchange.signing import signer_lines
+
+        data["signatures"] = [output.to_json(sig) for sig in signatures]
+        text += "".join(f"\n  {line}" for line in signer_lines(signatures))
     if item.kind != "run":
         return data, text
     ends = [store.get(d) for d in store.run_ends([item.digest])]

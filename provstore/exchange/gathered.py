@@ -82,8 +82,12 @@ def gather(store: Store, refs: Sequence[str | bytes]) -> Gathered:
     views = []
     for digest, item in found.items():
         if isinstance(item.obj, Run):
-            end_digest, end = ends.get(digest, (None, None))
-            views.append(RunView(digest, item.obj, end, end_digest))
+            ended = ends.get(digest)
+            views.append(
+                RunView(digest, item.obj, ended[1], ended[0])
+                if ended
+                else RunView(digest, item.obj, None, None)
+            )
     views.sort(key=lambda view: (view.run.started_ns, view.digest))
     by_run = {view.digest: view for view in views}
     for digest, product in sorted(products.items(), key=lambda kv: kv[1].name):

@@ -11,6 +11,7 @@ The cryptography itself is ``cryptography``'s (the ``sign`` extra), imported onl
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from provstore.checks.report import Check
 from provstore.core.digests import to_hex
 from provstore.core.errors import BundleError, ConfigError, PathError, UsageError
 from provstore.core.objects import Sealed, Signature, seal
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import (
         Ed25519PrivateKey,
     )
+
+    from provstore.store import Store
 
 __all__ = [
     "PrivateKey",
@@ -217,12 +221,7 @@ def sign_bundle(key: PrivateKey, roots: Sequence[bytes], checksum: bytes, count:
         signed_ns=time.time_ns(),
         signature=bytes(64),
     )
-    signed = Signature(**{**_fields(unsigned), "signature": key.sign(unsigned.message())})
-    return seal(signed)
-
-
-def _fields(sig: Signature) -> dict[str, object]:
-    return {name: getattr(sig, name) for name in sig.body()}
+    return seal(dataclasses.replace(unsigned, signature=key.sign(unsigned.message())))
 
 
 def signature_valid(sig: Signature) -> bool:
@@ -279,16 +278,16 @@ def check_signatures(
             f"the bundle is not signed, and a signature by a trusted key ({trusted.source}) "
             "is required"
         )
-    by_trusted = [item for item in found if trusted.name_of(item.obj.public_key) is not None]  # type: ignore[union-attr]
-    if not by_trusted:
-        names = ", ".join(describe(item.obj) for item in found)  # type: ignore[arg-type]
+    sigs = [item.obj for item in found if isinstance(item.obj, Signature)]
+    if not any(trusted.name_of(sig.public_key) is not None for sig in sigs):
+        names = ", ".join(describe(sig) for sig in sigs)
         raise BundleError(f"the bundle is signed only by {names}, not by a trusted key")
     return found
 
 
 def signer_lines(signatures: Iterable[Sealed]) -> list[str]:
-    """One line per signature: who signed which bundle, when, and whether it verifies."""
-    from provstore.exchange.prov import _iso
+    """One line per signature: who signed a bundle with this root, when, whether it verifies."""
+    from provstore.exchange.gathered import iso
 
     lines = []
     for item in signatures:
@@ -296,6 +295,38 @@ def signer_lines(signatures: Iterable[Sealed]) -> list[str]:
         assert isinstance(sig, Signature)
         state = "valid" if signature_valid(sig) else "INVALID"
         lines.append(
-            f"signed by {describe(sig)} at {_iso(sig.signed_ns)}: {state} ({to_hex(item.digest)})"
+            f"signed by {describe(sig)} at {iso(sig.signed_ns)}: {state} "
+            f"(signature {to_hex(item.digest)[:12]})"
         )
     return lines
+
+
+def check_signed(store: Store, ref: str) -> Check | None:
+    """The ``signature`` check of ``verify``: who signed the bundles that brought ``ref``.
+
+    None when no recorded signature names it (most objects are recorded here, not
+    imported); fails when a recorded signature does not verify (it was altered since).
+    """
+    digest = store.resolve(ref)
+    found = store.signatures_of(digest)
+    if not found:
+        return None
+    try:
+        lines = signer_lines(found)
+    except ConfigError as exc:  # the sign extra is not installed
+        return Check("signature", "skipped", f"{len(found)} signatures recorded; {exc}")
+    details = {"signatures": [_signature_json(item) for item in found]}
+    status = "failed" if any(": INVALID" in line for line in lines) else "ok"
+    return Check("signature", status, "; ".join(lines), details)
+
+
+def _signature_json(item: Sealed) -> dict[str, object]:
+    sig = item.obj
+    assert isinstance(sig, Signature)
+    return {
+        "digest": to_hex(item.digest),
+        "signer": sig.signer,
+        "key_id": key_id(sig.public_key),
+        "signed_ns": sig.signed_ns,
+        "valid": signature_valid(sig),
+    }
