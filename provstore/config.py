@@ -188,7 +188,8 @@ def resolve(
 def _exchange_settings(table: Mapping[str, Any], pyproject: Path | None) -> dict[str, Any]:
     """Trusted keys (paths relative to pyproject.toml) and where OpenLineage events go.
 
-    ``PROVSTORE_TRUSTED_KEYS`` adds to the list; ``PROVSTORE_OPENLINEAGE_URL`` and ``PROVSTORE_OPENLINEAGE_NAMESPACE`` win over the table.
+    ``PROVSTORE_TRUSTED_KEYS`` adds to the list; ``PROVSTORE_OPENLINEAGE_URL`` and
+    ``PROVSTORE_OPENLINEAGE_NAMESPACE`` win over the table.
     """
     keys = _list_setting(table, "trusted_keys", pyproject) + _env_list("PROVSTORE_TRUSTED_KEYS")
     base = pyproject.parent if pyproject is not None else Path.cwd()
