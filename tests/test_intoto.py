@@ -39,8 +39,10 @@ def recorded(sqlite_url, tmp_path, monkeypatch):
 
 def _attest(url, ref, tmp_path, *extra):
     out = tmp_path / "model.intoto.json"
-    result = CliRunner().invoke(main, ["--url", url, "attest", ref, "--key",
-                                       str(tmp_path / "site.key"), "-o", str(out), *extra])  # fmt: skip
+    key = str(tmp_path / "site.key")
+    result = CliRunner().invoke(
+        main, ["--url", url, "attest", ref, "--key", key, "-o", str(out), *extra]
+    )
     return result, out
 
 
@@ -68,9 +70,12 @@ def test_attestation_verifies_independently_and_names_the_sha256(recorded, tmp_p
     build = predicate["buildDefinition"]
     assert build["buildType"].startswith("urn:provstore:")
     [dependency] = build["resolvedDependencies"]
-    assert dependency["digest"]["sha256"] == subprocess.run(
-        [sha256sum, str(raw)], capture_output=True, text=True, check=True
-    ).stdout.split()[0]
+    assert (
+        dependency["digest"]["sha256"]
+        == subprocess.run(
+            [sha256sum, str(raw)], capture_output=True, text=True, check=True
+        ).stdout.split()[0]
+    )
     details = predicate["runDetails"]
     assert details["builder"]["id"].startswith("urn:provstore:builder:")
     assert details["metadata"]["invocationId"] and details["metadata"]["finishedOn"]

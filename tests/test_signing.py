@@ -71,7 +71,8 @@ def _import(url, data: bytes, tmp_path, trusted):
 
 
 def test_key_generate_writes_a_private_file_and_a_public_one(tmp_path):
-    result = CliRunner().invoke(main, ["key", "generate", "-o", str(tmp_path / "k"), "--name", "lab"])
+    key = str(tmp_path / "k")
+    result = CliRunner().invoke(main, ["key", "generate", "-o", key, "--name", "lab"])
     assert result.exit_code == 0, result.output
     assert stat.S_IMODE(os.stat(tmp_path / "k").st_mode) == 0o600
     assert b"PRIVATE KEY" in (tmp_path / "k").read_bytes()
