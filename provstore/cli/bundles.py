@@ -22,8 +22,9 @@ _FORMATS_HELP = "; ".join(f"{f.name}: {f.help}" for f in EXPORT_FORMATS.values()
     "-o",
     "--output",
     required=True,
-    type=click.Path(dir_okay=False, allow_dash=True),
-    help="The file to write ('-' for standard output); an existing one is kept unless --force.",
+    type=click.Path(allow_dash=True),
+    help="The file to write ('-' for standard output; a directory for --format ro-crate "
+    "unless it ends in .zip); an existing one is kept unless --force.",
 )
 @click.option("-f", "--force", is_flag=True, help="Replace the output file if it exists.")
 @click.option(
