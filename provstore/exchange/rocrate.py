@@ -25,6 +25,7 @@ import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from provstore.core.digests import to_hex
@@ -68,9 +69,7 @@ def _rocrate() -> Any:
     return ROCrate
 
 
-def build(
-    store: Store, refs: list[str | bytes] | tuple[str | bytes, ...], *, with_files: bool
-) -> Any:
+def build(store: Store, refs: Sequence[str | bytes], *, with_files: bool) -> Any:
     """The ``rocrate.ROCrate`` of the closure of ``refs`` (files added, not yet copied)."""
     roc = _rocrate()
     from rocrate.model.contextentity import ContextEntity
@@ -218,7 +217,7 @@ def _distribution(crate: Any, name: str, version: str) -> Any:
 
 
 def write_directory(
-    store: Store, refs: list[str | bytes] | tuple[str | bytes, ...], path: str, *, with_files: bool
+    store: Store, refs: Sequence[str | bytes], path: str, *, with_files: bool
 ) -> ExportResult:
     """Write the crate into the (empty) directory ``path``."""
     from provstore.exchange.transfer import ExportResult
@@ -231,7 +230,7 @@ def write_directory(
 
 def write_zip(
     store: Store,
-    refs: list[str | bytes] | tuple[str | bytes, ...],
+    refs: Sequence[str | bytes],
     fileobj: BinaryIO,
     *,
     with_files: bool,
@@ -240,7 +239,7 @@ def write_zip(
     temp = tempfile.mkdtemp(prefix="provstore-crate-")
     try:
         result = write_directory(store, refs, temp, with_files=with_files)
-        with zipfile.ZipFile(fileobj, "w", zipfile.ZIP_DEFLATED) as archive:  # type: ignore[arg-type]
+        with zipfile.ZipFile(fileobj, "w", zipfile.ZIP_DEFLATED) as archive:
             for folder, _, files in sorted(os.walk(temp)):
                 for name in sorted(files):
                     full = os.path.join(folder, name)
