@@ -52,6 +52,7 @@ NAMES = [
     "bundle",
     "storage",
     "status",
+    "openlineage",
 ]
 
 

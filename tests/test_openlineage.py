@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import http.server
 import json
+import shutil
+import subprocess
 import threading
 import time
 import uuid
@@ -172,6 +174,11 @@ def sink():
     server.server_close()
 
 
+def _delivered(t) -> None:
+    """Wait for the run's sender to report on every event (it outlives the block)."""
+    assert t.openlineage_emitter.wait(120), "the sender did not finish"
+
+
 def test_live_emission_reaches_a_loopback_sink(sqlite_url, tmp_path, sink):
     out = tmp_path / "out.txt"
     with warnings.catch_warnings():
@@ -179,13 +186,15 @@ def test_live_emission_reaches_a_loopback_sink(sqlite_url, tmp_path, sink):
         with tracker(sqlite_url, name="live", openlineage=sink.url) as t:
             out.write_text("data\n")
             digest = t.track(out)
+    _delivered(t)
+    assert t.openlineage_emitter.sent == 2
     assert [path for path, _ in sink.events] == ["/api/v1/lineage"] * 2
     start, complete = (event for _, event in sink.events)
     assert (start["eventType"], complete["eventType"]) == ("START", "COMPLETE")
     assert start["run"]["runId"] == complete["run"]["runId"] == str(run_uuid(bytes.fromhex(t.run)))
     assert complete["outputs"][0]["facets"]["provstore_product"]["digest"] == digest
     _read(complete)
-    assert t.openlineage_dropped == 0
+    assert t.openlineage_dropped == 0 and t.openlineage_emitter.failed == 0
 
 
 def test_the_setting_sends_events_and_the_export_matches_them(tmp_path, sink, monkeypatch):
@@ -197,6 +206,7 @@ def test_the_setting_sends_events_and_the_export_matches_them(tmp_path, sink, mo
     with tracker(name="configured") as t:
         (tmp_path / "a.txt").write_text("a")
         product = t.track(tmp_path / "a.txt")
+    _delivered(t)
     assert [path for path, _ in sink.events] == ["/custom/path"] * 2
     live = [event for _, event in sink.events]
     exported = _export(f"sqlite:///{tmp_path}/s.db", product, tmp_path)
@@ -205,41 +215,49 @@ def test_the_setting_sends_events_and_the_export_matches_them(tmp_path, sink, mo
     assert exported[1]["outputs"] == sent and live[0]["job"]["namespace"] == "site-b"
 
 
-def test_a_dead_endpoint_costs_one_warning_and_counted_losses(sqlite_url, tmp_path):
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+def test_a_dead_endpoint_costs_one_warning_and_counted_losses(sqlite_url, tmp_path, capfd):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LineageWarning)  # nothing dropped on the run's side
         with tracker(sqlite_url, name="dead", openlineage="http://127.0.0.1:9") as t:
             (tmp_path / "b.txt").write_text("b")
             t.track(tmp_path / "b.txt")
-    mine = [w for w in caught if issubclass(w.category, LineageWarning)]
-    assert len(mine) == 1 and "the run itself is recorded" in str(mine[0].message)
-    assert t.openlineage_dropped == 2
+    _delivered(t)
+    emitter = t.openlineage_emitter
+    assert (emitter.failed, emitter.sent, emitter.dropped) == (2, 0, 0)
+    said = [line for line in capfd.readouterr().err.splitlines() if "OpenLineage" in line]
+    assert said == [said[0]] and said[0].startswith("provstore: warning: 2 of 2 OpenLineage")
+    assert "the run itself is recorded" in said[0]
     result = CliRunner().invoke(main, ["--url", sqlite_url, "log", "--json"])
     assert json.loads(result.output)[0]["status"] == "succeeded"
 
 
-def test_a_full_queue_drops_without_blocking(tmp_path):
-    slow = _Sink(delay=0.5)
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            emitter = LineageEmitter(slow.url, queue_size=2)
-            began = time.monotonic()
-            for n in range(20):
-                emitter.send({"n": n})  # not events: the sender fails them, which is fine here
-            assert time.monotonic() - began < 0.5, "send() must never wait"
-            emitter.close(drain=0.1)
-        assert emitter.dropped >= 17
-        assert len([w for w in caught if issubclass(w.category, LineageWarning)]) == 1
-    finally:
-        slow.shutdown()
-        slow.server_close()
+def test_a_full_queue_drops_without_blocking(tmp_path, monkeypatch):
+    import provstore.tracking.lineage_events as lineage_events
+
+    # A sender that never reads: the writer blocks once the pipe is full, the queue fills.
+    real = subprocess.Popen
+    monkeypatch.setattr(lineage_events.subprocess, "Popen",
+                        lambda args, **kwargs: real(["sleep", "30"], **kwargs))  # fmt: skip
+    big = {"padding": "x" * 100_000}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        emitter = LineageEmitter("console", queue_size=2)
+        began = time.monotonic()
+        for _ in range(20):
+            emitter.send(big)
+        assert time.monotonic() - began < 0.5, "send() must never wait"
+        emitter.close(drain=0.2)
+    assert emitter.dropped >= 18
+    assert len([w for w in caught if issubclass(w.category, LineageWarning)]) == 1
+    emitter._sender.kill()
+    shutil.rmtree(emitter._spool)
 
 
 def test_file_transport_appends_events(sqlite_url, tmp_path):
     target = tmp_path / "events.jsonl"
-    with tracker(sqlite_url, name="to-file", openlineage=f"file:{target}"):
+    with tracker(sqlite_url, name="to-file", openlineage=f"file:{target}") as t:
         pass
+    _delivered(t)
     kinds = [json.loads(line)["eventType"] for line in target.read_text().splitlines()]
     assert kinds == ["START", "COMPLETE"]
 

@@ -20,6 +20,7 @@ https://openlineage.io/spec/2-0-2/OpenLineage.json
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -61,8 +62,9 @@ FACETS_SCHEMA = "https://provstore.readthedocs.io/en/latest/_static/openlineage-
 Event = dict[str, Any]
 
 
+@functools.cache
 def producer() -> str:
-    """The ``producer`` URI: this provstore release."""
+    """The ``producer`` URI: this provstore release (looked up once: it reads metadata)."""
     try:
         release = version("provstore")
     except PackageNotFoundError:  # pragma: no cover - a source tree without metadata

@@ -1,17 +1,25 @@
 """Live OpenLineage emission: a tracked run's START and COMPLETE/FAIL events, sent as it goes.
 
 The tracked run only builds each event (a plain map, :mod:`provstore.exchange.openlineage`)
-and puts it on a bounded queue; a daemon thread imports the official ``openlineage-python``
-client (the ``openlineage`` extra), turns the map into its event classes and emits it through
-one of the client's transports.  So the run never waits for the network and never pays for
-importing the client on its own thread:
+and puts it on a bounded queue.  A writer thread writes each event to a file of its own in
+a private temporary directory and passes its name, one short line, to a sender process
+(:mod:`provstore.tracking.lineage_sender`; a name never fills the pipe, an event with
+thousands of outputs would, so the run never waits on the sender) that imports the official
+``openlineage-python`` client (the ``openlineage`` extra) and emits them through one of its
+transports.  The client is imported and the network waited on in that process, at the lowest
+priority, not in the run's: importing the client costs ~0.3 s of CPU (seconds when Python
+cannot cache byte code), which a thread would take from the run through the GIL.  So:
 
-* a full queue drops the event (counted in :attr:`LineageEmitter.dropped`);
-* an endpoint that fails (down, refusing, timing out) costs the thread, not the run; the
-  event is counted in :attr:`LineageEmitter.failed`;
-* the first drop or failure gives one warning (:class:`LineageWarning`), never more;
-* at the end of the run the thread gets at most :data:`DRAIN_SECONDS` to deliver what is
-  queued, and none once the endpoint has failed.
+* a full queue drops the event, never waits; so does a sender that does not take the
+  events within :data:`DRAIN_SECONDS` when the run ends (both counted in
+  :attr:`LineageEmitter.dropped`, with one :class:`LineageWarning`);
+* the run never waits for delivery: the sender is in a session of its own and goes on after
+  the run (and its process) ended, each attempt bounded by a timeout;
+* an endpoint that fails (down, refusing, timing out) costs the sender only.  It counts the
+  events it could not deliver and says so once, on the run's standard error, when it is done
+  (``provstore: warning: 2 of 2 OpenLineage events … were not delivered …``).  What it
+  reported while the run was still going is in :attr:`LineageEmitter.failed`;
+  :meth:`LineageEmitter.wait` waits for the rest (for tests and benchmarks).
 
 Where events go: ``http(s)://HOST[:PORT][/PATH]`` (the HTTP transport, ``/api/v1/lineage``
 unless the URL has a path), ``file:PATH`` (the file transport, one event a line, appended)
@@ -20,11 +28,15 @@ or ``console`` (the console transport, through logging).
 
 from __future__ import annotations
 
+import json
+import os
 import queue
+import subprocess
+import sys
+import tempfile
 import threading
-import time
 import warnings
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 from provstore.core.errors import ConfigError
@@ -32,11 +44,9 @@ from provstore.core.errors import ConfigError
 __all__ = ["DRAIN_SECONDS", "QUEUE_SIZE", "LineageEmitter", "LineageWarning", "check_target"]
 
 QUEUE_SIZE = 64
-"""Events waiting to be sent at most; more are dropped (a run sends two)."""
+"""Events waiting to be handed to the sender at most; more are dropped (a run sends two)."""
 DRAIN_SECONDS = 2.0
-"""How long the end of a run waits, at most, for queued events to be delivered."""
-HTTP_TIMEOUT = 2.0
-"""Seconds the HTTP transport waits for an endpoint (on the sender thread)."""
+"""How long the end of a run waits, at most, for the sender to take its events."""
 
 _STOP = object()
 
@@ -47,7 +57,7 @@ class LineageWarning(RuntimeWarning):
 
 def check_target(target: str) -> str:
     """``target`` if it names a transport provstore can use, else :class:`ConfigError`."""
-    if target == "console" or target.startswith("file:"):
+    if target == "console" or (target.startswith("file:") and len(target) > len("file:")):
         return target
     parts = urlsplit(target)
     if parts.scheme in ("http", "https") and parts.netloc:
@@ -58,20 +68,35 @@ def check_target(target: str) -> str:
 
 
 class LineageEmitter:
-    """Sends OpenLineage events from a background thread; see the module's description."""
+    """Hands OpenLineage events to a sender process; see the module's description."""
 
     def __init__(self, target: str, *, queue_size: int = QUEUE_SIZE) -> None:
         self.target = check_target(target)
         self.sent = 0
         self.failed = 0
         self.dropped = 0
+        self.reason = ""
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self._warned = False
         self._lock = threading.Lock()
-        self._endpoint_down = False
-        self._thread = threading.Thread(target=self._work, name="provstore-openlineage")
-        self._thread.daemon = True  # never keeps the process alive
-        self._thread.start()
+        self._spool = tempfile.mkdtemp(prefix="provstore-openlineage-")  # the sender removes it
+        self._count_written = 0
+        self._sender = subprocess.Popen(
+            [sys.executable, "-m", "provstore.tracking.lineage_sender", self.target, self._spool],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,  # one report line per event
+            start_new_session=True,  # not killed with the run's terminal (a FAIL still goes)
+        )
+        assert self._sender.stdin is not None and self._sender.stdout is not None
+        self._writer = threading.Thread(
+            target=self._write, args=(self._sender.stdin,), name="provstore-openlineage-write"
+        )
+        self._reader = threading.Thread(
+            target=self._read, args=(self._sender.stdout,), name="provstore-openlineage-read"
+        )
+        for thread in (self._writer, self._reader):
+            thread.daemon = True  # never keeps the process alive
+            thread.start()
 
     # -- the tracked run's side ----------------------------------------------------------------
 
@@ -80,27 +105,28 @@ class LineageEmitter:
         try:
             self._queue.put_nowait(event)
         except queue.Full:
-            self._problem("dropped", "the queue of unsent events is full")
+            self._count("dropped", "the queue of unsent events is full")
+            self._warn()
 
     def close(self, drain: float = DRAIN_SECONDS) -> None:
-        """Let the thread deliver what is queued for at most ``drain`` seconds, then stop.
+        """Hand the queued events to the sender (for at most ``drain`` seconds) and let go.
 
-        Events still queued then are counted as dropped (with the one warning).
+        Delivery is not waited for.  Events the sender did not take count as dropped.
         """
-        deadline = time.monotonic() + drain
         try:
             self._queue.put_nowait(_STOP)
         except queue.Full:
-            pass  # the thread is a daemon: it ends with the process
-        while self._thread.is_alive() and not self._endpoint_down:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            self._thread.join(min(left, 0.05))
-        unsent = sum(1 for item in self._drain() if item is not _STOP)
-        if unsent:
-            self._problem("dropped", f"{unsent} events were still queued when the run ended",
-                          count=unsent)  # fmt: skip
+            pass  # the writer is stuck on a sender that takes nothing: counted below
+        self._writer.join(drain)
+        if self._writer.is_alive():  # blocked on a sender that reads nothing: leave it be
+            left = 1 + sum(1 for item in self._drain() if item is not _STOP)
+            self._count("dropped", f"the sender took no events for {drain:g} s", left)
+        self._warn()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait until the sender has reported on every event (True) or ``timeout`` passes."""
+        self._reader.join(timeout)
+        return not self._reader.is_alive()
 
     def _drain(self) -> list[Any]:
         items = []
@@ -110,104 +136,63 @@ class LineageEmitter:
             except queue.Empty:
                 return items
 
-    def _problem(self, counter: str, reason: str, count: int = 1) -> None:
+    def _count(self, counter: str, reason: str, count: int = 1) -> None:
         with self._lock:
             setattr(self, counter, getattr(self, counter) + count)
-            if self._warned:
+            self.reason = self.reason or reason
+
+    def _warn(self) -> None:
+        """The one warning of this side (the sender reports failed deliveries itself)."""
+        with self._lock:
+            if self._warned or not self.dropped:
                 return
             self._warned = True
+            lost, reason = self.dropped, self.reason
         warnings.warn(
-            f"OpenLineage events for {self.target} are not all delivered ({reason}); the run "
-            "itself is recorded. Further problems are counted, not reported.",
+            f"{lost} OpenLineage events for {self.target} were dropped ({reason}); the run "
+            "itself is recorded",
             LineageWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
 
-    # -- the sender thread -------------------------------------------------------------------
+    # -- the threads ---------------------------------------------------------------------------
 
-    def _work(self) -> None:
+    def _write(self, pipe: IO[bytes]) -> None:
+        """Write each queued event to a file and pass its name to the sender."""
         try:
-            transport = _transport(self.target)
-        except Exception as exc:  # noqa: BLE001 - any failure must stay on this thread
-            self._endpoint_down = True
-            self._problem("failed", f"the OpenLineage client cannot be used: {exc}")
-            return
-        while True:
-            event = self._queue.get()
-            if event is _STOP:
-                return
-            try:
-                transport.emit(_client_event(event))
-            except Exception as exc:  # noqa: BLE001
-                self._endpoint_down = True
-                self._problem("failed", f"{type(exc).__name__}: {_one_line(exc)}")
-            else:
-                self.sent += 1
+            while True:
+                event = self._queue.get()
+                if event is _STOP:
+                    break
+                self._count_written += 1
+                name = f"{self._count_written:06d}.json"
+                temp = os.path.join(self._spool, name + ".part")
+                with open(temp, "wb") as handle:
+                    handle.write(json.dumps(event, separators=(",", ":")).encode("utf-8"))
+                os.replace(temp, os.path.join(self._spool, name))
+                pipe.write(name.encode("ascii") + b"\n")
+                pipe.flush()
+        except OSError as exc:  # the sender died: this event and the rest are lost
+            left = 1 + sum(1 for item in self._drain() if item is not _STOP)
+            self._count("dropped", f"the sender stopped: {exc}", left)
+        finally:
+            self._close_pipe()
 
+    def _close_pipe(self) -> None:
+        try:
+            if self._sender.stdin is not None:
+                self._sender.stdin.close()
+        except OSError:
+            pass
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:200]
-
-
-def _transport(target: str) -> Any:
-    """The client's transport for ``target`` (imports the client: on the sender thread)."""
-    try:
-        from openlineage.client.transport.console import ConsoleConfig, ConsoleTransport
-        from openlineage.client.transport.file import FileConfig, FileTransport
-        from openlineage.client.transport.http import HttpConfig, HttpTransport
-    except ImportError:
-        raise ConfigError(
-            "live OpenLineage emission needs openlineage-python: pip install "
-            "'provstore[openlineage]'"
-        ) from None
-    if target == "console":
-        return ConsoleTransport(ConsoleConfig())
-    if target.startswith("file:"):
-        return FileTransport(FileConfig(log_file_path=target[len("file:") :], append=True))
-    parts = urlsplit(target)
-    base = f"{parts.scheme}://{parts.netloc}"
-    endpoint = parts.path.lstrip("/") or "api/v1/lineage"
-    config = HttpConfig.from_dict(
-        {
-            "url": base,
-            "endpoint": endpoint,
-            "timeout": HTTP_TIMEOUT,
-            "retry": {"total": 0, "connect": 0, "read": 0},
-        }
-    )
-    return HttpTransport(config)
-
-
-def _client_event(data: dict[str, Any]) -> Any:
-    """An event map as the client's ``event_v2.RunEvent``, facets keeping their schema URLs."""
-    from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent
-    from openlineage.client.event_v2 import RunState as EventType
-    from openlineage.client.generated.base import DatasetFacet, JobFacet, RunFacet
-
-    def facets(found: dict[str, Any] | None, base: Any) -> dict[str, Any]:
-        out = {}
-        for name, facet in (found or {}).items():
-            fields = {k: v for k, v in facet.items() if not k.startswith("_")}
-            made = base(producer=facet["_producer"]).with_additional_properties(**fields)
-            made._schemaURL = facet["_schemaURL"]
-            out[name] = made
-        return out
-
-    def datasets(cls: Any, found: list[dict[str, Any]]) -> list[Any]:
-        return [cls(d["namespace"], d["name"], facets=facets(d.get("facets"), DatasetFacet))
-                for d in found]  # fmt: skip
-
-    return RunEvent(
-        eventTime=data["eventTime"],
-        producer=data["producer"],
-        eventType=EventType(data["eventType"]),
-        run=Run(runId=data["run"]["runId"], facets=facets(data["run"].get("facets"), RunFacet)),
-        job=Job(
-            namespace=data["job"]["namespace"],
-            name=data["job"]["name"],
-            facets=facets(data["job"].get("facets"), JobFacet),
-        ),
-        inputs=datasets(InputDataset, data.get("inputs", [])),
-        outputs=datasets(OutputDataset, data.get("outputs", [])),
-    )
+    def _read(self, pipe: IO[bytes]) -> None:
+        """Count the sender's reports: ``ok`` or ``fail REASON``, one line per event."""
+        for raw in pipe:
+            line = raw.decode("utf-8", "replace").strip()
+            if line == "ok":
+                with self._lock:
+                    self.sent += 1
+            elif line.startswith("fail"):
+                with self._lock:
+                    self.failed += 1
+        pipe.close()

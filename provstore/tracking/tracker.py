@@ -152,7 +152,10 @@ class Tracker:
         self._run_digest = b""
         self._secrets = Secrets()  # secret values capture met; never stored
         self.openlineage_dropped = 0
-        """OpenLineage events not delivered (dropped or failed), known once the block ends."""
+        """OpenLineage events lost (dropped, or reported failed by the sender) when the block
+        ended; :attr:`openlineage_emitter` has the sender's later reports."""
+        self.openlineage_emitter: LineageEmitter | None = None
+        """The run's OpenLineage sender (when configured), for its counts."""
 
     # -- context -----------------------------------------------------------------------------
 
@@ -222,7 +225,7 @@ class Tracker:
         assert isinstance(run.run.obj, Run)
         env_obj, libs = env.environment.obj, env.libraryset.obj
         assert isinstance(env_obj, Environment) and isinstance(libs, LibrarySet)
-        self._lineage = LineageEmitter(self._openlineage)
+        self._lineage = self.openlineage_emitter = LineageEmitter(self._openlineage)
         namespace = self._settings.openlineage_namespace
         self._lineage.send(start_event(run.run.digest, run.run.obj, namespace, env_obj, libs))
         self._lineage_run = (run.run.obj, env_obj, libs)
