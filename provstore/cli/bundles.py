@@ -101,7 +101,7 @@ def export_command(
     )
     result = export_to_path(store_of(ctx), refs, output, fmt=fmt, overwrite=force, options=options)
     if output != "-":
-        click.echo(f"exported {result.objects} objects to {output}")
+        click.echo(f"exported {result.objects} {result.what} to {output}")
 
 
 @click.command(name="import", epilog=EXIT_CODES)

@@ -249,4 +249,4 @@ def write_events(
         line = json.dumps(event, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         fileobj.write(line.encode("utf-8") + b"\n")
     roots = tuple(to_hex(store.resolve(ref)) for ref in refs)
-    return ExportResult(roots, len(events))
+    return ExportResult(roots, len(events), "events")

@@ -225,7 +225,7 @@ def write_directory(
     crate = build(store, refs, with_files=with_files)
     crate.write(path)
     roots = tuple(to_hex(store.resolve(ref)) for ref in refs)
-    return ExportResult(roots, len(crate.get_entities()))
+    return ExportResult(roots, len(crate.get_entities()), "entities")
 
 
 def write_zip(

@@ -29,10 +29,11 @@ _KNOWN = 100_000  # digests remembered per import to spare reference lookups (~1
 
 @dataclass(frozen=True, slots=True)
 class ExportResult:
-    """What an export wrote."""
+    """What an export wrote: ``objects`` things of the kind ``what`` names."""
 
     roots: tuple[str, ...]
     objects: int
+    what: str = "objects"
 
 
 @dataclass(frozen=True, slots=True)
