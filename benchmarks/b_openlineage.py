@@ -73,8 +73,8 @@ def _closed_port() -> int:
 
 
 def run(ctx: Context) -> list[Row]:
-    n = ctx.pick(300, 2000)
-    repeat = ctx.pick(3, 9)
+    n = ctx.pick(200, 2000)
+    repeat = ctx.pick(2, 9)
     sink = _Sink(("127.0.0.1", 0), _Handler)
     threading.Thread(target=sink.serve_forever, daemon=True).start()
     modes = {

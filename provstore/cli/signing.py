@@ -13,7 +13,12 @@ from provstore.cli.common import EXIT_CODES, store_of
 
 @click.group(name="key", epilog=EXIT_CODES)
 def key_group() -> None:
-    """Manage ed25519 signing keys (for signed bundles and attestations)."""
+    """Manage ed25519 signing keys (for signed bundles and attestations).
+
+    \b
+    Examples:
+      provstore key generate -o site.key --name lab-a
+    """
 
 
 @key_group.command(name="generate", epilog=EXIT_CODES)
