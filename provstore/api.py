@@ -42,22 +42,52 @@ class Store(store.Store):
     starting a tracked process) does not pay for modules it may never need.
     """
 
-    @requires(lambda self, refs, fileobj, *, compress=True: is_refs(refs, "refs"))
+    @requires(
+        lambda self, refs, fileobj, *, compress=True, sign=None: all_of(
+            is_refs(refs, "refs"), is_optional_str(sign, "sign", empty=False)
+        )
+    )
     def export_bundle(
-        self, refs: Sequence[str | bytes], fileobj: BinaryIO, *, compress: bool = True
+        self,
+        refs: Sequence[str | bytes],
+        fileobj: BinaryIO,
+        *,
+        compress: bool = True,
+        sign: str | None = None,
     ) -> ExportResult:
-        """Write the full closure of ``refs`` to a binary file object as a bundle."""
+        """Write the full closure of ``refs`` to a binary file object as a bundle.
+
+        ``sign`` names an ed25519 private key file: the bundle is then signed with it.
+        """
         from provstore.exchange.transfer import export_bundle
 
-        return export_bundle(self, refs, fileobj, compress=compress)
+        key = None
+        if sign is not None:
+            from provstore.exchange.signing import load_private_key
+
+            key = load_private_key(sign)
+        return export_bundle(self, refs, fileobj, compress=compress, sign=key)
 
     def import_bundle(
-        self, fileobj: BinaryIO, *, on_progress: Callable[[int], None] | None = None
+        self,
+        fileobj: BinaryIO,
+        *,
+        on_progress: Callable[[int], None] | None = None,
+        trusted_keys: Sequence[str] = (),
     ) -> ImportResult:
-        """Check and import a bundle in one transaction; a rejected one changes nothing."""
+        """Check and import a bundle in one transaction; a rejected one changes nothing.
+
+        With ``trusted_keys`` (public key files, or directories of ``*.pub`` files) the
+        bundle must carry a valid signature by one of those keys.
+        """
         from provstore.exchange.transfer import import_bundle
 
-        return import_bundle(self, fileobj, on_progress=on_progress)
+        trusted = None
+        if trusted_keys:
+            from provstore.exchange.signing import load_trusted_keys
+
+            trusted = load_trusted_keys(list(trusted_keys))
+        return import_bundle(self, fileobj, on_progress=on_progress, trusted=trusted)
 
     @requires(
         lambda self, a, b=None: all_of(

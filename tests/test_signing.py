@@ -215,3 +215,23 @@ def test_export_sign_writes_a_signed_bundle(sqlite_url, keys, tmp_path):
                                       "prov-json", "--sign", str(keys / "trusted.key"), "-o",
                                       str(tmp_path / "x.json")])  # fmt: skip
     assert wrong.exit_code == 2 and "--sign does not apply" in wrong.output
+
+
+def test_the_python_api_signs_and_requires_signatures(sqlite_url, tmp_path, keys):
+    from provstore.api import Store as PublicStore
+    from provstore.core.errors import BundleError
+
+    items = _objects("k")
+    with PublicStore(sqlite_url) as store:
+        store.put(items)
+        signed, unsigned = io.BytesIO(), io.BytesIO()
+        store.export_bundle([items[-1].hex], signed, sign=str(keys / "trusted.key"))
+        store.export_bundle([items[-1].hex], unsigned)
+    other = f"sqlite:///{tmp_path}/other.db"
+    with PublicStore(other) as store:
+        unsigned.seek(0)
+        with pytest.raises(BundleError, match="is not signed"):
+            store.import_bundle(unsigned, trusted_keys=[str(keys / "trusted.key.pub")])
+        signed.seek(0)
+        result = store.import_bundle(signed, trusted_keys=[str(keys / "trusted.key.pub")])
+        assert result.signed_by and result.signed_by[0].startswith("trusted-site")
