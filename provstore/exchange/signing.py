@@ -38,12 +38,15 @@ __all__ = [
     "PrivateKey",
     "TrustedKeys",
     "check_signatures",
+    "check_signed",
+    "describe",
     "generate_key",
     "key_id",
     "load_private_key",
     "load_trusted_keys",
     "sign_bundle",
     "signature_valid",
+    "signer_lines",
 ]
 
 _COMMENT = "# provstore ed25519 key: "
@@ -263,7 +266,7 @@ def check_signatures(
         if sig.checksum != checksum or sig.count != count:
             raise BundleError(
                 f"the signature by {who} was made for other contents (checksum "
-                f"{sig.checksum.hex()[:16]}…, this bundle's is {checksum.hex()[:16]}…)"
+                f"{sig.checksum.hex()[:16]}..., this bundle's is {checksum.hex()[:16]}...)"
             )
         if list(sig.roots) != list(roots):
             raise BundleError(f"the signature by {who} names other roots than this bundle's")

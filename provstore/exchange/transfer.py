@@ -12,7 +12,15 @@ from provstore.checks.walk import closure
 from provstore.core.chunks import chunked
 from provstore.core.digests import to_hex
 from provstore.core.errors import BundleError, CorruptObjectError
-from provstore.core.objects import RunEnd, Sealed, load, refusal, second_end, wrong_kind
+from provstore.core.objects import (
+    RunEnd,
+    Sealed,
+    Signature,
+    load,
+    refusal,
+    second_end,
+    wrong_kind,
+)
 from provstore.db.engine import write_transaction
 from provstore.db.index import absent, ends_of, framed_kinds, kinds_of, write_items
 from provstore.exchange.bundle import BundleReader, Limits, write_bundle
@@ -165,7 +173,9 @@ def _import(
                 reader.signatures, reader.roots, reader.checksum, reader.count, trusted
             )
             write_items(conn, signatures)
-            signed_by = tuple(describe(item.obj) for item in signatures)  # type: ignore[arg-type]
+            signed_by = tuple(
+                describe(item.obj) for item in signatures if isinstance(item.obj, Signature)
+            )
     return ImportResult(tuple(to_hex(r) for r in reader.roots), added, present, signed_by)
 
 
