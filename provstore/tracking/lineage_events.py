@@ -67,6 +67,25 @@ def check_target(target: str) -> str:
     )
 
 
+def _lower_priority(pid: int) -> None:
+    """Make the sender background work from its first instruction (it does so itself too).
+
+    It is in a session of its own, which Linux schedules as a group of its own (autogroup),
+    where plain niceness counts only inside the group: the group's is raised as well.
+    """
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, 19)
+    except (OSError, AttributeError):  # pragma: no cover - not POSIX, or gone already
+        pass
+    try:
+        if os.getsid(pid) == os.getsid(0):
+            return  # the run's own group: never lower that
+        with open(f"/proc/{pid}/autogroup", "w") as handle:
+            handle.write("19")
+    except OSError:  # not Linux, no autogroup, or gone already
+        pass
+
+
 class LineageEmitter:
     """Hands OpenLineage events to a sender process; see the module's description."""
 
@@ -87,6 +106,7 @@ class LineageEmitter:
             stdout=subprocess.PIPE,  # one report line per event
             start_new_session=True,  # not killed with the run's terminal (a FAIL still goes)
         )
+        _lower_priority(self._sender.pid)
         assert self._sender.stdin is not None and self._sender.stdout is not None
         self._writer = threading.Thread(
             target=self._write, args=(self._sender.stdin,), name="provstore-openlineage-write"
