@@ -28,7 +28,7 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     # mypy needs provstore's dependencies to check the calls into them; settings (strict,
     # packages = ["provstore"]) come from [tool.mypy] in pyproject.toml.
-    session.install("-e", ".", "mypy>=1.10")
+    session.install("-e", ".[openlineage,rocrate,sign]", "mypy>=1.10")
     session.run("mypy", *session.posargs)
 
 

@@ -55,6 +55,7 @@ NAMES = [
     "status",
     "galera",
     "serve",
+    "openlineage",
 ]
 
 

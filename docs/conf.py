@@ -6,6 +6,8 @@ Built with warnings as errors (``nox -s docs``, and ``tests/test_docs.py`` in CI
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import provstore
 
 project = "provstore"
@@ -30,6 +32,9 @@ suppress_warnings = ["image.not_readable"]
 autodoc_default_options = {"member-order": "bysource"}
 autodoc_typehints = "signature"
 autodoc_preserve_defaults = True
+
+# docs/_static/openlineage-facets-1.json is the schema the OpenLineage facets' _schemaURL names.
+html_static_path = ["_static"] if (Path(__file__).parent / "_static").is_dir() else []
 
 html_theme = "furo"
 html_title = f"provstore {release}"

@@ -42,22 +42,52 @@ class Store(store.Store):
     starting a tracked process) does not pay for modules it may never need.
     """
 
-    @requires(lambda self, refs, fileobj, *, compress=True: is_refs(refs, "refs"))
+    @requires(
+        lambda self, refs, fileobj, *, compress=True, sign=None: all_of(
+            is_refs(refs, "refs"), is_optional_str(sign, "sign", empty=False)
+        )
+    )
     def export_bundle(
-        self, refs: Sequence[str | bytes], fileobj: BinaryIO, *, compress: bool = True
+        self,
+        refs: Sequence[str | bytes],
+        fileobj: BinaryIO,
+        *,
+        compress: bool = True,
+        sign: str | None = None,
     ) -> ExportResult:
-        """Write the full closure of ``refs`` to a binary file object as a bundle."""
+        """Write the full closure of ``refs`` to a binary file object as a bundle.
+
+        ``sign`` names an ed25519 private key file: the bundle is then signed with it.
+        """
         from provstore.exchange.transfer import export_bundle
 
-        return export_bundle(self, refs, fileobj, compress=compress)
+        key = None
+        if sign is not None:
+            from provstore.exchange.signing import load_private_key
+
+            key = load_private_key(sign)
+        return export_bundle(self, refs, fileobj, compress=compress, sign=key)
 
     def import_bundle(
-        self, fileobj: BinaryIO, *, on_progress: Callable[[int], None] | None = None
+        self,
+        fileobj: BinaryIO,
+        *,
+        on_progress: Callable[[int], None] | None = None,
+        trusted_keys: Sequence[str] = (),
     ) -> ImportResult:
-        """Check and import a bundle in one transaction; a rejected one changes nothing."""
+        """Check and import a bundle in one transaction; a rejected one changes nothing.
+
+        With ``trusted_keys`` (public key files, or directories of ``*.pub`` files) the
+        bundle must carry a valid signature by one of those keys.
+        """
         from provstore.exchange.transfer import import_bundle
 
-        return import_bundle(self, fileobj, on_progress=on_progress)
+        trusted = None
+        if trusted_keys:
+            from provstore.exchange.signing import load_trusted_keys
+
+            trusted = load_trusted_keys(list(trusted_keys))
+        return import_bundle(self, fileobj, on_progress=on_progress, trusted=trusted)
 
     @requires(
         lambda self, a, b=None, *, used=False: all_of(
@@ -106,11 +136,13 @@ class Store(store.Store):
 
         ``recursive`` also checks the recorded files of every ancestor on this machine.
         An installed distribution the run did not import that changed is a note, unless
-        ``strict``.
+        ``strict``.  When the object came as a root of signed bundles, a last check says who
+        signed them.
         """
         from provstore.checks.verify import verify
+        from provstore.exchange.signing import check_signed
 
-        return verify(
+        report = verify(
             self,
             ref,
             path=path,
@@ -119,6 +151,8 @@ class Store(store.Store):
             environment=environment,
             strict=strict,
         )
+        signed = check_signed(self, report.digest)
+        return report if signed is None else report.adding(signed)
 
 
 @requires(lambda url=None, *, create=True: is_optional_str(url, "url", empty=False))

@@ -53,7 +53,7 @@ PROBES = ("imports", "conda", "gpu", "container", "job")
 
 
 _LIST_KEYS = ("env_allow", "redact_names", "redact_values", "probes_off")
-KEYS = ("url", "spool", *_LIST_KEYS)
+KEYS = ("url", "spool", *_LIST_KEYS, "trusted_keys", "openlineage_url", "openlineage_namespace")
 """Every key ``[tool.provstore]`` may hold; any other is an error (a typo is not ignored)."""
 
 
@@ -72,6 +72,12 @@ class Settings:
     probe_root: str = "/"
     """Where the probes read ``/proc``, ``/.dockerenv``, ... (``PROVSTORE_PROBE_ROOT``: a
     fake tree, for tests)."""
+    trusted_keys: tuple[str, ...] = ()
+    """Public key files or directories: ``provstore import`` then requires a signature."""
+    openlineage_url: str | None = None
+    """Where a tracked run sends OpenLineage events as it starts and ends (None: nowhere)."""
+    openlineage_namespace: str = "provstore"
+    """The OpenLineage job namespace of the runs recorded here."""
 
     def probe(self, name: str) -> bool:
         """Whether the probe ``name`` runs."""
@@ -178,7 +184,7 @@ def resolve(
     """Resolve settings from arguments, environment, pyproject.toml and defaults."""
     pyproject = find_pyproject(start)
     table: Mapping[str, Any] = _pyproject_table(pyproject) if pyproject else {}
-    lists: dict[str, tuple[str, ...]] = {}
+    lists: dict[str, Any] = {}
     for key in _LIST_KEYS:
         from_env = _env_list(f"PROVSTORE_{key.upper()}")
         lists[key] = _list_setting(table, key, pyproject) + from_env
@@ -191,16 +197,21 @@ def resolve(
     if not spool and pyproject is not None:
         from_table = _table_str(table, "spool", pyproject)
         spool = str(pyproject.parent / from_table) if from_table else None
+    extra = _exchange_settings(table, pyproject)
     if url:
-        return Settings(url, "argument", spool, **lists_and_root)
+        return Settings(url, "argument", spool, **lists_and_root, **extra)
     if os.environ.get(URL_VARIABLE):
-        return Settings(os.environ[URL_VARIABLE], URL_VARIABLE, spool, **lists_and_root)
+        return Settings(os.environ[URL_VARIABLE], URL_VARIABLE, spool, **lists_and_root, **extra)
     from_file = _table_url(table, pyproject)
     if from_file and pyproject is not None:
         return Settings(
-            _absolute_sqlite(from_file, pyproject.parent), str(pyproject), spool, **lists_and_root
+            _absolute_sqlite(from_file, pyproject.parent),
+            str(pyproject),
+            spool,
+            **lists_and_root,
+            **extra,
         )
-    return Settings(default_url(), "default", spool, **lists_and_root)
+    return Settings(default_url(), "default", spool, **lists_and_root, **extra)
 
 
 def check_probes(names: tuple[str, ...] | list[str], where: object = None) -> None:
@@ -216,6 +227,27 @@ def _check_probes(names: tuple[str, ...], where: object) -> None:
             f"unknown probe {', '.join(map(repr, unknown))}{place}; the probes are "
             f"{', '.join(PROBES)}"
         )
+
+
+def _exchange_settings(table: Mapping[str, Any], pyproject: Path | None) -> dict[str, Any]:
+    """Trusted keys (paths relative to pyproject.toml) and where OpenLineage events go.
+
+    ``PROVSTORE_TRUSTED_KEYS`` adds to the list; ``PROVSTORE_OPENLINEAGE_URL`` and
+    ``PROVSTORE_OPENLINEAGE_NAMESPACE`` win over the table.
+    """
+    keys = _list_setting(table, "trusted_keys", pyproject) + _env_list("PROVSTORE_TRUSTED_KEYS")
+    base = pyproject.parent if pyproject is not None else Path.cwd()
+    url = os.environ.get("PROVSTORE_OPENLINEAGE_URL") or _table_str(
+        table, "openlineage_url", pyproject
+    )
+    namespace = os.environ.get("PROVSTORE_OPENLINEAGE_NAMESPACE") or _table_str(
+        table, "openlineage_namespace", pyproject
+    )
+    return {
+        "trusted_keys": tuple(str(base / os.path.expanduser(key)) for key in keys),
+        "openlineage_url": url or None,
+        "openlineage_namespace": namespace or "provstore",
+    }
 
 
 def _table_str(table: Mapping[str, Any], key: str, where: Path | None) -> str | None:

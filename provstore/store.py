@@ -346,6 +346,18 @@ class Store:
         return [bytes(d) for d in self._index_column(schema.products, "digest", "run", runs)]
 
     @_reads
+    def signatures_of(self, digest: bytes) -> list[Sealed]:
+        """The recorded signatures (of imported bundles) that name ``digest`` as a root.
+
+        Signatures are few (one per signed import): they are read by kind and filtered here.
+        Each is re-hashed; whether it verifies is for the caller (it needs the crypto).
+        """
+        with self._readers.connection() as conn:
+            rows = index.objects_of_kind(conn, "signature")
+        found = [load(d, data) for d, data in rows]
+        return [item for item in found if digest in getattr(item.obj, "roots", ())]
+
+    @_reads
     def get_bytes(self, digests: Iterable[bytes]) -> dict[bytes, bytes]:
         """Stored framed bytes by digest, not re-hashed: for callers that verified them."""
         table = schema.objects

@@ -41,6 +41,17 @@ def test_import_is_lazy():
     assert out.stdout.strip() == "False"
 
 
+def test_optional_exchange_dependencies_are_imported_only_when_used():
+    code = (
+        "import sys, provstore.cli.main, provstore.tracking.tracker, provstore.api\n"
+        "import provstore.exchange.formats\n"
+        "print(sorted(m for m in ('cryptography', 'openlineage', 'rocrate', 'rdflib')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_tracker_is_the_function_whatever_was_imported_first():
     code = (
         "import provstore.tracking.command, provstore.tracking.tracker\n"

@@ -20,6 +20,7 @@ from provstore.core.objects import (
     Run,
     RunEnd,
     Sealed,
+    Signature,
     Variables,
     seal,
 )
@@ -40,7 +41,9 @@ def sample_objects() -> list[Sealed]:
     used = seal(ImportSet((("numpy", "2.0.0"),)))
     end = seal(RunEnd(run.digest, "succeeded", 6, None, 0, (), imported=used.digest))
     product = seal(Product("model", "1", {}, None, None, None, run.digest, ()))
-    items = [libs, conda, env, variables, run, used, end, product]
+    signature = seal(Signature((product.digest,), bytes(32), 6, "ed25519", bytes(32), "lab", 7,
+                               bytes(64)))  # fmt: skip
+    items = [libs, conda, env, variables, run, used, end, product, signature]
     assert {item.kind for item in items} == set(KINDS), "add an example of the new kind here"
     return items
 

@@ -36,6 +36,10 @@ class Report:
     kind: str
     checks: tuple[Check, ...]
 
+    def adding(self, check: Check) -> Report:
+        """A copy of the report with one more check at the end."""
+        return Report(self.digest, self.kind, (*self.checks, check))
+
     @property
     def ok(self) -> bool:
         """True when every check passed (exit code 0)."""

@@ -22,8 +22,9 @@ _FORMATS_HELP = "; ".join(f"{f.name}: {f.help}" for f in EXPORT_FORMATS.values()
     "-o",
     "--output",
     required=True,
-    type=click.Path(dir_okay=False, allow_dash=True),
-    help="The file to write ('-' for standard output); an existing one is kept unless --force.",
+    type=click.Path(allow_dash=True),
+    help="The file to write ('-' for standard output; a directory for --format ro-crate "
+    "unless it ends in .zip); an existing one is kept unless --force.",
 )
 @click.option("-f", "--force", is_flag=True, help="Replace the output file if it exists.")
 @click.option(
@@ -35,6 +36,25 @@ _FORMATS_HELP = "; ".join(f"{f.name}: {f.help}" for f in EXPORT_FORMATS.values()
     help=_FORMATS_HELP,
 )
 @click.option("--no-compress", is_flag=True, help="Write the bundle body uncompressed.")
+@click.option(
+    "--sign",
+    "sign_key",
+    metavar="KEY",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Sign the bundle with this ed25519 private key (see `provstore key generate`).",
+)
+@click.option(
+    "--namespace",
+    metavar="NS",
+    default=None,
+    help="OpenLineage: the job namespace (default: [tool.provstore] openlineage_namespace, "
+    "else 'provstore').",
+)
+@click.option(
+    "--with-files",
+    is_flag=True,
+    help="RO-Crate: copy the recorded files (those still matching their digest) into it.",
+)
 @click.pass_context
 def export_command(
     ctx: click.Context,
@@ -43,6 +63,9 @@ def export_command(
     force: bool,
     fmt: str,
     no_compress: bool,
+    sign_key: str | None,
+    namespace: str | None,
+    with_files: bool,
 ) -> None:
     """Write products (or any objects) with their whole provenance closure to a file.
 
@@ -52,15 +75,33 @@ def export_command(
     \b
     Examples:
       provstore export results/model.json -o results.psb
+      provstore export results/model.json --sign site.key -o results.psb
       provstore export name:model@1.0 3fa9c1 --format prov-json -o results.prov.json
+      provstore export model.json --format openlineage -o events.jsonl
+      provstore export model.json --format ro-crate --with-files -o crate.zip
     """
-    from provstore.exchange.formats import export_to_path
+    from provstore.config import resolve
+    from provstore.exchange.formats import ExportOptions, export_to_path
 
-    result = export_to_path(
-        store_of(ctx), refs, output, fmt=fmt, compress=not no_compress, overwrite=force
+    given = {
+        "sign": sign_key is not None,
+        "namespace": namespace is not None,
+        "with_files": with_files,
+        "compress": no_compress,
+    }
+    allowed = EXPORT_FORMATS[fmt].options
+    for name, used in given.items():
+        if used and name not in allowed:
+            flag = "--no-compress" if name == "compress" else "--" + name.replace("_", "-")
+            raise click.UsageError(f"{flag} does not apply to --format {fmt}")
+    if namespace is None:
+        namespace = resolve(ctx.obj.get("url")).openlineage_namespace
+    options = ExportOptions(
+        compress=not no_compress, sign=sign_key, namespace=namespace, with_files=with_files
     )
+    result = export_to_path(store_of(ctx), refs, output, fmt=fmt, overwrite=force, options=options)
     if output != "-":
-        click.echo(f"exported {result.objects} objects to {output}")
+        click.echo(f"exported {result.objects} {result.what} to {output}")
 
 
 @click.command(name="import", epilog=EXIT_CODES)
@@ -87,6 +128,15 @@ def export_command(
     show_default=True,
     help="With --spool: remove unfinished bundles (a killed job's) not written for this long.",
 )
+@click.option(
+    "--trusted-keys",
+    "trusted_keys",
+    metavar="FILE|DIR",
+    multiple=True,
+    type=click.Path(exists=True),
+    help="Require a valid signature by one of these public keys (a .pub file, or a "
+    "directory of them; repeatable). Default: [tool.provstore] trusted_keys.",
+)
 @json_option
 @click.pass_context
 def import_command(
@@ -95,16 +145,21 @@ def import_command(
     spool: str | None,
     delete: bool,
     stale_hours: float,
+    trusted_keys: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Check a bundle completely, then add its objects to the store in one transaction.
 
     A damaged, incomplete or tampered bundle is rejected (exit 1) and the store is
-    left exactly as it was. Importing the same bundle twice adds nothing.
+    left exactly as it was. Importing the same bundle twice adds nothing. A signed
+    bundle's signature must hold; with trusted keys (--trusted-keys or [tool.provstore]
+    trusted_keys) a bundle without a valid signature by one of them is rejected.
+    The signature is recorded: `provstore show` and `verify` say who signed.
 
     \b
     Examples:
       provstore import results.psb
+      provstore import --trusted-keys keys/ results.psb
       provstore import --spool /scratch/provstore-spool
       provstore show name:model          then: look at what arrived
     """
@@ -120,12 +175,24 @@ def import_command(
             for name, reason in report.rejected.items():
                 click.echo(f"  rejected {name}: {reason}", err=True)
         ctx.exit(1 if report.rejected else 0)
+    from provstore.config import resolve
     from provstore.exchange.formats import import_from_path
 
+    keys = trusted_keys or resolve(ctx.obj.get("url")).trusted_keys
     with progress("importing objects", None, enabled=should_show(as_json)) as bar:
-        result = import_from_path(store, source or "-", on_progress=bar.advance)
-    data = {"roots": list(result.roots), "added": result.added, "present": result.present}
-    emit(as_json, data, f"imported {result.added} new objects ({result.present} already present)")
+        result = import_from_path(store, source or "-", on_progress=bar.advance, trusted_keys=keys)
+    data = {
+        "roots": list(result.roots),
+        "added": result.added,
+        "present": result.present,
+        "signed_by": list(result.signed_by),
+    }
+    signed = f"; signed by {', '.join(result.signed_by)}" if result.signed_by else ""
+    emit(
+        as_json,
+        data,
+        f"imported {result.added} new objects ({result.present} already present){signed}",
+    )
 
 
 def _ingest_json(report: IngestReport) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from provstore.cli import browse, bundles, check, files, running, serving
+from provstore.cli import browse, bundles, check, files, running, serving, signing
 from provstore.cli.common import EXIT_CODES, URL_HELP, url_option
 from provstore.core.errors import ConfigError, ProvstoreError, StoreError
 
@@ -78,6 +78,6 @@ def main(ctx: click.Context, url: str | None) -> None:
     ctx.ensure_object(dict)["url"] = url
 
 
-for _module in (browse, files, check, running, bundles, serving):
+for _module in (browse, files, check, running, bundles, serving, signing):
     for _command in _module.COMMANDS:
         main.add_command(url_option(_command))  # every command takes a store

@@ -13,6 +13,8 @@ Stable facts live apart from volatile ones, so identical software collapses to o
   so nothing is ever updated in place.
 * :class:`Product` — a data product: name, version, metadata, content digest and size, path,
   the run that made it and its parent products.
+* :class:`Signature` — who vouched for a bundle that was imported: an ed25519 signature by a
+  public key over the bundle's roots and checksum (kept so ``show`` and ``verify`` can say it).
 
 Bodies are maps with exactly the fields below; :func:`load` refuses anything else.
 
@@ -46,6 +48,7 @@ __all__ = [
     "Run",
     "RunEnd",
     "Sealed",
+    "Signature",
     "Variables",
     "MAX_OBJECT_SIZE",
     "load",
@@ -491,6 +494,50 @@ class Product(_Base):
     parents: tuple[bytes, ...]
 
 
+def _is_bytes_of(size: int) -> _Check:
+    return lambda value: type(value) is bytes and len(value) == size
+
+
+SIGNATURE_CONTEXT = b"provstore bundle signature 1\n"
+"""What a signed message starts with, so a bundle signature can never pass for another one."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Signature(_Base):
+    """An ed25519 signature over a bundle's roots, object count and trailer checksum.
+
+    ``roots`` are not references with a kind (a bundle's roots may be of any kind) and the
+    bundle's objects name no signature: a signature is found by the roots it lists.  The
+    signed message is :meth:`message`, so changing any field but ``signature`` breaks it.
+    """
+
+    KIND: ClassVar[str] = "signature"
+    TEXT: ClassVar[tuple[str, ...]] = ("signer",)
+    _CHECKS: ClassVar[dict[str, _Check]] = {
+        "roots": _list_of(_is_digest),
+        "checksum": _is_digest,
+        "count": _is_nonneg,
+        "algorithm": lambda v: v == "ed25519",
+        "public_key": _is_bytes_of(32),
+        "signer": _is_str,
+        "signed_ns": _is_int,
+        "signature": _is_bytes_of(64),
+    }
+    roots: tuple[bytes, ...]
+    checksum: bytes
+    count: int
+    algorithm: str
+    public_key: bytes
+    signer: str
+    signed_ns: int
+    signature: bytes
+
+    def message(self) -> bytes:
+        """The bytes the signature is over: a context string, then every other field."""
+        fields = {name: getattr(self, name) for name in self._CHECKS if name != "signature"}
+        return SIGNATURE_CONTEXT + encoding.canonical(fields)
+
+
 MAX_OBJECT_SIZE = 4 << 20
 """The largest object (framed bytes) a store accepts and a bundle may carry.
 
@@ -499,10 +546,30 @@ escaping; PostgreSQL and SQLite take far more, but a limit that differs per back
 strand objects at the site that could record them.
 """
 
-Object = LibrarySet | ImportSet | CondaSet | Environment | Variables | Run | RunEnd | Product
+Object = (
+    LibrarySet
+    | ImportSet
+    | CondaSet
+    | Environment
+    | Variables
+    | Run
+    | RunEnd
+    | Product
+    | Signature
+)
 KINDS: dict[str, type[Object]] = {
     cls.KIND: cls
-    for cls in (LibrarySet, ImportSet, CondaSet, Environment, Variables, Run, RunEnd, Product)
+    for cls in (
+        LibrarySet,
+        ImportSet,
+        CondaSet,
+        Environment,
+        Variables,
+        Run,
+        RunEnd,
+        Product,
+        Signature,
+    )  # fmt: skip
 }
 
 

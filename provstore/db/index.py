@@ -29,6 +29,7 @@ __all__ = [
     "index_rows",
     "kinds_of",
     "ends_of",
+    "objects_of_kind",
     "rebuild",
     "write_items",
 ]
@@ -78,7 +79,11 @@ def _run_end_rows(item: Sealed) -> Iterator[IndexRow]:
 
 
 def _no_rows(item: Sealed) -> Iterator[IndexRow]:
-    """Kinds found only by digest (through the objects that refer to them)."""
+    """Kinds found only by digest (through the objects that refer to them), or by kind.
+
+    Signatures are few (one per signed import) and found by the ``objects`` table's kind
+    index (:func:`objects_of_kind`), so they need no table of their own.
+    """
     return iter(())
 
 
@@ -91,6 +96,7 @@ INDEXERS: dict[str, Callable[[Sealed], Iterable[IndexRow]]] = {
     "run": _run_rows,
     "runend": _run_end_rows,
     "product": _product_rows,
+    "signature": _no_rows,
 }
 
 
@@ -168,6 +174,16 @@ def ends_of(conn: Connection, runs: Iterable[bytes]) -> dict[bytes, bytes]:
         for run, digest in conn.execute(query):
             found.setdefault(bytes(run), bytes(digest))
     return found
+
+
+def objects_of_kind(conn: Connection, kind: str) -> list[tuple[bytes, bytes]]:
+    """``(digest, framed bytes)`` of every stored object of ``kind``, in digest order.
+
+    For kinds that are few and have no index table of their own (signatures).
+    """
+    o = schema.objects.c
+    query = select(o.digest, o.data).where(o.kind == kind).order_by(o.digest)
+    return [(bytes(digest), bytes(data)) for digest, data in conn.execute(query)]
 
 
 def rebuild(

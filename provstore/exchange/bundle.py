@@ -1,6 +1,6 @@
 r"""Bundles: a product's provenance in one file, moved between sites and checked on the way in.
 
-Format (version 1)::
+Format (version 1; version 2 is a signed bundle)::
 
     magic  b"\x89PSB\r\n\x1a\n"                      8 bytes
     header version u8, codec u8 (0 none, 1 zlib), root count u32 (big-endian)
@@ -9,6 +9,12 @@ Format (version 1)::
            record  = size u32 | digest 32 bytes | framed object bytes (size bytes)
            end     = 0xFFFFFFFF
            trailer = record count u64 | BLAKE3 of header, roots and every record
+    (version 2 only, still in the body) signatures:
+           count u32, then per signature: size u32 | framed signature object
+
+A signature (:class:`~provstore.core.objects.Signature`) signs the roots, the record count and
+the trailer's checksum, which covers everything before it; it cannot be among the records it
+signs, so it follows them.
 
 Objects appear after every object they refer to, so an importer checks each reference as it
 goes, holding nothing but the current batch.  An import happens in one transaction: each
@@ -20,15 +26,15 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
 import blake3
 
-from provstore.core.digests import DIGEST_SIZE, to_hex
-from provstore.core.errors import BundleError
-from provstore.core.objects import MAX_OBJECT_SIZE
+from provstore.core.digests import DIGEST_SIZE, hash_framed, to_hex
+from provstore.core.errors import BundleError, CorruptObjectError
+from provstore.core.objects import MAX_OBJECT_SIZE, Sealed, load
 
 __all__ = [
     "FORMAT_VERSION",
@@ -41,6 +47,9 @@ __all__ = [
 
 MAGIC = b"\x89PSB\r\n\x1a\n"
 FORMAT_VERSION = 1
+SIGNED_VERSION = 2
+MAX_SIGNATURES = 16
+_MAX_SIGNATURE_SIZE = 4096
 CODEC_NONE, CODEC_ZLIB = 0, 1
 _HEAD = struct.Struct(">8sBBI")
 _SIZE = struct.Struct(">I")
@@ -77,16 +86,34 @@ class _Sink:
             self._file.write(self._zip.flush())
 
 
-class BundleWriter:
-    """Write a bundle incrementally: roots first, objects (dependencies first), then close."""
+Signer = Callable[[Sequence[bytes], bytes, int], Sealed]
+"""Makes a signature object from a bundle's roots, checksum and record count."""
 
-    def __init__(self, fileobj: BinaryIO, roots: Sequence[bytes], *, compress: bool = True):
+
+class BundleWriter:
+    """Write a bundle incrementally: roots first, objects (dependencies first), then close.
+
+    With ``signer`` the bundle is a signed one (version 2): closing appends its signature.
+    """
+
+    def __init__(
+        self,
+        fileobj: BinaryIO,
+        roots: Sequence[bytes],
+        *,
+        compress: bool = True,
+        signer: Signer | None = None,
+    ):
         codec = CODEC_ZLIB if compress else CODEC_NONE
-        head = _HEAD.pack(MAGIC, FORMAT_VERSION, codec, len(roots)) + b"".join(roots)
+        version = FORMAT_VERSION if signer is None else SIGNED_VERSION
+        head = _HEAD.pack(MAGIC, version, codec, len(roots)) + b"".join(roots)
         fileobj.write(head)
         self._sink = _Sink(fileobj, codec)
         self._sink.hasher.update(head)
+        self._roots = list(roots)
+        self._signer = signer
         self.count = 0
+        self.checksum = b""
 
     def add(self, digest: bytes, data: bytes) -> None:
         """Append one object."""
@@ -96,7 +123,12 @@ class BundleWriter:
     def close(self) -> int:
         """Write the end marker and trailer; returns the number of objects."""
         self._sink.write(_SIZE.pack(_END), hashed=False)
-        self._sink.write(_TRAILER.pack(self.count, self._sink.hasher.digest()), hashed=False)
+        self.checksum = self._sink.hasher.digest()
+        self._sink.write(_TRAILER.pack(self.count, self.checksum), hashed=False)
+        if self._signer is not None:
+            signature = self._signer(self._roots, self.checksum, self.count)
+            block = _SIZE.pack(1) + _SIZE.pack(len(signature.data)) + signature.data
+            self._sink.write(block, hashed=False)
         self._sink.close()
         return self.count
 
@@ -107,9 +139,10 @@ def write_bundle(
     objects: Iterable[tuple[bytes, bytes]],
     *,
     compress: bool = True,
+    signer: Signer | None = None,
 ) -> int:
     """Write roots and ``(digest, framed bytes)`` objects (dependencies first); returns count."""
-    writer = BundleWriter(fileobj, roots, compress=compress)
+    writer = BundleWriter(fileobj, roots, compress=compress, signer=signer)
     for digest, data in objects:
         writer.add(digest, data)
     return writer.close()
@@ -179,8 +212,11 @@ class BundleReader:
         if len(head) < _HEAD.size or not head.startswith(MAGIC):
             raise BundleError("not a provstore bundle (bad magic)")
         _, version, codec, nroots = _HEAD.unpack(head)
-        if version != FORMAT_VERSION:
-            raise BundleError(f"bundle format version {version} is not supported (this reads 1)")
+        if version not in (FORMAT_VERSION, SIGNED_VERSION):
+            raise BundleError(
+                f"bundle format version {version} is not supported (this reads 1 and 2)"
+            )
+        self.version = version
         if codec not in (CODEC_NONE, CODEC_ZLIB):
             raise BundleError(f"unknown compression codec {codec}")
         if nroots > self.limits.max_roots:
@@ -193,6 +229,9 @@ class BundleReader:
         self._source = _Source(fileobj, codec)
         self.count = 0
         self.total = 0
+        self.checksum = b""
+        self.signatures: list[Sealed] = []
+        """The signatures of a signed bundle, read (and decoded) after the trailer."""
 
     def objects(self) -> Iterator[tuple[int, bytes, bytes]]:
         """Yield ``(index, digest, data)`` with the digest checked; then check the trailer."""
@@ -229,6 +268,30 @@ class BundleReader:
             raise BundleError(f"the trailer says {count} objects but {self.count} were read")
         if checksum != self._hasher.digest():
             raise BundleError("the bundle checksum does not match its contents (tampered?)")
+        self.checksum = checksum
+        if self.version == SIGNED_VERSION:
+            self.signatures = self._read_signatures()
         problem = self._source.trailing_problem()
         if problem is not None:
             raise BundleError(problem)
+
+    def _read_signatures(self) -> list[Sealed]:
+        """The signature objects after the trailer: decoded, of kind signature, bounded."""
+        (count,) = _SIZE.unpack(self._source.read(_SIZE.size))
+        if count > MAX_SIGNATURES:
+            raise BundleError(f"{count} signatures exceed the limit of {MAX_SIGNATURES}")
+        found: list[Sealed] = []
+        for _ in range(count):
+            (size,) = _SIZE.unpack(self._source.read(_SIZE.size))
+            if size > _MAX_SIGNATURE_SIZE:
+                raise BundleError(f"a signature of {size:,} bytes is too large to be one")
+            data = self._source.read(size)
+            digest = hash_framed(data)
+            try:
+                item = load(digest, data, hashed=True)
+            except CorruptObjectError as exc:
+                raise BundleError(f"invalid signature: {exc.reason}", to_hex(digest)) from None
+            if item.kind != "signature":
+                raise BundleError(f"a {item.kind} where a signature belongs", to_hex(digest))
+            found.append(item)
+        return found

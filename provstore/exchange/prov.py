@@ -12,6 +12,8 @@ The mapping, one PROV record per stored fact:
   (roles ``environment`` and ``variables``).  The variables entity names the redacted variables
   and gives the count, not the values: they are in the store (and in bundles) under its digest,
   and a PROV document is often shared more widely than either;
+* a :class:`~provstore.core.objects.Signature` (who vouched for an imported bundle) is an
+  ``entity`` of type ``provstore:Signature`` naming the key, the signer and the roots;
 * the account ``user@host`` that started a run is an ``agent`` of type ``prov:Person``
   (``wasAssociatedWith``).  An account may belong to a service rather than a person, but it is
   the "who ran this" a reader of the document looks for, and the software that ran is described
@@ -43,6 +45,7 @@ from provstore.core.objects import (
     Run,
     RunEnd,
     Sealed,
+    Signature,
     Variables,
 )
 
@@ -325,6 +328,23 @@ def _map_variables(doc: _Document, item: Sealed) -> None:
     doc.entity[_id(item.digest)] = _variables(item.obj)
 
 
+def _map_signature(doc: _Document, item: Sealed) -> None:
+    """A signature is an entity: who (which key) vouched for which roots, and when."""
+    sig = item.obj
+    assert isinstance(sig, Signature)
+    doc.entity[_id(item.digest)] = {
+        "prov:type": _qname("provstore:Signature"),
+        "prov:label": f"signed by {sig.signer}" if sig.signer else "signature",
+        "provstore:algorithm": sig.algorithm,
+        "provstore:publicKey": sig.public_key.hex(),
+        "provstore:signer": sig.signer,
+        "provstore:signedAt": _iso(sig.signed_ns),
+        "provstore:bundleChecksum": sig.checksum.hex(),
+        "provstore:bundleObjects": sig.count,
+        "provstore:root": [_id(root) for root in sig.roots],
+    }
+
+
 PROV_MAPPING: dict[str, Callable[[_Document, Sealed], None]] = {
     "product": _map_product,
     "run": _map_run,
@@ -334,6 +354,7 @@ PROV_MAPPING: dict[str, Callable[[_Document, Sealed], None]] = {
     "condaset": _map_condaset,
     "importset": _map_importset,
     "variables": _map_variables,
+    "signature": _map_signature,
 }
 """How each kind becomes PROV records: one entry per kind in ``provstore.core.objects.KINDS``."""
 

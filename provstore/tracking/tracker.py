@@ -54,6 +54,7 @@ from provstore.core.contracts import (
 from provstore.core.digests import DIGEST_SIZE, full_digest, parse_ref, to_hex
 from provstore.core.errors import EncodingError, UnknownDigestError, UsageError
 from provstore.core.objects import (
+    Environment,
     ImportSet,
     LibrarySet,
     Product,
@@ -66,6 +67,7 @@ from provstore.core.objects import (
 from provstore.db.dialects import for_url
 
 if TYPE_CHECKING:
+    from provstore.tracking.lineage_events import LineageEmitter
     from provstore.tracking.spool import SpoolWriter
 
 __all__ = ["FLUSH_AFTER", "FLUSH_EVERY", "IMPORTS_VARIABLE", "Tracker", "tracker"]
@@ -130,8 +132,17 @@ class Tracker:
         git: bool = True,
         command: Sequence[str] | None = None,
         guest_imports: str | None = None,
+        openlineage: str | None = None,
     ) -> None:
         self._settings = settings
+        self._openlineage = openlineage or settings.openlineage_url
+        self._lineage: LineageEmitter | None = None  # live OpenLineage events, when configured
+        self._lineage_products: dict[bytes, Product] = {}
+        self._lineage_run: tuple[Run, Environment, LibrarySet] | None = None
+        if self._openlineage:
+            from provstore.tracking.lineage_events import check_target
+
+            check_target(self._openlineage)  # a bad setting fails before anything is recorded
         self._name = name
         self._git = git
         self._command = command
@@ -154,6 +165,11 @@ class Tracker:
         self._secrets = Secrets()  # secret values capture met; never stored
         self._versions: dict[str, str] = {}  # the library set: name -> version
         self._modules: set[str] = set()  # every module seen in sys.modules at a flush
+        self.openlineage_dropped = 0
+        """OpenLineage events lost (dropped, or reported failed by the sender) when the block
+        ended; :attr:`openlineage_emitter` has the sender's later reports."""
+        self.openlineage_emitter: LineageEmitter | None = None
+        """The run's OpenLineage sender (when configured), for its counts."""
 
     # -- context -----------------------------------------------------------------------------
 
@@ -184,6 +200,7 @@ class Tracker:
                 run = self._capture_run(env)
                 store.put([*env.objects(), run.variables, run.run])
                 self._run_digest = run.run.digest
+                self._start_lineage(env, run)
         except BaseException:
             store.close()
             self._store = None
@@ -207,6 +224,7 @@ class Tracker:
                 self._spool, self._run_digest, self._joined = guest, guest.run, True
                 return
         run = self._capture_run(env)
+        self._start_lineage(env, run)
         head = [*env.objects(), run.variables, run.run]
         if self._command is not None:
             self._spool = joining.HostWriter(spool, run.run.digest, head)
@@ -219,6 +237,47 @@ class Tracker:
                 self._spool = None
                 raise
         self._run_digest = run.run.digest
+
+    def _start_lineage(self, env: EnvironmentCapture, run: RunCapture) -> None:
+        """Start the OpenLineage sender (when configured) and queue the run's START event."""
+        if not self._openlineage:
+            return
+        from provstore.exchange.openlineage import start_event
+        from provstore.tracking.lineage_events import LineageEmitter
+
+        assert isinstance(run.run.obj, Run)
+        env_obj, libs = env.environment.obj, env.libraryset.obj
+        assert isinstance(env_obj, Environment) and isinstance(libs, LibrarySet)
+        self._lineage = self.openlineage_emitter = LineageEmitter(self._openlineage)
+        namespace = self._settings.openlineage_namespace
+        self._lineage.send(start_event(run.run.digest, run.run.obj, namespace, env_obj, libs))
+        self._lineage_run = (run.run.obj, env_obj, libs)
+
+    def _end_lineage(self, end: RunEnd | None) -> None:
+        """Queue the COMPLETE/FAIL event, give the sender its bounded time, count the losses."""
+        emitter, self._lineage = self._lineage, None
+        if emitter is None:
+            return
+        try:
+            if end is not None and self._lineage_run is not None:
+                from provstore.exchange.openlineage import complete_event
+
+                run, env, libs = self._lineage_run
+                products = self._lineage_products
+                missing = [d for d in self._inputs if d not in products]
+                if missing and self._store is not None:
+                    store = self._store
+                    found = store.retrying(lambda: store.get_many(missing))
+                    products.update((d, i.obj) for d, i in found.items()
+                                    if isinstance(i.obj, Product))  # fmt: skip
+                inputs = [(d, products[d]) for d in end.inputs if d in products]
+                outputs = [(d, p) for d, p in products.items() if p.run == self._run_digest]
+                namespace = self._settings.openlineage_namespace
+                emitter.send(complete_event(self._run_digest, run, end, namespace, inputs,
+                                            outputs, env, libs))  # fmt: skip
+        finally:
+            emitter.close()
+            self.openlineage_dropped = emitter.dropped + emitter.failed
 
     def _capture_run(self, env: EnvironmentCapture) -> RunCapture:
         run = capture_run(
@@ -282,7 +341,10 @@ class Tracker:
             if self._spool is not None:
                 self._spool.publish()
                 self._spool = None
+            self._end_lineage(end)
         finally:
+            if self._lineage is not None:  # the end was not written: no COMPLETE to send
+                self._end_lineage(None)
             if self._spool is not None:
                 self._spool.discard()
                 self._spool = None
@@ -574,6 +636,8 @@ class Tracker:
         self._pending.append(item)
         self._known.add(item.digest)
         product = item.obj
+        if self._lineage is not None and isinstance(product, Product):
+            self._lineage_products[item.digest] = product
         if isinstance(product, Product) and product.content is not None:
             self._by_content[product.content] = item.digest
             if product.path is not None:
@@ -615,10 +679,11 @@ def _code_dir(command: Sequence[str]) -> str:
 
 
 @requires(
-    lambda url=None, *, name=None, git=True, spool=None, probes_off=(): all_of(
+    lambda url=None, *, name=None, git=True, spool=None, probes_off=(), openlineage=None: all_of(
         is_optional_str(url, "url", empty=False),
         is_optional_str(name, "name"),
         True if spool is None else is_path(spool, "spool"),
+        is_optional_str(openlineage, "openlineage", empty=False),
     )
 )
 def tracker(
@@ -628,6 +693,7 @@ def tracker(
     git: bool = True,
     spool: str | os.PathLike[str] | None = None,
     probes_off: Sequence[str] = (),
+    openlineage: str | None = None,
 ) -> Tracker:
     """Start tracking a run; use the result in a ``with`` block.
 
@@ -635,7 +701,10 @@ def tracker(
     SQLite file); ``name`` labels the run; ``git=False`` skips reading the code's git state;
     ``spool`` (or ``PROVSTORE_SPOOL``) writes the run as a bundle into that directory instead
     of to a database; ``probes_off`` names probes not to run (``imports``, ``conda``,
-    ``gpu``, ``container``, ``job``), besides those ``[tool.provstore] probes_off`` names.
+    ``gpu``, ``container``, ``job``), besides those ``[tool.provstore] probes_off`` names;
+    ``openlineage`` (or ``[tool.provstore] openlineage_url``) sends the run's OpenLineage
+    events there as it starts and ends (:mod:`provstore.tracking.lineage_events`: never
+    blocking the run).
     """
     folder = None if spool is None else os.fspath(spool)
     settings = resolve(url, spool=folder)
@@ -645,4 +714,4 @@ def tracker(
         check_probes(list(probes_off))
         off = tuple(dict.fromkeys((*settings.probes_off, *probes_off)))
         settings = dataclasses.replace(settings, probes_off=off)
-    return Tracker(settings, name=name, git=git)
+    return Tracker(settings, name=name, git=git, openlineage=openlineage)
