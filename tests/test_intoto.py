@@ -69,7 +69,12 @@ def test_attestation_verifies_independently_and_names_the_sha256(recorded, tmp_p
     predicate = statement["predicate"]
     build = predicate["buildDefinition"]
     assert build["buildType"].startswith("urn:provstore:")
-    [dependency] = build["resolvedDependencies"]
+    # the input file, and the code's git commit when the test runs inside a git checkout
+    files = [d for d in build["resolvedDependencies"] if d["uri"].startswith("file://")]
+    code = [d for d in build["resolvedDependencies"] if d["uri"].startswith("git+")]
+    assert len(files) == 1 and len(code) <= 1
+    assert all(len(d["digest"]["gitCommit"]) == 40 for d in code)
+    [dependency] = files
     assert (
         dependency["digest"]["sha256"]
         == subprocess.run(
