@@ -27,7 +27,6 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from provstore.api import Store
 from provstore.capture.hashcache import FileHasher
 from provstore.capture.redact import Secrets
 from provstore.capture.snapshot import (
@@ -50,9 +49,10 @@ from provstore.core.contracts import (
 from provstore.core.digests import DIGEST_SIZE, full_digest, parse_ref, to_hex
 from provstore.core.errors import EncodingError, UnknownDigestError, UsageError
 from provstore.core.objects import Product, Run, RunEnd, Sealed, seal, seal_unchecked
-from provstore.db.dialects import for_url
+from provstore.db import sqlite_direct
 
 if TYPE_CHECKING:
+    from provstore.api import Store
     from provstore.tracking.spool import SpoolWriter
 
 __all__ = ["FLUSH_AFTER", "FLUSH_EVERY", "Tracker", "tracker"]
@@ -120,7 +120,8 @@ class Tracker:
         self._joined = False
         self.exit_code: int | None = None
         """Set by ``provstore run`` to the tracked command's exit status (non-zero: failed)."""
-        self._store: Store | None = None
+        self._store: Store | None = None  # opened on entry, or on the first read
+        self._direct: sqlite_direct.DirectWriter | None = None  # SQLite, without SQLAlchemy
         self._spool: SpoolWriter | None = None  # spool mode: the run's bundle being written
         self._pending: list[Sealed] = []
         self._known: set[bytes] = set()
@@ -142,20 +143,21 @@ class Tracker:
             self._enter_spool(env, self._settings.spool)
             self._last_flush = time.monotonic()
             return self
-        # A job on a server backend holds no idle connection between its writes.
-        pooled = for_url(self._settings.url).pool_jobs
-        self._store = store = Store(self._settings.url, pooled=pooled)
+        # An existing SQLite store is written without SQLAlchemy (whose import would cost a
+        # short process more than all the rest); anything else opens the full store.
+        self._direct = sqlite_direct.open_writer(self._settings.url)
         try:
-            joined = self._joinable_run(store)
+            if self._direct is None:
+                self._open_store()
+            joined = self._joinable_run()
             if joined is not None:
                 self._run_digest, self._joined = joined, True
             else:
                 run = self._capture_run(env)
-                store.put([env.libraryset, env.environment, run.variables, run.run])
+                self._write([env.libraryset, env.environment, run.variables, run.run])
                 self._run_digest = run.run.digest
         except BaseException:
-            store.close()
-            self._store = None
+            self._close_store()
             raise
         self._last_flush = time.monotonic()
         return self
@@ -201,11 +203,31 @@ class Tracker:
         self._secrets = run.secrets  # in memory only: scrubbed from the error text at exit
         return run
 
-    def _joinable_run(self, store: Store) -> bytes | None:
+    def _open_store(self) -> Store:
+        """The full store (SQLAlchemy): opened on entry, or on the first read of a direct run."""
+        if self._store is None:
+            from provstore.api import Store
+            from provstore.db.dialects import for_url
+
+            # A job on a server backend holds no idle connection between its writes.
+            pooled = for_url(self._settings.url).pool_jobs
+            self._store = Store(self._settings.url, pooled=pooled)
+        return self._store
+
+    def _close_store(self) -> None:
+        if self._direct is not None:
+            self._direct.close()
+            self._direct = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def _joinable_run(self) -> bytes | None:
         """The run named by ``PROVSTORE_RUN`` if it is stored and has this environment."""
         ref = os.environ.get(JOIN_VARIABLE)
         if not ref or self._command is not None:
             return None
+        store = self._open_store()
         try:
             run = store.retrying(lambda: store.get(ref, kind="run"))
         except UsageError:
@@ -251,9 +273,7 @@ class Tracker:
             if self._spool is not None:
                 self._spool.discard()
                 self._spool = None
-            if self._store is not None:
-                self._store.close()
-                self._store = None
+            self._close_store()
             if self._hashes is not None:
                 self._hashes.close()
                 self._hashes = None
@@ -321,17 +341,19 @@ class Tracker:
     def store(self) -> Store:
         """The store this run writes to (not in spool mode)."""
         self._require_active()
-        if self._store is None:
+        if self._spool is not None:
             raise UsageError("in spool mode the tracker writes a bundle, not to a store")
-        return self._store
+        return self._open_store()
 
     def _require_active(self) -> None:
-        if self._store is None and self._spool is None:
+        if self._store is None and self._direct is None and self._spool is None:
             raise UsageError("the tracker is not active; use it as `with tracker() as t:`")
 
     def _write(self, items: list[Sealed]) -> None:
         if self._spool is not None:
             self._spool.put(items)
+        elif self._direct is not None:
+            self._direct.put(items)
         elif self._store is not None:
             self._store.put(items)
 
@@ -441,7 +463,7 @@ class Tracker:
         This run's own products are the newest, so they come before stored ones from other
         paths; one query answers both the stored questions.
         """
-        store = self._store
+        store = None if self._spool is not None else self._open_store()
         found = store.retrying(lambda: store.product_for(content, recorded)) if store else None
         if found is not None and isinstance(found.obj, Product) and found.obj.path == recorded:
             return found.digest
@@ -478,11 +500,11 @@ class Tracker:
             exact = full_digest(ref) or parse_ref(ref).exact
             if exact is not None and exact in self._known:
                 return exact
-        store = self._store
-        if store is None:  # spool mode: no database to look in; the import checks it later
+        if self._spool is not None:  # no database to look in; the import checks it later
             if exact is None:
                 raise UsageError(f"in spool mode a parent must be a full digest, not {ref!r}")
             return exact
+        store = self._open_store()
         try:
             digest = store.retrying(lambda: store.get(ref, kind="product")).digest
         except UnknownDigestError:
