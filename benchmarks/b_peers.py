@@ -59,6 +59,7 @@ def output(name, size):
     return path
 """
 
+# fmt: off
 SCRIPTS = {
     "provstore": _COMMON + textwrap.dedent("""
         from provstore import tracker
@@ -102,6 +103,7 @@ SCRIPTS = {
         ex.run()
     """),
 }
+# fmt: on
 
 
 def venv_dir() -> Path:
