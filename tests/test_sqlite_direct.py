@@ -63,10 +63,10 @@ def _track(url: str, tmp_path, name: str) -> tuple[str, str]:
     out = tmp_path / f"{name}.bin"
     out.write_bytes(name.encode() * 100)
     with tracker(url, name=name, git=False) as t:
-        raw = t.use(str(out))  # a read: opens the full store lazily on the direct path
+        raw = t.use(str(out))  # a read the direct path answers itself
         product = t.register_data_product(name, "1", {"n": 1}, path=out, parents=[raw])
         t.flush()
-        t.register_data_product(f"{name}-child", parents=[product[:12]])  # a prefix: a read
+        t.register_data_product(f"{name}-child", parents=[product[:12]])  # opens the full store
     return t.run, product
 
 
@@ -111,6 +111,46 @@ def test_a_tracked_process_on_an_existing_store_does_not_import_sqlalchemy(tmp_p
     assert (sqlalchemy_loaded, pygments_loaded) == ("False", "False")
     with Store(url) as store:
         assert store.get(digest).obj.name == "p"
+
+
+def test_the_direct_reads_are_the_sqlalchemy_statements():
+    from sqlalchemy.dialects import sqlite
+
+    from provstore.db import queries
+    from provstore.store import _PAGE
+
+    def compiled(statement):
+        done = statement.compile(dialect=sqlite.dialect())
+        return " ".join(str(done).split()), list(done.positiontup)
+
+    assert compiled(queries.DATA_BY_DIGEST) == (sqlite_direct.DATA_BY_DIGEST, ["digest"])
+    assert compiled(queries.products_with_content()) == (
+        sqlite_direct.PRODUCTS_WITH_CONTENT,
+        ["content", "limit", "offset"],
+    )
+    assert sqlite_direct.PAGE == _PAGE
+
+
+def test_a_tracked_process_that_reads_inputs_by_digest_stays_direct(tmp_path):
+    url = f"sqlite:///{tmp_path}/store.db"
+    data = tmp_path / "raw.csv"
+    data.write_text("a,b\n1,2\n")
+    with tracker(url, git=False) as first:
+        raw = first.use(str(data))
+        made = first.register_data_product("clean", path=None, parents=[raw])
+    code = textwrap.dedent(f"""
+        import sys
+        from provstore import tracker
+        with tracker({url!r}, git=False) as t:
+            again = t.use({str(data)!r})
+            t.register_data_product("report", parents=[again, {made!r}])
+        print(again, "sqlalchemy" in sys.modules)
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [raw, "False"]  # the recorded input, found again
 
 
 def test_another_schema_version_goes_to_the_full_store(sqlite_url):

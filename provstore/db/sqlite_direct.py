@@ -34,7 +34,7 @@ from provstore.core.errors import (
     StoreFullError,
     UnsupportedStoreError,
 )
-from provstore.core.objects import Sealed
+from provstore.core.objects import Product, Sealed, load
 from provstore.db import layout
 from provstore.db.urls import bare_path
 
@@ -66,6 +66,17 @@ _NETWORK_FS = {
     "beegfs", "ceph", "glusterfs", "fuse.sshfs", "fuse.glusterfs", "fuse.cephfs",
     "fuse.gcsfuse", "fuse.s3fs", "fuse.rclone", "davfs", "fuse.davfs",
 }  # fmt: skip
+PAGE = 64
+"""Products with the same content decoded per query (as ``Store.product_for`` does)."""
+DATA_BY_DIGEST = "SELECT objects.data FROM objects WHERE objects.digest = ?"
+"""SQLAlchemy's ``queries.DATA_BY_DIGEST`` as it compiles for SQLite (a test holds them equal)."""
+PRODUCTS_WITH_CONTENT = (
+    "SELECT products.digest, objects.data FROM products "
+    "JOIN objects ON objects.digest = products.digest "
+    "LEFT OUTER JOIN runs ON runs.digest = products.run WHERE products.content = ? "
+    "ORDER BY runs.started_ns IS NULL, runs.started_ns DESC, products.digest LIMIT ? OFFSET ?"
+)
+"""``queries.products_with_content()`` as it compiles for SQLite (a test holds them equal)."""
 _INSERTS = {
     table: f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) "
     f"VALUES ({', '.join('?' for _ in columns)})"
@@ -174,7 +185,11 @@ def open_writer(url: str) -> DirectWriter | None:
 
 
 class DirectWriter:
-    """One SQLite store's writes: objects and their index rows, one transaction a batch."""
+    """One SQLite store's writes, and the two reads a tracker makes most.
+
+    Writes: objects and their index rows, one transaction a batch.  Reads: an object by its
+    digest, the product for a file's bytes.
+    """
 
     def __init__(self, conn: sqlite3.Connection, path: str) -> None:
         self.path = path
@@ -209,6 +224,33 @@ class DirectWriter:
                     time.sleep(min(2.0, 0.01 * 2**attempt) * (0.5 + random.random()))
                     continue
                 raise self._error(exc, kind) from None
+
+    def get(self, digest: bytes) -> Sealed | None:
+        """The verified object with this full digest, or None when it is not stored."""
+        with self._lock:
+            found = self._connection().execute(DATA_BY_DIGEST, (digest,)).fetchone()
+        return None if found is None else load(digest, bytes(found[0]))
+
+    def product_for(self, content: bytes, path: str) -> Sealed | None:
+        """The product for a file with these bytes: :meth:`provstore.store.Store.product_for`.
+
+        The newest recorded at ``path``, else the newest from any path, else None.
+        """
+        first: Sealed | None = None
+        offset = 0
+        while True:
+            with self._lock:
+                cursor = self._connection().execute(PRODUCTS_WITH_CONTENT, (content, PAGE, offset))
+                rows = cursor.fetchall()
+            for digest, data in rows:
+                item = load(bytes(digest), bytes(data))
+                if isinstance(item.obj, Product) and item.obj.path == path:
+                    return item
+                if first is None:
+                    first = item
+            if len(rows) < PAGE:
+                return first
+            offset += PAGE
 
     def close(self) -> None:
         """Close the connection (not one a forked parent still uses)."""

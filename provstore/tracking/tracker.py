@@ -227,6 +227,11 @@ class Tracker:
         ref = os.environ.get(JOIN_VARIABLE)
         if not ref or self._command is not None:
             return None
+        exact = full_digest(ref)
+        if exact is not None and self._direct is not None and not os.path.isfile(ref):
+            found = self._direct.get(exact)  # the common case, without opening the full store
+            if found is not None and isinstance(found.obj, Run):
+                return found.digest if found.obj.environment == self._env_digest else None
         store = self._open_store()
         try:
             run = store.retrying(lambda: store.get(ref, kind="run"))
@@ -463,14 +468,21 @@ class Tracker:
         This run's own products are the newest, so they come before stored ones from other
         paths; one query answers both the stored questions.
         """
-        store = None if self._spool is not None else self._open_store()
-        found = store.retrying(lambda: store.product_for(content, recorded)) if store else None
+        found = self._product_for(content, recorded)
         if found is not None and isinstance(found.obj, Product) and found.obj.path == recorded:
             return found.digest
         mine = self._by_content.get(content)
         if mine is not None:
             return mine
         return found.digest if found is not None else None
+
+    def _product_for(self, content: bytes, recorded: str) -> Sealed | None:
+        if self._spool is not None:
+            return None
+        if self._store is None and self._direct is not None:
+            return self._direct.product_for(content, recorded)
+        store = self._open_store()
+        return store.retrying(lambda: store.product_for(content, recorded))
 
     def flush(self) -> None:
         """Write every pending product now, in one transaction."""
@@ -504,6 +516,12 @@ class Tracker:
             if exact is None:
                 raise UsageError(f"in spool mode a parent must be a full digest, not {ref!r}")
             return exact
+        direct = self._direct
+        if exact is not None and direct is not None and not _is_file(ref):
+            found = direct.get(exact)  # the common case, without opening the full store
+            if found is not None and found.kind == "product":
+                self._known.add(exact)
+                return exact
         store = self._open_store()
         try:
             digest = store.retrying(lambda: store.get(ref, kind="product")).digest
@@ -511,6 +529,11 @@ class Tracker:
             raise UnknownDigestError(ref if isinstance(ref, str) else ref.hex()) from None
         self._known.add(digest)
         return digest
+
+
+def _is_file(ref: ParentRef) -> bool:
+    """Whether a reference names a file (the store resolves it by the file's bytes)."""
+    return isinstance(ref, str) and os.path.isfile(ref)
 
 
 def _code_dir(command: Sequence[str]) -> str:
