@@ -14,6 +14,11 @@ With a spool directory (``tracker(spool=DIR)``, ``PROVSTORE_SPOOL`` or ``[tool.p
 spool``) nothing touches a database: the run is written as one bundle into the directory, for
 ``provstore import --spool DIR`` to ingest later.  Parents must then be full digests.
 
+On an existing SQLite store of the current schema the tracker writes (and makes its common
+reads) through :mod:`provstore.db.sqlite_direct`, so a short tracked process does not pay for
+importing SQLAlchemy; any other store, and any read that path does not answer (a digest
+prefix, ``t.store``), opens the full :class:`~provstore.api.Store`.
+
 A process started by ``provstore run`` finds the run's digest in ``PROVSTORE_RUN`` and joins
 that run (when its environment is the same) instead of recording a run of its own: in the
 store, or in spool mode through the spool (:mod:`provstore.tracking.joining`).
