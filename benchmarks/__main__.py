@@ -8,6 +8,8 @@ Usage::
 
 ``--scale small`` finishes in about two minutes and runs in CI as a smoke test (it fails only
 when a benchmark raises, never on speed); ``full`` is the run whose figures go into the docs.
+``peers`` (MLflow and Sacred beside provstore, in a virtual environment of their own that the
+first run installs with pip) is part of a full run, and of a small one only when named.
 Backends: SQLite always; PostgreSQL and MariaDB at ``--url`` or at ``PROVSTORE_BENCH_PG_URL`` /
 ``PROVSTORE_BENCH_MYSQL_URL`` (default: database ``provstore_bench`` on the local servers)
 when they answer; ``--backend`` keeps only the named ones.
@@ -56,7 +58,12 @@ NAMES = [
     "galera",
     "serve",
     "openlineage",
+    "peers",
 ]
+SMALL_DEFAULT = [name for name in NAMES if name != "peers"]
+"""What a run that names no benchmark runs at ``--scale small``: all but ``peers``, which
+installs MLflow and Sacred in an environment of its own (pip, once) and takes a minute or two;
+name it to run it (``python -m benchmarks peers --scale small``)."""
 
 
 def _backends(urls: list[str], only: list[str]) -> tuple[dict[str, str], list[str]]:
@@ -125,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="provstore-bench-") as work:
         ctx = Context(args.scale, backends, Path(work))
-        for name in args.names or NAMES:
+        default = SMALL_DEFAULT if args.scale == "small" else NAMES
+        for name in args.names or default:
             module = importlib.import_module(f"benchmarks.b_{name}")
             print(f"== {name}: {module.DESCRIPTION}", file=sys.stderr, flush=True)
             begun = time.perf_counter()

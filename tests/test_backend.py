@@ -7,8 +7,8 @@ import sqlalchemy as sa
 
 from provstore import Store
 from provstore.core.errors import ConfigError, UnsupportedStoreError
-from provstore.db import dialects
 from provstore.db import engine as backend
+from provstore.db import sqlite_direct
 
 
 def test_sqlite_is_wal_with_busy_timeout(sqlite_url):
@@ -23,7 +23,7 @@ def test_in_memory_sqlite_refused():
 
 
 def test_network_file_system_refused(sqlite_url, monkeypatch):
-    monkeypatch.setattr(dialects, "filesystem_type", lambda directory: "nfs4")
+    monkeypatch.setattr(sqlite_direct, "filesystem_type", lambda directory: "nfs4")
     with pytest.raises(UnsupportedStoreError, match="PostgreSQL"):
         Store(sqlite_url)
 

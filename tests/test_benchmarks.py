@@ -6,6 +6,7 @@ Timings are never asserted here; the suite reports them (see docs/benchmarks.rst
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -42,12 +43,63 @@ def test_small_scale_suite_runs_without_errors(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     data = json.loads(out.read_text())
     assert data["errors"] == []
-    from benchmarks.__main__ import NAMES
+    from benchmarks.__main__ import SMALL_DEFAULT
 
-    assert {row["benchmark"] for row in data["rows"]} == set(NAMES)
+    assert {row["benchmark"] for row in data["rows"]} == set(SMALL_DEFAULT)
     assert all(row["value"] is not None or row["note"] for row in data["rows"])
     page = report.read_text()
     assert page.startswith("Benchmarks\n==========") and "targets:" in page
+
+
+PEERS_VARIABLE = "PROVSTORE_TEST_PEERS"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    os.environ.get(PEERS_VARIABLE) != "1",
+    reason=f"set {PEERS_VARIABLE}=1 to run the peers benchmark (pip installs MLflow and Sacred "
+    "into ~/.cache/provstore-bench/peers-venv once; then about a minute)",
+)
+def test_peers_benchmark_runs_at_small_scale(tmp_path):
+    out = tmp_path / "peers.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "peers", "--scale", "small", "--backend", "sqlite",
+         "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    rows = json.loads(out.read_text())["rows"]
+    measures = [row["measure"] for row in rows]
+    for tool in ("provstore", "MLflow", "Sacred"):
+        assert any(m.startswith(tool) and "one short tracked process" in m for m in measures)
+    against = [row for row in rows if row["measure"].startswith("provstore against")]
+    assert len(against) == 4 and all(row["met"] is not None for row in against)
+
+
+def test_peers_rows_carry_the_ratios_the_page_shows():
+    from benchmarks.b_peers import _rows
+
+    one = {"provstore": [(100.0, 50.0), (120.0, 60.0)], "MLflow": [(2000.0, 1500.0)] * 2,
+           "Sacred": [(300.0, 200.0)] * 2}  # fmt: skip
+    many = {"provstore": [(1000.0, 800.0)], "MLflow": [(9000.0, 7000.0)],
+            "Sacred": [(3000.0, 2000.0)]}  # fmt: skip
+    label = {"provstore": "provstore", "MLflow": "MLflow 3", "Sacred": "Sacred 0.8"}
+    rows = _rows(one, many, label, {"provstore": 20.0, "peers": 10.0}, 2, 100)
+    by = {row.measure: row for row in rows}
+    task = "one short tracked process (10 params, 1 MB output)"
+    mlflow = by[f"provstore against MLflow 3: {task}, wall"]
+    assert (mlflow.value, mlflow.baseline, mlflow.met) == (110.0, 2000.0, True)
+    sacred = by[f"provstore against Sacred 0.8: {task}, CPU time"]
+    assert (sacred.value, sacred.baseline, sacred.met) == (55.0, 200.0, True)
+    assert by["Sacred 0.8: 2 sequential processes"].ratio == pytest.approx(600 / 220)
+    assert by["MLflow 3: 100 outputs in one run"].ratio == pytest.approx(9.0)
+
+
+def test_peers_is_in_the_registry_and_on_the_page_order():
+    from benchmarks.__main__ import NAMES, SMALL_DEFAULT
+    from benchmarks.report import _ORDER
+
+    assert "peers" in NAMES and "peers" not in SMALL_DEFAULT and "peers" in _ORDER
 
 
 def _run(benchmark: str, command: str, value: float, backend: str = "sqlite") -> dict:

@@ -31,7 +31,7 @@ from provstore import (
 from provstore.cli.main import main
 from provstore.core.digests import frame
 from provstore.core.errors import ProvstoreError
-from provstore.db import dialects, schema
+from provstore.db import schema, sqlite_direct
 from provstore.exchange.bundle import write_bundle
 
 
@@ -51,13 +51,13 @@ def _limit_growth(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     with engine.connect() as conn:
         pages = conn.exec_driver_sql("PRAGMA page_count").scalar()
     engine.dispose()
-    original = dialects._sqlite_on_connect
+    original = sqlite_direct.configure
 
-    def limited(dbapi_conn, record):
-        original(dbapi_conn, record)
+    def limited(dbapi_conn):  # every writing connection: the engine's and a tracker's own
+        original(dbapi_conn)
         dbapi_conn.execute(f"PRAGMA max_page_count = {pages + 2}")
 
-    monkeypatch.setattr(dialects, "_sqlite_on_connect", limited)
+    monkeypatch.setattr(sqlite_direct, "configure", limited)
 
 
 def test_a_full_database_is_a_store_full_error(sqlite_url, monkeypatch):

@@ -1,8 +1,9 @@
 """The kind registry drives everything derived per kind: index rows, PROV records, stats.
 
-A new kind in ``provstore.core.objects.KINDS`` without an entry in ``INDEXERS``
-(provstore/db/index.py) or ``PROV_MAPPING`` (provstore/exchange/prov.py) fails here, with
-the names of what to add (docs/architecture.rst walks through adding a kind).
+A new kind in ``provstore.core.objects.KINDS`` without an entry in ``ROWS``
+(provstore/db/layout.py, which ``INDEXERS`` follows) or ``PROV_MAPPING``
+(provstore/exchange/prov.py) fails here, with the names of what to add
+(docs/architecture.rst walks through adding a kind).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def sample_objects() -> list[Sealed]:
 
 
 def test_every_kind_declares_its_index_rows():
-    assert set(INDEXERS) == set(KINDS), "add the kind to INDEXERS in provstore/db/index.py"
+    assert set(INDEXERS) == set(KINDS), "add the kind to ROWS in provstore/db/layout.py"
 
 
 def test_every_kind_declares_its_prov_records():

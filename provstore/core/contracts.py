@@ -16,10 +16,10 @@ hold equal to the checked functions.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
-
-import deal
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from provstore.core.errors import InvariantError, UsageError
 
@@ -34,6 +34,34 @@ __all__ = [
     "requires",
     "returns",
 ]
+
+
+def _import_deal() -> ModuleType:
+    """``deal``, imported without Pygments when nothing has imported Pygments yet.
+
+    deal imports Pygments, if installed, only to colour a failed validator's source in its
+    own messages; provstore's contracts raise provstore's errors with their own messages, so
+    that import (~20 ms of every process start) buys nothing.  A ``None`` entry in
+    ``sys.modules`` makes deal's ``import pygments`` fail as if it were not installed; the
+    entry is removed at once, so a later ``import pygments`` works as usual.
+    """
+    if "deal" in sys.modules or "pygments" in sys.modules:
+        import deal
+
+        return deal
+    sys.modules["pygments"] = None  # type: ignore[assignment]
+    try:
+        import deal
+    finally:
+        if "pygments" in sys.modules and sys.modules["pygments"] is None:
+            del sys.modules["pygments"]
+    return deal
+
+
+if TYPE_CHECKING:
+    import deal
+else:
+    deal = _import_deal()
 
 F = TypeVar("F", bound=Callable[..., Any])
 Verdict = bool | str

@@ -29,6 +29,7 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from provstore.core.errors import ConfigError, NoStoreError, UnsupportedStoreError
+from provstore.db import sqlite_direct
 from provstore.db.urls import bare_path, hidden, multi_host, split_host
 
 __all__ = [
@@ -48,11 +49,6 @@ MYSQL_BACKENDS = ("mysql", "mariadb")
 """SQLAlchemy's names for the MySQL family (schema type variants are declared for these)."""
 POSTGRESQL_BACKENDS = ("postgresql",)
 
-_NETWORK_FS = {
-    "nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "afs", "9p", "lustre", "gpfs",
-    "beegfs", "ceph", "glusterfs", "fuse.sshfs", "fuse.glusterfs", "fuse.cephfs",
-    "fuse.gcsfuse", "fuse.s3fs", "fuse.rclone", "davfs", "fuse.davfs",
-}  # fmt: skip
 _SCHEMA_LOCK_ID = 727300001
 _FAILOVER_CONNECT_TIMEOUT = 5  # seconds a node that does not answer may take to refuse
 
@@ -345,12 +341,8 @@ class SQLite(Dialect):
 
     def storage_error(self, exc: DBAPIError) -> str | None:
         """A full disk or database, a read-only file."""
-        message = str(exc.orig).lower()
-        if "database or disk is full" in message:
-            return "full"
-        if "readonly database" in message or "read-only file system" in message:
-            return "read-only"
-        return None
+        kind = sqlite_direct.error_kind(str(exc.orig))
+        return kind if kind in ("full", "read-only") else None
 
     def prepare_schema(self, metadata: MetaData, conn: Connection) -> None:
         """Compact tables without a separate rowid B-tree; partial indexes."""
@@ -374,8 +366,7 @@ class SQLite(Dialect):
 
     def is_transient(self, exc: DBAPIError) -> bool:
         """Busy or locked database files."""
-        message = str(exc.orig).lower()
-        return "database is locked" in message or "database is busy" in message
+        return sqlite_direct.error_kind(str(exc.orig)) == "busy"
 
     def insert_ignore(self, conn: Connection, table: Table, rows: Sequence[Row]) -> int:
         """``INSERT OR IGNORE`` through ``executemany``."""
@@ -454,13 +445,7 @@ def _refuse_network_fs(path: str, *, create: bool) -> None:
             os.makedirs(directory, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"cannot make the directory for {path}: {exc.strerror}") from None
-    fstype = filesystem_type(directory)
-    if fstype in _NETWORK_FS:
-        raise UnsupportedStoreError(
-            f"{path} is on a network file system ({fstype}); SQLite's locking is not safe "
-            "there. Use PostgreSQL or MariaDB for a shared store, or spool mode for "
-            "nodes that cannot reach one."
-        )
+    sqlite_direct.refuse_network_fs(path)
 
 
 _PYSQLITE_ARGS = frozenset(
@@ -516,39 +501,13 @@ def _existing_store(url: URL, path: str, params: dict[str, str]) -> None:
         )
 
 
-def filesystem_type(directory: str) -> str:
-    """The type of the file system holding ``directory`` ('' when it cannot be told)."""
-    try:
-        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as mounts:
-            entries = [line.split() for line in mounts]
-    except OSError:
-        return ""
-    best, fstype = "", ""
-    real = os.path.realpath(directory)
-    for entry in entries:
-        if len(entry) < 3:
-            continue
-        point = entry[1].replace("\\040", " ")
-        inside = real == point or real.startswith(point.rstrip("/") + "/")
-        if inside and len(point) >= len(best):
-            best, fstype = point, entry[2]
-    return fstype
-
-
-_CACHE_KIB = 65536
+_CACHE_KIB = 65536  # as sqlite_direct.PRAGMAS
 _REBUILD_FROM = 10_000
 _BULK_CACHE_KIB = 16384
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
-    dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
-    cursor = dbapi_conn.cursor()
-    cursor.execute("PRAGMA busy_timeout = 60000")
-    cursor.execute("PRAGMA journal_mode = WAL")
-    cursor.execute("PRAGMA synchronous = NORMAL")
-    cursor.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")  # 64 MiB: index pages of big batches
-    cursor.execute("PRAGMA wal_autocheckpoint = 10000")  # fewer, larger checkpoints
-    cursor.close()
+    sqlite_direct.configure(dbapi_conn)  # the pragmas a tracker's direct writer sets too
 
 
 def _sqlite_on_connect_reading(dbapi_conn: Any, _record: Any) -> None:

@@ -17,8 +17,8 @@ from sqlalchemy.engine import Connection
 from provstore.core.chunks import chunked
 from provstore.core.digests import split_frame
 from provstore.core.errors import CorruptObjectError
-from provstore.core.objects import Product, Run, RunEnd, Sealed, load
-from provstore.db import dialects, schema
+from provstore.core.objects import Sealed, load
+from provstore.db import dialects, layout, schema
 from provstore.db.engine import param_mark
 
 __all__ = [
@@ -36,68 +36,25 @@ __all__ = [
 
 Row = tuple[Any, ...]
 IndexRow = tuple[Table, Row]
+Indexer = Callable[[Sealed], Iterable[IndexRow]]
 
 INDEX_TABLES = (schema.products, schema.product_parents, schema.runs, schema.run_ends)
 """The tables derived from objects (everything but ``objects`` and ``provstore_meta``)."""
 
 
-def _product_rows(item: Sealed) -> Iterator[IndexRow]:
-    obj = item.obj
-    assert isinstance(obj, Product)
-    yield (
-        schema.products,
-        (item.digest, obj.name, obj.version, obj.content, obj.size, obj.run, obj.path),
-    )
-    for parent in obj.parents:
-        yield schema.product_parents, (item.digest, parent)
+def _indexer(rows: Callable[[Sealed], Iterable[tuple[str, Row]]]) -> Indexer:
+    def indexer(item: Sealed) -> Iterator[IndexRow]:
+        for name, row in rows(item):
+            yield _TABLES[name], row
+
+    indexer.__doc__ = rows.__doc__
+    return indexer
 
 
-def _run_rows(item: Sealed) -> Iterator[IndexRow]:
-    obj = item.obj
-    assert isinstance(obj, Run)
-    job = obj.job or {}
-    ident, array = job.get("id"), job.get("array_id")
-    yield (
-        schema.runs,
-        (
-            item.digest,
-            obj.environment,
-            obj.started_ns,
-            obj.host,
-            obj.user,
-            obj.name,
-            ident if type(ident) is str else None,
-            array if type(array) is str else None,
-        ),
-    )
+_TABLES: dict[str, Table] = {table.name: table for table in INDEX_TABLES}
 
-
-def _run_end_rows(item: Sealed) -> Iterator[IndexRow]:
-    obj = item.obj
-    assert isinstance(obj, RunEnd)
-    yield schema.run_ends, (item.digest, obj.run, obj.status, obj.finished_ns)
-
-
-def _no_rows(item: Sealed) -> Iterator[IndexRow]:
-    """Kinds found only by digest (through the objects that refer to them), or by kind.
-
-    Signatures are few (one per signed import) and found by the ``objects`` table's kind
-    index (:func:`objects_of_kind`), so they need no table of their own.
-    """
-    return iter(())
-
-
-INDEXERS: dict[str, Callable[[Sealed], Iterable[IndexRow]]] = {
-    "libraryset": _no_rows,
-    "condaset": _no_rows,
-    "importset": _no_rows,
-    "environment": _no_rows,
-    "variables": _no_rows,
-    "run": _run_rows,
-    "runend": _run_end_rows,
-    "product": _product_rows,
-    "signature": _no_rows,
-}
+INDEXERS: dict[str, Indexer] = {kind: _indexer(rows) for kind, rows in layout.ROWS.items()}
+"""Per kind: the ``(table, row)`` pairs an object implies (the rows are :data:`layout.ROWS`)."""
 
 
 def index_rows(item: Sealed) -> Iterable[IndexRow]:
@@ -106,13 +63,13 @@ def index_rows(item: Sealed) -> Iterable[IndexRow]:
 
 
 def _insert_index(conn: Connection, items: Iterable[Sealed]) -> None:
-    rows: dict[Table, list[Row]] = {table: [] for table in INDEX_TABLES}
+    rows: dict[str, list[Row]] = {name: [] for name in layout.INDEX_TABLE_NAMES}
     for item in items:
-        for table, row in index_rows(item):
-            rows[table].append(row)
+        for name, row in layout.ROWS[item.kind](item):
+            rows[name].append(row)
     insert = dialects.of(conn).insert_ignore
-    for table, table_rows in rows.items():
-        insert(conn, table, table_rows)
+    for name, table_rows in rows.items():
+        insert(conn, _TABLES[name], table_rows)
 
 
 def write_items(conn: Connection, items: Sequence[Sealed]) -> int:
@@ -120,7 +77,7 @@ def write_items(conn: Connection, items: Sequence[Sealed]) -> int:
 
     Returns how many of the objects were new to the store.
     """
-    object_rows = [(item.digest, item.kind, len(item.data), item.data) for item in items]
+    object_rows = [layout.object_row(item) for item in items]
     added = dialects.of(conn).insert_ignore(conn, schema.objects, object_rows)
     _insert_index(conn, items)
     return added

@@ -32,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.types import BINARY, TypeEngine
 
 from provstore.db.dialects import MYSQL_BACKENDS, POSTGRESQL_BACKENDS
+from provstore.db.layout import SCHEMA_VERSION
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -44,15 +45,6 @@ __all__ = [
     "runs",
 ]
 
-SCHEMA_VERSION = 3
-"""3: runs indexed by the batch job they belonged to (``job``, ``job_array``), for
-``provstore log --job``; a version-2 store is upgraded in place by rebuilding the index from
-the objects, which are unchanged.
-
-2: one end per run (a unique index on ``run_ends.run``); products indexed by name and path
-as text searchable by prefix; on MySQL/MariaDB, text compared without padding (``'1.0'`` and
-``'1.0 '`` differ, as on SQLite and PostgreSQL).  A version-1 store is upgraded in place when
-opened for writing: its index tables are rebuilt from the objects (:mod:`provstore.db.setup`)."""
 _MY = MYSQL_BACKENDS
 _UNBOUNDED = 2**32 - 1  # MySQL turns TEXT(n)/BLOB(n) of this size into LONGTEXT/LONGBLOB
 

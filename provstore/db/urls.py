@@ -4,7 +4,8 @@ A URL shown without its password, a bare file path told apart from a URL, and a 
 several hosts (``mysql://u@h1:3307,h2:3308/db``, the nodes of a cluster) turned into the one
 form SQLAlchemy reads, ``?host=h1:3307&host=h2:3308``.
 
-:mod:`provstore.db.dialects` decides what each URL means; this module names no database.
+:mod:`provstore.db.dialects` decides what each URL means; this module names no database and
+imports no SQLAlchemy (a tracked process reads its store's URL before deciding to).
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from __future__ import annotations
 import os
 import re
 import urllib.parse
+from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import URL
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 __all__ = ["bare_path", "hidden", "multi_host", "split_host"]
 
@@ -23,7 +26,7 @@ _FILE_SUFFIX = re.compile(r"\.[A-Za-z0-9]+$")
 
 def hidden(url: str | URL) -> str:
     """``url`` for messages: any password replaced by ``***``, even in text that does not parse."""
-    if isinstance(url, URL):
+    if not isinstance(url, str):
         return url.render_as_string(hide_password=True)
     return _PASSWORD.sub(r"\1***@", url)
 

@@ -14,6 +14,11 @@ With a spool directory (``tracker(spool=DIR)``, ``PROVSTORE_SPOOL`` or ``[tool.p
 spool``) nothing touches a database: the run is written as one bundle into the directory, for
 ``provstore import --spool DIR`` to ingest later.  Parents must then be full digests.
 
+On an existing SQLite store of the current schema the tracker writes (and makes its common
+reads) through :mod:`provstore.db.sqlite_direct`, so a short tracked process does not pay for
+importing SQLAlchemy; any other store, and any read that path does not answer (a digest
+prefix, ``t.store``), opens the full :class:`~provstore.api.Store`.
+
 A process started by ``provstore run`` finds the run's digest in ``PROVSTORE_RUN`` and joins
 that run (when its environment is the same) instead of recording a run of its own: in the
 store, or in spool mode through the spool (:mod:`provstore.tracking.joining`).
@@ -29,7 +34,6 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from provstore.api import Store
 from provstore.capture import imports as imported
 from provstore.capture.hashcache import FileHasher
 from provstore.capture.probes import cuda_runtimes
@@ -64,9 +68,10 @@ from provstore.core.objects import (
     seal,
     seal_unchecked,
 )
-from provstore.db.dialects import for_url
+from provstore.db import sqlite_direct
 
 if TYPE_CHECKING:
+    from provstore.api import Store
     from provstore.tracking.lineage_events import LineageEmitter
     from provstore.tracking.spool import SpoolWriter
 
@@ -151,7 +156,8 @@ class Tracker:
         self._joined = False
         self.exit_code: int | None = None
         """Set by ``provstore run`` to the tracked command's exit status (non-zero: failed)."""
-        self._store: Store | None = None
+        self._store: Store | None = None  # opened on entry, or on the first read
+        self._direct: sqlite_direct.DirectWriter | None = None  # SQLite, without SQLAlchemy
         self._spool: SpoolWriter | None = None  # spool mode: the run's bundle being written
         self._pending: list[Sealed] = []
         self._known: set[bytes] = set()
@@ -189,21 +195,22 @@ class Tracker:
             self._enter_spool(env, self._settings.spool)
             self._last_flush = time.monotonic()
             return self
-        # A job on a server backend holds no idle connection between its writes.
-        pooled = for_url(self._settings.url).pool_jobs
-        self._store = store = Store(self._settings.url, pooled=pooled)
+        # An existing SQLite store is written without SQLAlchemy (whose import would cost a
+        # short process more than all the rest); anything else opens the full store.
+        self._direct = sqlite_direct.open_writer(self._settings.url)
         try:
-            joined = self._joinable_run(store)
+            if self._direct is None:
+                self._open_store()
+            joined = self._joinable_run()
             if joined is not None:
                 self._run_digest, self._joined = joined, True
             else:
                 run = self._capture_run(env)
-                store.put([*env.objects(), run.variables, run.run])
+                self._write([*env.objects(), run.variables, run.run])
                 self._run_digest = run.run.digest
                 self._start_lineage(env, run)
         except BaseException:
-            store.close()
-            self._store = None
+            self._close_store()
             raise
         self._last_flush = time.monotonic()
         return self
@@ -291,11 +298,36 @@ class Tracker:
         self._secrets = run.secrets  # in memory only: scrubbed from the error text at exit
         return run
 
-    def _joinable_run(self, store: Store) -> bytes | None:
+    def _open_store(self) -> Store:
+        """The full store (SQLAlchemy): opened on entry, or on the first read of a direct run."""
+        if self._store is None:
+            from provstore.api import Store
+            from provstore.db.dialects import for_url
+
+            # A job on a server backend holds no idle connection between its writes.
+            pooled = for_url(self._settings.url).pool_jobs
+            self._store = Store(self._settings.url, pooled=pooled)
+        return self._store
+
+    def _close_store(self) -> None:
+        if self._direct is not None:
+            self._direct.close()
+            self._direct = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def _joinable_run(self) -> bytes | None:
         """The run named by ``PROVSTORE_RUN`` if it is stored and has this environment."""
         ref = os.environ.get(JOIN_VARIABLE)
         if not ref or self._command is not None:
             return None
+        exact = full_digest(ref)
+        if exact is not None and self._direct is not None and not os.path.isfile(ref):
+            found = self._direct.get(exact)  # the common case, without opening the full store
+            if found is not None and isinstance(found.obj, Run):
+                return found.digest if found.obj.environment == self._env_digest else None
+        store = self._open_store()
         try:
             run = store.retrying(lambda: store.get(ref, kind="run"))
         except UsageError:
@@ -348,9 +380,7 @@ class Tracker:
             if self._spool is not None:
                 self._spool.discard()
                 self._spool = None
-            if self._store is not None:
-                self._store.close()
-                self._store = None
+            self._close_store()
             if self._hashes is not None:
                 self._hashes.close()
                 self._hashes = None
@@ -494,17 +524,19 @@ class Tracker:
     def store(self) -> Store:
         """The store this run writes to (not in spool mode)."""
         self._require_active()
-        if self._store is None:
+        if self._spool is not None:
             raise UsageError("in spool mode the tracker writes a bundle, not to a store")
-        return self._store
+        return self._open_store()
 
     def _require_active(self) -> None:
-        if self._store is None and self._spool is None:
+        if self._store is None and self._direct is None and self._spool is None:
             raise UsageError("the tracker is not active; use it as `with tracker() as t:`")
 
     def _write(self, items: list[Sealed]) -> None:
         if self._spool is not None:
             self._spool.put(items)
+        elif self._direct is not None:
+            self._direct.put(items)
         elif self._store is not None:
             self._store.put(items)
 
@@ -614,14 +646,21 @@ class Tracker:
         This run's own products are the newest, so they come before stored ones from other
         paths; one query answers both the stored questions.
         """
-        store = self._store
-        found = store.retrying(lambda: store.product_for(content, recorded)) if store else None
+        found = self._product_for(content, recorded)
         if found is not None and isinstance(found.obj, Product) and found.obj.path == recorded:
             return found.digest
         mine = self._by_content.get(content)
         if mine is not None:
             return mine
         return found.digest if found is not None else None
+
+    def _product_for(self, content: bytes, recorded: str) -> Sealed | None:
+        if self._spool is not None:
+            return None
+        if self._store is None and self._direct is not None:
+            return self._direct.product_for(content, recorded)
+        store = self._open_store()
+        return store.retrying(lambda: store.product_for(content, recorded))
 
     def flush(self) -> None:
         """Write every pending product now, in one transaction."""
@@ -654,17 +693,28 @@ class Tracker:
             exact = full_digest(ref) or parse_ref(ref).exact
             if exact is not None and exact in self._known:
                 return exact
-        store = self._store
-        if store is None:  # spool mode: no database to look in; the import checks it later
+        if self._spool is not None:  # no database to look in; the import checks it later
             if exact is None:
                 raise UsageError(f"in spool mode a parent must be a full digest, not {ref!r}")
             return exact
+        direct = self._direct
+        if exact is not None and direct is not None and not _is_file(ref):
+            found = direct.get(exact)  # the common case, without opening the full store
+            if found is not None and found.kind == "product":
+                self._known.add(exact)
+                return exact
+        store = self._open_store()
         try:
             digest = store.retrying(lambda: store.get(ref, kind="product")).digest
         except UnknownDigestError:
             raise UnknownDigestError(ref if isinstance(ref, str) else ref.hex()) from None
         self._known.add(digest)
         return digest
+
+
+def _is_file(ref: ParentRef) -> bool:
+    """Whether a reference names a file (the store resolves it by the file's bytes)."""
+    return isinstance(ref, str) and os.path.isfile(ref)
 
 
 def _code_dir(command: Sequence[str]) -> str:
