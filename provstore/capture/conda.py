@@ -18,6 +18,8 @@ import os
 import re
 import sys
 
+from provstore.capture.dists import write_cache
+
 __all__ = ["conda_packages", "is_conda_prefix"]
 
 Package = tuple[str, str, str, str]  # name, version, build, channel
@@ -165,20 +167,6 @@ def _load_cache(cache_file: str, state: tuple[int, ...]) -> Scan | None:
 
 
 def _store_cache(cache_file: str, state: tuple[int, ...], scan: Scan) -> None:
-    import msgpack
-
-    temp = f"{cache_file}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
-    try:
-        data = {"format": _CACHE_FORMAT, "state": list(state), "packages": scan[0],
-                "unreadable": scan[1]}  # fmt: skip
-        payload = msgpack.packb(data, use_bin_type=True)
-        os.makedirs(os.path.dirname(cache_file), exist_ok=True)
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        with open(fd, "wb") as file:
-            file.write(payload)
-        os.replace(temp, cache_file)
-    except Exception:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
+    data = {"format": _CACHE_FORMAT, "state": list(state), "packages": scan[0],
+            "unreadable": scan[1]}  # fmt: skip
+    write_cache(cache_file, data)

@@ -13,8 +13,9 @@ import sys
 import time
 from collections.abc import Sequence
 from operator import is_ as op_is
+from typing import Any
 
-__all__ = ["cache_directory", "caching_off", "distributions", "normalize"]
+__all__ = ["cache_directory", "caching_off", "distributions", "normalize", "write_cache"]
 
 
 def distributions(
@@ -266,12 +267,19 @@ def _load_cache(cache_file: str) -> dict[str, _Entry]:
 
 def _store_cache(cache_file: str, found: dict[str, _Entry]) -> None:
     """Write the cache atomically; any failure (read-only home, odd paths) is ignored."""
+    entries = {e: (r.mtime, r.ino, r.volatile, r.dists) for e, r in found.items()}
+    write_cache(cache_file, {"format": _CACHE_FORMAT, "python": sys.version, "entries": entries})
+
+
+def write_cache(cache_file: str, data: dict[str, Any]) -> None:
+    """Write ``data`` as msgpack to ``cache_file`` atomically (a temporary file, then a rename).
+
+    A cache is only a cache: any failure (read-only home, odd paths) is ignored.
+    """
     import msgpack
 
-    entries = {e: (r.mtime, r.ino, r.volatile, r.dists) for e, r in found.items()}
     temp = f"{cache_file}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
     try:
-        data = {"format": _CACHE_FORMAT, "python": sys.version, "entries": entries}
         payload = msgpack.packb(data, use_bin_type=True)
         os.makedirs(os.path.dirname(cache_file), exist_ok=True)
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
