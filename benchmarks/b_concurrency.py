@@ -344,15 +344,31 @@ def _rows(ctx: Context, backend: str, res: dict[str, Any], base: dict[str, Any] 
         note += f"; server max_connections={limit}" if limit else ""
     if res["timed_out"]:
         note = "did not complete in time; " + note
+    return result_rows(NAME, who, res, backend, base, label, b_rate, target, met, note)
+
+
+def result_rows(
+    name: str,
+    who: str,
+    res: dict[str, Any],
+    backend: str,
+    base: dict[str, Any] | None,
+    label: str,
+    rate_baseline: float | None,
+    target: str = "",
+    met: bool | None = None,
+    note: str = "",
+) -> list[Row]:
+    """Throughput, p50, p99 and errors of one set of writers, beside ``base`` when given."""
     errs = res["errors"]
     return [
-        Row(NAME, f"{who}: products/s (flush each)", res["rate"], "/s", backend,
-            b_rate, label, target, met, note),
-        Row(NAME, f"{who}: p50 register+flush", res["p50"], "ms", backend,
+        Row(name, f"{who}: products/s (flush each)", res["rate"], "/s", backend,
+            rate_baseline, label, target, met, note),
+        Row(name, f"{who}: p50 register+flush", res["p50"], "ms", backend,
             base["p50"] if base else None, label),
-        Row(NAME, f"{who}: p99 register+flush", res["p99"], "ms", backend,
+        Row(name, f"{who}: p99 register+flush", res["p99"], "ms", backend,
             base["p99"] if base else None, label),
-        Row(NAME, f"{who}: errors", float(len(errs)), "errors", backend,
+        Row(name, f"{who}: errors", float(len(errs)), "errors", backend,
             target="0 errors", met=not errs,
             note=f"first: {errs[0][:300]}" if errs else "store check passed"),
     ]  # fmt: skip

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from benchmarks.b_concurrency import Pool
+from benchmarks.b_concurrency import Pool, result_rows
 from benchmarks.harness import Context, Row, empty_scratch, server_url, wipe_database
 
 DESCRIPTION = "registration on a 3-node Galera cluster (1 node, spread) vs plain MariaDB"
@@ -117,15 +117,5 @@ def _rows(backend: str, setup: str, res: dict[str, Any], base: dict[str, Any] | 
         f"{writers}×{res['per_writer']} products, window {res['window']:.1f} s; stored "
         f"{check['products']}/{check['expected']}, {check['environments']} environment(s)"
     )
-    errs = res["errors"]
-    return [
-        Row(NAME, f"{who}: products/s (flush each)", res["rate"], "/s", backend,
-            base["rate"] if base else None, label, note=note),
-        Row(NAME, f"{who}: p50 register+flush", res["p50"], "ms", backend,
-            base["p50"] if base else None, label),
-        Row(NAME, f"{who}: p99 register+flush", res["p99"], "ms", backend,
-            base["p99"] if base else None, label),
-        Row(NAME, f"{who}: errors", float(len(errs)), "errors", backend,
-            target="0 errors", met=not errs,
-            note=f"first: {errs[0][:300]}" if errs else "store check passed"),
-    ]  # fmt: skip
+    rate_baseline = base["rate"] if base else None
+    return result_rows(NAME, who, res, backend, base, label, rate_baseline, note=note)

@@ -221,24 +221,10 @@ def _store_cache(entries: tuple[str, ...], cached: _Cache) -> None:
     path = _cache_path(entries)
     if path is None:
         return
-    import msgpack
-
     settled = time.time_ns() - dists._RACY_NS
     keep = {
         entry: (stat[0], stat[1], {k: list(v) for k, v in names.items()})
         for entry, (stat, names) in cached.items()
         if stat[0] < settled  # changed within the last seconds: may change unseen, not kept
     }
-    temp = f"{path}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
-    try:
-        payload = msgpack.packb({"format": _CACHE_FORMAT, "entries": keep}, use_bin_type=True)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        with open(fd, "wb") as file:
-            file.write(payload)
-        os.replace(temp, path)
-    except Exception:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
+    dists.write_cache(path, {"format": _CACHE_FORMAT, "entries": keep})
