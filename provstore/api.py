@@ -29,7 +29,8 @@ from provstore.core.contracts import (
 if TYPE_CHECKING:
     from provstore.checks.envdiff import EnvDiff
     from provstore.checks.report import Report
-    from provstore.checks.why import StatusReport, Why
+    from provstore.checks.status import StatusReport
+    from provstore.checks.why import Why
     from provstore.exchange.transfer import ExportResult, ImportResult
 
 __all__ = ["Store", "open_store"]
@@ -113,7 +114,7 @@ class Store(store.Store):
     @requires(lambda self, paths=(".",): is_paths(paths))
     def status(self, paths: Sequence[str] = (".",)) -> StatusReport:
         """Every file under ``paths``: recorded, modified or untracked (stat-cached hashing)."""
-        from provstore.checks.why import status
+        from provstore.checks.status import status
 
         return status(self, [os.fspath(p) for p in paths])
 

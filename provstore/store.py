@@ -548,6 +548,12 @@ class Store:
         with self._readers.connection() as conn:
             return listing.recorded_paths(conn, paths)
 
+    @_reads
+    def product_count(self) -> int:
+        """How many products the index holds (it only grows: see :func:`listing.product_count`)."""
+        with self._readers.connection() as conn:
+            return listing.product_count(conn)
+
     @requires(lambda self, path, limit=None: is_count(limit, "limit", optional=True))
     def products_at(self, path: str, limit: int | None = None) -> list[Sealed]:
         """Products recorded at this absolute path, newest first."""

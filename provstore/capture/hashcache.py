@@ -32,6 +32,13 @@ _SCHEMA = (
     "size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, digest BLOB) WITHOUT ROWID"
 )
 
+_SNAPSHOTS = (
+    "CREATE TABLE IF NOT EXISTS snapshots (key TEXT PRIMARY KEY, saved_ns INTEGER NOT NULL, "
+    "meta BLOB NOT NULL, report BLOB NOT NULL, detail BLOB NOT NULL)"
+)
+SNAPSHOTS_KEPT = 16
+"""Status snapshots kept (the most recently saved); each is one ``status`` argument list."""
+
 Key = tuple[int, int, int, int, int]
 
 
@@ -62,6 +69,8 @@ class FileHasher:
         self._pending: dict[str, tuple[Key, bytes]] = {}  # hashed now, written at close
         self._known: dict[str, tuple[Key, bytes]] = {}  # read by preload()
         self._preloaded: list[str] = []
+        self._snapshot: tuple[str, bytes, bytes, bytes] | None = None  # written at close
+        self._meta: tuple[str, bytes] | None = None  # a snapshot's new meta, written at close
         self._clock = clock
         self.hashed = 0
         where = cache_path() if path == "" else path
@@ -71,6 +80,7 @@ class FileHasher:
                 self._db = sqlite3.connect(where, timeout=5, isolation_level=None)
                 self._db.execute("PRAGMA journal_mode = WAL")
                 self._db.execute(_SCHEMA)
+                self._db.execute(_SNAPSHOTS)
 
     def __enter__(self) -> FileHasher:
         return self
@@ -149,16 +159,53 @@ class FileHasher:
             return  # changed so recently that a further change could share the timestamp
         self._pending[name] = (_key(info), digest)
 
+    def now(self) -> int:
+        """The time by this hasher's clock (ns): what a racy window is measured from."""
+        return self._clock()
+
+    def snapshot(self, key: str, part: str) -> bytes | None:
+        """One part (``meta``, ``report`` or ``detail``) of the snapshot saved under ``key``."""
+        if self._db is None or part not in ("meta", "report", "detail"):
+            return None
+        try:
+            row = self._db.execute(
+                f"SELECT {part} FROM snapshots WHERE key = ?", (key,)
+            ).fetchone()
+        except sqlite3.Error:
+            return None
+        return None if row is None else bytes(row[0])
+
+    def keep_snapshot(self, key: str, meta: bytes, report: bytes, detail: bytes) -> None:
+        """Save a snapshot under ``key`` at :meth:`close` (with the digests hashed)."""
+        self._snapshot = (key, meta, report, detail)
+
+    def keep_snapshot_meta(self, key: str, meta: bytes) -> None:
+        """Replace only the ``meta`` part of the snapshot under ``key``, at :meth:`close`."""
+        self._meta = (key, meta)
+
     def close(self) -> None:
-        """Write what was hashed into the cache (one transaction) and close it."""
+        """Write what was hashed (and a snapshot) into the cache in one transaction; close it."""
         db, self._db = self._db, None
         if db is None:
             return
         rows = [(name, *key, digest) for name, (key, digest) in self._pending.items()]
-        self._pending = {}
+        snapshot, self._pending, self._snapshot = self._snapshot, {}, None
+        meta, self._meta = self._meta, None
         with suppress(sqlite3.Error):
-            if rows:
+            if rows or snapshot or meta:
                 db.execute("BEGIN IMMEDIATE")
                 db.executemany("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                if snapshot is not None:
+                    db.execute(
+                        "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?)",
+                        (snapshot[0], self._clock(), *snapshot[1:]),
+                    )
+                    db.execute(
+                        "DELETE FROM snapshots WHERE key NOT IN (SELECT key FROM snapshots "
+                        "ORDER BY saved_ns DESC LIMIT ?)",
+                        (SNAPSHOTS_KEPT,),
+                    )
+                if meta is not None:
+                    db.execute("UPDATE snapshots SET meta = ? WHERE key = ?", (meta[1], meta[0]))
                 db.execute("COMMIT")
         db.close()

@@ -15,7 +15,8 @@ from provstore.core.objects import Environment, Product, Run, RunEnd
 from provstore.db.listing import ProductFilter, ProductRow
 
 if TYPE_CHECKING:
-    from provstore.checks.why import StatusReport, Why
+    from provstore.checks.status import StatusReport
+    from provstore.checks.why import Why
 
 
 @click.command(epilog=EXIT_CODES)
@@ -147,20 +148,40 @@ def _environment_lines(answer: Why) -> list[str]:
 @click.command(epilog=EXIT_CODES)
 @click.argument("paths", metavar="[PATH]...", nargs=-1)
 @click.option("--untracked/--no-untracked", default=True, help="List untracked files too.")
+@click.option(
+    "--watch",
+    "start_watch",
+    is_flag=True,
+    help="Start a background watcher on each directory (see `provstore watch`), so the "
+    "next status there looks only at what changed.",
+)
 @json_option
 @click.pass_context
-def status(ctx: click.Context, paths: tuple[str, ...], untracked: bool, as_json: bool) -> None:
+def status(
+    ctx: click.Context, paths: tuple[str, ...], untracked: bool, start_watch: bool, as_json: bool
+) -> None:
     """Which files are recorded, modified since they were recorded, or untracked.
 
     Directories are walked recursively (default: the working directory). A file is hashed
-    once per change: its digest is cached with its size and times, as git's index does.
+    once per change: its digest is cached with its size and times, as git's index does, and
+    the answer is kept for the next status with the same arguments. Where a watcher runs
+    (`--watch`, `provstore watch`), the next status asks it what changed and looks at
+    nothing else.
 
     \b
     Examples:
       provstore status
       provstore status results/ data/raw.csv --json
+      provstore status --watch data/    start a watcher: later calls are near instant
     """
-    report = store_of(ctx).status(list(paths) or ["."])
+    targets = list(paths) or ["."]
+    if start_watch:
+        from provstore.capture import watch
+
+        for target in targets:
+            if os.path.isdir(target):
+                watch.start(target)
+    report = store_of(ctx).status(targets)
     emit(as_json, _status_json(report, untracked), lambda: _status_text(report, untracked))
 
 
@@ -173,6 +194,8 @@ def _status_json(report: StatusReport, untracked: bool) -> dict[str, Any]:
         ],
         "counts": report.counts(),
         "hashed": report.hashed,
+        "walked": report.walked,
+        "watched": report.watched,
     }
 
 
@@ -184,10 +207,11 @@ def _status_text(report: StatusReport, untracked: bool) -> str:
         product = item.product.hex()[:12] if item.product else ""
         lines.append(f"{item.state:<10} {product:<12}  {item.path}")
     counts = report.counts()
+    watched = f"; watched, {report.walked} looked at" if report.watched else ""
     lines.append(
         f"{counts['recorded']} recorded, {counts['modified']} modified, "
         f"{counts['untracked']} untracked ({report.hashed} "
-        f"{'file' if report.hashed == 1 else 'files'} hashed)"
+        f"{'file' if report.hashed == 1 else 'files'} hashed{watched})"
     )
     return "\n".join(lines)
 
@@ -265,4 +289,53 @@ def _products_text(rows: list[ProductRow], cursor: str | None) -> str:
     return "\n".join(lines)
 
 
-COMMANDS = [why, status, products]
+@click.command(name="watch", epilog=EXIT_CODES)
+@click.argument("paths", metavar="[DIR]...", nargs=-1)
+@click.option("--stop", is_flag=True, help="Stop the watchers of these directories.")
+@click.option("--list", "listing", is_flag=True, help="List the directories watched now.")
+@click.option(
+    "--idle",
+    type=click.FloatRange(min=1),
+    metavar="SECONDS",
+    help="A new watcher exits after this long without a question (default: an hour).",
+)
+@json_option
+def watch_command(
+    paths: tuple[str, ...], stop: bool, listing: bool, idle: float | None, as_json: bool
+) -> None:
+    """Watch directories so that `provstore status` there looks only at what changed.
+
+    A watcher is a small background process per directory tree (Linux inotify, as git's
+    fsmonitor): it notes every path that changes, and a status asks it what changed since
+    the last one instead of asking the kernel about every file. It exits after an hour
+    without a question (--idle), when its directory is removed, or with --stop. Without a
+    watcher, status gives the same answers, more slowly. Writes through a shared mmap and
+    changes made on another machine (network file systems) are not seen: do not watch
+    such trees.
+
+    \b
+    Examples:
+      provstore watch data/ results/     start watchers (default: the working directory)
+      provstore watch --list             which directories are watched
+      provstore watch --stop data/       stop one
+    """
+    from provstore.capture import watch
+
+    if listing:
+        roots = watch.running()
+        emit(as_json, {"watched": roots}, lambda: "\n".join(roots) or "no directory is watched")
+        return
+    targets = list(paths) or ["."]
+    if stop:
+        stopped = [t for t in targets if watch.stop(t)]
+        emit(
+            as_json,
+            {"stopped": [os.path.abspath(t) for t in stopped]},
+            lambda: "\n".join(f"stopped watching {t}" for t in stopped) or "nothing was watched",
+        )
+        return
+    started = [watch.start(target, idle=idle).root for target in targets]
+    emit(as_json, {"watched": started}, lambda: "\n".join(f"watching {root}" for root in started))
+
+
+COMMANDS = [why, status, products, watch_command]

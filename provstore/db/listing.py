@@ -342,3 +342,12 @@ def recorded_paths(conn: Connection, paths: Iterable[str]) -> set[str]:
         sql = f"SELECT path FROM products WHERE path IN ({', '.join([mark] * len(part))})"
         found.update(path for (path,) in conn.exec_driver_sql(sql, tuple(part)))
     return found
+
+
+def product_count(conn: Connection) -> int:
+    """How many products the index holds (driver SQL).
+
+    Products are only ever added, so within one read two equal counts mean the same set of
+    products: ``status`` keeps its verdicts while the count has not moved.
+    """
+    return int(conn.exec_driver_sql("SELECT count(*) FROM products").scalar() or 0)
