@@ -262,7 +262,7 @@ def start(directory: str, idle: float | None = None) -> Answer:
             "cannot watch: the cache directory is turned off or its path is too long for a "
             "socket (set PROVSTORE_CACHE_DIR to a shorter path)"
         )
-    os.makedirs(os.path.dirname(sock_path), exist_ok=True)
+    os.makedirs(os.path.dirname(sock_path), mode=0o700, exist_ok=True)  # sockets: the user's
     log = open(sock_path[: -len(".sock")] + ".log", "ab")  # noqa: SIM115 - handed to the child
     with log:
         command = [sys.executable, "-m", "provstore.capture.watch", top]
@@ -436,13 +436,14 @@ def _serve(root: str, idle: float) -> int:
     if sock_path is None:
         print("watch: no cache directory for the socket", file=sys.stderr)
         return 2
-    os.makedirs(os.path.dirname(sock_path), exist_ok=True)
+    os.makedirs(os.path.dirname(sock_path), mode=0o700, exist_ok=True)  # sockets: the user's
     lock = open(sock_path + ".lock", "ab")  # noqa: SIM115 - held for the process's life
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         print(f"watch: {root} is watched already", file=sys.stderr)
         return 0
+    os.chdir("/")  # hold no directory busy (an unmount, a removal)
     try:
         tree = _Tree(root, _Inotify())
     except WatchError as error:
