@@ -28,6 +28,7 @@ __all__ = [
     "run_parts",
     "run_summary_json",
     "show_json",
+    "shown",
     "to_json",
     "to_json_text",
 ]
@@ -144,6 +145,22 @@ def show_json(
         data["ends"] = [to_json(end) for end in ends or ()]
         data["products"] = [product_row_json(row) for row in made or ()]
     return data
+
+
+def shown(
+    store: Store, item: Sealed, limit: int
+) -> tuple[dict[str, Any], list[Sealed], list[ProductRow], list[Sealed]]:
+    """What ``provstore show --json`` and ``/api/show`` give, and the parts it was made of.
+
+    The JSON is :func:`show_json` (a run with its ends and first ``limit`` products, and one
+    more product row in the parts when a page follows) plus its signatures, if any.
+    """
+    ends, made = run_parts(store, item.digest, limit) if item.kind == "run" else ([], [])
+    data = show_json(item, ends, made[:limit]) if item.kind == "run" else show_json(item)
+    signatures = store.signatures_of(item.digest)
+    if signatures:
+        data["signatures"] = [to_json(sig) for sig in signatures]
+    return data, ends, made, signatures
 
 
 def run_parts(store: Store, run: bytes, limit: int) -> tuple[list[Sealed], list[ProductRow]]:

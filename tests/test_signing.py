@@ -107,6 +107,26 @@ def test_signed_bundle_is_accepted_and_recorded(backend_url, keys, tmp_path):
     assert signature["status"] == "ok" and signature["signatures"][0]["signer"] == "trusted-site"
 
 
+def test_the_web_api_shows_signatures_as_the_cli_does(sqlite_url, keys, tmp_path):
+    import warnings
+
+    from provstore.web.app import create_app
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+    items = _objects("w")
+    result = _import(sqlite_url, _bundle(items, keys / "trusted.key"), tmp_path,
+                     keys / "trusted.key.pub")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    shown = CliRunner().invoke(main, ["--url", sqlite_url, "show", items[-1].hex, "--json"])
+    cli = json.loads(shown.stdout)
+    assert [s["signer"] for s in cli["signatures"]] == ["trusted-site"]
+    with Store(sqlite_url) as store:
+        api = TestClient(create_app(store)).get(f"/api/show/{items[-1].hex}").json()
+    assert api == cli
+
+
 def test_signed_bundle_imports_without_trusted_keys_and_a_directory_of_keys_works(
     sqlite_url, keys, tmp_path
 ):

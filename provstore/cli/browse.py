@@ -43,22 +43,15 @@ def show(ctx: click.Context, ref: str, every: bool, limit: int, as_json: bool) -
 def _shown(store: Store, item: Sealed, limit: int) -> tuple[dict[str, Any], str]:
     """An object as JSON and text; a run also with its end, inputs and products."""
     text = output.human(item)
-    data = shapes.show_json(item)
-    signatures = store.signatures_of(item.digest)
+    data, ends, made, signatures = shapes.shown(store, item, limit)
     if signatures:
         from provstore.exchange.signing import signer_lines
 
-        data["signatures"] = [output.to_json(sig) for sig in signatures]
         text += "".join(f"\n  {line}" for line in signer_lines(signatures))
     if item.kind == "environment":
         return data, _environment_text(store, item, text)
     if item.kind != "run":
         return data, text
-    ends, made = shapes.run_parts(store, item.digest, limit)
-    signed = data.get("signatures")
-    data = shapes.show_json(item, ends, made[:limit])
-    if signed:
-        data["signatures"] = signed
     lines = [text]
     for end in ends:
         assert isinstance(end.obj, RunEnd)

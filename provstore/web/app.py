@@ -269,8 +269,4 @@ def _log(store: Store, params: dict[str, str]) -> list[Any]:
 
 def _show(store: Store, ref: str, params: dict[str, str]) -> Any:
     limit = pages.limit_of(params, 20)
-    item = store.get(store.resolve(ref))
-    if item.kind != "run":
-        return shapes.show_json(item)
-    ends, made = shapes.run_parts(store, item.digest, limit)
-    return shapes.show_json(item, ends, made[:limit])
+    return shapes.shown(store, store.get(store.resolve(ref)), limit)[0]
