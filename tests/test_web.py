@@ -326,3 +326,22 @@ def test_budget_folds_far_levels_into_groups():
     assert all(p in ids and c in ids for p, c in graph.edges)
     small = budgeted(_fan(3, 2), {}, budget=300)
     assert len(small.nodes) == 7 and not any(n.get("group") for n in small.nodes)
+
+
+def test_a_group_says_how_to_open_it():
+    lineage = _fan(500, 4)  # levels of 1, 500, 500, 500, 500 products
+    names = {d: f"part-{d[1] % 3}" for d in lineage.depths}
+    names[lineage.root] = "root"
+    graph = budgeted(lineage, names, budget=300)
+    first = [n for n in graph.nodes if n.get("group") and n["depth"] == 1]
+    assert first and all(n["search"] == n["label"] for n in first)
+    assert {n["unfold"] for n in first} == {501}  # the root and level 1 drawn one by one
+    unfolded = budgeted(lineage, names, budget=501)
+    assert not [n for n in unfolded.nodes if n.get("group") and n["depth"] == 1]
+    far = [n for n in graph.nodes if n.get("group") and n["depth"] >= 2]
+    assert far and not any("unfold" in n for n in far)  # 1,001+ nodes: beyond the cap
+    many = {d: f"name-{d.hex()}" for d in lineage.depths}  # too many names: a level group
+    [level] = [n for n in budgeted(lineage, many, budget=300).nodes if n["depth"] == 1]
+    assert level["unfold"] == 501 and "search" not in level
+    globbed = budgeted(lineage, dict.fromkeys(lineage.depths, "runs*"), budget=1)
+    assert not any("search" in n for n in globbed.nodes)

@@ -131,6 +131,16 @@ def test_browse_runs_run_product_lineage_compare_and_back(script, sqlite_url, tm
         assert shot.stat().st_size > 10_000
         _keep(shot, "serve-lineage.png")
 
+        # A budget of one folds the parents into groups; a group click unfolds its level.
+        page.goto(f"{base}/lineage/{ids['model']}?budget=1")
+        expect(page.locator("#graph")).to_have_attribute("data-ready", "true")
+        assert page.locator("#graph a.node.group").count() == 2
+        page.locator("#graph a.node.group", has_text="clean-table").click()
+        expect(page).to_have_url(f"{base}/lineage/{ids['model']}?budget=2")
+        expect(page.locator("#graph")).to_have_attribute("data-ready", "true")
+        assert page.locator(f'#graph a.node[data-id="{ids["clean"]}"]').count() == 1
+        assert page.locator("#graph a.node.group").count() == 1
+
         # Click the parent node: its product page opens.
         page.locator(f'#graph a.node[data-id="{ids["clean"]}"]').click()
         expect(page).to_have_url(f"{base}/products/{ids['clean']}")

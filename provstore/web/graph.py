@@ -4,6 +4,10 @@ Products nearest the root are kept one level at a time while the budget allows; 
 beyond are folded into *groups* (one per level and product name, or one per level when names
 are too many), each drawn as a single node that says how many products it holds.  Edges are
 mapped onto the kept nodes and groups and deduplicated, and still point from parent to child.
+
+A group says how to open it: ``unfold`` is the smallest budget that draws its level's
+products one by one (when that is within :data:`MAX_BUDGET`), and ``search`` the product
+name to list on the products page (a name group whose name is not a glob).
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from provstore.store import Lineage
 
-__all__ = ["DEFAULT_BUDGET", "MAX_GROUPS_PER_LEVEL", "Graph", "budgeted"]
+__all__ = ["DEFAULT_BUDGET", "MAX_BUDGET", "MAX_GROUPS_PER_LEVEL", "Graph", "budgeted"]
 
 DEFAULT_BUDGET = 300
+MAX_BUDGET = 1000
 MAX_GROUPS_PER_LEVEL = 20
 
 
@@ -54,9 +59,10 @@ def budgeted(lineage: Lineage, names: Mapping[bytes, str], budget: int = DEFAULT
         by_level.setdefault(depth, []).append(digest)
     node_of: dict[bytes, str] = {}
     nodes: list[dict[str, Any]] = []
-    kept = 0
+    kept = drawn = 0  # products drawn one by one; products in this level and those before it
     for depth in sorted(by_level):
         level = sorted(by_level[depth], key=lambda d: (names.get(d, ""), d))
+        drawn += len(level)
         if kept + len(level) <= budget or depth == 0:
             for digest in level:
                 node_of[digest] = digest.hex()
@@ -67,15 +73,19 @@ def budgeted(lineage: Lineage, names: Mapping[bytes, str], budget: int = DEFAULT
         groups: dict[str, list[bytes]] = {}
         for digest in level:
             groups.setdefault(_name(names.get(digest)), []).append(digest)
-        if len(groups) > MAX_GROUPS_PER_LEVEL:
+        by_name = len(groups) <= MAX_GROUPS_PER_LEVEL
+        if not by_name:
             groups = {f"products at level {depth}": level}
         for index, (name, members) in enumerate(sorted(groups.items())):
             gid = f"group-{depth}-{index}"
             for digest in members:
                 node_of[digest] = gid
-            nodes.append(
-                {"id": gid, "label": name, "depth": depth, "count": len(members), "group": True}
-            )
+            node = {"id": gid, "label": name, "depth": depth, "count": len(members), "group": True}
+            if drawn <= MAX_BUDGET:
+                node["unfold"] = drawn
+            if by_name and name != _name(None) and not any(c in "*?[" for c in name):
+                node["search"] = name
+            nodes.append(node)
     edges = sorted(
         {
             (node_of[parent], node_of[child])

@@ -7,7 +7,9 @@
 
   function el(name, attrs) {
     const node = document.createElementNS(SVG, name);
-    for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, String(value));
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value !== null && value !== undefined) node.setAttribute(key, String(value));
+    }
     return node;
   }
 
@@ -19,8 +21,16 @@
     return node.group ? `${node.count} × ${shown}` : shown;
   }
 
+  // A product opens its page; a group redraws this lineage with its level unfolded, or,
+  // when that would exceed the largest budget, lists the products of its name.
   function nodeHref(node) {
-    return node.group ? "/products?name=" + encodeURIComponent(node.label) : "/products/" + node.id;
+    if (!node.group) return "/products/" + node.id;
+    if (node.unfold) {
+      const here = new URL(window.location.href);
+      here.searchParams.set("budget", String(node.unfold));
+      return here.pathname + here.search;
+    }
+    return node.search ? "/products?name=" + encodeURIComponent(node.search) : null;
   }
 
   function draw(box, data) {
