@@ -25,6 +25,7 @@ from provstore.core.contracts import (
     is_refs,
     requires,
 )
+from provstore.core.errors import PathError
 
 if TYPE_CHECKING:
     from provstore.checks.envdiff import EnvDiff
@@ -51,15 +52,22 @@ class Store(store.Store):
     def export_bundle(
         self,
         refs: Sequence[str | bytes],
-        fileobj: BinaryIO,
+        fileobj: BinaryIO | str | os.PathLike[str],
         *,
         compress: bool = True,
         sign: str | None = None,
     ) -> ExportResult:
-        """Write the full closure of ``refs`` to a binary file object as a bundle.
+        """Write the full closure of ``refs`` as a bundle, to a binary file object or a path.
 
-        ``sign`` names an ed25519 private key file: the bundle is then signed with it.
+        A path is written under a temporary name and put in place when complete; an existing
+        file there is kept (:class:`OutputExistsError`).  ``sign`` names an ed25519 private
+        key file: the bundle is then signed with it.
         """
+        if isinstance(fileobj, (str, os.PathLike)):
+            from provstore.exchange.formats import ExportOptions, export_to_path
+
+            options = ExportOptions(compress=compress, sign=sign)
+            return export_to_path(self, refs, os.fspath(fileobj), options=options)
         from provstore.exchange.transfer import export_bundle
 
         key = None
@@ -71,16 +79,27 @@ class Store(store.Store):
 
     def import_bundle(
         self,
-        fileobj: BinaryIO,
+        fileobj: BinaryIO | str | os.PathLike[str],
         *,
         on_progress: Callable[[int], None] | None = None,
         trusted_keys: Sequence[str] = (),
     ) -> ImportResult:
         """Check and import a bundle in one transaction; a rejected one changes nothing.
 
-        With ``trusted_keys`` (public key files, or directories of ``*.pub`` files) the
-        bundle must carry a valid signature by one of those keys.
+        ``fileobj`` is a binary file object or a path.  With ``trusted_keys`` (public key
+        files, or directories of ``*.pub`` files) the bundle must carry a valid signature by
+        one of those keys.
         """
+        if isinstance(fileobj, (str, os.PathLike)):
+            path = os.fspath(fileobj)
+            try:
+                source = open(path, "rb")  # noqa: SIM115 - closed below
+            except OSError as exc:
+                raise PathError(path, exc.strerror or "cannot be opened") from exc
+            with source:
+                return self.import_bundle(
+                    source, on_progress=on_progress, trusted_keys=trusted_keys
+                )
         from provstore.exchange.transfer import import_bundle
 
         trusted = None

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from provstore import Store, tracker
 from provstore.checks.verify import verify
 from provstore.core.digests import frame
-from provstore.core.errors import BundleError
+from provstore.core.errors import BundleError, OutputExistsError, PathError
 from provstore.core.objects import LibrarySet, Product, seal
 from provstore.db import schema
 from provstore.exchange.bundle import MAGIC, BundleReader, Limits, write_bundle
@@ -74,6 +74,22 @@ def test_round_trip_across_backends(backend_url, tmp_path):
         assert [c.status for c in report.checks if c.name == "integrity"] == ["ok"]
         again = target.import_bundle(io.BytesIO(bundle))
         assert again.added == 0 and again.present == result.added + result.present
+
+
+def test_bundles_go_to_and_come_from_paths(tmp_path):
+    source_url, target_url = f"sqlite:///{tmp_path}/a.db", f"sqlite:///{tmp_path}/b.db"
+    product = _record(source_url, tmp_path)
+    path = tmp_path / "out.psb"
+    with Store(source_url) as source:
+        written = source.export_bundle([product], path)
+        assert path.read_bytes() == _export(source_url, product)
+        with pytest.raises(OutputExistsError):
+            source.export_bundle([product], str(path))  # an existing file is kept
+    with Store(target_url) as target:
+        result = target.import_bundle(str(path))
+        assert result.roots == (product,) and result.added == written.objects
+        with pytest.raises(PathError, match="No such file"):
+            target.import_bundle(tmp_path / "missing.psb")
 
 
 def test_sites_converge(backend_url, tmp_path):
