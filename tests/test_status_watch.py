@@ -181,6 +181,18 @@ def test_another_watcher_or_a_lost_event_means_walking(tree, short_cache):
 
 
 @linux_only
+def test_a_tree_named_through_a_symbolic_link_is_watched(tree, short_cache):
+    os.symlink(tree["root"], "linked")
+    with Store(tree["url"]) as store:
+        watch.start("linked")
+        first, _, _ = answer(store, ["linked"])
+        (tree["root"] / "b.txt").write_text("b, changed\n")
+        files, hashed, walked = answer(store, ["linked"])
+        assert (hashed, walked) == (1, 1) and files == scratch(store, ["linked"]) != first
+        assert ("linked/b.txt", "untracked", None) in files  # recorded as tree/b.txt
+
+
+@linux_only
 def test_a_forgetful_watcher_answers_unknown(tmp_path):
     tree = watch._Tree(str(tmp_path), watch._Inotify())
     tree.read()

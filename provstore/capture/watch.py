@@ -11,8 +11,9 @@ the kernel has queued (a write that returned before the question was asked is in
 and when it cannot know (the kernel's queue overflowed, a directory could not be watched, a
 different watcher instance answered, a batch older than what it remembers) it answers
 "unknown" and the caller walks the tree as if there were no watcher.  Writes through a shared
-``mmap`` and changes on network file systems raise no inotify events; trees written that way
-should not be watched.
+``mmap``, writes to a file through a hard link in a directory outside the tree, and changes
+on network file systems raise no inotify event here; trees written that way should not be
+watched.
 
 A watcher listens on a Unix socket in provstore's cache directory (named after the tree's
 absolute path), holds a lock file beside it so that one runs per tree, and exits after
@@ -313,9 +314,13 @@ class _Inotify:
             raise WatchError(f"inotify_init1: {os.strerror(ctypes.get_errno())}")
         self.fd = fd
 
-    def add(self, path: str) -> int:
-        """A watch on the directory ``path``; raises OSError (ENOSPC: out of watches)."""
-        wd = self._add(self.fd, os.fsencode(path), _MASK)
+    def add(self, path: str, follow: bool = False) -> int:
+        """A watch on the directory ``path``; raises OSError (ENOSPC: out of watches).
+
+        A symbolic link is followed only when ``follow`` (the tree's root may be one).
+        """
+        mask = _MASK & ~_IN_DONT_FOLLOW if follow else _MASK
+        wd = self._add(self.fd, os.fsencode(path), mask)
         if wd < 0:
             code = ctypes.get_errno()
             raise OSError(code, os.strerror(code), path)
@@ -354,6 +359,8 @@ class _Tree:
         self.gone = False  # the root itself was deleted or moved away
         self.instance = secrets.token_hex(8)
         self._watch_below(root)
+        if root not in self.wds:
+            raise WatchError(f"cannot watch {root}: not a directory this user can read")
 
     def _watch_below(self, top: str) -> None:
         """Watch ``top`` and every directory below it (symbolic links are not followed)."""
@@ -361,7 +368,7 @@ class _Tree:
         while pending:
             folder = pending.pop()
             try:
-                wd = self.notify.add(folder)
+                wd = self.notify.add(folder, follow=folder == self.root)
             except OSError as error:
                 if error.errno == errno.ENOSPC:
                     self.forget()  # out of watches: this tree cannot be known
@@ -418,9 +425,10 @@ class _Tree:
         for path, mask in touched:
             if mask & _IN_ISDIR and mask & (_IN_MOVED_FROM | _IN_DELETE):
                 self._unwatch_below(path)
-            if mask & _IN_ISDIR and mask & (_IN_CREATE | _IN_MOVED_TO):
-                if os.path.basename(path) not in SKIPPED_DIRS:
-                    self._watch_below(path)  # files made in it before the watch: walked anyway
+            if mask & _IN_ISDIR and mask & (_IN_CREATE | _IN_MOVED_TO | _IN_ATTRIB):
+                if path not in self.wds and os.path.basename(path) not in SKIPPED_DIRS:
+                    # new, or readable now: files made in it before the watch are walked anyway
+                    self._watch_below(path)
             self.changed[path] = self.batch
         if len(self.changed) > _MAX_CHANGED:
             self.forget()

@@ -309,9 +309,9 @@ def watch_command(
     fsmonitor): it notes every path that changes, and a status asks it what changed since
     the last one instead of asking the kernel about every file. It exits after an hour
     without a question (--idle), when its directory is removed, or with --stop. Without a
-    watcher, status gives the same answers, more slowly. Writes through a shared mmap and
-    changes made on another machine (network file systems) are not seen: do not watch
-    such trees.
+    watcher, status gives the same answers, more slowly. Writes through a shared mmap or
+    through a hard link outside the tree, and changes made on another machine (network
+    file systems), are not seen: do not watch such trees.
 
     \b
     Examples:
