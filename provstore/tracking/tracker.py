@@ -81,7 +81,13 @@ IMPORTS_VARIABLE = "PROVSTORE_RUN_IMPORTS"
 """Set by ``provstore run`` for its command: a directory where each ``tracker()`` that joins
 the run leaves the distributions it imported, for the run's end."""
 
-FLUSH_EVERY = 5000
+FLUSH_EVERY = 50_000
+"""A bound on products held in memory; in a burst, the time (:data:`FLUSH_AFTER`) decides.
+
+A transaction per 0.5 s rather than per 5,000 products: 300,000 products in one block on
+SQLite went from 10,400-11,300 to 17,700-18,100 products/s (the commits and the pages they
+rewrite are shared by more rows), and no more is at risk in a crash than before (what was
+registered in the last half second)."""
 FLUSH_AFTER = 0.5
 _METADATA_ADVICE = (
     "Metadata may hold only None, bool, int (64-bit), finite float, str, bytes, lists/tuples "
