@@ -33,9 +33,9 @@ def _read_rows(url: str, run_hex: str) -> dict[str, list[tuple[Any, ...]]]:
     from provstore.db import schema
 
     joins = {
-        "objects": "JOIN products p ON t.digest = p.digest",
-        "products": "JOIN products p ON t.digest = p.digest",
-        "product_parents": "JOIN products p ON t.child = p.digest",
+        "objects": "JOIN products p ON t.id = p.id",
+        "products": "JOIN products p ON t.id = p.id",
+        "product_parents": "JOIN products p ON t.child = p.id",
     }
     engine = sa.create_engine(url)
     out: dict[str, list[tuple[Any, ...]]] = {}
@@ -43,7 +43,10 @@ def _read_rows(url: str, run_hex: str) -> dict[str, list[tuple[Any, ...]]]:
         with engine.connect() as conn:
             for name in TABLES:
                 cols = ", ".join(f"t.{c.name}" for c in schema.metadata.tables[name].columns)
-                sql = f"SELECT {cols} FROM {name} t {joins[name]} WHERE p.run = :run"
+                sql = (
+                    f"SELECT {cols} FROM {name} t {joins[name]} "
+                    "WHERE p.run = (SELECT id FROM objects WHERE digest = :run)"
+                )
                 rows = conn.execute(sa.text(sql), {"run": bytes.fromhex(run_hex)})
                 out[name] = [tuple(_plain(v) for v in row) for row in rows]
     finally:
@@ -177,7 +180,7 @@ def _naive_models() -> Any:
 
     from provstore.db import schema
 
-    o, p, e = schema.objects.c, schema.products.c, schema.product_parents.c
+    o, p = schema.objects.c, schema.products.c  # the naive model keys by digest, as schema 3
 
     class Base(DeclarativeBase):
         pass
@@ -191,12 +194,12 @@ def _naive_models() -> Any:
 
     class ProductRow(Base):
         __tablename__ = "products"
-        digest = mapped_column(p.digest.type, primary_key=True)
+        digest = mapped_column(o.digest.type, primary_key=True)
         name = mapped_column(p.name.type)
         version = mapped_column(p.version.type)
         content = mapped_column(p.content.type, index=True)
         size = mapped_column(p.size.type)
-        run = mapped_column(p.run.type, index=True)
+        run = mapped_column(o.digest.type, index=True)
         path = mapped_column(p.path.type)
         __table_args__ = (
             Index("ix_naive_name", "name", mysql_length=255, mariadb_length=255),
@@ -206,8 +209,8 @@ def _naive_models() -> Any:
     class ParentRow(Base):
         __tablename__ = "product_parents"
         __table_args__ = (Index("ix_naive_parent", "parent", "child"),)
-        child = mapped_column(e.child.type, primary_key=True)
-        parent = mapped_column(e.parent.type, primary_key=True)
+        child = mapped_column(o.digest.type, primary_key=True)
+        parent = mapped_column(o.digest.type, primary_key=True)
 
     return Base, ObjectRow, ProductRow, ParentRow
 

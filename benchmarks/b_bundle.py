@@ -54,7 +54,7 @@ def _raw_records(path: str) -> Iterator[tuple[bytes, bytes]]:
 def raw_floor(bundle: str, like: str, dst: str) -> float:
     """Objects/s writing a bundle's ``objects`` rows with plain ``sqlite3``.
 
-    provstore's DDL and pragmas, batches of :data:`RAW_BATCH` rows sorted by key, one
+    provstore's DDL and pragmas, batches of :data:`RAW_BATCH` rows sorted by digest, one
     transaction.  Rows are prepared (and sorted) outside the timed region; only the
     ``executemany`` calls, the ``BEGIN`` and the ``COMMIT`` are timed.
     """
@@ -73,7 +73,8 @@ def raw_floor(bundle: str, like: str, dst: str) -> float:
 
     spent = timed("BEGIN IMMEDIATE")
     for digest, data in _raw_records(bundle):
-        batch.append((digest, data[: data.index(b" ")].decode("ascii"), len(data), data))
+        kind = data[: data.index(b" ")].decode("ascii")
+        batch.append((None, digest, kind, len(data), data))  # the id: the next rowid
         objects += 1
         if len(batch) >= RAW_BATCH:
             batch.sort()

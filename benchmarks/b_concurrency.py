@@ -242,7 +242,9 @@ def check_store(url: str, results: list[dict[str, Any]]) -> dict[str, Any]:
             rows, names = conn.execute(
                 select(func.count(), func.count(func.distinct(p.c.name)))
             ).one()
-            stored = {bytes(d).hex() for d in conn.execute(select(p.c.digest)).scalars()}
+            o = schema.objects
+            named = select(o.c.digest).select_from(p.join(o, o.c.id == p.c.id))
+            stored = {bytes(d).hex() for d in conn.execute(named).scalars()}
         kinds = store.stats()["objects"]
     finally:
         store.close()

@@ -119,7 +119,10 @@ def objects_by_kind(url: str) -> dict[str, list[int]]:
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
-            query = "SELECT kind, COUNT(*), SUM(size) FROM objects GROUP BY kind"
+            query = (
+                "SELECT kind, COUNT(*), SUM(size) FROM objects WHERE kind IS NOT NULL "
+                "GROUP BY kind"
+            )
             found = {str(k): [int(n), int(b)] for k, n, b in conn.exec_driver_sql(query)}
     finally:
         engine.dispose()

@@ -294,7 +294,9 @@ class Store:
         found: dict[bytes, Sealed] = {}
         with self._readers.connection() as conn:
             for part in chunked(sorted(set(digests))):
-                query = select(table.c.digest, table.c.data).where(table.c.digest.in_(part))
+                query = select(table.c.digest, table.c.data).where(
+                    table.c.digest.in_(part), table.c.data.is_not(None)
+                )
                 for raw_digest, data in conn.execute(query):
                     digest = bytes(raw_digest)
                     try:
@@ -323,27 +325,30 @@ class Store:
 
     # -- reading through the index -----------------------------------------------------------
 
-    def _index_column(
-        self, table: Any, column: str, key: str, values: Iterable[bytes]
-    ) -> list[Any]:
-        """``column`` of the rows of ``table`` whose ``key`` is among ``values``."""
-        col = table.c
-        out: list[Any] = []
+    def _referring(self, table: Any, key: str, values: Iterable[bytes]) -> list[bytes]:
+        """The digests of the rows of ``table`` whose ``key`` refers to one of ``values``."""
+        col, o = table.c, schema.objects.c
+        out: list[bytes] = []
         with self._readers.connection() as conn:
-            for part in chunked(sorted(set(values))):
-                query = select(col[column]).where(col[key].in_(part))
-                out.extend(conn.execute(query).scalars())
+            ids = index.ids_of(conn, values)
+            for part in chunked(sorted(ids.values())):
+                query = (
+                    select(o.digest)
+                    .select_from(table.join(schema.objects, o.id == col.id))
+                    .where(col[key].in_(part))
+                )
+                out.extend(bytes(d) for d in conn.execute(query).scalars())
         return out
 
     @_reads
     def run_ends(self, runs: Iterable[bytes]) -> list[bytes]:
         """Digests of the end records of these runs."""
-        return [bytes(d) for d in self._index_column(schema.run_ends, "digest", "run", runs)]
+        return self._referring(schema.run_ends, "run", runs)
 
     @_reads
     def made_by(self, runs: Iterable[bytes]) -> list[bytes]:
         """Digests of the products these runs made (digests of other kinds make none)."""
-        return [bytes(d) for d in self._index_column(schema.products, "digest", "run", runs)]
+        return self._referring(schema.products, "run", runs)
 
     @_reads
     def signatures_of(self, digest: bytes) -> list[Sealed]:
@@ -364,7 +369,9 @@ class Store:
         out: dict[bytes, bytes] = {}
         with self._readers.connection() as conn:
             for part in chunked(sorted(set(digests))):
-                query = select(table.c.digest, table.c.data).where(table.c.digest.in_(part))
+                query = select(table.c.digest, table.c.data).where(
+                    table.c.digest.in_(part), table.c.data.is_not(None)
+                )
                 out.update((bytes(d), bytes(data)) for d, data in conn.execute(query))
         return out
 
@@ -491,11 +498,15 @@ class Store:
     @_reads
     def labels(self, digests: Iterable[bytes]) -> dict[bytes, str]:
         """``"name version"`` of each product among ``digests``, from the index."""
-        col = schema.products.c
+        col, o = schema.products.c, schema.objects.c
         out: dict[bytes, str] = {}
         with self._readers.connection() as conn:
             for part in chunked(sorted(set(digests))):
-                query = select(col.digest, col.name, col.version).where(col.digest.in_(part))
+                query = (
+                    select(o.digest, col.name, col.version)
+                    .select_from(schema.products.join(schema.objects, o.id == col.id))
+                    .where(o.digest.in_(part))
+                )
                 for digest, name, version in conn.execute(query):
                     out[bytes(digest)] = f"{name} {version}" if version else name
         return out

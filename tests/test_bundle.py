@@ -22,7 +22,7 @@ from provstore.checks.verify import verify
 from provstore.core.digests import frame
 from provstore.core.errors import BundleError, OutputExistsError, PathError
 from provstore.core.objects import LibrarySet, Product, seal
-from provstore.db import schema
+from provstore.db import layout, schema
 from provstore.exchange.bundle import MAGIC, BundleReader, Limits, write_bundle
 
 
@@ -38,15 +38,21 @@ def _record(url: str, tmp_path, depth: int = 3) -> str:
 
 
 def _snapshot(url: str) -> dict[str, set]:
+    """Every table's rows, with digests for the ids each store gives in its own order."""
     engine = sa.create_engine(url)
     out = {}
     with engine.connect() as conn:
+        o = schema.objects.c
+        names = {i: bytes(d) for i, d in conn.execute(sa.select(o.id, o.digest))}
         for table in schema.metadata.sorted_tables:
-            try:
-                out[table.name] = {tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)
-                                   for row in conn.execute(table.select())}  # fmt: skip
-            except sa.exc.DBAPIError:
-                out[table.name] = set()
+            refs = layout.REFS.get(table.name, (0,) if table is schema.objects else ())
+            rows = set()
+            for row in conn.execute(table.select()):
+                values = [bytes(v) if isinstance(v, memoryview) else v for v in row]
+                for i in refs:
+                    values[i] = None if values[i] is None else names[values[i]]
+                rows.add(tuple(values))
+            out[table.name] = rows
     engine.dispose()
     return out
 

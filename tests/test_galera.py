@@ -288,13 +288,17 @@ def node_summary(node: int, database: str) -> dict:
             }
             digest = hashlib.sha256()
             for row in conn.execute(
-                sa.select(
-                    schema.objects.c.digest, schema.objects.c.kind, schema.objects.c.data
-                ).order_by(schema.objects.c.digest)
+                sa.select(schema.objects.c.digest, schema.objects.c.kind, schema.objects.c.data)
+                .where(schema.objects.c.data.is_not(None))
+                .order_by(schema.objects.c.digest)
             ):
                 digest.update(bytes(row.digest) + row.kind.encode() + bytes(row.data))
             products = conn.execute(
-                sa.select(schema.products.c.name, schema.products.c.digest)
+                sa.select(schema.products.c.name, schema.objects.c.digest).select_from(
+                    schema.products.join(
+                        schema.objects, schema.objects.c.id == schema.products.c.id
+                    )
+                )
             ).all()
             environments = conn.execute(
                 sa.select(sa.func.count())

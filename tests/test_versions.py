@@ -16,11 +16,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from provstore import CorruptObjectError, Store, tracker
+from provstore.checks.fsck import fsck
 from provstore.cli.main import main
 from provstore.core import encoding
 from provstore.core.digests import frame, hash_framed
 from provstore.core.objects import Environment, Run, RunEnd, load, seal
-from provstore.db import schema
+from provstore.db import layout, schema
 
 LIBS = bytes(32)
 
@@ -139,9 +140,117 @@ def test_a_version_2_store_is_upgraded_and_keeps_verifying(backend_url, monkeypa
         pass
     engine = sa.create_engine(backend_url)
     with engine.connect() as conn:
-        assert conn.execute(sa.select(schema.meta.c.value)).scalar() == "3"
+        assert conn.execute(sa.select(schema.meta.c.value)).scalar() == str(schema.SCHEMA_VERSION)
     engine.dispose()
     verified = runner.invoke(main, ["--url", backend_url, "verify", product])
     assert verified.exit_code == 0, verified.output
     found = runner.invoke(main, ["--url", backend_url, "log", "--job", "4711", "--json"])
     assert [row["run"] for row in json.loads(found.stdout)] == [t.run]
+
+
+# -- schema 4 -----------------------------------------------------------------------------------
+
+_V3 = sa.MetaData()
+
+
+def _d() -> sa.types.TypeEngine[bytes]:
+    return sa.LargeBinary(32).with_variant(sa.types.BINARY(32), "mysql", "mariadb")
+
+
+_V3_TABLES = {
+    "objects": sa.Table(
+        "objects", _V3,
+        sa.Column("digest", _d(), primary_key=True),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("size", sa.Integer, nullable=False),
+        sa.Column("data", sa.LargeBinary().with_variant(sa.LargeBinary(2**32 - 1), "mysql",
+                                                        "mariadb"), nullable=False),
+    ),
+    "products": sa.Table(
+        "products", _V3,
+        sa.Column("digest", _d(), primary_key=True),
+        sa.Column("name", sa.String(255), nullable=False),
+        sa.Column("version", sa.String(255)),
+        sa.Column("content", _d()),
+        sa.Column("size", sa.BigInteger),
+        sa.Column("run", _d()),
+        sa.Column("path", sa.String(255)),
+    ),
+    "product_parents": sa.Table(
+        "product_parents", _V3,
+        sa.Column("child", _d(), primary_key=True),
+        sa.Column("parent", _d(), primary_key=True),
+    ),
+    "runs": sa.Table(
+        "runs", _V3,
+        sa.Column("digest", _d(), primary_key=True),
+        sa.Column("environment", _d(), nullable=False),
+        sa.Column("started_ns", sa.BigInteger, nullable=False),
+        sa.Column("host", sa.String(255), nullable=False),
+        sa.Column("user", sa.String(255), nullable=False),
+        sa.Column("name", sa.String(255)),
+        sa.Column("job", sa.String(255)),
+        sa.Column("job_array", sa.String(255)),
+    ),
+    "run_ends": sa.Table(
+        "run_ends", _V3,
+        sa.Column("digest", _d(), primary_key=True),
+        sa.Column("run", _d(), nullable=False, unique=True),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("finished_ns", sa.BigInteger, nullable=False),
+    ),
+}  # fmt: skip
+"""Schema 3's tables as it laid them out: every table keyed by 32-byte digests."""
+
+
+def _make_version_3(url: str) -> None:
+    """Lay a store out again as schema 3 did: its objects, and index rows keyed by digest."""
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        o = schema.objects.c
+        stored = conn.execute(
+            sa.select(o.digest, o.kind, o.size, o.data).where(o.data.is_not(None))
+        ).all()
+        schema.metadata.drop_all(conn, tables=[t for t in schema.metadata.sorted_tables
+                                               if t is not schema.meta])  # fmt: skip
+        _V3.create_all(conn)
+        objects = [(bytes(d), k, s, bytes(b)) for d, k, s, b in stored]
+        rows: dict[str, list[tuple[object, ...]]] = {name: [] for name in layout.INDEX_TABLE_NAMES}
+        for digest, _, _, data in objects:
+            for name, row in layout.ROWS[load(digest, data).kind](load(digest, data)):
+                rows[name].append(row)
+        for name, table in _V3_TABLES.items():
+            values = objects if name == "objects" else rows[name]
+            if values:
+                conn.execute(
+                    table.insert(), [dict(zip(table.c.keys(), v, strict=True)) for v in values]
+                )
+        conn.execute(schema.meta.update().values(value="3"))
+    engine.dispose()
+
+
+def test_a_version_3_store_is_refused_for_reading_then_upgraded(backend_url, tmp_path):
+    first, second = tmp_path / "a.txt", tmp_path / "b.txt"
+    first.write_text("a\n")
+    with tracker(backend_url, git=False) as t:
+        a = t.track(str(first))
+        second.write_text("b\n")
+        b = t.register_data_product("b", "1", {"k": 1}, parents=[a])
+    _make_version_3(backend_url)
+    runner = CliRunner()
+    refused = runner.invoke(main, ["--url", backend_url, "log"])  # never misread
+    assert refused.exit_code != 0 and "schema" in refused.stderr.lower(), refused.stderr
+    with Store(backend_url) as store:  # opening for writing upgrades
+        assert store.get(b).obj.parents == (bytes.fromhex(a),)
+        lineage = store.lineage(b, direction="ancestors")
+        assert set(lineage.depths) == {bytes.fromhex(a), bytes.fromhex(b)}
+        assert [p.hex for p in store.products_of_run(bytes.fromhex(t.run))] != []
+        assert fsck(store).ok
+    engine = sa.create_engine(backend_url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(schema.meta.c.value)).scalar() == "4"
+        columns = {c["name"] for c in sa.inspect(conn).get_columns("products")}
+        assert "id" in columns and "digest" not in columns
+    engine.dispose()
+    verified = runner.invoke(main, ["--url", backend_url, "verify", b])
+    assert verified.exit_code == 0, verified.output

@@ -33,7 +33,7 @@ from sqlalchemy.engine import Connection
 from provstore.core.digests import to_hex
 from provstore.core.errors import CorruptObjectError
 from provstore.core.objects import RunEnd, Sealed, load, second_end, wrong_kind
-from provstore.db import schema
+from provstore.db import layout, schema
 from provstore.db.index import INDEX_TABLES, ends_of, framed_kinds, index_rows, kinds_of
 from provstore.store import Store
 
@@ -238,15 +238,16 @@ class _Checker:
     def check_tail(self, conn: Connection, lower: bytes | None) -> None:
         """Count index rows keyed past the last object (all extra); list the first few."""
         for table in INDEX_TABLES:
-            key = list(table.primary_key.columns)
+            columns, joined = _with_digests(table)
+            key = columns[: len(table.primary_key.columns)]
             after = [] if lower is None else [key[0] > lower]
-            count = select(func.count()).select_from(table).where(*after)
+            count = select(func.count()).select_from(joined).where(*after)
             extra = conn.execute(count).scalar_one()
             if not extra:
                 continue
             tally = self.tallies.setdefault(table.name, _Tally())
             room = max(0, LISTED_PER_TABLE - tally.total)
-            listed = select(*key).where(*after).order_by(*key).limit(room)
+            listed = select(*key).select_from(joined).where(*after).order_by(*key).limit(room)
             for row in conn.execute(listed) if room else ():
                 detail = _detail(table, tuple(_plain(value) for value in row))
                 message = f"index table {table.name} holds a row no object derives{detail}"
@@ -275,8 +276,9 @@ def _plain(value: Any) -> Any:
 def _index_range(
     conn: Connection, table: Table, lower: bytes | None, upper: bytes | None
 ) -> Iterator[Row]:
-    key = table.primary_key.columns[0]
-    query = select(table)
+    columns, joined = _with_digests(table)
+    key = columns[0]
+    query = select(*columns).select_from(joined)
     if lower is not None:
         query = query.where(key > lower)
     if upper is not None:
@@ -285,9 +287,24 @@ def _index_range(
         yield tuple(_plain(value) for value in row)
 
 
+def _with_digests(table: Table) -> tuple[list[Any], Any]:
+    """``table``'s columns with the digests of the ids it holds, and the join giving them."""
+    refs = layout.REFS[table.name]
+    joined: Any = table
+    columns: list[Any] = []
+    for i, column in enumerate(table.columns):
+        if i not in refs:
+            columns.append(column)
+            continue
+        named = schema.objects.alias(f"r{i}")
+        joined = joined.outerjoin(named, named.c.id == column)
+        columns.append(named.c.digest)
+    return columns, joined
+
+
 def _read_page(conn: Connection, after: bytes | None, batch: int) -> list[Row]:
     o = schema.objects
-    query = select(o.c.digest, o.c.kind, o.c.size, o.c.data)
+    query = select(o.c.digest, o.c.kind, o.c.size, o.c.data).where(o.c.data.is_not(None))
     if after is not None:
         query = query.where(o.c.digest > after)
     rows = conn.execute(query.order_by(o.c.digest).limit(batch))

@@ -161,9 +161,33 @@ class Dialect:
         """
         metadata.create_all(conn, tables=tables, checkfirst=True)
 
-    def insert_ignore(self, conn: Connection, table: Table, rows: Sequence[Row]) -> int:
-        """Insert rows sorted by key, skipping keys already present; how many were new."""
+    def insert_ignore(
+        self,
+        conn: Connection,
+        table: Table,
+        rows: Sequence[Row],
+        columns: Sequence[str] | None = None,
+    ) -> int:
+        """Insert rows sorted by key, skipping keys already present; how many were new.
+
+        ``columns``: the columns the rows fill, when not all of the table's (the rest take
+        their defaults: an object's ``id``).
+        """
         raise NotImplementedError
+
+    def put_objects(self, conn: Connection, rows: Sequence[Row]) -> int:
+        """Insert ``objects`` rows (:data:`layout.OBJECT_COLUMNS`); how many were new.
+
+        A digest already referred to but not stored (a row without data) gets its object's
+        kind, size and bytes; a stored one is left as it is.
+        """
+        raise NotImplementedError
+
+    fill_clause: ClassVar[str] = (
+        "ON CONFLICT (digest) DO UPDATE SET kind = excluded.kind, size = excluded.size, "
+        "data = excluded.data WHERE objects.data IS NULL"
+    )
+    """What an insert into ``objects`` does with a digest referred to before: fill it in."""
 
     temporary: ClassVar[str] = "CREATE TEMPORARY TABLE {name}"
     """How a staging table begins (it lives as long as the connection, or the transaction)."""
@@ -205,18 +229,29 @@ class Dialect:
         self,
         conn: Connection,
         table: Table,
-        stage: str,
-        order: Sequence[str],
+        columns: Sequence[str],
+        select: str,
         *,
         rebuild: bool = False,
     ) -> int:
-        """Insert a staging table's rows into ``table`` in ``order``, skipping keys present.
+        """Insert the rows ``select`` gives (in its order) into ``table``, skipping keys present.
 
         One set-based statement: the table's B-tree is walked once in key order.  Returns
-        how many rows were new.  ``rebuild`` (see :meth:`rebuilds_indexes`): drop the
+        how many rows were new; into ``objects``, a digest referred to before is filled in
+        (see :meth:`put_objects`).  ``rebuild`` (see :meth:`rebuilds_indexes`): drop the
         table's plain secondary indexes first and build them again after, each in one sort.
+        ``select`` has a ``WHERE`` clause (SQLite needs one before ``ON CONFLICT``).
         """
         raise NotImplementedError
+
+    join_in_order: ClassVar[str] = ""
+    """What follows ``SELECT`` to make the database join tables in the order written: a
+    staging table first, then the store's tables through their indexes."""
+
+    def staged_objects(self, stage: str, columns: Sequence[str]) -> str:
+        """The ``SELECT`` of staged objects to publish, by digest (a duplicate is a no-op)."""
+        names = ", ".join(f"s.{c}" for c in columns)
+        return f"SELECT {names} FROM {stage} s WHERE 1 = 1 ORDER BY s.digest, s.seq"
 
     def rebuilds_indexes(self, conn: Connection, staged: int) -> bool:
         """Whether publishing ``staged`` objects should rebuild secondary indexes.
@@ -264,9 +299,19 @@ def _sorted_rows(table: Table, rows: Sequence[Row]) -> list[Row]:
     return sorted(rows) if width == len(table.columns) else sorted(rows, key=lambda r: r[:width])
 
 
-def _columns(conn: Connection, table: Table) -> tuple[str, str]:
+def _columns(
+    conn: Connection, table: Table, names: Sequence[str] | None = None
+) -> tuple[str, str]:
     quote = conn.dialect.identifier_preparer.quote
-    return quote(table.name), ", ".join(quote(c.name) for c in table.columns)
+    chosen = [c.name for c in table.columns] if names is None else names
+    return quote(table.name), ", ".join(quote(name) for name in chosen)
+
+
+def _ordered(table: Table, rows: Sequence[Row], columns: Sequence[str] | None) -> list[Row]:
+    return _sorted_rows(table, rows) if columns is None else sorted(rows)
+
+
+_OBJECT_COLUMNS = ("digest", "kind", "size", "data")  # layout.OBJECT_COLUMNS
 
 
 def _param_mark(conn: Connection) -> str:
@@ -368,14 +413,27 @@ class SQLite(Dialect):
         """Busy or locked database files."""
         return sqlite_direct.error_kind(str(exc.orig)) == "busy"
 
-    def insert_ignore(self, conn: Connection, table: Table, rows: Sequence[Row]) -> int:
+    def insert_ignore(
+        self,
+        conn: Connection,
+        table: Table,
+        rows: Sequence[Row],
+        columns: Sequence[str] | None = None,
+    ) -> int:
         """``INSERT OR IGNORE`` through ``executemany``."""
         if not rows:
             return 0
-        name, columns = _columns(conn, table)
-        marks = ", ".join("?" for _ in table.columns)
-        sql = f"INSERT OR IGNORE INTO {name} ({columns}) VALUES ({marks})"
-        return int(conn.exec_driver_sql(sql, _sorted_rows(table, rows)).rowcount)
+        name, names = _columns(conn, table, columns)
+        marks = ", ".join("?" for _ in (columns or table.columns))
+        sql = f"INSERT OR IGNORE INTO {name} ({names}) VALUES ({marks})"
+        return int(conn.exec_driver_sql(sql, _ordered(table, rows, columns)).rowcount)
+
+    def put_objects(self, conn: Connection, rows: Sequence[Row]) -> int:
+        """An upsert through ``executemany`` (its row count: rows inserted or filled in)."""
+        if not rows:
+            return 0
+        sql = sqlite_direct.PUT_OBJECTS
+        return int(conn.exec_driver_sql(sql, sorted(rows)).rowcount)
 
     temporary = "CREATE TEMP TABLE {name}"
 
@@ -396,8 +454,8 @@ class SQLite(Dialect):
         self,
         conn: Connection,
         table: Table,
-        stage: str,
-        order: Sequence[str],
+        columns: Sequence[str],
+        select: str,
         *,
         rebuild: bool = False,
     ) -> int:
@@ -407,7 +465,7 @@ class SQLite(Dialect):
         same transaction (readers keep seeing the indexes of their snapshot).  Unique
         indexes stay: they enforce what the insert must respect.
         """
-        name, columns = _columns(conn, table)
+        name, names = _columns(conn, table, columns)
         saved: list[tuple[str, str]] = []
         if rebuild:
             found = conn.exec_driver_sql(
@@ -418,10 +476,10 @@ class SQLite(Dialect):
             saved = [(str(index), str(create)) for index, create in found]
             for index, _ in saved:
                 conn.exec_driver_sql(f'DROP INDEX "{index}"')
-        sql = (
-            f"INSERT OR IGNORE INTO {name} ({columns}) "
-            f"SELECT {columns} FROM {stage} ORDER BY {', '.join(order)}"
-        )
+        if table.name == "objects":
+            sql = f"INSERT INTO {name} ({names}) {select} {self.fill_clause}"
+        else:
+            sql = f"INSERT OR IGNORE INTO {name} ({names}) {select}"
         added = int(conn.exec_driver_sql(sql).rowcount)
         for _, create in saved:
             conn.exec_driver_sql(create)
@@ -616,19 +674,38 @@ class PostgreSQL(Dialect):
             return "missing"
         return {"53100": "full", "25006": "read-only"}.get(code or "")
 
-    def insert_ignore(self, conn: Connection, table: Table, rows: Sequence[Row]) -> int:
+    def insert_ignore(
+        self,
+        conn: Connection,
+        table: Table,
+        rows: Sequence[Row],
+        columns: Sequence[str] | None = None,
+    ) -> int:
         """One multi-row statement per 1,000 rows (psycopg2's executemany sends one per row)."""
         if not rows:
             return 0
+        name, names = _columns(conn, table, columns)
+        sql = f"INSERT INTO {name} ({names}) VALUES %s ON CONFLICT DO NOTHING RETURNING 1"
+        return self._values(conn, sql, _ordered(table, rows, columns))
+
+    def put_objects(self, conn: Connection, rows: Sequence[Row]) -> int:
+        """One multi-row upsert per 1,000 rows, counting the rows inserted or filled in."""
+        if not rows:
+            return 0
+        sql = (
+            f"INSERT INTO objects ({', '.join(_OBJECT_COLUMNS)}) VALUES %s "
+            f"{self.fill_clause} RETURNING 1"
+        )
+        return self._values(conn, sql, sorted(rows))
+
+    @staticmethod
+    def _values(conn: Connection, sql: str, rows: list[Row]) -> int:
         import psycopg2
         from psycopg2.extras import execute_values
 
-        name, columns = _columns(conn, table)
-        sql = f"INSERT INTO {name} ({columns}) VALUES %s ON CONFLICT DO NOTHING RETURNING 1"
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
-            ordered = _sorted_rows(table, rows)
-            return len(execute_values(cursor, sql, ordered, page_size=1000, fetch=True))
+            return len(execute_values(cursor, sql, rows, page_size=1000, fetch=True))
         except psycopg2.Error as exc:
             # Wrapped like SQLAlchemy's own errors, so retries and the CLI's messages apply.
             raise DBAPIError.instance(sql, None, exc, psycopg2.Error) from exc
@@ -655,6 +732,14 @@ class PostgreSQL(Dialect):
         finally:
             cursor.close()
 
+    def staged_objects(self, stage: str, columns: Sequence[str]) -> str:
+        """The first staged object of each digest: an upsert may not touch a row twice."""
+        names = ", ".join(f"s.{c}" for c in columns)
+        return (
+            f"SELECT DISTINCT ON (s.digest) {names} FROM {stage} s WHERE 1 = 1 "
+            "ORDER BY s.digest, s.seq"
+        )
+
     def analyze_stage(self, conn: Connection, name: str) -> None:
         """``ANALYZE``: without it the planner takes a temporary table for a small one."""
         conn.exec_driver_sql(f"ANALYZE {name}")
@@ -663,17 +748,15 @@ class PostgreSQL(Dialect):
         self,
         conn: Connection,
         table: Table,
-        stage: str,
-        order: Sequence[str],
+        columns: Sequence[str],
+        select: str,
         *,
         rebuild: bool = False,
     ) -> int:
-        """``INSERT … SELECT … ORDER BY … ON CONFLICT DO NOTHING``."""
-        name, columns = _columns(conn, table)
-        sql = (
-            f"INSERT INTO {name} ({columns}) SELECT {columns} FROM {stage} "
-            f"ORDER BY {', '.join(order)} ON CONFLICT DO NOTHING"
-        )
+        """``INSERT … SELECT … ORDER BY … ON CONFLICT DO NOTHING`` (objects: fill them in)."""
+        name, names = _columns(conn, table, columns)
+        conflict = self.fill_clause if table.name == "objects" else "ON CONFLICT DO NOTHING"
+        sql = f"INSERT INTO {name} ({names}) {select} {conflict}"
         return int(conn.exec_driver_sql(sql).rowcount)
 
 
@@ -827,19 +910,60 @@ class MySQL(Dialect):
             return "read-only"
         return "missing" if code == 1049 else None
 
-    def insert_ignore(self, conn: Connection, table: Table, rows: Sequence[Row]) -> int:
+    def insert_ignore(
+        self,
+        conn: Connection,
+        table: Table,
+        rows: Sequence[Row],
+        columns: Sequence[str] | None = None,
+    ) -> int:
         """``ON DUPLICATE KEY UPDATE`` (PyMySQL folds ``executemany`` into multi-row inserts)."""
         if not rows:
             return 0
-        name, columns = _columns(conn, table)
-        marks = ", ".join("%s" for _ in table.columns)
-        first = conn.dialect.identifier_preparer.quote(table.primary_key.columns[0].name)
+        name, names = _columns(conn, table, columns)
+        marks = ", ".join("%s" for _ in (columns or table.columns))
+        key = columns[0] if columns else table.primary_key.columns[0].name
+        first = conn.dialect.identifier_preparer.quote(key)
         sql = (
-            f"INSERT INTO {name} ({columns}) VALUES ({marks}) "
+            f"INSERT INTO {name} ({names}) VALUES ({marks}) "
             f"ON DUPLICATE KEY UPDATE {first} = {first}"
         )
         # Affected rows: 1 per row inserted, 0 per key already present (see _affected_rows).
-        return int(conn.exec_driver_sql(sql, _sorted_rows(table, rows)).rowcount)
+        return int(conn.exec_driver_sql(sql, _ordered(table, rows, columns)).rowcount)
+
+    join_in_order = "STRAIGHT_JOIN "
+    """InnoDB's statistics of a store filled inside the same transaction can still say it is
+    empty; the optimizer would then scan ``objects`` and the unindexed staging table for
+    every row of the other."""
+
+    fill_clause = (
+        "ON DUPLICATE KEY UPDATE kind = IF(objects.data IS NULL, VALUES(kind), objects.kind), "
+        "size = IF(objects.data IS NULL, VALUES(size), objects.size), "
+        "data = IFNULL(objects.data, VALUES(data))"
+    )  # assigned left to right: data last, so the tests above still see it empty
+
+    def put_objects(self, conn: Connection, rows: Sequence[Row]) -> int:
+        """An upsert; a row filled in counts 2 affected rows, so those are counted first."""
+        if not rows:
+            return 0
+        ordered = sorted(rows)
+        filled = self._referred(conn, [row[0] for row in ordered])
+        sql = (
+            f"INSERT INTO objects ({', '.join(_OBJECT_COLUMNS)}) VALUES (%s, %s, %s, %s) "
+            f"{self.fill_clause}"
+        )
+        return int(conn.exec_driver_sql(sql, ordered).rowcount) - filled
+
+    @staticmethod
+    def _referred(conn: Connection, digests: Sequence[bytes]) -> int:
+        """How many of ``digests`` are referred to but not stored (rows without data)."""
+        count = 0
+        for start in range(0, len(digests), 500):
+            part = tuple(digests[start : start + 500])
+            marks = ", ".join(["%s"] * len(part))
+            sql = f"SELECT count(*) FROM objects WHERE digest IN ({marks}) AND data IS NULL"
+            count += int(conn.exec_driver_sql(sql, part).scalar() or 0)
+        return count
 
     def create_stage(
         self, conn: Connection, name: str, select: str, index: Sequence[str] = ()
@@ -864,19 +988,28 @@ class MySQL(Dialect):
         self,
         conn: Connection,
         table: Table,
-        stage: str,
-        order: Sequence[str],
+        columns: Sequence[str],
+        select: str,
         *,
         rebuild: bool = False,
     ) -> int:
         """``INSERT … SELECT … ORDER BY … ON DUPLICATE KEY UPDATE`` (affected rows: new ones)."""
-        name, columns = _columns(conn, table)
-        first = conn.dialect.identifier_preparer.quote(table.primary_key.columns[0].name)
-        sql = (
-            f"INSERT INTO {name} ({columns}) SELECT {columns} FROM {stage} s "
-            f"ORDER BY {', '.join(order)} ON DUPLICATE KEY UPDATE {name}.{first} = {name}.{first}"
-        )
-        return int(conn.exec_driver_sql(sql).rowcount)
+        name, names = _columns(conn, table, columns)
+        filled = 0
+        if table.name == "objects":
+            conflict = self.fill_clause
+            filled = int(
+                conn.exec_driver_sql(
+                    f"SELECT count(*) FROM ({select}) s JOIN objects o "
+                    "ON o.digest = s.digest WHERE o.data IS NULL"
+                ).scalar()
+                or 0
+            )
+        else:
+            first = conn.dialect.identifier_preparer.quote(table.primary_key.columns[0].name)
+            conflict = f"ON DUPLICATE KEY UPDATE {name}.{first} = {name}.{first}"
+        sql = f"INSERT INTO {name} ({names}) {select} {conflict}"
+        return int(conn.exec_driver_sql(sql).rowcount) - filled
 
 
 def _mysql_code(exc: DBAPIError) -> int | None:

@@ -25,6 +25,8 @@ __all__ = [
     "INDEXERS",
     "INDEX_TABLES",
     "absent",
+    "digests_of",
+    "ids_of",
     "framed_kinds",
     "index_rows",
     "kinds_of",
@@ -62,14 +64,25 @@ def index_rows(item: Sealed) -> Iterable[IndexRow]:
     return INDEXERS[item.kind](item)
 
 
-def _insert_index(conn: Connection, items: Iterable[Sealed]) -> None:
-    rows: dict[str, list[Row]] = {name: [] for name in layout.INDEX_TABLE_NAMES}
-    for item in items:
-        for name, row in layout.ROWS[item.kind](item):
-            rows[name].append(row)
-    insert = dialects.of(conn).insert_ignore
-    for name, table_rows in rows.items():
-        insert(conn, _TABLES[name], table_rows)
+class _Writer:
+    """:class:`layout.Writer` over a SQLAlchemy connection, through its dialect."""
+
+    def __init__(self, conn: Connection, index_only: bool = False) -> None:
+        self.conn = conn
+        self.dialect = dialects.of(conn)
+        self.index_only = index_only
+
+    def put_objects(self, rows: Sequence[Row]) -> int:
+        return 0 if self.index_only else self.dialect.put_objects(self.conn, rows)
+
+    def ids(self, digests: Iterable[bytes]) -> dict[bytes, int]:
+        return ids_of(self.conn, digests)
+
+    def intern(self, digests: Sequence[bytes]) -> None:
+        self.dialect.insert_ignore(self.conn, schema.objects, [(d,) for d in digests], ["digest"])
+
+    def insert(self, table: str, rows: list[Row]) -> None:
+        self.dialect.insert_ignore(self.conn, _TABLES[table], rows)
 
 
 def write_items(conn: Connection, items: Sequence[Sealed]) -> int:
@@ -77,10 +90,29 @@ def write_items(conn: Connection, items: Sequence[Sealed]) -> int:
 
     Returns how many of the objects were new to the store.
     """
-    object_rows = [layout.object_row(item) for item in items]
-    added = dialects.of(conn).insert_ignore(conn, schema.objects, object_rows)
-    _insert_index(conn, items)
-    return added
+    return layout.write(_Writer(conn), items)
+
+
+def ids_of(conn: Connection, digests: Iterable[bytes]) -> dict[bytes, int]:
+    """The ``objects`` id of each of ``digests`` that has one (stored, or referred to)."""
+    mark = param_mark(conn)
+    found: dict[bytes, int] = {}
+    for part in chunked(sorted(set(digests))):
+        marks = ", ".join([mark] * len(part))
+        sql = f"SELECT digest, id FROM objects WHERE digest IN ({marks})"
+        found.update((bytes(d), int(i)) for d, i in conn.exec_driver_sql(sql, tuple(part)))
+    return found
+
+
+def digests_of(conn: Connection, ids: Iterable[int]) -> dict[int, bytes]:
+    """The digest of each of these ``objects`` ids."""
+    mark = param_mark(conn)
+    found: dict[int, bytes] = {}
+    for part in chunked(sorted(set(ids))):
+        marks = ", ".join([mark] * len(part))
+        sql = f"SELECT id, digest FROM objects WHERE id IN ({marks})"
+        found.update((int(i), bytes(d)) for i, d in conn.exec_driver_sql(sql, tuple(part)))
+    return found
 
 
 def kinds_of(conn: Connection, digests: Iterable[bytes]) -> dict[bytes, str]:
@@ -90,7 +122,7 @@ def kinds_of(conn: Connection, digests: Iterable[bytes]) -> dict[bytes, str]:
     found: dict[bytes, str] = {}
     for part in chunked(wanted):
         marks = ", ".join([mark] * len(part))
-        sql = f"SELECT digest, kind FROM objects WHERE digest IN ({marks})"
+        sql = f"SELECT digest, kind FROM objects WHERE digest IN ({marks}) AND kind IS NOT NULL"
         found.update((bytes(d), kind) for d, kind in conn.exec_driver_sql(sql, tuple(part)))
     return found
 
@@ -104,7 +136,8 @@ def framed_kinds(conn: Connection, digests: Iterable[bytes]) -> dict[bytes, str]
     o = schema.objects.c
     found: dict[bytes, str] = {}
     for part in chunked(sorted(set(digests))):
-        for digest, data in conn.execute(select(o.digest, o.data).where(o.digest.in_(part))):
+        query = select(o.digest, o.data).where(o.digest.in_(part), o.data.is_not(None))
+        for digest, data in conn.execute(query):
             try:
                 found[bytes(digest)] = split_frame(bytes(data))[0]
             except ValueError:
@@ -125,12 +158,14 @@ def ends_of(conn: Connection, runs: Iterable[bytes]) -> dict[bytes, bytes]:
     an insert that was ignored, the row found is the end that was there first.
     """
     col = schema.run_ends.c
-    found: dict[bytes, bytes] = {}
-    for part in chunked(sorted(set(runs))):
-        query = select(col.run, col.digest).where(col.run.in_(part)).order_by(col.digest)
-        for run, digest in conn.execute(query):
-            found.setdefault(bytes(run), bytes(digest))
-    return found
+    ids = ids_of(conn, runs)
+    by_id = {i: d for d, i in ids.items()}
+    ended: dict[int, int] = {}
+    for part in chunked(sorted(by_id)):
+        query = select(col.run, col.id).where(col.run.in_(part))
+        ended.update((int(run), int(end)) for run, end in conn.execute(query))
+    names = digests_of(conn, ended.values())
+    return {by_id[run]: names[end] for run, end in ended.items()}
 
 
 def objects_of_kind(conn: Connection, kind: str) -> list[tuple[bytes, bytes]]:
@@ -155,20 +190,21 @@ def rebuild(
     o = schema.objects
     for table in INDEX_TABLES:
         conn.execute(table.delete())
-    done, last = 0, b""
+    writer = _Writer(conn, index_only=True)
+    done, last = 0, 0
     while True:
-        query = select(o.c.digest, o.c.data).where(o.c.digest > last)
-        page = conn.execute(query.order_by(o.c.digest).limit(batch)).all()
+        query = select(o.c.id, o.c.digest, o.c.data).where(o.c.id > last, o.c.data.is_not(None))
+        page = conn.execute(query.order_by(o.c.id).limit(batch)).all()
         if not page:
             return done
         loaded = []
-        for digest, data in page:
+        for _, digest, data in page:
             try:
                 loaded.append(load(bytes(digest), bytes(data)))
             except CorruptObjectError:
                 continue
-        _insert_index(conn, loaded)
+        layout.write(writer, loaded)
         done += len(loaded)
-        last = bytes(page[-1][0])
+        last = int(page[-1][0])
         if on_progress is not None:
             on_progress(len(page))

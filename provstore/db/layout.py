@@ -8,8 +8,8 @@ needs to fill them without importing SQLAlchemy (a tracked process on SQLite wri
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Protocol
 
 from provstore.core.objects import Product, Run, RunEnd, Sealed
 
@@ -17,14 +17,24 @@ __all__ = [
     "COLUMNS",
     "INDEX_TABLE_NAMES",
     "KEY_WIDTH",
+    "OBJECT_COLUMNS",
+    "REFS",
     "ROWS",
     "SCHEMA_VERSION",
     "object_row",
+    "references",
+    "resolved",
     "sorted_rows",
+    "write",
 ]
 
-SCHEMA_VERSION = 3
-"""3: runs indexed by the batch job they belonged to (``job``, ``job_array``), for
+SCHEMA_VERSION = 4
+"""4: every digest stored once, in ``objects`` under an integer id given in insertion order;
+the index tables are keyed by and refer through those ids (digests referred to before their
+object is stored get an ``objects`` row without data).  A version-3 store is upgraded in place
+by rebuilding ``objects``' ids and the index tables from the objects.
+
+3: runs indexed by the batch job they belonged to (``job``, ``job_array``), for
 ``provstore log --job``; a version-2 store is upgraded in place by rebuilding the index from
 the objects, which are unchanged.
 
@@ -37,13 +47,27 @@ Row = tuple[Any, ...]
 NamedRow = tuple[str, Row]
 
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "objects": ("digest", "kind", "size", "data"),
-    "products": ("digest", "name", "version", "content", "size", "run", "path"),
+    "objects": ("id", "digest", "kind", "size", "data"),
+    "products": ("id", "name", "version", "content", "size", "run", "path"),
     "product_parents": ("child", "parent"),
-    "runs": ("digest", "environment", "started_ns", "host", "user", "name", "job", "job_array"),
-    "run_ends": ("digest", "run", "status", "finished_ns"),
+    "runs": ("id", "environment", "started_ns", "host", "user", "name", "job", "job_array"),
+    "run_ends": ("id", "run", "status", "finished_ns"),
 }
-"""Each written table's columns, in the order of its rows."""
+"""Each table's columns, in the order of its rows."""
+
+OBJECT_COLUMNS = COLUMNS["objects"][1:]
+"""The columns an object's row is written with (the database gives its ``id``)."""
+
+REFS: dict[str, tuple[int, ...]] = {
+    "products": (0, 5),
+    "product_parents": (0, 1),
+    "runs": (0, 1),
+    "run_ends": (0, 1),
+}
+"""Per index table, the positions in its rows that hold an object's id.
+
+:data:`ROWS` yields digests there; a writer looks up (or assigns) their ids and replaces them
+(:func:`resolved`) before inserting."""
 
 KEY_WIDTH: dict[str, int] = {
     "objects": 1,
@@ -59,8 +83,30 @@ INDEX_TABLE_NAMES = ("products", "product_parents", "runs", "run_ends")
 
 
 def object_row(item: Sealed) -> Row:
-    """The ``objects`` row of a sealed object."""
+    """The ``objects`` row of a sealed object, in :data:`OBJECT_COLUMNS`."""
     return (item.digest, item.kind, len(item.data), item.data)
+
+
+def references(rows: dict[str, list[Row]]) -> set[bytes]:
+    """Every digest index rows (from :data:`ROWS`) refer to, whose id a writer needs."""
+    found: set[bytes] = set()
+    for table, table_rows in rows.items():
+        for position in REFS[table]:
+            found.update(row[position] for row in table_rows if row[position] is not None)
+    return found
+
+
+def resolved(table: str, rows: list[Row], ids: dict[bytes, int]) -> list[Row]:
+    """``rows`` (from :data:`ROWS`) with ids for digests, in key order."""
+    positions = REFS[table]
+    out = []
+    for row in rows:
+        values = list(row)
+        for position in positions:
+            if values[position] is not None:
+                values[position] = ids[values[position]]
+        out.append(tuple(values))
+    return sorted_rows(table, out)
 
 
 def _product_rows(item: Sealed) -> Iterator[NamedRow]:
@@ -125,3 +171,45 @@ def sorted_rows(table: str, rows: list[Row]) -> list[Row]:
     """Rows in key order, so concurrent batches take their locks in the same order."""
     width = KEY_WIDTH[table]
     return sorted(rows) if width == len(COLUMNS[table]) else sorted(rows, key=lambda r: r[:width])
+
+
+class Writer(Protocol):
+    """What :func:`write` needs of a database connection in an open write transaction."""
+
+    def put_objects(self, rows: Sequence[Row]) -> int:
+        """Insert objects rows, filling in digests referred to before; how many were new."""
+
+    def ids(self, digests: Iterable[bytes]) -> dict[bytes, int]:
+        """The id of each of ``digests`` that has an ``objects`` row (stored or referred to)."""
+
+    def intern(self, digests: Sequence[bytes]) -> None:
+        """Give ids to digests referred to but not stored (skipping those that have one)."""
+
+    def insert(self, table: str, rows: list[Row]) -> None:
+        """Insert index rows (ids resolved, in key order), skipping keys present."""
+
+
+def write(db: Writer, items: Sequence[Sealed]) -> int:
+    """Write objects and the index rows they imply through ``db``; how many objects were new.
+
+    Objects first (their ids come in insertion order), then the ids of every digest the
+    index rows refer to: a digest not stored yet (a parent written later, or never) gets an
+    ``objects`` row of its own without data, which its object fills in when it comes.
+    """
+    rows: dict[str, list[Row]] = {name: [] for name in INDEX_TABLE_NAMES}
+    for item in items:
+        for name, row in ROWS[item.kind](item):
+            rows[name].append(row)
+    added = db.put_objects([object_row(item) for item in items])
+    wanted = references(rows)
+    if not wanted:
+        return added
+    ids = db.ids(wanted)
+    missing = sorted(wanted - ids.keys())
+    if missing:
+        db.intern(missing)
+        ids.update(db.ids(missing))
+    for name, table_rows in rows.items():
+        if table_rows:
+            db.insert(name, resolved(name, table_rows, ids))
+    return added

@@ -1,7 +1,9 @@
 """Lineage walks over the ``product_parents`` index: breadth first, level by level.
 
 :meth:`provstore.store.Store.lineage` uses these; they take an open connection and return
-plain digests, so they know nothing of objects or of how the store holds connections.
+plain digests, so they know nothing of objects or of how the store holds connections.  The
+index links products by their integer ids (schema 4): :func:`walk` maps the root to its id,
+walks ids, and maps every node it returns back to its digest once, at the end.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from sqlalchemy.engine import Connection
 from provstore.core.chunks import chunked
 from provstore.db import dialects
 from provstore.db.engine import param_mark
+from provstore.db.index import digests_of, ids_of
 
 __all__ = ["LEVEL_WALK_MAX", "all_edges", "edges_by_level", "levels", "walk"]
 
-Edge = tuple[bytes, bytes]
+Edge = tuple[int, int]  # (child id, parent id)
 
 LEVEL_WALK_MAX = 1000
 _MAX_WINDOW = 512  # levels per recursive query; below MariaDB's max_recursive_iterations
@@ -31,7 +34,7 @@ def walk(
     direction: str,
     depth: int | None,
     first: Sequence[bytes] | None = None,
-) -> tuple[dict[bytes, int], set[Edge]]:
+) -> tuple[dict[bytes, int], set[tuple[bytes, bytes]]]:
     """Nodes within ``depth`` levels of ``root`` (all when None) with their levels, and edges.
 
     ``direction`` is ``ancestors`` (follow parents) or ``descendants``; ``first`` may give the
@@ -39,6 +42,27 @@ def walk(
     Bounded walks go level by level; deeper or unbounded ones fetch every reachable edge in
     one recursive query and trim.
     """
+    ids = ids_of(conn, [root, *(first or ())])
+    if root not in ids:
+        return {root: 0}, set()
+    first_ids = None
+    if first is not None and all(parent in ids for parent in first):
+        first_ids = [ids[parent] for parent in first]
+    seen, edges = _walk_ids(conn, ids[root], direction, depth, first_ids)
+    names = digests_of(conn, {node for edge in edges for node in edge} | seen.keys())
+    return (
+        {names[node]: level for node, level in seen.items()},
+        {(names[child], names[parent]) for child, parent in edges},
+    )
+
+
+def _walk_ids(
+    conn: Connection,
+    root: int,
+    direction: str,
+    depth: int | None,
+    first: Sequence[int] | None,
+) -> tuple[dict[int, int], set[Edge]]:
     near = "child" if direction == "ancestors" else "parent"
     if depth is not None and depth <= LEVEL_WALK_MAX:
         return edges_by_level(conn, root, near, depth, first)
@@ -48,11 +72,11 @@ def walk(
 
 def edges_by_level(
     conn: Connection,
-    root: bytes,
+    root: int,
     near: str,
     depth: int,
-    first: Sequence[bytes] | None = None,
-) -> tuple[dict[bytes, int], set[Edge]]:
+    first: Sequence[int] | None = None,
+) -> tuple[dict[int, int], set[Edge]]:
     """The nodes within ``depth`` levels of ``root`` with their levels, and the edges out.
 
     The walk is breadth first.  Edges out of the last level are fetched too, so the caller
@@ -82,7 +106,7 @@ class _LevelWalk:
     """The state of :func:`edges_by_level`: levels so far, edges fetched, the frontier."""
 
     def __init__(
-        self, conn: Connection, root: bytes, near: str, first: Sequence[bytes] | None
+        self, conn: Connection, root: int, near: str, first: Sequence[int] | None
     ) -> None:
         self.near = near
         far = "parent" if near == "child" else "child"
@@ -96,7 +120,7 @@ class _LevelWalk:
             f"WHERE reach.depth < {{span}}) SELECT DISTINCT child, parent FROM reach"
         )
         self.edges: set[Edge] = set()
-        self.out: dict[bytes, list[bytes]] = {}  # fetched edges not yet walked, by source
+        self.out: dict[int, list[int]] = {}  # fetched edges not yet walked, by source
         self.seen = {root: 0}
         self.frontier = [root]
         self.level = 0
@@ -114,10 +138,7 @@ class _LevelWalk:
                 cursor.execute(self.level_sql + marks + ")", part)
             else:
                 cursor.execute(self.window_sql.format(marks=marks, span=span), part)
-            rows = cursor.fetchall()
-            if rows and not isinstance(rows[0][0], bytes):  # psycopg2: memoryview
-                rows = [(bytes(c), bytes(p)) for c, p in rows]
-            fetched.update(rows)
+            fetched.update((int(c), int(p)) for c, p in cursor.fetchall())
         return fetched
 
     def advance(self, fetched: set[Edge], span: int, depth: int) -> bool:
@@ -141,11 +162,9 @@ class _LevelWalk:
         return rejoined
 
 
-def levels(
-    root: bytes, edges: Iterable[tuple[bytes, bytes]], near: str, depth: int | None
-) -> dict[bytes, int]:
+def levels(root: int, edges: Iterable[Edge], near: str, depth: int | None) -> dict[int, int]:
     """Breadth-first levels from ``root`` over ``edges``, to ``depth`` (all when None)."""
-    neighbours: dict[bytes, list[bytes]] = {}
+    neighbours: dict[int, list[int]] = {}
     for child, parent in edges:
         src, dst = (child, parent) if near == "child" else (parent, child)
         neighbours.setdefault(src, []).append(dst)
@@ -162,7 +181,7 @@ def levels(
     return depths
 
 
-def all_edges(conn: Connection, root: bytes, near: str) -> set[tuple[bytes, bytes]]:
+def all_edges(conn: Connection, root: int, near: str) -> set[Edge]:
     """Every edge reachable from ``root``: one recursive CTE over edges (each edge once).
 
     A depth-limited recursive CTE would carry (node, depth) pairs, and in a DAG a node is
@@ -178,4 +197,4 @@ def all_edges(conn: Connection, root: bytes, near: str) -> set[tuple[bytes, byte
         f"SELECT child, parent FROM reach"
     )
     rows = conn.execute(text(sql), {"root": root}).all()
-    return {(bytes(c), bytes(p)) for c, p in rows}
+    return {(int(c), int(p)) for c, p in rows}

@@ -180,14 +180,35 @@ def glob_clauses(dialect: Dialect, column: Any, pattern: str) -> list[Any]:
     return clauses
 
 
+_O = schema.objects.alias("o")  # the product's (or run's) own digest
+_RO = schema.objects.alias("ro")  # the digest of the run it refers to
+_EO = schema.objects.alias("eo")  # the digest of the run's end
+
+
+def _product_columns() -> tuple[Any, ...]:
+    p, r = schema.products.c, schema.runs.c
+    return (_O.c.digest, p.name, p.version, p.size, _RO.c.digest, p.path, r.started_ns)
+
+
+def _with_digests(joined: Any) -> Any:
+    """Products joined to their own digest and to their run's."""
+    p = schema.products.c
+    return joined.join(_O, _O.c.id == p.id).outerjoin(_RO, _RO.c.id == p.run)
+
+
+def _id_of(digest: bytes) -> Any:
+    o = schema.objects.c
+    return select(o.id).where(o.digest == digest).scalar_subquery()
+
+
 def products_query(
     dialect: Dialect, where: ProductFilter, after: tuple[int, bytes] | None, limit: int | None
 ) -> Any:
     """One page of products, newest run first (see the module docstring)."""
     p, r = schema.products.c, schema.runs.c
     started = func.coalesce(r.started_ns, literal(NO_RUN))
-    query = select(p.digest, p.name, p.version, p.size, p.run, p.path, r.started_ns).select_from(
-        schema.products.outerjoin(schema.runs, r.digest == p.run)
+    query = select(*_product_columns()).select_from(
+        _with_digests(schema.products.outerjoin(schema.runs, r.id == p.run))
     )
     clauses: list[Any] = []
     if where.name is not None:
@@ -197,14 +218,14 @@ def products_query(
     if where.at is not None:
         clauses.append(p.path == where.at)
     if where.run is not None:
-        clauses.append(p.run == where.run)
+        clauses.append(p.run == _id_of(where.run))
     if where.since_ns is not None:
         clauses.append(r.started_ns >= where.since_ns)
     if where.until_ns is not None:
         clauses.append(r.started_ns < where.until_ns)
     if after is not None:
-        clauses.append(or_(started < after[0], and_(started == after[0], p.digest > after[1])))
-    query = query.where(*clauses).order_by(started.desc(), p.digest)
+        clauses.append(or_(started < after[0], and_(started == after[0], _O.c.digest > after[1])))
+    query = query.where(*clauses).order_by(started.desc(), _O.c.digest)
     return query if limit is None else query.limit(limit)
 
 
@@ -213,13 +234,18 @@ def runs_query(
 ) -> Any:
     """One page of runs, newest first, with how each ended and its product count."""
     r, e, p = schema.runs.c, schema.run_ends.c, schema.products.c
-    count = select(func.count()).where(p.run == r.digest).scalar_subquery()
+    count = select(func.count()).where(p.run == r.id).scalar_subquery()
+    digest = _O.c.digest
     query = select(
-        r.digest, r.started_ns, r.host, r.user, r.name, e.status, e.finished_ns, count, e.digest
-    ).select_from(schema.runs.outerjoin(schema.run_ends, e.run == r.digest))
+        digest, r.started_ns, r.host, r.user, r.name, e.status, e.finished_ns, count, _EO.c.digest
+    ).select_from(
+        schema.runs.join(_O, _O.c.id == r.id)
+        .outerjoin(schema.run_ends, e.run == r.id)
+        .outerjoin(_EO, _EO.c.id == e.id)
+    )
     clauses: list[Any] = []
     if where.status == "unfinished":
-        clauses.append(e.digest.is_(None))
+        clauses.append(e.id.is_(None))
     elif where.status is not None:
         clauses.append(e.status == where.status)
     if where.since_ns is not None:
@@ -234,9 +260,9 @@ def runs_query(
         clauses.append(or_(r.job == where.job, r.job_array == where.job))
     if after is not None:
         clauses.append(
-            or_(r.started_ns < after[0], and_(r.started_ns == after[0], r.digest > after[1]))
+            or_(r.started_ns < after[0], and_(r.started_ns == after[0], digest > after[1]))
         )
-    return query.where(*clauses).order_by(r.started_ns.desc(), r.digest).limit(limit)
+    return query.where(*clauses).order_by(r.started_ns.desc(), digest).limit(limit)
 
 
 def products(
@@ -267,7 +293,8 @@ def _by_start(
     full.  Source products (no run) follow, by digest, unless a time filter excludes them.
     """
     p, r = schema.products.c, schema.runs.c
-    columns = (p.digest, p.name, p.version, p.size, p.run, p.path, r.started_ns)
+    columns = _product_columns()
+    digest = _O.c.digest
     out: list[ProductRow] = []
     upper = None if after is None or after[0] == NO_RUN else after[0]
     in_sources = after is not None and after[0] == NO_RUN
@@ -282,12 +309,12 @@ def _by_start(
         starts = list(conn.execute(starts_query.limit(_STARTS_PER_QUERY)).scalars())
         for start in starts:
             query = select(*columns).select_from(
-                schema.runs.join(schema.products, p.run == r.digest)
+                _with_digests(schema.runs.join(schema.products, p.run == r.id))
             )
             query = query.where(r.started_ns == start)
             if after is not None and after[0] == start:
-                query = query.where(p.digest > after[1])
-            query = query.order_by(p.digest).limit(limit - len(out))
+                query = query.where(digest > after[1])
+            query = query.order_by(digest).limit(limit - len(out))
             out += [ProductRow.from_row(row) for row in conn.execute(query)]
             if len(out) >= limit:
                 return out
@@ -296,11 +323,13 @@ def _by_start(
         upper = starts[-1] - 1
     if where.since_ns is not None or where.until_ns is not None or len(out) >= limit:
         return out
-    query = select(*columns).select_from(schema.products.outerjoin(schema.runs, r.digest == p.run))
+    query = select(*columns).select_from(
+        _with_digests(schema.products.outerjoin(schema.runs, r.id == p.run))
+    )
     query = query.where(p.run.is_(None))
     if in_sources and after is not None:
-        query = query.where(p.digest > after[1])
-    query = query.order_by(p.digest).limit(limit - len(out))
+        query = query.where(digest > after[1])
+    query = query.order_by(digest).limit(limit - len(out))
     return out + [ProductRow.from_row(row) for row in conn.execute(query)]
 
 
@@ -313,8 +342,9 @@ def runs(
 
 
 _WITH_CONTENT = (
-    "SELECT p.digest, p.name, p.version, p.size, p.run, p.path, r.started_ns, p.content "
-    "FROM products p LEFT JOIN runs r ON r.digest = p.run WHERE p.content IN ({marks})"
+    "SELECT o.digest, p.name, p.version, p.size, ro.digest, p.path, r.started_ns, p.content "
+    "FROM products p JOIN objects o ON o.id = p.id LEFT JOIN runs r ON r.id = p.run "
+    "LEFT JOIN objects ro ON ro.id = p.run WHERE p.content IN ({marks})"
 )
 
 

@@ -24,20 +24,25 @@ __all__ = [
 ]
 
 _O = schema.objects.c
-DATA_BY_DIGEST = select(_O.data).where(_O.digest == bindparam("digest"))
-HAS_DIGEST = select(_O.digest).where(_O.digest == bindparam("digest"))
+_STORED = _O.data.is_not(None)  # rows without data: digests referred to, not stored
+DATA_BY_DIGEST = select(_O.data).where(_O.digest == bindparam("digest"), _STORED)
+HAS_DIGEST = select(_O.digest).where(_O.digest == bindparam("digest"), _STORED)
 BY_PREFIX = (
-    select(_O.digest, _O.data).where(_O.digest.between(bindparam("low"), bindparam("high")))
+    select(_O.digest, _O.data).where(
+        _O.digest.between(bindparam("low"), bindparam("high")), _STORED
+    )
 ).limit(2)
 DIGESTS_IN_RANGE = (
     select(_O.digest)
-    .where(_O.digest.between(bindparam("low"), bindparam("high")))
+    .where(_O.digest.between(bindparam("low"), bindparam("high")), _STORED)
     .order_by(_O.digest)
     .limit(bindparam("limit"))
 )
 SCHEMA_VERSION = select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")
-COUNT_BY_KIND = select(_O.kind, func.count(), func.coalesce(func.sum(_O.size), 0)).group_by(
-    _O.kind
+COUNT_BY_KIND = (
+    select(_O.kind, func.count(), func.coalesce(func.sum(_O.size), 0))
+    .where(_O.kind.is_not(None))
+    .group_by(_O.kind)
 )
 COUNT_PARENT_LINKS = select(func.count()).select_from(schema.product_parents)
 
@@ -49,8 +54,8 @@ def find_products(name: bool, version: bool, content: str | None, limited: bool)
     ``content`` is ``"exact"`` (bind ``content``), ``"range"`` (bind ``low``/``high``) or None.
     """
     p, r, o = schema.products, schema.runs, schema.objects
-    query = select(p.c.digest, o.c.data).select_from(
-        p.join(o, o.c.digest == p.c.digest).outerjoin(r, r.c.digest == p.c.run)
+    query = select(o.c.digest, o.c.data).select_from(
+        p.join(o, o.c.id == p.c.id).outerjoin(r, r.c.id == p.c.run)
     )
     if name:
         query = query.where(p.c.name == bindparam("name"))
@@ -69,8 +74,8 @@ def _newest_first() -> tuple[Any, ...]:
 
     ``IS NULL`` comes first because the databases disagree on where ``DESC`` puts NULLs.
     """
-    r, p = schema.runs, schema.products
-    return r.c.started_ns.is_(None), r.c.started_ns.desc(), p.c.digest
+    r, o = schema.runs, schema.objects
+    return r.c.started_ns.is_(None), r.c.started_ns.desc(), o.c.digest
 
 
 @functools.cache
@@ -81,8 +86,8 @@ def products_with_content() -> Any:
     """
     p, r, o = schema.products, schema.runs, schema.objects
     return (
-        select(p.c.digest, o.c.data)
-        .select_from(p.join(o, o.c.digest == p.c.digest).outerjoin(r, r.c.digest == p.c.run))
+        select(o.c.digest, o.c.data)
+        .select_from(p.join(o, o.c.id == p.c.id).outerjoin(r, r.c.id == p.c.run))
         .where(p.c.content == bindparam("content"))
         .order_by(*_newest_first())
         .limit(bindparam("limit"))
@@ -93,12 +98,12 @@ def products_with_content() -> Any:
 @functools.cache
 def recent_runs() -> Any:
     """The newest runs with how they ended and how many products each made (bind ``limit``)."""
-    r, e, p = schema.runs, schema.run_ends, schema.products
-    count = select(func.count()).where(p.c.run == r.c.digest).scalar_subquery()
+    r, e, p, o = schema.runs, schema.run_ends, schema.products, schema.objects
+    count = select(func.count()).where(p.c.run == r.c.id).scalar_subquery()
     return (
-        select(r.c.digest, r.c.started_ns, r.c.host, r.c.user, r.c.name,
+        select(o.c.digest, r.c.started_ns, r.c.host, r.c.user, r.c.name,
                e.c.status, e.c.finished_ns, count)
-        .select_from(r.outerjoin(e, e.c.run == r.c.digest))
-        .order_by(r.c.started_ns.desc(), r.c.digest)
+        .select_from(r.join(o, o.c.id == r.c.id).outerjoin(e, e.c.run == r.c.id))
+        .order_by(r.c.started_ns.desc(), o.c.digest)
         .limit(bindparam("limit"))
     )  # fmt: skip

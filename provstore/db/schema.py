@@ -1,11 +1,19 @@
 """The relational index: SQLAlchemy Core tables, one definition for SQLite, PostgreSQL, MySQL.
 
 ``objects`` holds every object's framed bytes (the truth); every other table is derived from
-them and can be rebuilt by :func:`provstore.store.Store.reindex`.  Digests are binary columns
-(``BLOB``/``BYTEA``/``BINARY(32)``); on MySQL/MariaDB every text column is ``utf8mb4`` with the
-binary collation without padding, so ``Pillow`` and ``pillow`` (and ``1.0`` and ``1.0 ``) stay
-different.  Product names and paths are indexed as text compared byte for byte, so a name or a
-path prefix is one index range on every backend (MySQL indexes their first 255 characters).
+them and can be rebuilt by :func:`provstore.store.Store.reindex`.  Each digest is stored once,
+in ``objects`` (a unique index), under an integer ``id`` given in insertion order; every other
+table is keyed by, and refers through, those ids, so the tables grow at their end instead of
+taking a random leaf per row; only the digest index (and indexes on values such as names or
+parents) still takes inserts all over (schema 4).  A digest referred to before its object is
+stored (or never stored) has an ``objects`` row without ``kind``, ``size`` and ``data``: it is
+absent from the store until its object is written, which fills that row in.
+
+Digests are binary columns (``BLOB``/``BYTEA``/``BINARY(32)``); on MySQL/MariaDB every text
+column is ``utf8mb4`` with the binary collation without padding, so ``Pillow`` and ``pillow``
+(and ``1.0`` and ``1.0 ``) stay different.  Product names and paths are indexed as text
+compared byte for byte, so a name or a path prefix is one index range on every backend (MySQL
+indexes their first 255 characters).
 
 Tables declare what a database may do with them in ``info`` (``compact``: small rows under a
 digest key; ``partial``: an index's ``WHERE`` clause; ``prefix``: how many leading characters
@@ -67,6 +75,11 @@ def _searchable() -> TypeEngine[str]:
     return _text().with_variant(Text(collation="C"), *POSTGRESQL_BACKENDS)
 
 
+def _id() -> TypeEngine[int]:
+    """An object's integer id: ``INTEGER`` on SQLite, where that makes it the rowid."""
+    return BigInteger().with_variant(Integer(), "sqlite")
+
+
 def _short(length: int) -> TypeEngine[str]:
     return String(length)
 
@@ -83,35 +96,36 @@ meta = Table(
 objects = Table(
     "objects",
     metadata,
-    Column("digest", _digest(), primary_key=True),
-    Column("kind", _short(16), nullable=False),
-    Column("size", Integer, nullable=False),
-    Column("data", LargeBinary().with_variant(LargeBinary(_UNBOUNDED), *_MY), nullable=False),
+    Column("id", _id(), primary_key=True, autoincrement=True),
+    Column("digest", _digest(), nullable=False),
+    Column("kind", _short(16), nullable=True),  # None: referred to, not stored
+    Column("size", Integer, nullable=True),
+    Column("data", LargeBinary().with_variant(LargeBinary(_UNBOUNDED), *_MY), nullable=True),
+    Index("ux_objects_digest", "digest", unique=True),
     Index("ix_objects_kind", "kind"),
 )
 
 products = Table(
     "products",
     metadata,
-    Column("digest", _digest(), primary_key=True),
+    Column("id", _id(), primary_key=True, autoincrement=False),
     Column("name", _searchable(), nullable=False),
     Column("version", _text(), nullable=True),
     Column("content", _digest(), nullable=True),
     Column("size", BigInteger, nullable=True),
-    Column("run", _digest(), nullable=True),
+    Column("run", _id(), nullable=True),
     Column("path", _searchable(), nullable=True),
     Index("ix_products_name", "name", info={"prefix": 255}),
     Index("ix_products_content", "content", info={"partial": "content IS NOT NULL"}),
     Index("ix_products_run", "run"),
     Index("ix_products_path", "path", info={"partial": "path IS NOT NULL", "prefix": 255}),
-    info={"compact": True},
 )
 
 product_parents = Table(
     "product_parents",
     metadata,
-    Column("child", _digest(), primary_key=True),
-    Column("parent", _digest(), primary_key=True),
+    Column("child", _id(), primary_key=True, autoincrement=False),
+    Column("parent", _id(), primary_key=True, autoincrement=False),
     Index("ix_product_parents_parent", "parent", "child"),
     info={"compact": True},
 )
@@ -119,8 +133,8 @@ product_parents = Table(
 runs = Table(
     "runs",
     metadata,
-    Column("digest", _digest(), primary_key=True),
-    Column("environment", _digest(), nullable=False),
+    Column("id", _id(), primary_key=True, autoincrement=False),
+    Column("environment", _id(), nullable=False),
     Column("started_ns", BigInteger, nullable=False),
     Column("host", _text(), nullable=False),
     Column("user", _text(), nullable=False),
@@ -133,16 +147,14 @@ runs = Table(
     Index(
         "ix_runs_job_array", "job_array", info={"partial": "job_array IS NOT NULL", "prefix": 255}
     ),
-    info={"compact": True},
 )
 
 run_ends = Table(
     "run_ends",
     metadata,
-    Column("digest", _digest(), primary_key=True),
-    Column("run", _digest(), nullable=False),
+    Column("id", _id(), primary_key=True, autoincrement=False),
+    Column("run", _id(), nullable=False),
     Column("status", _short(16), nullable=False),
     Column("finished_ns", BigInteger, nullable=False),
     Index("ux_run_ends_run", "run", unique=True),  # a run ends once
-    info={"compact": True},
 )

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
-from sqlalchemy import inspect
+from sqlalchemy import Table, inspect
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -115,33 +115,71 @@ def _upgrade(engine: Engine) -> None:
 
 
 def _to_version_2(conn: Connection) -> None:
-    """Rebuild the index tables in schema 2's shape from the objects.
+    """Drop schema 1's index tables and convert stored text (MySQL: compared without padding).
 
-    Schema 2 changed the products table, added one end per run (a unique index) and, on
-    MySQL, compares text without padding; deriving the index again is simpler than altering
-    it, and is what ``provstore reindex`` does anyway.  Where a store holds two ends for a run,
-    the rebuilt index keeps the one with the smaller digest and ``provstore fsck`` reports the
-    other.  Idempotent, so a rebuild interrupted on MySQL (where DDL commits as it goes) is
-    done again by the next opener.
+    Schema 2 changed the products table and added one end per run: the old index tables go.
+    The index is derived again from the objects by the step to version 4, which every
+    upgrade ends with (deriving it is simpler than altering it, and is what
+    ``provstore reindex`` does anyway).  Where a store holds two ends for a run, the rebuilt
+    index keeps the first and ``provstore fsck`` reports the other.
     """
-    dialect = dialects.of(conn)
-    tables = list(INDEX_TABLES)
-    for table in reversed(tables):
+    for table in reversed(INDEX_TABLES):
         table.drop(conn, checkfirst=True)
-    dialect.upgrade_text(conn, schema.metadata)
-    dialect.prepare_schema(schema.metadata, conn)
-    dialect.create_tables(conn, schema.metadata, tables)
-    rebuild(conn)
+    dialects.of(conn).upgrade_text(conn, schema.metadata)
 
 
 def _to_version_3(conn: Connection) -> None:
-    """Add the runs' job columns: the index is rebuilt from the objects, as for version 2.
+    """Add the runs' job columns: the index is derived again by the step to version 4.
 
     Runs recorded before version 3 carry no job, so their rows get none; the objects
     themselves are untouched, so everything stored keeps its digest and keeps verifying.
     """
-    _to_version_2(conn)
+    for table in reversed(INDEX_TABLES):
+        table.drop(conn, checkfirst=True)
 
 
-_UPGRADES: dict[str, Callable[[Connection], None]] = {"1": _to_version_2, "2": _to_version_3}
+_OLD_OBJECTS = "provstore_objects_v3"
+
+
+def _to_version_4(conn: Connection) -> None:
+    """Give every object an integer id and key the index by ids: rebuilt from the objects.
+
+    The objects are copied aside, ``objects`` is created again with its id column and filled
+    from the copy in digest order, and the index tables are derived again.  The objects'
+    bytes are untouched.  Idempotent: on MySQL, where DDL commits as it goes, an opener after
+    an interruption finds either the old ``objects`` (and copies it again) or the copy.
+    """
+    dialect = dialects.of(conn)
+    found = inspect(conn)
+    has_old = found.has_table(schema.objects.name) and "id" not in {
+        column["name"] for column in found.get_columns(schema.objects.name)
+    }
+    for table in reversed(INDEX_TABLES):
+        table.drop(conn, checkfirst=True)
+    if has_old:
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_OLD_OBJECTS}")
+        conn.exec_driver_sql(
+            f"CREATE TABLE {_OLD_OBJECTS} AS SELECT digest, kind, size, data FROM objects"
+        )
+        conn.exec_driver_sql("DROP TABLE objects")
+    dialect.prepare_schema(schema.metadata, conn)
+    dialect.create_tables(conn, schema.metadata, [schema.objects, *INDEX_TABLES])
+    if inspect(conn).has_table(_OLD_OBJECTS):
+        copied: Table = schema.objects
+        columns = "digest, kind, size, data"
+        dialect.publish(
+            conn,
+            copied,
+            columns.split(", "),
+            f"SELECT {columns} FROM {_OLD_OBJECTS} WHERE 1 = 1 ORDER BY digest",
+        )
+        conn.exec_driver_sql(f"DROP TABLE {_OLD_OBJECTS}")
+    rebuild(conn)
+
+
+_UPGRADES: dict[str, Callable[[Connection], None]] = {
+    "1": _to_version_2,
+    "2": _to_version_3,
+    "3": _to_version_4,
+}
 """The step from each older schema version to the next."""

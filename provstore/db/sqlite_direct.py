@@ -24,7 +24,7 @@ import sqlite3
 import threading
 import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import suppress
 from typing import Any
 
@@ -68,20 +68,32 @@ _NETWORK_FS = {
 }  # fmt: skip
 PAGE = 64
 """Products with the same content decoded per query (as ``Store.product_for`` does)."""
-DATA_BY_DIGEST = "SELECT objects.data FROM objects WHERE objects.digest = ?"
+DATA_BY_DIGEST = (
+    "SELECT objects.data FROM objects WHERE objects.digest = ? AND objects.data IS NOT NULL"
+)
 """SQLAlchemy's ``queries.DATA_BY_DIGEST`` as it compiles for SQLite (a test holds them equal)."""
 PRODUCTS_WITH_CONTENT = (
-    "SELECT products.digest, objects.data FROM products "
-    "JOIN objects ON objects.digest = products.digest "
-    "LEFT OUTER JOIN runs ON runs.digest = products.run WHERE products.content = ? "
-    "ORDER BY runs.started_ns IS NULL, runs.started_ns DESC, products.digest LIMIT ? OFFSET ?"
+    "SELECT objects.digest, objects.data FROM products "
+    "JOIN objects ON objects.id = products.id "
+    "LEFT OUTER JOIN runs ON runs.id = products.run WHERE products.content = ? "
+    "ORDER BY runs.started_ns IS NULL, runs.started_ns DESC, objects.digest LIMIT ? OFFSET ?"
 )
 """``queries.products_with_content()`` as it compiles for SQLite (a test holds them equal)."""
+PUT_OBJECTS = (
+    f"INSERT INTO objects ({', '.join(layout.OBJECT_COLUMNS)}) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (digest) DO UPDATE SET kind = excluded.kind, size = excluded.size, "
+    "data = excluded.data WHERE objects.data IS NULL"
+)
+"""An object's row; a digest referred to before it was stored is filled in."""
 _INSERTS = {
     table: f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) "
     f"VALUES ({', '.join('?' for _ in columns)})"
     for table, columns in layout.COLUMNS.items()
+    if table != "objects"
 }
+_INTERN = "INSERT OR IGNORE INTO objects (digest) VALUES (?)"
+_IDS = "SELECT digest, id FROM objects WHERE digest IN ({marks})"
+_CHUNK = 500
 
 
 def configure(dbapi_conn: Any) -> None:
@@ -208,15 +220,10 @@ class DirectWriter:
         """
         if not items:
             return
-        rows: dict[str, list[layout.Row]] = {name: [] for name in layout.INDEX_TABLE_NAMES}
-        for item in items:
-            for name, row in layout.ROWS[item.kind](item):
-                rows[name].append(row)
-        batches = [("objects", [layout.object_row(item) for item in items]), *rows.items()]
         for attempt in range(_ATTEMPTS):
             try:
                 with self._lock:
-                    self._write(batches)
+                    self._write(items)
                 return
             except sqlite3.Error as exc:
                 kind = error_kind(str(exc))
@@ -259,13 +266,11 @@ class DirectWriter:
             with suppress(sqlite3.Error):
                 conn.close()
 
-    def _write(self, batches: list[tuple[str, list[layout.Row]]]) -> None:
+    def _write(self, items: Sequence[Sealed]) -> None:
         conn = self._connection()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for table, table_rows in batches:
-                if table_rows:
-                    conn.executemany(_INSERTS[table], layout.sorted_rows(table, table_rows))
+            layout.write(_Writer(conn), items)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -292,3 +297,28 @@ class DirectWriter:
         if kind == "read-only":
             return ReadOnlyStoreError(f"the store at {self.shown}", detail)
         return StoreError(f"cannot write to the store at {self.shown}: {detail}")
+
+
+class _Writer:
+    """:class:`layout.Writer` over a plain ``sqlite3`` connection."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def put_objects(self, rows: Sequence[layout.Row]) -> int:
+        return self.conn.executemany(PUT_OBJECTS, sorted(rows)).rowcount
+
+    def ids(self, digests: Iterable[bytes]) -> dict[bytes, int]:
+        wanted = sorted(set(digests))
+        found: dict[bytes, int] = {}
+        for start in range(0, len(wanted), _CHUNK):
+            part = wanted[start : start + _CHUNK]
+            sql = _IDS.format(marks=", ".join("?" * len(part)))
+            found.update(self.conn.execute(sql, part).fetchall())
+        return found
+
+    def intern(self, digests: Sequence[bytes]) -> None:
+        self.conn.executemany(_INTERN, [(digest,) for digest in digests])
+
+    def insert(self, table: str, rows: list[layout.Row]) -> None:
+        self.conn.executemany(_INSERTS[table], rows)

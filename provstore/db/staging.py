@@ -1,10 +1,13 @@
 """Staging: rows gathered in temporary tables, then published with one ordered insert per table.
 
 A bundle import appends what it decodes to temporary tables shaped like the store's own (plus
-``seq``, the row's position in the bundle), with no key and no index, so each row goes at the
-end.  Once everything is checked, each store table gets one ``INSERT … SELECT … ORDER BY key``
-that skips keys already present: its B-tree is walked once in key order instead of being
-touched at a random leaf per row, which is what made a big import slow down as it grew.
+``seq``, the row's position in the bundle; digests where the store's tables hold ids), with no
+key and no index, so each row goes at the end.  Once everything is checked, each store table
+gets one ``INSERT … SELECT … ORDER BY key`` that skips keys already present: its B-tree is
+walked once in key order instead of being touched at a random leaf per row, which is what made
+a big import slow down as it grew.
+Objects are published first; each index table's digests are then turned into their ids by a
+join on ``objects``' digest index, in the same statement.
 
 References the importer could not resolve from memory are staged too (``seq``, the digest
 referred to, the kind it must be) and checked in one query against the staged objects before
@@ -20,7 +23,7 @@ from typing import Any
 from sqlalchemy import Table
 from sqlalchemy.engine import Connection
 
-from provstore.db import dialects, schema
+from provstore.db import dialects, layout, schema
 
 __all__ = ["REFS", "Stage"]
 
@@ -40,15 +43,23 @@ class Stage:
         self.dialect = dialects.of(conn)
         self.dialect.bulk_memory(conn, True)
         self.names = {table: f"stage_{table.name}" for table in tables}
-        self._columns = {table: ["seq", *(c.name for c in table.columns)] for table in tables}
+        self._columns = {table: ["seq", *_staged_columns(table)] for table in tables}
         self._counts = dict.fromkeys(tables, 0)
         self.refs = 0
         self._rebuild: bool | None = None  # decided once, before the first table is published
         self._indexed = False
         quote = conn.dialect.identifier_preparer.quote
         for table, name in self.names.items():
-            columns = ", ".join(quote(c.name) for c in table.columns)
-            select = f"SELECT 0 AS seq, {columns} FROM {quote(table.name)} WHERE 1 = 0"
+            refs = layout.REFS.get(table.name, ())
+            columns = ", ".join(
+                f"o.digest AS {quote(c.name)}" if i in refs else f"t.{quote(c.name)}"
+                for i, c in enumerate(table.columns)
+                if table is not schema.objects or c.name != "id"
+            )
+            source = f"{quote(table.name)} t" + (
+                "" if table is schema.objects else " LEFT JOIN objects o ON 1 = 0"
+            )
+            select = f"SELECT 0 AS seq, {columns} FROM {source} WHERE 1 = 0"
             self.dialect.create_stage(
                 conn, name, select, _OBJECT if table is schema.objects else ()
             )
@@ -82,16 +93,11 @@ class Stage:
         if not self.refs:
             return
         conn, objects = self.conn, self.objects
-        if not self._indexed:
-            self.dialect.index_stage(conn, objects, _OBJECT)
-            self.dialect.index_stage(conn, REFS, _REF)
-            self.dialect.analyze_stage(conn, objects)
-            self.dialect.analyze_stage(conn, REFS)
-            self._indexed = True
+        self._index()
         sql = (
             f"SELECT r.seq, r.ref, r.kind, s.kind, o.kind FROM {REFS} r "
             f"LEFT JOIN {objects} s ON s.digest = r.ref AND s.seq < r.seq "
-            "LEFT JOIN objects o ON o.digest = r.ref "
+            "LEFT JOIN objects o ON o.digest = r.ref AND o.kind IS NOT NULL "
             "WHERE (COALESCE(s.kind, o.kind) IS NULL OR COALESCE(s.kind, o.kind) <> r.kind)"
             + ("" if before is None else f" AND r.seq < {int(before)}")
             + " ORDER BY r.seq, r.ref"
@@ -109,16 +115,51 @@ class Stage:
         digest, data = self.conn.exec_driver_sql(sql).one()
         return bytes(digest), bytes(data)
 
-    def publish(self, table: Table, order: Sequence[str] | None = None) -> int:
-        """Insert ``table``'s staged rows in key order (or ``order``); how many were new."""
+    def _index(self) -> None:
+        """Index the staged objects and references, once they are all loaded."""
+        if self._indexed:
+            return
+        conn, objects = self.conn, self.objects
+        self.dialect.index_stage(conn, objects, _OBJECT)
+        self.dialect.index_stage(conn, REFS, _REF)
+        self.dialect.analyze_stage(conn, objects)
+        self.dialect.analyze_stage(conn, REFS)
+        self._indexed = True
+
+    def publish(self, table: Table, by_seq: bool = False) -> int:
+        """Insert ``table``'s staged rows in key order (or bundle order); how many were new.
+
+        Objects come once each (the first staged of a digest); index rows get the ids of
+        the digests they hold, by a join on the objects already published.
+        """
         if not self._counts[table]:
             return 0
         quote = self.conn.dialect.identifier_preparer.quote
-        keys = order or [quote(c.name) for c in table.primary_key.columns]
         if self._rebuild is None:
             self._rebuild = self.dialect.rebuilds_indexes(self.conn, self._counts[schema.objects])
         name = self.names[table]
-        return self.dialect.publish(self.conn, table, name, keys, rebuild=self._rebuild)
+        if table is schema.objects:
+            columns = list(layout.OBJECT_COLUMNS)
+            select = self.dialect.staged_objects(name, columns)
+        else:
+            columns = [c.name for c in table.columns]
+            refs = layout.REFS[table.name]
+            values, joins = [], []
+            for i, column in enumerate(table.columns):
+                staged = f"s.{quote(column.name)}"
+                if i not in refs:
+                    values.append(staged)
+                    continue
+                join = "LEFT JOIN" if column.nullable else "JOIN"
+                joins.append(f"{join} objects r{i} ON r{i}.digest = {staged}")
+                values.append(f"r{i}.id")
+            keys = [f"r{i}.id" for i in range(len(table.primary_key.columns))]
+            select = (
+                f"SELECT {self.dialect.join_in_order}{', '.join(values)} "
+                f"FROM {name} s {' '.join(joins)} WHERE 1 = 1 "
+                f"ORDER BY {'s.seq' if by_seq else ', '.join(keys)}"
+            )
+        return self.dialect.publish(self.conn, table, columns, select, rebuild=self._rebuild)
 
     def close(self) -> None:
         """Drop the staging tables (before the transaction commits: no space is kept)."""
@@ -131,3 +172,9 @@ class Stage:
     def __exit__(self, *exc: object) -> None:
         """Restore the connection's memory settings, whether or not the import went through."""
         self.dialect.bulk_memory(self.conn, False)
+
+
+def _staged_columns(table: Table) -> list[str]:
+    """The columns a staging table holds for ``table`` (objects: all but the id)."""
+    names = [c.name for c in table.columns]
+    return names[1:] if table is schema.objects else names

@@ -23,7 +23,7 @@ from provstore.core.objects import (
     second_end,
     wrong_kind,
 )
-from provstore.db import schema
+from provstore.db import dialects, schema
 from provstore.db.engine import write_transaction
 from provstore.db.index import (
     INDEX_TABLES,
@@ -228,7 +228,7 @@ def _staged(
     _check_staged_references(conn, stage)
     added = stage.publish(schema.objects)
     for table in INDEX_TABLES:  # a run's first end is the one kept: publish in bundle order
-        stage.publish(table, ["seq"] if table is schema.run_ends else None)
+        stage.publish(table, by_seq=table is schema.run_ends)
     _check_second_ends(conn, stage)
     stage.close()
     return added, total - added
@@ -336,8 +336,9 @@ def _check_second_ends(conn: Connection, stage: Stage) -> None:
     """
     staged = stage.names[schema.run_ends]
     sql = (
-        f"SELECT s.seq, s.digest, s.run, e.digest FROM {staged} s "
-        f"JOIN run_ends e ON e.run = s.run WHERE e.digest <> s.digest ORDER BY s.seq"
+        f"SELECT {dialects.of(conn).join_in_order}s.seq, s.id, s.run, eo.digest FROM {staged} s "
+        "JOIN objects ro ON ro.digest = s.run JOIN run_ends e ON e.run = ro.id "
+        "JOIN objects eo ON eo.id = e.id WHERE eo.digest <> s.id ORDER BY s.seq"
     )
     first = conn.exec_driver_sql(sql).first()
     if first is not None:
