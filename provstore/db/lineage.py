@@ -144,9 +144,9 @@ class _LevelWalk:
 
     def advance(self, fetched: set[Edge], span: int, depth: int) -> bool:
         """Walk ``span`` levels over the fetched edges; whether a node was met twice."""
-        # One level fetches the edges of nodes first reached, none fetched before; a window
-        # fetches beyond its frontier, and the next round fetches some of those again.
-        for edge in fetched if span == 1 else fetched - self.edges:
+        if span == 1 and not self.out:
+            return self.step(fetched, depth)
+        for edge in fetched - self.edges:
             src, dst = edge if self.near == "child" else (edge[1], edge[0])
             self.out.setdefault(src, []).append(dst)
         self.edges |= fetched
@@ -162,6 +162,29 @@ class _LevelWalk:
                         following.append(other)
             self.frontier = following
         self.level += span
+        return rejoined
+
+    def step(self, fetched: set[Edge], depth: int) -> bool:
+        """:meth:`advance` by one level, when no edge was fetched ahead (no window pending).
+
+        Every fetched edge then leaves the frontier and none was fetched before, so the far
+        ends are walked straight from the rows, with no adjacency kept.
+        """
+        self.edges |= fetched
+        self.level += 1
+        if self.level > depth:  # the edges out of the last level: no node beyond it
+            return False
+        far = 1 if self.near == "child" else 0
+        seen, level, following = self.seen, self.level, []
+        rejoined = False
+        for edge in fetched:
+            other = edge[far]
+            if other in seen:
+                rejoined = True
+            else:
+                seen[other] = level
+                following.append(other)
+        self.frontier = following
         return rejoined
 
 
