@@ -492,8 +492,7 @@ class Store:
         first = item.obj.parents if direction == "ancestors" and depth else None
         with self._readers.connection() as conn:
             depths, edges = walks.walk(conn, item.digest, direction, depth, first)
-        kept = tuple(sorted(e for e in edges if e[0] in depths and e[1] in depths))
-        return Lineage(item.digest, direction, depths, kept)
+        return Lineage(item.digest, direction, depths, walks.among(edges, depths))
 
     @_reads
     def labels(self, digests: Iterable[bytes]) -> dict[bytes, str]:

@@ -20,9 +20,10 @@ from provstore.db import dialects
 from provstore.db.engine import param_mark
 from provstore.db.index import digests_of, ids_of
 
-__all__ = ["LEVEL_WALK_MAX", "all_edges", "edges_by_level", "levels", "walk"]
+__all__ = ["LEVEL_WALK_MAX", "all_edges", "among", "edges_by_level", "levels", "walk"]
 
 Edge = tuple[int, int]  # (child id, parent id)
+DigestEdge = tuple[bytes, bytes]  # (child digest, parent digest)
 
 LEVEL_WALK_MAX = 1000
 _MAX_WINDOW = 512  # levels per recursive query; below MariaDB's max_recursive_iterations
@@ -143,6 +144,8 @@ class _LevelWalk:
 
     def advance(self, fetched: set[Edge], span: int, depth: int) -> bool:
         """Walk ``span`` levels over the fetched edges; whether a node was met twice."""
+        if span == 1 and not self.out:
+            return self.step(fetched, depth)
         for edge in fetched - self.edges:
             src, dst = edge if self.near == "child" else (edge[1], edge[0])
             self.out.setdefault(src, []).append(dst)
@@ -160,6 +163,45 @@ class _LevelWalk:
             self.frontier = following
         self.level += span
         return rejoined
+
+    def step(self, fetched: set[Edge], depth: int) -> bool:
+        """:meth:`advance` by one level, when no edge was fetched ahead (no window pending).
+
+        Every fetched edge then leaves the frontier and none was fetched before, so the far
+        ends are walked straight from the rows, with no adjacency kept.
+        """
+        self.edges |= fetched
+        self.level += 1
+        if self.level > depth:  # the edges out of the last level: no node beyond it
+            return False
+        far = 1 if self.near == "child" else 0
+        seen, level, following = self.seen, self.level, []
+        rejoined = False
+        for edge in fetched:
+            other = edge[far]
+            if other in seen:
+                rejoined = True
+            else:
+                seen[other] = level
+                following.append(other)
+        self.frontier = following
+        return rejoined
+
+
+def among(edges: Iterable[DigestEdge], nodes: dict[bytes, int]) -> tuple[DigestEdge, ...]:
+    """The edges with both ends among ``nodes``, sorted.
+
+    Sorted by each edge's digests as one latin-1 string: the same order as the tuples' (the
+    child's digest is of fixed length), compared by ``memcmp`` instead of a tuple comparison
+    per step, which more than halves the sort of 60,000 edges.
+    """
+    kept = [edge for edge in edges if edge[0] in nodes and edge[1] in nodes]
+    kept.sort(key=_latin_key)
+    return tuple(kept)
+
+
+def _latin_key(edge: DigestEdge) -> str:
+    return (edge[0] + edge[1]).decode("latin-1")
 
 
 def levels(root: int, edges: Iterable[Edge], near: str, depth: int | None) -> dict[int, int]:
