@@ -112,6 +112,19 @@ def test_a_file_changed_just_before_the_snapshot_is_read_again(tree, short_cache
         assert report.hashed == 4  # none trusted by a stat key that a change could share
 
 
+def test_only_the_newest_snapshots_are_kept(tmp_path):
+    from provstore.capture.hashcache import SNAPSHOTS_KEPT
+
+    cache = str(tmp_path / "hashes.sqlite")
+    ticks = iter(range(1, 100))
+    for n in range(SNAPSHOTS_KEPT + 3):
+        with FileHasher(cache, clock=lambda: next(ticks)) as files:
+            files.keep_snapshot(f"args-{n}", b"m", b"r", b"d")
+    with FileHasher(cache) as files:
+        kept = [n for n in range(SNAPSHOTS_KEPT + 3) if files.snapshot(f"args-{n}", "meta")]
+    assert kept == list(range(3, SNAPSHOTS_KEPT + 3))
+
+
 @linux_only
 def test_a_watched_tree_is_answered_without_looking_at_it(tree, short_cache):
     with Store(tree["url"]) as store:

@@ -36,8 +36,9 @@ _SNAPSHOTS = (
     "CREATE TABLE IF NOT EXISTS snapshots (key TEXT PRIMARY KEY, saved_ns INTEGER NOT NULL, "
     "meta BLOB NOT NULL, report BLOB NOT NULL, detail BLOB NOT NULL)"
 )
-SNAPSHOTS_KEPT = 16
-"""Status snapshots kept (the most recently saved); each is one ``status`` argument list."""
+SNAPSHOTS_KEPT = 8
+"""Status snapshots kept (the most recently saved); each is one ``status`` argument list
+and takes about 125 bytes per file (12.5 MB for 100,000 files)."""
 
 Key = tuple[int, int, int, int, int]
 
