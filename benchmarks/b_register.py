@@ -6,7 +6,9 @@ Per backend:
    each (deterministic RNG, parents among earlier products), in a fresh process.  The rate is
    taken in windows as the store grows (the first 10k, around 100k and at 1M at full scale;
    the first 5k and the last 5k of 20k (SQLite) or 10k (servers) at small scale), and over the
-   whole block including its exit.
+   whole block including its exit.  Windows are measured between the ends of provstore's
+   batches (when products become durable), the points nearest to each window's ends: a
+   tracker writes a batch per half second, so a window is at least one batch wide.
 2. **Raw-driver floor**: exactly the rows provstore wrote (``objects``, ``products``,
    ``product_parents`` of that run) are read back and inserted into a fresh database with the
    same DDL, in the same batches (one commit per provstore flush): ``sqlite3.executemany`` with
@@ -34,35 +36,35 @@ NAME = "register"
 SQLITE_TARGET = "≥50% of raw floor, ≥20,000/s"
 SLOWDOWN_TARGET = "≤20% slower"
 
-# The batched run, in a fresh interpreter: argv = url, n, seed, step.  Prints the timeline
-# ``points`` (products registered, seconds) every ``step`` products, the products in each
-# Store.put (provstore's batches) and the run's digest.
+# The batched run, in a fresh interpreter: argv = url, n, seed.  Prints the timeline
+# ``points`` (products written, seconds) at the end of every Store.put (provstore's batches:
+# a rate between two points is a rate of products made durable), the products in each batch
+# and the run's digest.
 _CHILD_BATCHED = r"""
 import json, sys, time
 from benchmarks.b_register import parent_plan
 from provstore import tracker
 
-url, n, seed, step = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+url, n, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 plan = parent_plan(n, seed)
 t = tracker(url, name="b_register", git=False)
 t.__enter__()
 store, batches = t.store, []
 real_put = store.put
+register, digests, clock = t.register_data_product, [], time.perf_counter
+points = [(0, clock())]
 
 def counting_put(items):
     items = list(items)
     batches.append(sum(1 for item in items if item.kind == "product"))
     real_put(items)
+    points.append((sum(batches), clock()))  # products durable so far, and when
 
 store.put = counting_put
-register, digests, clock = t.register_data_product, [], time.perf_counter
 append = digests.append
-points = [(0, clock())]
 try:
     for i, parents in enumerate(plan):
         append(register(f"p{i}", "1", {"i": i}, parents=[digests[j] for j in parents]))
-        if (i + 1) % step == 0:
-            points.append((i + 1, clock()))
 except BaseException:
     t.__exit__(*sys.exc_info())
     raise
@@ -105,16 +107,27 @@ def windows(ctx: Context, backend: str) -> tuple[int, list[tuple[str, int, int]]
 
 
 def _k(n: int) -> str:
-    return f"{n // 1_000_000}M" if n >= 1_000_000 and n % 1_000_000 == 0 else f"{n // 1000}k"
+    if n >= 1_000_000 and n % 1_000_000 == 0:
+        return f"{n // 1_000_000}M"
+    return f"{n // 1000}k" if n % 1000 == 0 or n >= 10_000 else f"{n:,}"
 
 
 def window_rate(points: list[tuple[int, float]], lo: int, hi: int) -> float | None:
-    """Products/s between the timeline points nearest to ``lo`` and ``hi``."""
-    a = min(points, key=lambda p: abs(p[0] - lo))
-    b = min(points, key=lambda p: abs(p[0] - hi))
+    """Products/s between the timeline points that bracket ``lo`` .. ``hi``.
+
+    The last point at or before ``lo`` and the first at or after ``hi`` (the ends of the
+    timeline when there is none), so a window narrower than a batch spans that batch.
+    """
+    return span_rate(points, lo, hi)[0]
+
+
+def span_rate(points: list[tuple[int, float]], lo: int, hi: int) -> tuple[float | None, int, int]:
+    """:func:`window_rate`, and the products at the points it measured between."""
+    a = max((p for p in points if p[0] <= lo), default=points[0], key=lambda p: p[0])
+    b = min((p for p in points if p[0] >= hi), default=points[-1], key=lambda p: p[0])
     if b[0] <= a[0] or b[1] <= a[1]:
-        return None
-    return (b[0] - a[0]) / (b[1] - a[1])
+        return None, a[0], b[0]
+    return (b[0] - a[0]) / (b[1] - a[1]), a[0], b[0]
 
 
 # -- durable one at a time ---------------------------------------------------------------------
@@ -144,9 +157,7 @@ def durable(url: str, n: int, seed: int) -> list[float]:
 
 def _batched(ctx: Context, url: str, total: int) -> dict[str, Any]:
     env = child_env(ctx.work / "register-cache")
-    result: dict[str, Any] = run_child(
-        _CHILD_BATCHED, [url, str(total), str(ctx.seed), "1000"], env
-    )
+    result: dict[str, Any] = run_child(_CHILD_BATCHED, [url, str(total), str(ctx.seed)], env)
     return result
 
 
@@ -162,9 +173,11 @@ def _rate_rows(
     sqlite = backend == "sqlite"
     rates = []
     for label, lo, hi in wins:
-        mine, floor = window_rate(points, lo, hi), window_rate(raw["points"], lo, hi)
-        rates.append((mine, floor))
-        rows.append(_rate_row(backend, f"batched products/s, {label}", mine, floor, sqlite))
+        (mine, a, b), floor = span_rate(points, lo, hi), window_rate(raw["points"], lo, hi)
+        rates.append((mine, floor, a, b))
+        row = _rate_row(backend, f"batched products/s, {label}", mine, floor, sqlite)
+        row.note = f"between batches ending at {_k(a)} and {_k(b)} products"
+        rows.append(row)
     overall = total / (prov["end"] - points[0][1])
     note = (
         f"{raw['rows']['product_parents']:,} parent links; {len(prov['batches'])} batches; "
@@ -179,8 +192,8 @@ def _rate_rows(
     )
     row.note = note
     rows.append(row)
-    (first, floor_first), (last, floor_last) = rates[0], rates[-1]
-    if first and last and floor_first and floor_last:
+    (first, floor_first, _, first_end), (last, floor_last, last_start, _) = rates[0], rates[-1]
+    if first and last and floor_first and floor_last and last_start >= first_end:
         slow = (first / last - 1) * 100
         rows.append(
             Row(
