@@ -109,6 +109,8 @@ def windows(ctx: Context, backend: str) -> tuple[int, list[tuple[str, int, int]]
 def _k(n: int) -> str:
     if n >= 1_000_000 and n % 1_000_000 == 0:
         return f"{n // 1_000_000}M"
+    if n == 0:
+        return "0"
     return f"{n // 1000}k" if n % 1000 == 0 or n >= 10_000 else f"{n:,}"
 
 
