@@ -264,7 +264,7 @@ def start(directory: str, idle: float | None = None) -> Answer:
             "socket (set PROVSTORE_CACHE_DIR to a shorter path)"
         )
     os.makedirs(os.path.dirname(sock_path), mode=0o700, exist_ok=True)  # sockets: the user's
-    log = open(sock_path[: -len(".sock")] + ".log", "ab")  # noqa: SIM115 - handed to the child
+    log = open(_log_path(sock_path), "ab")  # noqa: SIM115 - handed to the child
     with log:
         command = [sys.executable, "-m", "provstore.capture.watch", top]
         if idle is not None:
@@ -288,9 +288,14 @@ def start(directory: str, idle: float | None = None) -> Answer:
     raise WatchError(f"the watcher of {top} did not answer within {_START_WAIT:.0f} s")
 
 
+def _log_path(sock_path: str) -> str:
+    """Where a watcher's messages go: beside its socket."""
+    return sock_path[: -len(".sock")] + ".log"
+
+
 def _last_line(sock_path: str) -> str:
     with suppress(OSError):
-        with open(sock_path[: -len(".sock")] + ".log", "rb") as log:
+        with open(_log_path(sock_path), "rb") as log:
             lines = log.read().decode(errors="replace").strip().splitlines()
             if lines:
                 return lines[-1]

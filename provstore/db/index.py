@@ -95,24 +95,24 @@ def write_items(conn: Connection, items: Sequence[Sealed]) -> int:
 
 def ids_of(conn: Connection, digests: Iterable[bytes]) -> dict[bytes, int]:
     """The ``objects`` id of each of ``digests`` that has one (stored, or referred to)."""
-    mark = param_mark(conn)
-    found: dict[bytes, int] = {}
-    for part in chunked(sorted(set(digests))):
-        marks = ", ".join([mark] * len(part))
-        sql = f"SELECT digest, id FROM objects WHERE digest IN ({marks})"
-        found.update((bytes(d), int(i)) for d, i in conn.exec_driver_sql(sql, tuple(part)))
-    return found
+    rows = _objects_where(conn, "SELECT digest, id FROM objects", "digest", digests)
+    return {bytes(d): int(i) for d, i in rows}
 
 
 def digests_of(conn: Connection, ids: Iterable[int]) -> dict[int, bytes]:
     """The digest of each of these ``objects`` ids."""
+    rows = _objects_where(conn, "SELECT id, digest FROM objects", "id", ids)
+    return {int(i): bytes(d) for i, d in rows}
+
+
+def _objects_where(
+    conn: Connection, select: str, column: str, values: Iterable[Any]
+) -> Iterator[Any]:
+    """The rows of ``select`` whose ``column`` is one of ``values``, a chunk at a time."""
     mark = param_mark(conn)
-    found: dict[int, bytes] = {}
-    for part in chunked(sorted(set(ids))):
-        marks = ", ".join([mark] * len(part))
-        sql = f"SELECT id, digest FROM objects WHERE id IN ({marks})"
-        found.update((int(i), bytes(d)) for i, d in conn.exec_driver_sql(sql, tuple(part)))
-    return found
+    for part in chunked(sorted(set(values))):
+        sql = f"{select} WHERE {column} IN ({', '.join([mark] * len(part))})"
+        yield from conn.exec_driver_sql(sql, tuple(part))
 
 
 def kinds_of(conn: Connection, digests: Iterable[bytes]) -> dict[bytes, str]:
