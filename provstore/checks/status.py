@@ -196,7 +196,7 @@ def _save(
     tokens: dict[str, tuple[str, int]],
     rows: list[Row],
 ) -> None:
-    meta = msgpack.packb([_FORMAT, count, tokens], use_bin_type=True)
+    meta = _meta(count, tokens)
     report = msgpack.packb(
         [
             [r[SHOWN] for r in rows],
@@ -244,22 +244,30 @@ def status(
             for top in paths
         )
         if quiet and count == snap.count and _load_report(files, key, snap):
-            assert snap.report is not None
-            if tokens != snap.tokens:
-                files.keep_snapshot_meta(key, _meta(count, tokens))
-            report.files = _file_states(*snap.report)
-            return report  # nothing changed on disk or in the store: the last answer stands
+            return _last_answer(files, key, snap, tokens, report)  # nothing changed anywhere
         hashed_before = files.hashed
         rows, same = _rows(store, files, paths, snap, answers, key, report)
         report.hashed = files.hashed - hashed_before
         if same and count == snap.count and snap.report is not None:
-            if tokens != snap.tokens:
-                files.keep_snapshot_meta(key, _meta(count, tokens))
-            report.files = _file_states(*snap.report)
-            return report  # every file as it was: the last answer stands
+            return _last_answer(files, key, snap, tokens, report)  # every file as it was
         _judge(store, rows, keep=count == snap.count)
         _save(files, key, count, tokens, rows)
     report.files = [FileState(r[SHOWN], r[STATE], r[PRODUCT]) for r in rows]
+    return report
+
+
+def _last_answer(
+    files: FileHasher,
+    key: str,
+    snap: _Snapshot,
+    tokens: dict[str, tuple[str, int]],
+    report: StatusReport,
+) -> StatusReport:
+    """The snapshot's answer stands; only the watchers' batches it starts from move on."""
+    assert snap.report is not None
+    if tokens != snap.tokens:
+        files.keep_snapshot_meta(key, _meta(snap.count, tokens))
+    report.files = _file_states(*snap.report)
     return report
 
 
