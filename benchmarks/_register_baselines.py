@@ -13,7 +13,7 @@ are timed, batch by batch, so the floor has a timeline like provstore's.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from benchmarks.harness import raw_connect, raw_sqlite, sqlite_path
@@ -25,103 +25,159 @@ Writer = tuple[Callable[[str, list[Any]], None], Callable[[], Any], Callable[[],
 
 # -- the raw-driver floor ----------------------------------------------------------------------
 
+# Schema 3's DDL for the three tables, as provstore laid them out before schema 4 (every table
+# keyed by 32-byte digests), taken from a store created by the last schema-3 commit (77c495a^1):
+# the old layout's floor pays for these B-trees.
+OLD_DDL = {
+    "sqlite": (
+        "CREATE TABLE objects (digest BLOB NOT NULL, kind VARCHAR(16) NOT NULL, "
+        "size INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (digest))",
+        "CREATE TABLE products (digest BLOB NOT NULL, name TEXT NOT NULL, version TEXT, "
+        "content BLOB, size BIGINT, run BLOB, path TEXT, PRIMARY KEY (digest)) WITHOUT ROWID",
+        "CREATE TABLE product_parents (child BLOB NOT NULL, parent BLOB NOT NULL, "
+        "PRIMARY KEY (child, parent)) WITHOUT ROWID",
+        "CREATE INDEX ix_objects_kind ON objects (kind)",
+        "CREATE INDEX ix_products_name ON products (name)",
+        "CREATE INDEX ix_products_run ON products (run)",
+        "CREATE INDEX ix_products_content ON products (content) WHERE content IS NOT NULL",
+        "CREATE INDEX ix_products_path ON products (path) WHERE path IS NOT NULL",
+        "CREATE INDEX ix_product_parents_parent ON product_parents (parent, child)",
+    ),
+    "postgresql": (
+        "CREATE TABLE objects (digest bytea PRIMARY KEY, kind varchar(16) NOT NULL, "
+        "size integer NOT NULL, data bytea NOT NULL)",
+        'CREATE TABLE products (digest bytea PRIMARY KEY, name text COLLATE "C" NOT NULL, '
+        'version text, content bytea, size bigint, run bytea, path text COLLATE "C")',
+        "CREATE TABLE product_parents (child bytea NOT NULL, parent bytea NOT NULL, "
+        "PRIMARY KEY (child, parent))",
+        "CREATE INDEX ix_objects_kind ON objects (kind)",
+        "CREATE INDEX ix_products_name ON products (name)",
+        "CREATE INDEX ix_products_run ON products (run)",
+        "CREATE INDEX ix_products_content ON products (content) WHERE content IS NOT NULL",
+        "CREATE INDEX ix_products_path ON products (path) WHERE path IS NOT NULL",
+        "CREATE INDEX ix_product_parents_parent ON product_parents (parent, child)",
+    ),
+}
+OLD_COLUMNS = {
+    "objects": "digest, kind, size, data",
+    "products": "digest, name, version, content, size, run, path",
+    "product_parents": "child, parent",
+}
 
-def _read_rows(url: str, run_hex: str) -> dict[str, list[tuple[Any, ...]]]:
-    """The objects, products and parent rows of one run, in table column order."""
+# One batch's rows of each table, read from the provstore database: ``{after}``..``{last}``
+# are product ids (insertion order, so batch by batch), ``:run`` the run's id.
+_IN_BATCH = "p.run = :run AND p.id > :after AND p.id <= :last"
+_NEW_READS = {
+    "objects": "SELECT {cols} FROM objects t JOIN products p ON t.id = p.id WHERE " + _IN_BATCH,
+    "products": "SELECT {cols} FROM products t JOIN products p ON t.id = p.id WHERE " + _IN_BATCH,
+    "product_parents": "SELECT {cols} FROM product_parents t JOIN products p ON t.child = p.id "
+    "WHERE " + _IN_BATCH,
+}
+_OLD_READS = {
+    "objects": "SELECT o.digest, o.kind, o.size, o.data FROM objects o "
+    "JOIN products p ON o.id = p.id WHERE " + _IN_BATCH,
+    "products": "SELECT o.digest, p.name, p.version, p.content, p.size, r.digest, p.path "
+    "FROM products p JOIN objects o ON o.id = p.id JOIN objects r ON r.id = p.run "
+    "WHERE " + _IN_BATCH,
+    "product_parents": "SELECT c.digest, f.digest FROM product_parents t "
+    "JOIN products p ON t.child = p.id JOIN objects c ON c.id = t.child "
+    "JOIN objects f ON f.id = t.parent WHERE " + _IN_BATCH,
+}
+
+
+def _batches(url: str, run_hex: str, batches: list[int], old: bool) -> Iterator[dict[str, Any]]:
+    """The run's rows cut into provstore's batches, one batch at a time (bounded memory).
+
+    Products get ids in insertion order and a batch's products are all new, so the ``n``
+    products after the last batch's, in id order, are exactly that batch's.  ``old``: the rows
+    as schema 3 held them (digests instead of ids).
+    """
     import sqlalchemy as sa
 
     from provstore.db import schema
 
-    joins = {
-        "objects": "JOIN products p ON t.id = p.id",
-        "products": "JOIN products p ON t.id = p.id",
-        "product_parents": "JOIN products p ON t.child = p.id",
-    }
+    reads = {}
+    for name in TABLES:
+        cols = ", ".join(f"t.{c.name}" for c in schema.metadata.tables[name].columns)
+        reads[name] = sa.text((_OLD_READS if old else _NEW_READS)[name].format(cols=cols))
     engine = sa.create_engine(url)
-    out: dict[str, list[tuple[Any, ...]]] = {}
     try:
         with engine.connect() as conn:
-            for name in TABLES:
-                cols = ", ".join(f"t.{c.name}" for c in schema.metadata.tables[name].columns)
-                sql = (
-                    f"SELECT {cols} FROM {name} t {joins[name]} "
-                    "WHERE p.run = (SELECT id FROM objects WHERE digest = :run)"
-                )
-                rows = conn.execute(sa.text(sql), {"run": bytes.fromhex(run_hex)})
-                out[name] = [tuple(_plain(v) for v in row) for row in rows]
+            run = conn.execute(
+                sa.text("SELECT id FROM objects WHERE digest = :d"), {"d": bytes.fromhex(run_hex)}
+            ).scalar_one()
+            ids = sa.text(
+                "SELECT id FROM products WHERE run = :run AND id > :after ORDER BY id LIMIT :n"
+            )
+            after = 0
+            for size in batches:
+                batch_ids = conn.execute(ids, {"run": run, "after": after, "n": size}).scalars()
+                last = max(batch_ids)
+                where = {"run": run, "after": after, "last": last}
+                yield {
+                    name: [tuple(_plain(v) for v in row) for row in conn.execute(q, where)]
+                    for name, q in reads.items()
+                }
+                after = last
     finally:
         engine.dispose()
-    return out
 
 
 def _plain(value: Any) -> Any:
     return bytes(value) if isinstance(value, memoryview) else value
 
 
-def _products_columns() -> Any:
-    from provstore.db import schema
-
-    return schema.products.columns
-
-
-def _replay_plan(rows: dict[str, list[tuple[Any, ...]]], batches: list[int]) -> list[Any]:
-    """The rows cut into provstore's batches, in registration order (names are p<i>)."""
-    name = [c.name for c in _products_columns()].index("name")
-    order = sorted(rows["products"], key=lambda r: int(r[name][1:]))
-    objs = {r[0]: r for r in rows["objects"]}
-    edges: dict[bytes, list[tuple[Any, ...]]] = {}
-    for edge in rows["product_parents"]:
-        edges.setdefault(edge[0], []).append(edge)
-    plan, start = [], 0
-    for size in batches:
-        chunk = order[start : start + size]
-        start += size
-        plan.append(
-            {
-                "objects": [objs[p[0]] for p in chunk],
-                "products": chunk,
-                "product_parents": [e for p in chunk for e in edges.get(p[0], ())],
-            }
-        )
-    return plan
-
-
 def raw_floor(
-    backend: str, dst_url: str, src_url: str, run_hex: str, batches: list[int]
+    backend: str,
+    dst_url: str,
+    src_url: str,
+    run_hex: str,
+    batches: list[int],
+    old: bool = False,
+    budget: float | None = None,
 ) -> dict[str, Any]:
-    """Insert the run's rows with the raw driver into ``dst_url``; timeline per batch."""
-    rows = _read_rows(src_url, run_hex)
-    plan = _replay_plan(rows, batches)
+    """Insert the run's rows with the raw driver into ``dst_url``; timeline per batch.
+
+    ``old``: into schema 3's tables (digest keys), the rows as that layout held them.  Reading
+    the rows back is not timed.  ``budget``: stop after that many seconds of inserting (the
+    timeline then ends early and ``complete`` is False).
+    """
     opener = {"sqlite": _sqlite_writer, "postgresql": _pg_writer, "mariadb": _mysql_writer}
-    write, commit, close = opener[backend](dst_url, src_url)
+    write, commit, close = opener[backend](dst_url, src_url, old)
+    clock, spent, stored = time.perf_counter, 0.0, 0
+    points: list[tuple[int, float]] = [(0, 0.0)]
+    rows = dict.fromkeys(TABLES, 0)
+    complete = True
     try:
-        points = _timed_batches(plan, write, commit)
+        for batch in _batches(src_url, run_hex, batches, old):
+            start = clock()
+            for table in TABLES:
+                key = (lambda r: r) if table == "product_parents" else (lambda r: r[0])
+                write(table, sorted(batch[table], key=key))
+            commit()
+            spent += clock() - start
+            stored += len(batch["products"])
+            points.append((stored, spent))
+            for table in TABLES:
+                rows[table] += len(batch[table])
+            if budget is not None and spent > budget and stored < sum(batches):
+                complete = False
+                break
     finally:
         close()
-    stored = sum(len(b["products"]) for b in plan)
     return {
         "points": points,
         "products": stored,
-        "rows": {t: len(v) for t, v in rows.items()},
-        "rate": stored / (points[-1][1] - points[0][1]),
+        "rows": rows,
+        "rate": stored / spent if spent else None,
+        "complete": complete,
     }
 
 
-def _timed_batches(plan: list[Any], write: Any, commit: Any) -> list[tuple[int, float]]:
-    clock = time.perf_counter
-    points, done = [(0, clock())], 0
-    for batch in plan:
-        for table in TABLES:
-            key = (lambda r: r) if table == "product_parents" else (lambda r: r[0])
-            write(table, sorted(batch[table], key=key))
-        commit()
-        done += len(batch["products"])
-        points.append((done, clock()))
-    return points
-
-
-def _sqlite_writer(dst_url: str, src_url: str) -> Writer:
-    conn, inserts = raw_sqlite(sqlite_path(dst_url), sqlite_path(src_url), TABLES)
+def _sqlite_writer(dst_url: str, src_url: str, old: bool = False) -> Writer:
+    conn, inserts = raw_sqlite(
+        sqlite_path(dst_url), sqlite_path(src_url), TABLES, OLD_DDL["sqlite"] if old else None
+    )
 
     def write(table: str, rows: list[Any]) -> None:
         if not conn.in_transaction:
@@ -131,23 +187,30 @@ def _sqlite_writer(dst_url: str, src_url: str) -> Writer:
     return write, lambda: conn.execute("COMMIT"), conn.close
 
 
-def _create_tables(url: str) -> dict[str, str]:
-    """provstore's DDL for the three tables in ``url``; returns each table's column list."""
+def _create_tables(url: str, old: bool = False) -> dict[str, str]:
+    """provstore's DDL (``old``: schema 3's) for the three tables; each table's column list."""
     import sqlalchemy as sa
 
     from provstore.db import schema
 
-    tables = [schema.metadata.tables[t] for t in TABLES]
     engine = sa.create_engine(url)
-    schema.metadata.create_all(engine, tables=tables)
-    engine.dispose()
+    try:
+        if old:
+            with engine.begin() as conn:
+                for ddl in OLD_DDL[engine.dialect.name]:
+                    conn.execute(sa.text(ddl))
+            return dict(OLD_COLUMNS)
+        tables = [schema.metadata.tables[t] for t in TABLES]
+        schema.metadata.create_all(engine, tables=tables)
+    finally:
+        engine.dispose()
     return {t.name: ", ".join(c.name for c in t.columns) for t in tables}
 
 
-def _pg_writer(dst_url: str, src_url: str) -> Writer:
+def _pg_writer(dst_url: str, src_url: str, old: bool = False) -> Writer:
     from psycopg2.extras import execute_values
 
-    cols = _create_tables(dst_url)
+    cols = _create_tables(dst_url, old)
     conn = raw_connect("postgresql", dst_url, autocommit=False).conn
     cur = conn.cursor()
 
@@ -158,7 +221,9 @@ def _pg_writer(dst_url: str, src_url: str) -> Writer:
     return write, conn.commit, conn.close
 
 
-def _mysql_writer(dst_url: str, src_url: str) -> Writer:
+def _mysql_writer(dst_url: str, src_url: str, old: bool = False) -> Writer:
+    if old:
+        raise ValueError("no schema-3 floor on MariaDB")
     cols = _create_tables(dst_url)
     conn = raw_connect("mariadb", dst_url, autocommit=False).conn
     cur = conn.cursor()

@@ -4,26 +4,36 @@ Per backend:
 
 1. **Batched**: one ``tracker(url, git=False)`` block registers N products with 1-3 parents
    each (deterministic RNG, parents among earlier products), in a fresh process.  The rate is
-   taken in windows as the store grows (the first 10k, around 100k and at 1M at full scale;
-   the first 5k and the last 5k of 20k (SQLite) or 10k (servers) at small scale), and over the
-   whole block including its exit.  Windows are measured between the ends of provstore's
-   batches (when products become durable), the points nearest to each window's ends: a
-   tracker writes a batch per half second, so a window is at least one batch wide.
+   taken in windows as the store grows (the first 10k, around 100k, 1M and at 10M at full
+   scale; the first 5k and the last 5k of 20k (SQLite) or 10k (servers) at small scale), and
+   over the whole block including its exit.  ``PROVSTORE_BENCH_REGISTER_PRODUCTS`` sets N at
+   full scale (default 10,000,000: about 10 GB of disk on SQLite, 15-30 minutes per layer).
+   Windows are measured between the ends of provstore's batches (when products become
+   durable), the points nearest to each window's ends: a tracker writes a batch per half
+   second, so a window is at least one batch wide.
 2. **Raw-driver floor**: exactly the rows provstore wrote (``objects``, ``products``,
    ``product_parents`` of that run) are read back and inserted into a fresh database with the
    same DDL, in the same batches (one commit per provstore flush): ``sqlite3.executemany`` with
-   provstore's pragmas, psycopg2 ``execute_values``, pymysql ``executemany``.
+   provstore's pragmas, psycopg2 ``execute_values``, pymysql ``executemany``.  On SQLite and
+   PostgreSQL the same rows go a second time into **schema 3's layout** (every table keyed by
+   32-byte digests, as provstore stored them before schema 4): what the layout bought, in
+   the same run.  At full scale that floor stops after ``OLD_FLOOR_BUDGET`` seconds of
+   inserting (its later windows are then reported as not reached).
 3. **Naive**: a small SQLAlchemy ORM declarative model with the same columns, one
    ``session.commit()`` per product (its object, product and parent rows), for a few thousand
    products: products/s and per-product latency.
 
-(2) and (3) are in :mod:`benchmarks._register_baselines`.
-4. **Durable one at a time**: ``register_data_product(...)`` then ``t.flush()`` each time, into
+4. **Lookups at the end**: ``Store.get(full hex)`` of random products of the grown store,
+   p50 and p99, beside the raw driver's ``SELECT data FROM objects WHERE digest = ?``.
+5. **Durable one at a time**: ``register_data_product(...)`` then ``t.flush()`` each time, into
    the store grown by (1): p50/p99 latency.
+
+(2) and (3) are in :mod:`benchmarks._register_baselines`.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from typing import Any
@@ -35,6 +45,10 @@ DESCRIPTION = "products/s in one tracker block (windows as the store grows) vs r
 NAME = "register"
 SQLITE_TARGET = "≥50% of raw floor, ≥20,000/s"
 SLOWDOWN_TARGET = "≤20% slower"
+FULL_PRODUCTS = 10_000_000
+OLD_FLOOR_BUDGET = 1800.0  # seconds of inserting into schema 3's layout at full scale
+OLD_FLOOR_BACKENDS = ("sqlite", "postgresql")
+LOOKUPS = 2000
 
 # The batched run, in a fresh interpreter: argv = url, n, seed.  Prints the timeline
 # ``points`` (products written, seconds) at the end of every Store.put (provstore's batches:
@@ -96,10 +110,12 @@ def windows(ctx: Context, backend: str) -> tuple[int, list[tuple[str, int, int]]
 
     Small scale keeps the servers (slower per product) to 10k so the suite stays short.
     """
-    total = ctx.pick(20_000 if backend == "sqlite" else 10_000, 1_000_000)
+    full = int(os.environ.get("PROVSTORE_BENCH_REGISTER_PRODUCTS", FULL_PRODUCTS))
+    total = ctx.pick(20_000 if backend == "sqlite" else 10_000, full)
     first = ctx.pick(5_000, 10_000)
     out = [(f"first {_k(first)}", 0, first)]
-    for size in ctx.pick((total,), (100_000, 1_000_000)):
+    sizes = [n for n in (100_000, 1_000_000, 10_000_000) if n < total] + [total]
+    for size in ctx.pick((total,), sizes):
         half = max(first, size // 20)
         lo, hi = max(0, size - half), min(total, size + half)
         out.append((f"at {_k(size)} ({_k(lo)}-{_k(hi)})", lo, hi))
@@ -130,6 +146,62 @@ def span_rate(points: list[tuple[int, float]], lo: int, hi: int) -> tuple[float 
     if b[0] <= a[0] or b[1] <= a[1]:
         return None, a[0], b[0]
     return (b[0] - a[0]) / (b[1] - a[1]), a[0], b[0]
+
+
+# -- lookups in the grown store ----------------------------------------------------------------
+
+
+def lookups(backend: str, url: str, run_hex: str, n: int, seed: int) -> dict[str, list[float]]:
+    """Seconds per ``Store.get(full hex)`` and per raw-driver read of random products' bytes.
+
+    Interleaved (one of each per product) so a noisy moment hits both; every answer checked.
+    """
+    import sqlalchemy as sa
+
+    from benchmarks.b_lookup import _raw_getter
+    from provstore.store import Store
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            run = conn.execute(
+                sa.text("SELECT id FROM objects WHERE digest = :d"), {"d": bytes.fromhex(run_hex)}
+            ).scalar_one()
+            lo, hi = conn.execute(
+                sa.text("SELECT min(id), max(id) FROM products WHERE run = :r"), {"r": run}
+            ).one()
+            rng = random.Random(seed)
+            picked = sorted({rng.randint(lo, hi) for _ in range(n)})
+            digests = [
+                bytes(d)
+                for (d,) in conn.execute(
+                    sa.text("SELECT digest FROM objects WHERE id IN :ids").bindparams(
+                        sa.bindparam("ids", expanding=True)
+                    ),
+                    {"ids": picked},
+                )
+            ]
+    finally:
+        engine.dispose()
+    rng.shuffle(digests)
+    raw_get, close = _raw_getter(backend, url)
+    clock = time.perf_counter
+    times: dict[str, list[float]] = {"get": [], "raw": []}
+    try:
+        with Store(url) as store:
+            for digest in digests:
+                t0 = clock()
+                got = store.get(digest.hex())
+                t1 = clock()
+                data = raw_get(digest)
+                t2 = clock()
+                if got.digest != digest or data is None:
+                    raise AssertionError("a lookup returned another object")
+                times["get"].append(t1 - t0)
+                times["raw"].append(t2 - t1)
+    finally:
+        close()
+    return times
 
 
 # -- durable one at a time ---------------------------------------------------------------------
@@ -213,6 +285,70 @@ def _rate_rows(
     return rows
 
 
+def _old_rows(
+    backend: str, wins: list[tuple[str, int, int]], new: dict[str, Any], old: dict[str, Any]
+) -> list[Row]:
+    """Schema 3's floor per window, beside schema 4's (both raw driver, same rows, batches)."""
+    rows, rates, spans = [], [], []
+    reached = old["products"]
+    for label, lo, hi in wins:
+        mine, a, b = span_rate(old["points"], lo, hi)
+        if hi > reached:
+            mine = None
+        rates.append(mine)
+        spans.append((a, b))
+        note = "" if mine is not None else f"not reached: stopped after {_k(reached)} products"
+        rows.append(
+            Row(
+                NAME,
+                f"raw floor, schema 3 layout (digest keys), products/s, {label}",
+                mine,
+                "products/s",
+                backend,
+                baseline=window_rate(new["points"], lo, hi),
+                baseline_label="raw floor, schema 4 layout",
+                note=note,
+            )
+        )
+    first, last = rates[0], rates[-1]
+    if first and last and spans[-1][0] >= spans[0][1]:
+        new_first = window_rate(new["points"], wins[0][1], wins[0][2])
+        new_last = window_rate(new["points"], wins[-1][1], wins[-1][2])
+        rows.append(
+            Row(
+                NAME,
+                f"raw floor slowdown, schema 3 layout, {wins[-1][0]} vs {wins[0][0]}",
+                (first / last - 1) * 100,
+                "%",
+                backend,
+                baseline=(new_first / new_last - 1) * 100 if new_first and new_last else None,
+                baseline_label="raw floor, schema 4 layout",
+            )
+        )
+    return rows
+
+
+def _lookup_rows(backend: str, total: int, times: dict[str, list[float]]) -> list[Row]:
+    rows = []
+    for pct in (50, 99):
+        value = percentile(times["get"], pct) * 1e3
+        rows.append(
+            Row(
+                NAME,
+                f"Store.get(full hex) p{pct} in the store of {_k(total)}",
+                value,
+                "ms",
+                backend,
+                baseline=percentile(times["raw"], pct) * 1e3,
+                baseline_label="raw driver SELECT data by digest",
+                target="≤1 ms" if pct == 50 else "",
+                met=value <= 1 if pct == 50 else None,
+                note=f"{len(times['get']):,} random products" if pct == 50 else "",
+            )
+        )
+    return rows
+
+
 def _rate_row(
     backend: str, measure: str, value: float | None, floor: float | None, sqlite: bool
 ) -> Row:
@@ -244,12 +380,24 @@ def _backend_rows(ctx: Context, backend: str) -> list[Row]:
             raw = raw_floor(backend, dst, url, prov["run"], prov["batches"])
         if raw["products"] != total:
             raise RuntimeError(f"{backend}: provstore stored {raw['products']} of {total}")
+        old = None
+        if backend in OLD_FLOOR_BACKENDS:
+            budget = ctx.pick(None, OLD_FLOOR_BUDGET)
+            with phase(f"{backend}: raw-driver floor, schema 3 layout"):
+                with ctx.scratch(backend, "register_old") as dst:
+                    old = raw_floor(backend, dst, url, prov["run"], prov["batches"], True, budget)
+        n_lookups = ctx.pick(200, LOOKUPS)
+        with phase(f"{backend}: {n_lookups:,} lookups"):
+            looked = lookups(backend, url, prov["run"], n_lookups, ctx.seed)
         with phase(f"{backend}: durable, {n_durable:,} products"):
             lat = durable(url, n_durable, ctx.seed)
     with phase(f"{backend}: naive ORM, {n_naive:,} products"):
         with ctx.scratch(backend, "register_naive") as naive_url:
             naive = naive_orm(naive_url, parent_plan(n_naive, ctx.seed))
     rows = _rate_rows(backend, total, wins, prov, raw)
+    if old is not None:
+        rows.extend(_old_rows(backend, wins, raw, old))
+    rows.extend(_lookup_rows(backend, total, looked))
     overall = total / (prov["end"] - prov["points"][0][1])
     rows.append(
         Row(

@@ -224,28 +224,29 @@ def raw_connect(backend: str, url: str, autocommit: bool = True) -> Raw:
 
 
 def raw_sqlite(
-    path: str, like: str, tables: Sequence[str]
+    path: str, like: str, tables: Sequence[str], ddl: Sequence[str] | None = None
 ) -> tuple[sqlite3.Connection, dict[str, str]]:
     """The raw ``sqlite3`` floor's connection and each table's ``INSERT OR IGNORE``.
 
     A new database at ``path`` with provstore's pragmas and the DDL of ``tables`` (indexes
     included) copied from the provstore database at ``like``: the floor pays for the same
-    B-trees as provstore, nothing else.
+    B-trees as provstore, nothing else.  ``ddl``: these statements instead.
     """
-    src = sqlite3.connect(like)
-    try:
-        marks = ", ".join("?" * len(tables))
-        ddl = src.execute(
-            f"SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND tbl_name IN ({marks}) "
-            "ORDER BY type = 'index', name",
-            tuple(tables),
-        ).fetchall()
-    finally:
-        src.close()
+    if ddl is None:
+        src = sqlite3.connect(like)
+        try:
+            marks = ", ".join("?" * len(tables))
+            ddl = [sql for (sql,) in src.execute(
+                f"SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND tbl_name IN ({marks}) "
+                "ORDER BY type = 'index', name",
+                tuple(tables),
+            )]  # fmt: skip
+        finally:
+            src.close()
     conn = sqlite3.connect(path, isolation_level=None)
     for pragma in SQLITE_PRAGMAS:
         conn.execute(f"PRAGMA {pragma}")
-    for (sql,) in ddl:
+    for sql in ddl:
         conn.execute(sql)
     inserts = {}
     for table in tables:
