@@ -39,6 +39,7 @@ import json
 import os
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 from benchmarks._register_baselines import naive_orm, raw_floor
@@ -108,13 +109,15 @@ def parent_plan(n: int, seed: int) -> list[tuple[int, ...]]:
 # -- windows -----------------------------------------------------------------------------------
 
 
-def windows(ctx: Context, backend: str) -> tuple[int, list[tuple[str, int, int]]]:
+def windows(
+    ctx: Context, backend: str, total: int | None = None
+) -> tuple[int, list[tuple[str, int, int]]]:
     """Total products and the (label, from, to) windows the rate is measured in.
 
     Small scale keeps the servers (slower per product) to 10k so the suite stays short.
     """
-    full = int(os.environ.get("PROVSTORE_BENCH_REGISTER_PRODUCTS", FULL_PRODUCTS))
-    total = ctx.pick(20_000 if backend == "sqlite" else 10_000, full)
+    if total is None:
+        total = ctx.pick(20_000 if backend == "sqlite" else 10_000, _full_products())
     first = ctx.pick(5_000, 10_000)
     out = [(f"first {_k(first)}", 0, first)]
     sizes = [n for n in (100_000, 1_000_000, 10_000_000) if n < total] + [total]
@@ -455,3 +458,42 @@ def run(ctx: Context) -> list[Row]:
     for backend in ctx.backends:
         rows.extend(_backend_rows(ctx, backend))
     return rows
+
+
+def timeline_rows(backend: str, prov: dict[str, Any], total: int) -> list[Row]:
+    """The batched phase's own rows (no floor): its rate per window, whole block, slowdown.
+
+    For a saved batched phase (``register-<backend>-batched.json``) whose floors were not run.
+    """
+    _, wins = windows(Context("full", {}, Path(".")), backend, total)
+    points = [(int(c), float(t)) for c, t in prov["points"]]
+    rows, rates = [], []
+    for label, lo, hi in wins:
+        rate, a, b = span_rate(points, lo, hi)
+        rates.append((rate, a, b))
+        rows.append(Row(NAME, f"batched products/s, {label}", rate, "products/s", backend,
+                        note=f"between batches ending at {_k(a)} and {_k(b)} products; "
+                             "no floor in this run"))  # fmt: skip
+    overall = total / (prov["end"] - points[0][1])
+    rows.append(Row(NAME, f"batched products/s, whole block of {_k(total)} incl. exit", overall,
+                    "products/s", backend, note=f"{len(prov['batches'])} batches"))  # fmt: skip
+    (first, _, first_end), (last, last_start, _) = rates[0], rates[-1]
+    if first and last and last_start >= first_end:
+        rows.append(Row(NAME, f"slowdown {wins[-1][0]} vs {wins[0][0]}", (first / last - 1) * 100,
+                        "%", backend, target=SLOWDOWN_TARGET,
+                        met=(first / last - 1) * 100 <= 20))  # fmt: skip
+    return rows
+
+
+def _full_products() -> int:
+    return int(os.environ.get("PROVSTORE_BENCH_REGISTER_PRODUCTS", FULL_PRODUCTS))
+
+
+if __name__ == "__main__":  # python -m benchmarks.b_register BATCHED.json BACKEND OUT.json
+    import sys
+
+    from benchmarks.report import write_json
+
+    saved = json.loads(Path(sys.argv[1]).read_text())
+    n = sum(saved["batches"])
+    write_json(Path(sys.argv[3]), "full", timeline_rows(sys.argv[2], saved, n), [], 0.0)
