@@ -112,7 +112,7 @@ def _objects_where(
     mark = param_mark(conn)
     for part in chunked(sorted(set(values))):
         sql = f"{select} WHERE {column} IN ({', '.join([mark] * len(part))})"
-        yield from conn.exec_driver_sql(sql, tuple(part))
+        yield from conn.exec_driver_sql(sql, tuple(part)).fetchall()  # not a fetch per row
 
 
 def kinds_of(conn: Connection, digests: Iterable[bytes]) -> dict[bytes, str]:

@@ -9,6 +9,7 @@ needs to fill them without importing SQLAlchemy (a tracked process on SQLite wri
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from operator import itemgetter
 from typing import Any, Protocol
 
 from provstore.core.objects import Product, Run, RunEnd, Sealed
@@ -21,6 +22,7 @@ __all__ = [
     "REFS",
     "ROWS",
     "SCHEMA_VERSION",
+    "by_digest",
     "object_row",
     "references",
     "resolved",
@@ -87,17 +89,32 @@ def object_row(item: Sealed) -> Row:
     return (item.digest, item.kind, len(item.data), item.data)
 
 
+def by_digest(rows: Sequence[Row]) -> list[Row]:
+    """``objects`` rows in digest order (their key), as ``sorted(rows)`` orders them.
+
+    By the digest alone: two rows with one digest are the same object, so no other column
+    ever decides the order, and the tuples need not be compared.
+    """
+    return sorted(rows, key=_FIRST)
+
+
+_FIRST = itemgetter(0)
+
+
 def references(rows: dict[str, list[Row]]) -> set[bytes]:
     """Every digest index rows (from :data:`ROWS`) refer to, whose id a writer needs."""
-    found: set[bytes] = set()
+    found: set[Any] = set()
     for table, table_rows in rows.items():
         for position in REFS[table]:
-            found.update(row[position] for row in table_rows if row[position] is not None)
+            found.update(map(itemgetter(position), table_rows))
+    found.discard(None)
     return found
 
 
 def resolved(table: str, rows: list[Row], ids: dict[bytes, int]) -> list[Row]:
     """``rows`` (from :data:`ROWS`) with ids for digests, in key order."""
+    if table == "product_parents":  # most rows of a big batch: one comprehension, no loop
+        return sorted([(ids[child], ids[parent]) for child, parent in rows])
     positions = REFS[table]
     out = []
     for row in rows:
@@ -109,11 +126,14 @@ def resolved(table: str, rows: list[Row], ids: dict[bytes, int]) -> list[Row]:
     return sorted_rows(table, out)
 
 
+def _product_row(digest: bytes, obj: Product) -> Row:
+    return (digest, obj.name, obj.version, obj.content, obj.size, obj.run, obj.path)
+
+
 def _product_rows(item: Sealed) -> Iterator[NamedRow]:
     obj = item.obj
     assert isinstance(obj, Product)
-    row = (item.digest, obj.name, obj.version, obj.content, obj.size, obj.run, obj.path)
-    yield "products", row
+    yield "products", _product_row(item.digest, obj)
     for parent in obj.parents:
         yield "product_parents", (item.digest, parent)
 
@@ -170,7 +190,10 @@ ROWS: dict[str, Callable[[Sealed], Iterable[NamedRow]]] = {
 def sorted_rows(table: str, rows: list[Row]) -> list[Row]:
     """Rows in key order, so concurrent batches take their locks in the same order."""
     width = KEY_WIDTH[table]
-    return sorted(rows) if width == len(COLUMNS[table]) else sorted(rows, key=lambda r: r[:width])
+    if width == len(COLUMNS[table]):
+        return sorted(rows)
+    # One key column: the same order as by the one-column slice, without a tuple per row.
+    return sorted(rows, key=_FIRST if width == 1 else lambda r: r[:width])
 
 
 class Writer(Protocol):
@@ -197,7 +220,15 @@ def write(db: Writer, items: Sequence[Sealed]) -> int:
     ``objects`` row of its own without data, which its object fills in when it comes.
     """
     rows: dict[str, list[Row]] = {name: [] for name in INDEX_TABLE_NAMES}
+    products, links = rows["products"], rows["product_parents"]
     for item in items:
+        obj = item.obj
+        if type(obj) is Product:  # nearly every object of a big batch: no generator each
+            digest = item.digest
+            products.append(_product_row(digest, obj))
+            if obj.parents:
+                links.extend([(digest, parent) for parent in obj.parents])
+            continue
         for name, row in ROWS[item.kind](item):
             rows[name].append(row)
     added = db.put_objects([object_row(item) for item in items])

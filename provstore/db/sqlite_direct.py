@@ -306,7 +306,7 @@ class _Writer:
         self.conn = conn
 
     def put_objects(self, rows: Sequence[layout.Row]) -> int:
-        return self.conn.executemany(PUT_OBJECTS, sorted(rows)).rowcount
+        return self.conn.executemany(PUT_OBJECTS, layout.by_digest(rows)).rowcount
 
     def ids(self, digests: Iterable[bytes]) -> dict[bytes, int]:
         wanted = sorted(set(digests))
