@@ -80,3 +80,26 @@ def test_stats_counts_every_registered_kind(backend_url, sample_objects):
         store.put(sample_objects)
         counts = store.stats()["objects"]
     assert counts == dict.fromkeys(KINDS, 1)
+
+
+def test_a_products_body_is_built_in_key_order_as_the_general_body():
+    from provstore.core import encoding
+    from provstore.core.objects import Product, _Base
+
+    product = Product("n", "v", {"b": 1, "a": [2]}, b"\x01" * 32, 3, "/p", b"\x02" * 32, ())
+    assert list(product.body()) == sorted(_Base.body(product))
+    assert product.body() == _Base.body(product)
+    assert product.encoded() == encoding.canonical(_Base.body(product))
+
+
+def test_the_fast_resolutions_of_big_tables_are_the_general_one():
+    from provstore.db import layout
+
+    ids = {bytes([i]) * 32: 100 - i for i in range(5)}
+    a, b, c, d, e = ids
+    rows = {
+        "products": [(a, "x", None, None, None, e, None), (b, "y", "1", c, 4, None, "/p")],
+        "product_parents": [(a, b), (a, c), (d, b)],
+    }
+    for table, table_rows in rows.items():
+        assert layout.resolved(table, table_rows, ids) == layout._resolved(table, table_rows, ids)

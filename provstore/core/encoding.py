@@ -81,9 +81,8 @@ def canonical_sorted(body: dict[str, Value]) -> bytes:
     per-product loop.  A bad value raises the :class:`EncodingError` :func:`canonical` raises.
     """
     try:
-        out = {}
-        for key, item in body.items():
-            out[key] = item if type(item) in _SCALARS else _canon(item, 1)
+        scalars = _SCALARS
+        out = {k: v if type(v) in scalars else _canon(v, 1) for k, v in body.items()}
         packed: bytes = _packb(out)
         return packed
     except (_Refused, TypeError, ValueError, OverflowError, UnicodeError, RecursionError):

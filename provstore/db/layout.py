@@ -113,8 +113,21 @@ def references(rows: dict[str, list[Row]]) -> set[bytes]:
 
 def resolved(table: str, rows: list[Row], ids: dict[bytes, int]) -> list[Row]:
     """``rows`` (from :data:`ROWS`) with ids for digests, in key order."""
-    if table == "product_parents":  # most rows of a big batch: one comprehension, no loop
+    # The rows of a big batch: one comprehension each, no loop per position (a test holds
+    # them equal to the general case below).
+    if table == "product_parents":
         return sorted([(ids[child], ids[parent]) for child, parent in rows])
+    if table == "products":
+        out = [
+            (ids[r[0]], r[1], r[2], r[3], r[4], None if r[5] is None else ids[r[5]], r[6])
+            for r in rows
+        ]
+        return sorted(out, key=_FIRST)
+    return _resolved(table, rows, ids)
+
+
+def _resolved(table: str, rows: list[Row], ids: dict[bytes, int]) -> list[Row]:
+    """:func:`resolved` for any table, through :data:`REFS`."""
     positions = REFS[table]
     out = []
     for row in rows:
