@@ -103,3 +103,44 @@ def test_the_fast_resolutions_of_big_tables_are_the_general_one():
     }
     for table, table_rows in rows.items():
         assert layout.resolved(table, table_rows, ids) == layout._resolved(table, table_rows, ids)
+
+
+def test_known_ids_are_not_looked_up_again():
+    """``layout.write`` takes committed ids from ``known`` and reports the ones it looked up."""
+    from provstore.core.objects import Product, seal
+    from provstore.db import layout
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.ids_of: dict[bytes, int] = {}
+            self.asked: list[set[bytes]] = []
+            self.rows: dict[str, list[tuple[object, ...]]] = {}
+
+        def put_objects(self, rows):
+            for row in rows:
+                self.ids_of.setdefault(row[0], len(self.ids_of) + 1)
+            return len(rows)
+
+        def ids(self, digests):
+            self.asked.append(set(digests))
+            return {d: self.ids_of[d] for d in digests if d in self.ids_of}
+
+        def intern(self, digests):
+            for d in digests:
+                self.ids_of.setdefault(d, len(self.ids_of) + 1)
+
+        def insert(self, table, rows):
+            self.rows.setdefault(table, []).extend(rows)
+
+    run = b"\x07" * 32
+    first = seal(Product("a", None, {}, None, None, None, run, ()))
+    second = seal(Product("b", None, {}, None, None, None, run, (first.digest,)))
+    db, known = Recorder(), {}
+    learned: dict[bytes, int] = {}
+    layout.write(db, [first], known, learned)
+    assert set(learned) == {first.digest, run}  # the run was interned
+    layout.remember(known, learned)
+    learned = {}
+    layout.write(db, [second], known, learned)
+    assert db.asked[-1] == {second.digest}  # the parent and the run came from `known`
+    assert db.rows["product_parents"] == [(db.ids_of[second.digest], db.ids_of[first.digest])]

@@ -18,6 +18,7 @@ __all__ = [
     "COLUMNS",
     "INDEX_TABLE_NAMES",
     "KEY_WIDTH",
+    "KNOWN_LIMIT",
     "OBJECT_COLUMNS",
     "REFS",
     "ROWS",
@@ -25,6 +26,7 @@ __all__ = [
     "by_digest",
     "object_row",
     "references",
+    "remember",
     "resolved",
     "sorted_rows",
     "write",
@@ -225,12 +227,37 @@ class Writer(Protocol):
         """Insert index rows (ids resolved, in key order), skipping keys present."""
 
 
-def write(db: Writer, items: Sequence[Sealed]) -> int:
+KNOWN_LIMIT = 2_000_000
+"""The most ids a writer remembers (:func:`remember`): about 80 bytes each (the digests are
+the writer's own objects, shared)."""
+
+
+def remember(known: dict[bytes, int], learned: dict[bytes, int]) -> None:
+    """Keep the ids a committed transaction looked up, for the writer's next ones.
+
+    An object's id never changes once given (nothing deletes or renumbers ``objects`` rows of
+    a store of this schema), so only the ids of a transaction that rolled back may not be
+    kept: a writer calls this after its commit.  Past :data:`KNOWN_LIMIT` it starts over.
+    """
+    if len(known) + len(learned) > KNOWN_LIMIT:
+        known.clear()
+    known.update(learned)
+
+
+def write(
+    db: Writer,
+    items: Sequence[Sealed],
+    known: dict[bytes, int] | None = None,
+    learned: dict[bytes, int] | None = None,
+) -> int:
     """Write objects and the index rows they imply through ``db``; how many objects were new.
 
     Objects first (their ids come in insertion order), then the ids of every digest the
     index rows refer to: a digest not stored yet (a parent written later, or never) gets an
     ``objects`` row of its own without data, which its object fills in when it comes.
+
+    ``known`` holds ids of committed rows (a tracker's earlier batches, its run), which are
+    not looked up again; the ids looked up go into ``learned``, for :func:`remember`.
     """
     rows: dict[str, list[Row]] = {name: [] for name in INDEX_TABLE_NAMES}
     products, links = rows["products"], rows["product_parents"]
@@ -248,11 +275,15 @@ def write(db: Writer, items: Sequence[Sealed]) -> int:
     wanted = references(rows)
     if not wanted:
         return added
-    ids = db.ids(wanted)
-    missing = sorted(wanted - ids.keys())
+    ids = {} if not known else {d: known[d] for d in wanted if d in known}
+    fetched = db.ids(wanted - ids.keys()) if len(ids) < len(wanted) else {}
+    missing = sorted(wanted - ids.keys() - fetched.keys())
     if missing:
         db.intern(missing)
-        ids.update(db.ids(missing))
+        fetched.update(db.ids(missing))
+    if learned is not None:  # keyed by the batch's own digests: no copy of each kept
+        learned.update({d: fetched[d] for d in wanted if d in fetched})
+    ids.update(fetched)
     for name, table_rows in rows.items():
         if table_rows:
             db.insert(name, resolved(name, table_rows, ids))
