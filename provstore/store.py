@@ -39,7 +39,7 @@ from provstore.core.errors import (
     WrongKindError,
 )
 from provstore.core.objects import KINDS, Environment, Product, Run, Sealed, load, seal
-from provstore.db import dialects, index, listing, queries, schema
+from provstore.db import dialects, index, layout, listing, queries, schema
 from provstore.db import lineage as walks
 from provstore.db.connections import Readers
 from provstore.db.engine import connect, failover, retrying, storage_error, write_transaction
@@ -149,6 +149,7 @@ class Store:
         self.engine: Engine = connect(url, pooled=pooled, read_only=not create)
         self.failover = failover(url)
         """The URL names several hosts: a lost connection is retried on another one."""
+        self._known_ids: dict[bytes, int] = {}  # ids of rows put() committed (layout.remember)
         # On a server a pooled store keeps one autocommit connection per thread for reads:
         # a lookup is then one round trip, not four (pre-ping, BEGIN, SELECT, ROLLBACK).
         self._readers = Readers(self.engine, hold=pooled and self.dialect.hold_reads)
@@ -195,8 +196,10 @@ class Store:
         batch = list(items)
 
         def write() -> None:
+            learned: dict[bytes, int] = {}
             with write_transaction(self.engine) as conn:
-                index.write_items(conn, batch)
+                index.write_items(conn, batch, self._known_ids, learned)
+            layout.remember(self._known_ids, learned)  # committed: the ids stay
 
         if batch:
             self.retrying(write)

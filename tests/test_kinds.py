@@ -80,3 +80,67 @@ def test_stats_counts_every_registered_kind(backend_url, sample_objects):
         store.put(sample_objects)
         counts = store.stats()["objects"]
     assert counts == dict.fromkeys(KINDS, 1)
+
+
+def test_a_products_body_is_built_in_key_order_as_the_general_body():
+    from provstore.core import encoding
+    from provstore.core.objects import Product, _Base
+
+    product = Product("n", "v", {"b": 1, "a": [2]}, b"\x01" * 32, 3, "/p", b"\x02" * 32, ())
+    assert list(product.body()) == sorted(_Base.body(product))
+    assert product.body() == _Base.body(product)
+    assert product.encoded() == encoding.canonical(_Base.body(product))
+
+
+def test_the_fast_resolutions_of_big_tables_are_the_general_one():
+    from provstore.db import layout
+
+    ids = {bytes([i]) * 32: 100 - i for i in range(5)}
+    a, b, c, d, e = ids
+    rows = {
+        "products": [(a, "x", None, None, None, e, None), (b, "y", "1", c, 4, None, "/p")],
+        "product_parents": [(a, b), (a, c), (d, b)],
+    }
+    for table, table_rows in rows.items():
+        assert layout.resolved(table, table_rows, ids) == layout._resolved(table, table_rows, ids)
+
+
+def test_known_ids_are_not_looked_up_again():
+    """``layout.write`` takes committed ids from ``known`` and reports the ones it looked up."""
+    from provstore.core.objects import Product, seal
+    from provstore.db import layout
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.ids_of: dict[bytes, int] = {}
+            self.asked: list[set[bytes]] = []
+            self.rows: dict[str, list[tuple[object, ...]]] = {}
+
+        def put_objects(self, rows):
+            for row in rows:
+                self.ids_of.setdefault(row[0], len(self.ids_of) + 1)
+            return len(rows)
+
+        def ids(self, digests):
+            self.asked.append(set(digests))
+            return {d: self.ids_of[d] for d in digests if d in self.ids_of}
+
+        def intern(self, digests):
+            for d in digests:
+                self.ids_of.setdefault(d, len(self.ids_of) + 1)
+
+        def insert(self, table, rows):
+            self.rows.setdefault(table, []).extend(rows)
+
+    run = b"\x07" * 32
+    first = seal(Product("a", None, {}, None, None, None, run, ()))
+    second = seal(Product("b", None, {}, None, None, None, run, (first.digest,)))
+    db, known = Recorder(), {}
+    learned: dict[bytes, int] = {}
+    layout.write(db, [first], known, learned)
+    assert set(learned) == {first.digest, run}  # the run was interned
+    layout.remember(known, learned)
+    learned = {}
+    layout.write(db, [second], known, learned)
+    assert db.asked[-1] == {second.digest}  # the parent and the run came from `known`
+    assert db.rows["product_parents"] == [(db.ids_of[second.digest], db.ids_of[first.digest])]

@@ -347,3 +347,67 @@ def test_non_utf8_environment_values_are_kept_losslessly(sqlite_url, tmp_path):
         environment = store.get(run.environment).obj
     assert variables["ODD"] == b"\xfe"
     assert environment.variables["LC_WEIRD"] == b"caf\xe9\xff"
+
+
+# Products sealed by provstore before registration built their bodies in key order (main at
+# 59db49f): the same fields must keep these digests.
+_RUN = bytes(range(32))
+_P1, _P2 = bytes(range(32, 64)), bytes(range(64, 96))
+_PINNED = [
+    (("p0", "1", {"i": 0}, ()),
+     "1ac12e214043f3cff08f641b291340e7b3e8d71b4c590073ca0b77d3950ae0fa"),
+    (("p1", None, {}, (_P1,)),
+     "535cbc8e0005473fd9f099c754f0642cf64b4401b0fd4cdadf2b840aa790e1e8"),
+    (
+        ("results", "2.0", {"b": [1, 2.5, None], "a": {"z": b"\x00", "y": True}, "é": "ü"},
+         (_P1, _P2)),
+        "bcb8588c4b28d9e52cff537d8f8a81f40cfeb5b9237aa6464b5d39e5de369281",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("fields", "pinned"), _PINNED)
+def test_products_keep_their_pinned_digests(fields, pinned):
+    from provstore.core.objects import Product, seal, seal_unchecked
+
+    name, version, metadata, parents = fields
+    product = Product(name, version, metadata, None, None, None, _RUN, parents)
+    assert seal(product).hex == seal_unchecked(product).hex == pinned
+
+
+def test_registered_products_are_sealed_as_their_fields_encode(backend_url):
+    """Through ``tracker()``: the stored bytes are the frame of an independent encoding."""
+    import msgpack
+
+    from provstore.core.digests import frame, hash_framed
+
+    metadata = {"b": [1, 2.5, None], "a": {"z": b"\x00", "y": True}, "é": "ü"}
+    with tracker(backend_url, git=False) as t:
+        first = t.register_data_product("p0", "1", {"i": 0})
+        second = t.register_data_product("p1", parents=[first])
+        third = t.register_data_product(
+            "results", "2.0", metadata, parents=[second, first, bytes.fromhex(first), first]
+        )
+        run = bytes.fromhex(t.run)
+    made = [
+        (first, "p0", "1", {"i": 0}, []),
+        (second, "p1", None, {}, [first]),
+        (third, "results", "2.0", metadata, sorted([first, second])),
+    ]
+    with Store(backend_url) as store:
+        for digest, name, version, meta, parents in made:
+            body = {
+                "content": None,
+                "metadata": {k: meta[k] for k in sorted(meta)},
+                "name": name,
+                "parents": [bytes.fromhex(p) for p in parents],
+                "path": None,
+                "run": run,
+                "size": None,
+                "version": version,
+            }
+            if "a" in meta:
+                body["metadata"]["a"] = {"y": True, "z": b"\x00"}
+            data = frame("product", 1, msgpack.packb(body, use_bin_type=True))
+            assert hash_framed(data).hex() == digest
+            assert store.get(digest).data == data

@@ -25,7 +25,7 @@ import msgpack
 from provstore.core.contracts import ensures
 from provstore.core.errors import EncodingError
 
-__all__ = ["MAX_DEPTH", "Value", "canonical", "decode", "encode"]
+__all__ = ["MAX_DEPTH", "Value", "canonical", "canonical_sorted", "decode", "encode"]
 
 Value = Any
 """A value the encoding accepts (None, bool, int, float, str, bytes, list, tuple, dict)."""
@@ -72,6 +72,21 @@ def canonical(value: Value) -> bytes:
     except (_Refused, TypeError, ValueError, OverflowError, UnicodeError, RecursionError):
         _locate(value, "value", 0)
         raise EncodingError("value", "msgpack refused it") from None
+
+
+def canonical_sorted(body: dict[str, Value]) -> bytes:
+    """:func:`canonical` of a map the caller built with its str keys in order (an object's body).
+
+    Only the values are walked (the map itself is not sorted again): one pass for the
+    per-product loop.  A bad value raises the :class:`EncodingError` :func:`canonical` raises.
+    """
+    try:
+        scalars = _SCALARS
+        out = {k: v if type(v) in scalars else _canon(v, 1) for k, v in body.items()}
+        packed: bytes = _packb(out)
+        return packed
+    except (_Refused, TypeError, ValueError, OverflowError, UnicodeError, RecursionError):
+        return canonical(body)  # names the bad part
 
 
 def decode(data: bytes) -> Value:

@@ -493,6 +493,23 @@ class Product(_Base):
     run: bytes | None
     parents: tuple[bytes, ...]
 
+    def body(self) -> dict[str, Any]:
+        """The fields in canonical (sorted) order: a test holds it equal to :class:`_Base`'s."""
+        return {
+            "content": self.content,
+            "metadata": self.metadata,
+            "name": self.name,
+            "parents": self.parents,
+            "path": self.path,
+            "run": self.run,
+            "size": self.size,
+            "version": self.version,
+        }
+
+    def encoded(self) -> bytes:
+        """The canonical body bytes, without sorting the body's keys (it is built in order)."""
+        return encoding.canonical_sorted(self.body())
+
 
 def _is_bytes_of(size: int) -> _Check:
     return lambda value: type(value) is bytes and len(value) == size

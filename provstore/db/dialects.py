@@ -16,6 +16,7 @@ suite's backend fixture (``tests/conftest.py``).
 from __future__ import annotations
 
 import io
+import operator
 import os
 import re
 import urllib.parse
@@ -29,7 +30,7 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from provstore.core.errors import ConfigError, NoStoreError, UnsupportedStoreError
-from provstore.db import sqlite_direct
+from provstore.db import layout, sqlite_direct
 from provstore.db.urls import bare_path, hidden, multi_host, split_host
 
 __all__ = [
@@ -293,10 +294,15 @@ def glob_to_regex(pattern: str) -> str:
     return "".join(out) + "$"
 
 
+_FIRST = operator.itemgetter(0)
+
+
 def _sorted_rows(table: Table, rows: Sequence[Row]) -> list[Row]:
     """Rows in key order, so concurrent batches take their locks in the same order."""
     width = len(table.primary_key.columns)
-    return sorted(rows) if width == len(table.columns) else sorted(rows, key=lambda r: r[:width])
+    if width == len(table.columns):
+        return sorted(rows)
+    return sorted(rows, key=_FIRST if width == 1 else lambda r: r[:width])  # as by r[:1]
 
 
 def _columns(
@@ -433,7 +439,7 @@ class SQLite(Dialect):
         if not rows:
             return 0
         sql = sqlite_direct.PUT_OBJECTS
-        return int(conn.exec_driver_sql(sql, sorted(rows)).rowcount)
+        return int(conn.exec_driver_sql(sql, layout.by_digest(rows)).rowcount)
 
     temporary = "CREATE TEMP TABLE {name}"
 
@@ -696,7 +702,7 @@ class PostgreSQL(Dialect):
             f"INSERT INTO objects ({', '.join(_OBJECT_COLUMNS)}) VALUES %s "
             f"{self.fill_clause} RETURNING 1"
         )
-        return self._values(conn, sql, sorted(rows))
+        return self._values(conn, sql, layout.by_digest(rows))
 
     @staticmethod
     def _values(conn: Connection, sql: str, rows: list[Row]) -> int:
@@ -946,7 +952,7 @@ class MySQL(Dialect):
         """An upsert; a row filled in counts 2 affected rows, so those are counted first."""
         if not rows:
             return 0
-        ordered = sorted(rows)
+        ordered = layout.by_digest(rows)
         filled = self._referred(conn, [row[0] for row in ordered])
         sql = (
             f"INSERT INTO objects ({', '.join(_OBJECT_COLUMNS)}) VALUES (%s, %s, %s, %s) "

@@ -85,12 +85,18 @@ class _Writer:
         self.dialect.insert_ignore(self.conn, _TABLES[table], rows)
 
 
-def write_items(conn: Connection, items: Sequence[Sealed]) -> int:
+def write_items(
+    conn: Connection,
+    items: Sequence[Sealed],
+    known: dict[bytes, int] | None = None,
+    learned: dict[bytes, int] | None = None,
+) -> int:
     """Insert objects and the index rows they imply, idempotently, in the open transaction.
 
-    Returns how many of the objects were new to the store.
+    Returns how many of the objects were new to the store; ``known`` and ``learned`` are
+    :func:`layout.write`'s (ids of committed rows; the ids looked up, to keep after commit).
     """
-    return layout.write(_Writer(conn), items)
+    return layout.write(_Writer(conn), items, known, learned)
 
 
 def ids_of(conn: Connection, digests: Iterable[bytes]) -> dict[bytes, int]:
@@ -112,7 +118,7 @@ def _objects_where(
     mark = param_mark(conn)
     for part in chunked(sorted(set(values))):
         sql = f"{select} WHERE {column} IN ({', '.join([mark] * len(part))})"
-        yield from conn.exec_driver_sql(sql, tuple(part))
+        yield from conn.exec_driver_sql(sql, tuple(part)).fetchall()  # not a fetch per row
 
 
 def kinds_of(conn: Connection, digests: Iterable[bytes]) -> dict[bytes, str]:

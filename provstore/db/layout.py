@@ -9,6 +9,7 @@ needs to fill them without importing SQLAlchemy (a tracked process on SQLite wri
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from operator import itemgetter
 from typing import Any, Protocol
 
 from provstore.core.objects import Product, Run, RunEnd, Sealed
@@ -17,12 +18,15 @@ __all__ = [
     "COLUMNS",
     "INDEX_TABLE_NAMES",
     "KEY_WIDTH",
+    "KNOWN_LIMIT",
     "OBJECT_COLUMNS",
     "REFS",
     "ROWS",
     "SCHEMA_VERSION",
+    "by_digest",
     "object_row",
     "references",
+    "remember",
     "resolved",
     "sorted_rows",
     "write",
@@ -87,17 +91,45 @@ def object_row(item: Sealed) -> Row:
     return (item.digest, item.kind, len(item.data), item.data)
 
 
+def by_digest(rows: Sequence[Row]) -> list[Row]:
+    """``objects`` rows in digest order (their key), as ``sorted(rows)`` orders them.
+
+    By the digest alone: two rows with one digest are the same object, so no other column
+    ever decides the order, and the tuples need not be compared.
+    """
+    return sorted(rows, key=_FIRST)
+
+
+_FIRST = itemgetter(0)
+
+
 def references(rows: dict[str, list[Row]]) -> set[bytes]:
     """Every digest index rows (from :data:`ROWS`) refer to, whose id a writer needs."""
-    found: set[bytes] = set()
+    found: set[Any] = set()
     for table, table_rows in rows.items():
         for position in REFS[table]:
-            found.update(row[position] for row in table_rows if row[position] is not None)
+            found.update(map(itemgetter(position), table_rows))
+    found.discard(None)
     return found
 
 
 def resolved(table: str, rows: list[Row], ids: dict[bytes, int]) -> list[Row]:
     """``rows`` (from :data:`ROWS`) with ids for digests, in key order."""
+    # The rows of a big batch: one comprehension each, no loop per position (a test holds
+    # them equal to the general case below).
+    if table == "product_parents":
+        return sorted([(ids[child], ids[parent]) for child, parent in rows])
+    if table == "products":
+        out = [
+            (ids[r[0]], r[1], r[2], r[3], r[4], None if r[5] is None else ids[r[5]], r[6])
+            for r in rows
+        ]
+        return sorted(out, key=_FIRST)
+    return _resolved(table, rows, ids)
+
+
+def _resolved(table: str, rows: list[Row], ids: dict[bytes, int]) -> list[Row]:
+    """:func:`resolved` for any table, through :data:`REFS`."""
     positions = REFS[table]
     out = []
     for row in rows:
@@ -109,11 +141,14 @@ def resolved(table: str, rows: list[Row], ids: dict[bytes, int]) -> list[Row]:
     return sorted_rows(table, out)
 
 
+def _product_row(digest: bytes, obj: Product) -> Row:
+    return (digest, obj.name, obj.version, obj.content, obj.size, obj.run, obj.path)
+
+
 def _product_rows(item: Sealed) -> Iterator[NamedRow]:
     obj = item.obj
     assert isinstance(obj, Product)
-    row = (item.digest, obj.name, obj.version, obj.content, obj.size, obj.run, obj.path)
-    yield "products", row
+    yield "products", _product_row(item.digest, obj)
     for parent in obj.parents:
         yield "product_parents", (item.digest, parent)
 
@@ -170,7 +205,10 @@ ROWS: dict[str, Callable[[Sealed], Iterable[NamedRow]]] = {
 def sorted_rows(table: str, rows: list[Row]) -> list[Row]:
     """Rows in key order, so concurrent batches take their locks in the same order."""
     width = KEY_WIDTH[table]
-    return sorted(rows) if width == len(COLUMNS[table]) else sorted(rows, key=lambda r: r[:width])
+    if width == len(COLUMNS[table]):
+        return sorted(rows)
+    # One key column: the same order as by the one-column slice, without a tuple per row.
+    return sorted(rows, key=_FIRST if width == 1 else lambda r: r[:width])
 
 
 class Writer(Protocol):
@@ -189,26 +227,63 @@ class Writer(Protocol):
         """Insert index rows (ids resolved, in key order), skipping keys present."""
 
 
-def write(db: Writer, items: Sequence[Sealed]) -> int:
+KNOWN_LIMIT = 2_000_000
+"""The most ids a writer remembers (:func:`remember`): about 80 bytes each (the digests are
+the writer's own objects, shared)."""
+
+
+def remember(known: dict[bytes, int], learned: dict[bytes, int]) -> None:
+    """Keep the ids a committed transaction looked up, for the writer's next ones.
+
+    An object's id never changes once given (nothing deletes or renumbers ``objects`` rows of
+    a store of this schema), so only the ids of a transaction that rolled back may not be
+    kept: a writer calls this after its commit.  Past :data:`KNOWN_LIMIT` it starts over.
+    """
+    if len(known) + len(learned) > KNOWN_LIMIT:
+        known.clear()
+    known.update(learned)
+
+
+def write(
+    db: Writer,
+    items: Sequence[Sealed],
+    known: dict[bytes, int] | None = None,
+    learned: dict[bytes, int] | None = None,
+) -> int:
     """Write objects and the index rows they imply through ``db``; how many objects were new.
 
     Objects first (their ids come in insertion order), then the ids of every digest the
     index rows refer to: a digest not stored yet (a parent written later, or never) gets an
     ``objects`` row of its own without data, which its object fills in when it comes.
+
+    ``known`` holds ids of committed rows (a tracker's earlier batches, its run), which are
+    not looked up again; the ids looked up go into ``learned``, for :func:`remember`.
     """
     rows: dict[str, list[Row]] = {name: [] for name in INDEX_TABLE_NAMES}
+    products, links = rows["products"], rows["product_parents"]
     for item in items:
+        obj = item.obj
+        if type(obj) is Product:  # nearly every object of a big batch: no generator each
+            digest = item.digest
+            products.append(_product_row(digest, obj))
+            if obj.parents:
+                links.extend([(digest, parent) for parent in obj.parents])
+            continue
         for name, row in ROWS[item.kind](item):
             rows[name].append(row)
     added = db.put_objects([object_row(item) for item in items])
     wanted = references(rows)
     if not wanted:
         return added
-    ids = db.ids(wanted)
-    missing = sorted(wanted - ids.keys())
+    ids = {} if not known else {d: known[d] for d in wanted if d in known}
+    fetched = db.ids(wanted - ids.keys()) if len(ids) < len(wanted) else {}
+    missing = sorted(wanted - ids.keys() - fetched.keys())
     if missing:
         db.intern(missing)
-        ids.update(db.ids(missing))
+        fetched.update(db.ids(missing))
+    if learned is not None:  # keyed by the batch's own digests: no copy of each kept
+        learned.update({d: fetched[d] for d in wanted if d in fetched})
+    ids.update(fetched)
     for name, table_rows in rows.items():
         if table_rows:
             db.insert(name, resolved(name, table_rows, ids))

@@ -210,6 +210,7 @@ class DirectWriter:
         self._conn: sqlite3.Connection | None = conn
         self._pid = os.getpid()
         self._lock = threading.Lock()
+        self._known: dict[bytes, int] = {}  # ids of committed rows (layout.remember)
 
     def put(self, items: Sequence[Sealed]) -> None:
         """Store objects and their index rows in one transaction (idempotent).
@@ -269,9 +270,11 @@ class DirectWriter:
     def _write(self, items: Sequence[Sealed]) -> None:
         conn = self._connection()
         conn.execute("BEGIN IMMEDIATE")
+        learned: dict[bytes, int] = {}
         try:
-            layout.write(_Writer(conn), items)
+            layout.write(_Writer(conn), items, self._known, learned)
             conn.execute("COMMIT")
+            layout.remember(self._known, learned)
         except BaseException:
             if conn.in_transaction:
                 with suppress(sqlite3.Error):
@@ -306,7 +309,7 @@ class _Writer:
         self.conn = conn
 
     def put_objects(self, rows: Sequence[layout.Row]) -> int:
-        return self.conn.executemany(PUT_OBJECTS, sorted(rows)).rowcount
+        return self.conn.executemany(PUT_OBJECTS, layout.by_digest(rows)).rowcount
 
     def ids(self, digests: Iterable[bytes]) -> dict[bytes, int]:
         wanted = sorted(set(digests))

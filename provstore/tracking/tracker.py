@@ -573,14 +573,14 @@ class Tracker:
             content, size = self._hash(path)
             recorded = os.path.abspath(os.fspath(path))
         product = Product(
-            name=name,
-            version=version,
-            metadata=dict(metadata) if metadata is not None else {},
-            content=content,
-            size=size,
-            path=recorded,
-            run=self._run_digest,
-            parents=tuple(sorted({self._parent(ref) for ref in parents})),
+            name,
+            version,
+            dict(metadata) if metadata is not None else {},
+            content,
+            size,
+            recorded,
+            self._run_digest,
+            self._parents(parents) if parents else (),
         )
         try:
             # Refuses unencodable metadata before anything is stored.  Unchecked: the
@@ -689,6 +689,25 @@ class Tracker:
                 self._by_location[(product.content, product.path)] = item.digest
         if len(self._pending) >= FLUSH_EVERY or time.monotonic() - self._last_flush > FLUSH_AFTER:
             self.flush()
+
+    def _parents(self, refs: Sequence[ParentRef]) -> tuple[bytes, ...]:
+        """The parents' digests, sorted and without repeats.
+
+        A full hex digest of a product this run knows is taken at once (this runs for every
+        parent registered); anything else goes through :meth:`_parent`.
+        """
+        known, found = self._known, set()
+        for ref in refs:
+            if type(ref) is str and len(ref) == 2 * DIGEST_SIZE:
+                try:
+                    exact = bytes.fromhex(ref)
+                except ValueError:
+                    exact = b""
+                if exact in known:  # only 32-byte digests are known: no short parse passes
+                    found.add(exact)
+                    continue
+            found.add(self._parent(ref))
+        return tuple(sorted(found))
 
     def _parent(self, ref: ParentRef) -> bytes:
         if isinstance(ref, bytes) and len(ref) == DIGEST_SIZE and ref in self._known:
