@@ -227,9 +227,9 @@ class Writer(Protocol):
         """Insert index rows (ids resolved, in key order), skipping keys present."""
 
 
-KNOWN_LIMIT = 2_000_000
-"""The most ids a writer remembers (:func:`remember`): about 80 bytes each (the digests are
-the writer's own objects, shared)."""
+KNOWN_LIMIT = 500_000
+"""The most ids a writer remembers (:func:`remember`): about 80 bytes each, so 40 MB at most
+(the digests are the writer's own objects, shared)."""
 
 
 def remember(known: dict[bytes, int], learned: dict[bytes, int]) -> None:
