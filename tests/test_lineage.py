@@ -137,3 +137,26 @@ def test_a_deep_walk_through_dense_ids_fetches_blocks_not_levels(sqlite_engine, 
     monkeypatch.setattr(lineage._BlockWalk, "edges", counted)
     _check(sqlite_engine, list(range(1, n + 1)), edges, n - 1, "ancestors", 300)
     assert len(queries) < 40
+
+
+def test_packed_rows_cut_short_are_fetched_again(server_url):
+    """MariaDB packs rows with GROUP_CONCAT, which cuts silently at its length limit."""
+    from provstore.db import dialects
+
+    Store(server_url).close()
+    engine = sa.create_engine(server_url)
+    try:
+        ids = list(range(1, 301))
+        edges = [(i, i - 1) for i in range(1, 300)] + [(i, i - 2) for i in range(2, 300)]
+        _load(engine, ids, edges)
+        with engine.connect() as conn:
+            cursor = conn.connection.dbapi_connection.cursor()
+            if dialects.of(conn).name == "mysql":
+                cursor.execute("SET SESSION group_concat_max_len = 64")
+                cursor.connection.provstore_packed = True  # the limit stays this low
+            pairs = dialects.of(conn).int_pairs(cursor, ("child", "parent"), ["child < 1000"])
+            named = dialects.of(conn).digests_in_order(cursor, ["id < 1000"], set(ids))
+        assert sorted(pairs) == sorted((ids[c], ids[p]) for c, p in edges)
+        assert named == sorted(((ids[i], _digest(i)) for i in range(300)), key=lambda x: x[1])
+    finally:
+        engine.dispose()

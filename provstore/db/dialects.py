@@ -931,7 +931,7 @@ class MySQL(Dialect):
         tells, and the rows are then fetched plainly.
         """
         where = " OR ".join(f"({condition})" for condition in conditions)
-        cursor.execute(f"SET SESSION group_concat_max_len = {_PACKED_MAX}")
+        _lift_concat_limit(cursor)
         cursor.execute(
             f"SELECT COUNT(*), GROUP_CONCAT({columns[0]}, ',', {columns[1]}) "
             f"FROM product_parents WHERE {where}"
@@ -949,7 +949,7 @@ class MySQL(Dialect):
     ) -> list[tuple[int, bytes]]:
         """Packed as :meth:`int_pairs` is: ids and hexadecimal digests, two texts."""
         where = " OR ".join(f"({condition})" for condition in conditions)
-        cursor.execute(f"SET SESSION group_concat_max_len = {_PACKED_MAX}")
+        _lift_concat_limit(cursor)
         cursor.execute(
             "SELECT COUNT(*), GROUP_CONCAT(id ORDER BY digest), "
             "GROUP_CONCAT(HEX(digest) ORDER BY digest SEPARATOR '') "
@@ -1168,6 +1168,17 @@ class _Failover:
 
 
 _CLIENT_FOUND_ROWS = 2  # the MySQL protocol's capability bit of that name
+
+
+def _lift_concat_limit(cursor: Any) -> None:
+    """Let ``GROUP_CONCAT`` on this cursor's connection return up to ``_PACKED_MAX`` bytes.
+
+    Once per connection: the session keeps it, and the connection remembers it was done.
+    """
+    connection = cursor.connection
+    if not getattr(connection, "provstore_packed", False):
+        cursor.execute(f"SET SESSION group_concat_max_len = {_PACKED_MAX}")
+        connection.provstore_packed = True
 
 
 def _affected_rows(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:

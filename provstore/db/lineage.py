@@ -184,8 +184,9 @@ class _BlockWalk:
         level = 0
         self.hit(frontier, level)
         out = self.out
+        blocks, nodes = self.blocks, self.nodes
         while frontier:
-            missing = [node for node in frontier if not self.known(node)]
+            missing = [n for n in frontier if n >> _BLOCK_BITS not in blocks and n not in nodes]
             if missing:
                 self.fetch(missing, level, depth)
             if level == depth:
@@ -250,7 +251,7 @@ class _BlockWalk:
         self.ahead = min(2 * self.ahead, _MAX_AHEAD) if used else max(1, self.ahead // 2)
         if level:
             reach = (self.high - self.low) * (depth - level) // level
-            self.ahead = max(1, min(self.ahead, (reach >> _BLOCK_BITS) + 2))
+            self.ahead = max(1, min(self.ahead, (reach >> _BLOCK_BITS) + 1))
 
     def fetch_blocks(self, blocks: list[int]) -> None:
         self.edges(_ranges(self.near, blocks))
