@@ -125,7 +125,7 @@ def _ranges(column: str, blocks: list[int]) -> list[str]:
 
 _BLOCK_BITS = 10  # a block: 1,024 consecutive ids
 _BLOCK = 1 << _BLOCK_BITS
-_WORTH = _BLOCK // 8  # nodes a walk must be expected to reach in a block to fetch it whole
+_WORTH = _BLOCK // 4  # nodes a walk must be expected to reach in a block to fetch it whole
 _MAX_AHEAD = 64  # blocks fetched ahead at most in one query
 _MAX_IN = 5000  # ids per ``IN`` list
 
@@ -141,7 +141,7 @@ class _BlockWalk:
     locality only saves queries.
 
     Each query fetches what the frontier lacks.  A block is fetched whole when the walk is
-    expected to reach one in eight of its ids: as many per level as it reached there since
+    expected to reach one in four of its ids: as many per level as it reached there since
     it first got there, for the levels left.  Going on from a block fetched whole, it takes
     up to ``ahead`` more blocks in the direction the walk goes; ``ahead`` doubles while the
     blocks taken ahead were reached as expected, halves when not, and stays within what the
