@@ -90,6 +90,7 @@ def tiny_blocks(request, monkeypatch):
     monkeypatch.setattr(lineage, "_BLOCK_BITS", bits)
     monkeypatch.setattr(lineage, "_BLOCK", 1 << bits)
     monkeypatch.setattr(lineage, "_WORTH", worth)
+    monkeypatch.setattr(lineage, "_EVIDENCE", min(bits, 2))
     return bits
 
 

@@ -21,12 +21,11 @@ from provstore.core.chunks import chunked
 from provstore.db import dialects
 from provstore.db.index import ids_of
 
-__all__ = ["LEVEL_WALK_MAX", "all_edges", "levels", "walk"]
+__all__ = ["all_edges", "levels", "walk"]
 
 Edge = tuple[int, int]  # (child id, parent id)
 DigestEdge = tuple[bytes, bytes]  # (child digest, parent digest)
 
-LEVEL_WALK_MAX = 1000
 _MAX_WINDOW = 512  # levels per recursive query; below MariaDB's max_recursive_iterations
 
 
@@ -41,9 +40,9 @@ def walk(
 
     ``direction`` is ``ancestors`` (follow parents) or ``descendants``; ``first`` may give the
     root's parents when they are known (an ancestors walk then needs no query for them).  The
-    edges are every ``(child, parent)`` link among the nodes returned, sorted.  Bounded walks
-    go by blocks of ids (:class:`_BlockWalk`); deeper or unbounded ones fetch every reachable
-    edge in one recursive query and trim.
+    edges are every ``(child, parent)`` link among the nodes returned, sorted.  Bounded walks,
+    however deep, go by blocks of ids (:class:`_BlockWalk`); unbounded ones fetch every
+    reachable edge in one recursive query.
     """
     ids = ids_of(conn, [root, *(first or ())])
     if root not in ids:
@@ -54,7 +53,7 @@ def walk(
     near = "child" if direction == "ancestors" else "parent"
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        if depth is not None and depth <= LEVEL_WALK_MAX:
+        if depth is not None:
             state = _BlockWalk(conn, cursor, ids[root], near, first_ids)
             seen, out = state.run(depth), state.out
         else:
@@ -126,6 +125,7 @@ def _ranges(column: str, blocks: list[int]) -> list[str]:
 _BLOCK_BITS = 10  # a block: 1,024 consecutive ids
 _BLOCK = 1 << _BLOCK_BITS
 _WORTH = _BLOCK // 4  # nodes a walk must be expected to reach in a block to fetch it whole
+_EVIDENCE = 16  # nodes reached in a block before it may be fetched whole (not for a few)
 _MAX_AHEAD = 64  # blocks fetched ahead at most in one query
 _MAX_IN = 5000  # ids per ``IN`` list
 
@@ -141,13 +141,14 @@ class _BlockWalk:
     locality only saves queries.
 
     Each query fetches what the frontier lacks.  A block is fetched whole when the walk is
-    expected to reach one in four of its ids: as many per level as it reached there since
-    it first got there, for the levels left.  Going on from a block fetched whole, it takes
-    up to ``ahead`` more blocks in the direction the walk goes; ``ahead`` doubles while the
-    blocks taken ahead were reached as expected, halves when not, and stays within what the
-    levels left can reach at the pace so far.  Other nodes go in an ``IN`` list, which while
-    the walk meets no node twice (a chain, a tree) fetches several levels in a depth-limited
-    recursive query, as many as last time doubled, up to ``_MAX_WINDOW``.
+    expected to reach one in four of its ids (as many per level as it reached there since
+    it first got there, for the levels left) and has reached a few already.  Going on from
+    a block fetched whole, it takes up to ``ahead`` more blocks in the direction the walk
+    goes; ``ahead`` doubles while the blocks taken ahead were reached as expected, halves
+    when not, and stays within what the levels left can reach at the pace so far.  Other
+    nodes go in an ``IN`` list, which while the walk meets no node twice (a chain, a tree)
+    fetches several levels in a depth-limited recursive query, as many as last time
+    doubled, up to ``_MAX_WINDOW``.
     """
 
     def __init__(
@@ -225,7 +226,8 @@ class _BlockWalk:
         counts = {node >> _BLOCK_BITS for node in missing}
         for block in counts:
             hits = self.hits[block]
-            if hits + hits * left // (level - self.entered[block] + 1) >= _WORTH:
+            since = level - self.entered[block] + 1
+            if hits >= _EVIDENCE and hits + hits * left // since >= _WORTH:
                 below, above = block + 1 in blocks, block - 1 in blocks
                 whole.append((block, -1 if below and not above else int(above and not below)))
         if any(step for _, step in whole):
