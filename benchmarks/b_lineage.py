@@ -17,7 +17,7 @@ In a DAG a node reached by paths of many lengths is expanded by the textbook CTE
 length, so its work grows with nodes x depth instead of edges; how many pairs it derives is
 counted exactly from the generated graph and reported beside it.  Queries are cancelled after
 a timeout (the row then says so and its value is the time at which it was cancelled).
-``Store.lineage`` walks level by level (see ``provstore.db.lineage.edges_by_level``) and is
+``Store.lineage`` walks by blocks of ids (see ``provstore.db.lineage._BlockWalk``) and is
 checked to return exactly the nodes within the depth.
 """
 

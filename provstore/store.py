@@ -495,7 +495,7 @@ class Store:
         first = item.obj.parents if direction == "ancestors" and depth else None
         with self._readers.connection() as conn:
             depths, edges = walks.walk(conn, item.digest, direction, depth, first)
-        return Lineage(item.digest, direction, depths, walks.among(edges, depths))
+        return Lineage(item.digest, direction, depths, edges)
 
     @_reads
     def labels(self, digests: Iterable[bytes]) -> dict[bytes, str]:

@@ -20,7 +20,7 @@ import operator
 import os
 import re
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from typing import Any, ClassVar
 
 from sqlalchemy import MetaData, Table, create_engine, event, inspect, text
@@ -124,6 +124,33 @@ class Dialect:
 
     def lift_recursion_limit(self, conn: Connection) -> None:
         """Let a recursive query on this connection run to any depth."""
+
+    def int_pairs(
+        self, cursor: Any, columns: tuple[str, str], conditions: Sequence[str]
+    ) -> Iterable[tuple[int, int]]:
+        """``columns`` of the ``product_parents`` rows under any of the disjoint ``conditions``.
+
+        A lineage walk's hot query, on a driver cursor: one ``SELECT`` per condition, joined
+        by ``UNION ALL`` (an ``OR`` would make SQLite keep every row found to drop repeats).
+        """
+        select = f"SELECT {columns[0]}, {columns[1]} FROM product_parents WHERE "
+        cursor.execute(" UNION ALL ".join(select + where for where in conditions))
+        rows: Iterable[tuple[int, int]] = cursor.fetchall()
+        return rows
+
+    def digests_in_order(
+        self, cursor: Any, conditions: Sequence[str], ids: Container[int]
+    ) -> list[tuple[int, bytes]]:
+        """``(id, digest)`` of the ``objects`` rows among ``ids``, in digest order.
+
+        The rows are those under any of the disjoint ``conditions``; sorted here (SQLite's
+        sorter takes ten times as long for 30,000 rows).
+        """
+        select = "SELECT id, digest FROM objects WHERE "
+        cursor.execute(" UNION ALL ".join(select + where for where in conditions))
+        found = [(i, bytes(d)) for i, d in cursor.fetchall() if i in ids]
+        found.sort(key=_second)
+        return found
 
     def local_files(self, url: URL) -> list[str]:
         """The files on this machine that hold the store (``status`` leaves them out)."""
@@ -261,6 +288,21 @@ class Dialect:
         index; when an import outgrows the store, building those indexes again is cheaper.
         """
         return False
+
+
+_PACKED_MAX = 1 << 30  # group_concat_max_len for a packed lineage query: a count checks it
+
+
+def sql_ints(ids: Iterable[int]) -> str:
+    """Integer ids written into SQL as a comma list (``int`` makes each a plain number).
+
+    For lists of thousands of ids, which a driver would otherwise escape one at a time.
+    """
+    return ", ".join(map(str, map(int, ids)))
+
+
+def _second(pair: tuple[Any, Any]) -> Any:
+    return pair[1]
 
 
 def glob_to_like(pattern: str) -> str:
@@ -884,6 +926,50 @@ class MySQL(Dialect):
         """Release the named lock."""
         conn.exec_driver_sql("SELECT RELEASE_LOCK('provstore_schema')")
 
+    def int_pairs(
+        self, cursor: Any, columns: tuple[str, str], conditions: Sequence[str]
+    ) -> Iterable[tuple[int, int]]:
+        """The pairs packed into one text by the server.
+
+        PyMySQL decodes rows in Python, ~2 us a row; splitting one text costs a tenth of that.
+
+        ``GROUP_CONCAT`` cuts its text at ``group_concat_max_len``: the count taken beside it
+        tells, and the rows are then fetched plainly.
+        """
+        where = " OR ".join(f"({condition})" for condition in conditions)
+        _lift_concat_limit(cursor)
+        cursor.execute(
+            f"SELECT COUNT(*), GROUP_CONCAT({columns[0]}, ',', {columns[1]}) "
+            f"FROM product_parents WHERE {where}"
+        )
+        count, packed = cursor.fetchone()
+        if not count:
+            return []
+        numbers = list(map(int, packed.split(",")))
+        if len(numbers) != 2 * count:
+            return super().int_pairs(cursor, columns, conditions)
+        return zip(numbers[::2], numbers[1::2], strict=True)
+
+    def digests_in_order(
+        self, cursor: Any, conditions: Sequence[str], ids: Container[int]
+    ) -> list[tuple[int, bytes]]:
+        """Packed as :meth:`int_pairs` is: ids and hexadecimal digests, two texts."""
+        where = " OR ".join(f"({condition})" for condition in conditions)
+        _lift_concat_limit(cursor)
+        cursor.execute(
+            "SELECT COUNT(*), GROUP_CONCAT(id ORDER BY digest), "
+            "GROUP_CONCAT(HEX(digest) ORDER BY digest SEPARATOR '') "
+            f"FROM objects WHERE {where}"
+        )
+        count, numbers, digests = cursor.fetchone()
+        if not count:
+            return []
+        named = list(map(int, numbers.split(",")))
+        raw = bytes.fromhex(digests)
+        if len(named) != count or len(raw) != 32 * count:
+            return super().digests_in_order(cursor, conditions, ids)
+        return [(i, raw[32 * k : 32 * k + 32]) for k, i in enumerate(named) if i in ids]
+
     def lift_recursion_limit(self, conn: Connection) -> None:
         """MariaDB stops a recursive CTE silently after 1,000 rounds; MySQL fails at 1,000."""
         if getattr(conn.dialect, "is_mariadb", False):
@@ -1088,6 +1174,17 @@ class _Failover:
 
 
 _CLIENT_FOUND_ROWS = 2  # the MySQL protocol's capability bit of that name
+
+
+def _lift_concat_limit(cursor: Any) -> None:
+    """Let ``GROUP_CONCAT`` on this cursor's connection return up to ``_PACKED_MAX`` bytes.
+
+    Once per connection: the session keeps it, and the connection remembers it was done.
+    """
+    connection = cursor.connection
+    if not getattr(connection, "provstore_packed", False):
+        cursor.execute(f"SET SESSION group_concat_max_len = {_PACKED_MAX}")
+        connection.provstore_packed = True
 
 
 def _affected_rows(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:

@@ -1,0 +1,163 @@
+"""The lineage walk over the index (provstore.db.lineage) against a plain in-memory BFS.
+
+The walk fetches whole blocks of ids where it expects to reach many of them, and relies on
+ids being given in insertion order only for speed.  Here ids are drawn at random (parents
+after children, blocks crossing the graph every way) and blocks are made tiny, so fetching
+by blocks, by ``IN`` lists and by recursive windows all happen, mixed, on small graphs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from provstore import Store
+from provstore.db import lineage, schema
+
+
+def _digest(node: int) -> bytes:
+    return hashlib.blake2b(node.to_bytes(4, "little"), digest_size=32).digest()
+
+
+def _bfs(edges, root, direction, depth):
+    step = {}
+    for child, parent in edges:
+        a, b = (child, parent) if direction == "ancestors" else (parent, child)
+        step.setdefault(a, []).append(b)
+    want = {root: 0}
+    frontier = [root]
+    while frontier and (depth is None or want[frontier[0]] < depth):
+        following = []
+        for a in frontier:
+            for b in step.get(a, ()):
+                if b not in want:
+                    want[b] = want[a] + 1
+                    following.append(b)
+        frontier = following
+    return want
+
+
+def _load(engine, ids, edges):
+    """The index of a graph: node ``i`` is the object of id ``ids[i]``."""
+    with engine.begin() as conn:
+        conn.execute(schema.product_parents.delete())
+        conn.execute(schema.objects.delete())
+        rows = [{"id": ids[i], "digest": _digest(i)} for i in range(len(ids))]
+        conn.execute(schema.objects.insert(), rows)
+        if edges:
+            links = [{"child": ids[c], "parent": ids[p]} for c, p in edges]
+            conn.execute(schema.product_parents.insert(), links)
+
+
+def _check(engine, ids, edges, root, direction, depth):
+    _load(engine, ids, edges)
+    want = _bfs(edges, root, direction, depth)
+    with engine.connect() as conn:
+        got, got_edges = lineage.walk(conn, _digest(root), direction, depth)
+    assert got == {_digest(i): level for i, level in want.items()}
+    kept = {(_digest(c), _digest(p)) for c, p in edges if c in want and p in want}
+    assert got_edges == tuple(sorted(kept))
+
+
+@st.composite
+def _graphs(draw, most=60):
+    n = draw(st.integers(2, most))
+    reach = draw(st.sampled_from([1, 3, 8, n]))  # 1: a chain (windows); n: edges anywhere
+    edges = set()
+    for i in range(1, n):
+        back = draw(st.lists(st.integers(1, min(i, reach)), max_size=3))
+        edges |= {(i, i - k) for k in back}
+    order = draw(st.sampled_from(["inserted", "reversed", "random"]))
+    if order == "random":
+        ids = draw(st.lists(st.integers(1, 4 * n), min_size=n, max_size=n, unique=True))
+    else:
+        ids = list(range(1, n + 1)) if order == "inserted" else list(range(n, 0, -1))
+    root = draw(st.integers(0, n - 1))
+    direction = draw(st.sampled_from(["ancestors", "descendants"]))
+    depth = draw(st.sampled_from([0, 1, 2, 5, 30, 1000]))
+    return ids, sorted(edges), root, direction, depth
+
+
+@pytest.fixture(params=[(1, 1), (2, 3), (3, 6), (4, 10**6)], ids=lambda p: f"block{p}")
+def tiny_blocks(request, monkeypatch):
+    """Blocks of 2 to 16 ids, so small graphs span many; some worth fetching whole soon,
+    some late, some never (every node by ``IN`` lists and recursive windows)."""
+    bits, worth = request.param
+    monkeypatch.setattr(lineage, "_BLOCK_BITS", bits)
+    monkeypatch.setattr(lineage, "_BLOCK", 1 << bits)
+    monkeypatch.setattr(lineage, "_WORTH", worth)
+    monkeypatch.setattr(lineage, "_EVIDENCE", min(bits, 2))
+    return bits
+
+
+@pytest.fixture
+def sqlite_engine(sqlite_url):
+    Store(sqlite_url).close()
+    engine = sa.create_engine(sqlite_url)
+    yield engine
+    engine.dispose()
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(graph=_graphs())
+@example(graph=([3, 1, 2], [(1, 0), (2, 0), (2, 1)], 2, "ancestors", 1))
+@example(graph=([5, 9, 2, 7], [(1, 0), (2, 1), (3, 2)], 3, "ancestors", 1000))
+def test_walk_is_a_plain_bfs_on_sqlite(sqlite_engine, tiny_blocks, graph):
+    """Depths and edges as a BFS over the whole graph gives, ids in any order."""
+    _check(sqlite_engine, *graph)
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(graph=_graphs(30))
+def test_walk_is_a_plain_bfs_on_servers(server_url, tiny_blocks, graph):
+    Store(server_url).close()
+    engine = sa.create_engine(server_url)
+    try:
+        _check(engine, *graph)
+    finally:
+        engine.dispose()
+
+
+def test_a_deep_walk_through_dense_ids_fetches_blocks_not_levels(sqlite_engine, monkeypatch):
+    """A wide DAG walked 300 levels deep, ids in insertion order: a few dozen queries."""
+    n = 3000
+    edges = [(i, i - k) for i in range(1, n) for k in {1, 1 + i % 7, 1 + (i * 13) % 11} if k <= i]
+    queries = []
+    original = lineage._BlockWalk.edges
+
+    def counted(self, conditions):
+        queries.append(conditions)
+        return original(self, conditions)
+
+    monkeypatch.setattr(lineage._BlockWalk, "edges", counted)
+    _check(sqlite_engine, list(range(1, n + 1)), edges, n - 1, "ancestors", 300)
+    assert len(queries) < 40
+
+
+def test_packed_rows_cut_short_are_fetched_again(server_url):
+    """MariaDB packs rows with GROUP_CONCAT, which cuts silently at its length limit."""
+    from provstore.db import dialects
+
+    Store(server_url).close()
+    engine = sa.create_engine(server_url)
+    try:
+        ids = list(range(1, 301))
+        edges = [(i, i - 1) for i in range(1, 300)] + [(i, i - 2) for i in range(2, 300)]
+        _load(engine, ids, edges)
+        with engine.connect() as conn:
+            cursor = conn.connection.dbapi_connection.cursor()
+            if dialects.of(conn).name == "mysql":
+                cursor.execute("SET SESSION group_concat_max_len = 64")
+                cursor.connection.provstore_packed = True  # the limit stays this low
+            pairs = dialects.of(conn).int_pairs(cursor, ("child", "parent"), ["child < 1000"])
+            named = dialects.of(conn).digests_in_order(cursor, ["id < 1000"], set(ids))
+        assert sorted(pairs) == sorted((ids[c], ids[p]) for c, p in edges)
+        assert named == sorted(((ids[i], _digest(i)) for i in range(300)), key=lambda x: x[1])
+    finally:
+        engine.dispose()
