@@ -34,6 +34,7 @@ __all__ = [
     "objects_of_kind",
     "rebuild",
     "write_items",
+    "write_rows",
 ]
 
 Row = tuple[Any, ...]
@@ -91,6 +92,11 @@ def write_items(conn: Connection, items: Sequence[Sealed]) -> int:
     Returns how many of the objects were new to the store.
     """
     return layout.write(_Writer(conn), items)
+
+
+def write_rows(conn: Connection, objects: Sequence[Row], rows: dict[str, list[Row]]) -> int:
+    """:func:`write_items` for rows already derived (:func:`layout.write_rows`)."""
+    return layout.write_rows(_Writer(conn), objects, rows)
 
 
 def ids_of(conn: Connection, digests: Iterable[bytes]) -> dict[bytes, int]:
