@@ -480,3 +480,22 @@ def test_bundles_at_the_batch_boundary_import_whole(backend_url, monkeypatch, co
         result = store.import_bundle(io.BytesIO(_craft(records, roots=[chain[-1].digest])))
         assert (result.added, result.present) == (count, 0)
         assert store.lineage(chain[-1].hex).depths[chain[0].digest] == count - 1
+
+
+@pytest.mark.parametrize("batch", [100, 2], ids=["direct", "staged"])
+def test_a_reference_to_a_later_object_in_the_same_batch_is_refused(backend_url, monkeypatch,
+                                                                     batch):  # fmt: skip
+    """Within one batch too, an object may only name objects before it (or stored ones)."""
+    from provstore.exchange import transfer
+
+    monkeypatch.setattr(transfer, "_BATCH", batch)
+    Store(backend_url).close()
+    later = seal(Product("later", None, {}, None, None, None, None, ()))
+    early = seal(Product("early", None, {}, None, None, None, None, (later.digest,)))
+    filler = seal(Product("filler", None, {}, None, None, None, None, ()))
+    _rejects(backend_url, [early, later, filler], "neither earlier", early)
+    with Store(backend_url) as store:  # once the later one is stored, the order is no problem
+        store.import_bundle(io.BytesIO(_craft([(later.digest, later.data)])))
+        records = [(i.digest, i.data) for i in (early, later, filler)]
+        result = store.import_bundle(io.BytesIO(_craft(records, roots=[early.digest])))
+        assert (result.added, result.present) == (2, 1)

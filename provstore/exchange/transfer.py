@@ -181,10 +181,10 @@ def _import(
         try:
             second = next(batches, None)
         except BundleError:  # the first batch's own problems come before it
-            _write_batch(conn, first, {})
+            _write_batch(conn, first)
             raise
         if not second:  # None, or the empty last batch after a full first one
-            added, present = _write_batch(conn, first, {})
+            added, present = _write_batch(conn, first)
             if on_progress and first:
                 on_progress(len(first))
         else:
@@ -220,7 +220,7 @@ def _staged(
     on_progress: Callable[[int], None] | None,
 ) -> tuple[int, int]:
     """Stage every object and its index rows, check, then publish each table in key order."""
-    known: dict[bytes, str] = {}  # digest -> kind, staged or checked by this import
+    known = _Recent(_KNOWN)  # digest -> kind, staged by this import
     total = 0
     try:
         for batch in itertools.chain(read, rest):
@@ -278,12 +278,39 @@ def _loaded(index: int, digest: bytes, data: bytes) -> Sealed:
     return item
 
 
-def _stage_batch(stage: Stage, batch: list[Record], known: dict[bytes, str]) -> None:
+class _Recent:
+    """Digests an import staged and their kinds: the newest, and those still referred to.
+
+    Two generations of at most ``size // 2`` each: a digest found in the older one moves to
+    the newer, so an object referred to all along (a run, its environment) is never
+    forgotten, while memory stays bounded however big the bundle.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._half = max(size // 2, 1)
+        self._new: dict[bytes, str] = {}
+        self._old: dict[bytes, str] = {}
+
+    def get(self, digest: bytes) -> str | None:
+        kind = self._new.get(digest)
+        if kind is None:
+            kind = self._old.get(digest)
+            if kind is not None:
+                self._new[digest] = kind
+        return kind
+
+    def add(self, digest: bytes, kind: str) -> None:
+        self._new[digest] = kind
+        if len(self._new) >= self._half:
+            self._old, self._new = self._new, {}
+
+
+def _stage_batch(stage: Stage, batch: list[Record], known: _Recent) -> None:
     """Stage a batch's objects and index rows; check the references ``known`` can answer.
 
-    ``known`` maps digests this import staged to their kinds (bounded to the newest
-    ``_KNOWN``): references to them, which are most of them (a product's run, its recent
-    parents), are checked at once; the others are staged and checked in one query at the end.
+    ``known`` remembers digests this import staged and their kinds (a bounded number):
+    references to them, which are most of them (a product's run, its recent parents), are
+    checked at once; the others are staged and checked in one query at the end.
     """
     if not batch:
         return
@@ -296,10 +323,9 @@ def _stage_batch(stage: Stage, batch: list[Record], known: dict[bytes, str]) -> 
     for name, table_rows in rows.items():
         if table_rows:
             stage.add(_BY_NAME[name], table_rows)
-    known.update((record[1], record[2]) for record in batch)
     problems: list[Problem] = []
     later: list[tuple[int, bytes, str]] = []
-    get = known.get
+    get, add = known.get, known.add
     for index, digest, kind, _, _, refs in batch:
         for field, ref, expected in refs:
             found = get(ref)
@@ -307,12 +333,9 @@ def _stage_batch(stage: Stage, batch: list[Record], known: dict[bytes, str]) -> 
                 later.append((index, ref, expected))
             elif found != expected:
                 problems.append((index, wrong_kind(kind, field, ref, found, expected), digest))
+        add(digest, kind)  # after its references: an object may only name earlier ones
     if later:
         stage.add_refs(later)
-    if len(known) > _KNOWN:  # keep the newest half (amortised: no per-entry eviction)
-        newest = list(known.items())[-(_KNOWN // 2) :]
-        known.clear()
-        known.update(newest)
     if problems:
         index, message, digest = min(problems, key=lambda p: p[0])
         raise BundleError(message, to_hex(digest), index)
@@ -372,9 +395,7 @@ def _check_second_ends(conn: Connection, stage: Stage) -> None:
         raise BundleError(second_end(bytes(run), bytes(kept)), to_hex(bytes(digest)), index)
 
 
-def _write_batch(
-    conn: Connection, batch: list[Record], known: dict[bytes, str]
-) -> tuple[int, int]:
+def _write_batch(conn: Connection, batch: list[Record]) -> tuple[int, int]:
     """Insert a batch, then check its references and run ends; returns (added, present).
 
     The direct path, for a bundle of one batch.  Every reference must resolve to an object
@@ -390,18 +411,21 @@ def _write_batch(
         for name, row in named:
             rows[name].append(row)
     objects = [(digest, kind, len(data), data) for _, digest, kind, data, _, _ in unique.values()]
+    first = {digest: record[0] for digest, record in unique.items()}  # where each comes first
+    ahead = {ref for index, *_, refs in batch for _, ref, _ in refs if first.get(ref, -1) > index}
+    before = kinds_of(conn, ahead)  # named before it comes: it must have been stored already
     added = write_rows(conn, objects, rows)
-    known.update((digest, record[2]) for digest, record in unique.items())
     problems: list[Problem] = []
     pending: dict[bytes, list[Use]] = {}
     for index, digest, kind, _, _, refs in batch:
         for field, ref, expected in refs:
             use = (index, digest, kind, field, expected)
-            if ref in known:
-                _check_kind(problems, use, ref, known[ref])
+            if first.get(ref, index) < index:
+                _check_kind(problems, use, ref, unique[ref][2])
             else:
                 pending.setdefault(ref, []).append(use)
-    stored = kinds_of(conn, pending)
+    stored = kinds_of(conn, pending.keys() - ahead)
+    stored.update(before)
     doubtful = {
         ref for ref, uses in pending.items() for use in uses if stored.get(ref, use[4]) != use[4]
     }
