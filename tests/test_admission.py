@@ -200,3 +200,13 @@ def test_valid_objects_with_fields_replaced_agree(which, data):
     name = data.draw(st.sampled_from(sorted(body)))
     body[name] = data.draw(_values)
     _agrees(frame(kind, version, msgpack.packb(body, use_bin_type=True)))
+
+
+@pytest.mark.parametrize("name", sorted(Product._CHECKS))
+def test_every_product_field_is_checked_as_load_checks_it(name):
+    """Products take a path of their own: each field, given a value of every type."""
+    _, version, body = admit(_examples()[11].data)
+    odd = [None, True, -1, 0, 1.5, math.inf, "", "a\x00", "x", b"", D1, [], [D1], [D1, "x"], {},
+           {"b": 1, "a": 2}, {"a": [1, {"x": math.nan}]}]  # fmt: skip
+    for value in odd:
+        _agrees(frame("product", version, msgpack.packb({**body, name: value}, use_bin_type=True)))

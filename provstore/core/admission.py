@@ -20,8 +20,9 @@ from typing import Any
 
 import msgpack
 
+from provstore.core.digests import DIGEST_SIZE
 from provstore.core.encoding import SCALARS, in_order
-from provstore.core.objects import KINDS, MAX_OBJECT_SIZE
+from provstore.core.objects import KINDS, MAX_OBJECT_SIZE, Product
 
 __all__ = ["admit", "typed_references"]
 
@@ -70,23 +71,58 @@ def admit(data: bytes) -> tuple[str, int, dict[str, Any]] | None:
     if type(body) is not dict:
         return None
     keys = tuple(body)
-    shape = _SHAPES.get((kind, version, keys))
-    if shape is None:
-        shape = _learn(cls, version, keys)
-        if shape is None:
+    if keys == _PRODUCT and kind == "product":
+        if not _product_fields(body):
             return None
-    for name, check in shape:
-        value = body[name]
-        if not check(value) or (type(value) not in SCALARS and not in_order(value, 1)):
-            return None
-    for name in cls.TEXT:
-        text = body.get(name)
-        if text is not None and "\x00" in text:
-            return None
+    elif not _fields(cls, kind, version, keys, body):
+        return None
     packed = _packb(body)
     if len(packed) != size or not data.endswith(packed):
         return None
     return kind, version, body
+
+
+_PRODUCT = tuple(sorted(Product._CHECKS))
+"""A product body's keys, in canonical order (products are most of a big bundle)."""
+
+
+def _product_fields(body: dict[str, Any]) -> bool:
+    """``Product._CHECKS``, written out (a test holds them equal), and no NUL in its text."""
+    name, version, content, size = body["name"], body["version"], body["content"], body["size"]
+    path, run, parents, metadata = body["path"], body["run"], body["parents"], body["metadata"]
+    return (
+        type(name) is str
+        and "\x00" not in name
+        and (version is None or (type(version) is str and "\x00" not in version))
+        and type(metadata) is dict
+        and (content is None or (type(content) is bytes and len(content) == DIGEST_SIZE))
+        and (size is None or (type(size) is int and size >= 0))
+        and (path is None or type(path) is str)
+        and (run is None or (type(run) is bytes and len(run) == DIGEST_SIZE))
+        and type(parents) is list
+        and all(type(p) is bytes and len(p) == DIGEST_SIZE for p in parents)
+        and (not metadata or in_order(metadata, 1))
+    )
+
+
+def _fields(
+    cls: Any, kind: str, version: int, keys: tuple[str, ...], body: dict[str, Any]
+) -> bool:
+    """Whether a body has the fields its kind and version allow, of their types, canonical."""
+    shape = _SHAPES.get((kind, version, keys))
+    if shape is None:
+        shape = _learn(cls, version, keys)
+        if shape is None:
+            return False
+    for name, check in shape:
+        value = body[name]
+        if not check(value) or (type(value) not in SCALARS and not in_order(value, 1)):
+            return False
+    for name in cls.TEXT:
+        text = body.get(name)
+        if text is not None and "\x00" in text:
+            return False
+    return True
 
 
 def _learn(cls: Any, version: int, keys: tuple[str, ...]) -> Shape | None:

@@ -161,12 +161,23 @@ class _Source:
         self.data = b""
         self.pos = 0
         self._eof = False
+        self.hasher: blake3.blake3 | None = None
+        """Gets what is read (``data[mark:pos]``) before it is dropped, or at :meth:`flush`."""
+        self._mark = 0
+
+    def flush(self) -> None:
+        """Hash what was read since the last flush (with a hasher)."""
+        if self.hasher is not None and self._mark < self.pos:
+            self.hasher.update(memoryview(self.data)[self._mark : self.pos])
+        self._mark = self.pos
 
     def ensure(self, size: int) -> None:
         """Make ``size`` bytes available at ``data[pos:]``, or raise (truncated)."""
         have = len(self.data) - self.pos
         if have >= size:
             return
+        self.flush()
+        self._mark = 0
         parts = [self.data[self.pos :]]
         while have < size and not self._eof:
             more = self._more(max(size - have, _CHUNK))
@@ -252,13 +263,21 @@ class BundleReader:
         """The signatures of a signed bundle, read (and decoded) after the trailer."""
 
     def objects(self) -> Iterator[tuple[int, bytes, bytes]]:
-        """Yield ``(index, digest, data)`` with the digest checked; then check the trailer."""
-        limits, source, update = self.limits, self._source, self._hasher.update
+        """Yield ``(index, digest, data)`` with the digest checked; then check the trailer.
+
+        The records' bytes go to the bundle's checksum a stretch at a time (when the
+        decompressed data they sit in is replaced, and at the end), not one call per record.
+        """
+        limits, source = self.limits, self._source
         head = _SIZE.size + DIGEST_SIZE
+        check = blake3.blake3()  # one hasher, reset for each object's bytes
+        source.hasher = self._hasher
         while True:
             source.ensure(_SIZE.size)
             (size,) = _SIZE.unpack_from(source.data, source.pos)
             if size == _END:
+                source.flush()
+                source.hasher = None  # the end marker and the trailer are not checksummed
                 source.pos += _SIZE.size
                 break
             source.ensure(head)  # the digest is read first, so a refusal can name it
@@ -277,10 +296,11 @@ class BundleReader:
             body, start = source.data, source.pos
             end = start + head + size
             source.pos = end
-            update(memoryview(body)[start:end])  # size, digest and data: the checksum's record
             digest = body[start + _SIZE.size : start + head]
             data = body[start + head : end]
-            if blake3.blake3(data).digest() != digest:
+            check.reset()
+            check.update(data)
+            if check.digest() != digest:
                 raise BundleError(
                     "object bytes do not hash to their digest", to_hex(digest), self.count
                 )
