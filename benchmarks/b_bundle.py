@@ -137,7 +137,8 @@ def _mib(result: dict[str, Any], key: str) -> str:
 def _import_row(n: int, variant: str, res: dict[str, Any], raw: float | None,
                 backend: str = "sqlite") -> Row:  # fmt: skip
     rate = res["objects_per_s"]
-    note = (f"{res['seconds']:.2f} s; peak RSS {res['peak_rss_mib']:.0f} MiB "
+    note = (f"{res['seconds']:.2f} s (this process's CPU {res['cpu_seconds']:.2f} s); "
+            f"peak RSS {res['peak_rss_mib']:.0f} MiB "
             f"(+{res['growth_mib']:.0f} over {res['baseline_rss_mib']:.0f})")  # fmt: skip
     return Row(NAME, f"import {n:,} objects ({variant})", rate, "objects/s", backend,
                raw, RAW if raw is not None else "", f"≥ {IMPORT_TARGET:,.0f}/s",

@@ -480,3 +480,101 @@ def test_bundles_at_the_batch_boundary_import_whole(backend_url, monkeypatch, co
         result = store.import_bundle(io.BytesIO(_craft(records, roots=[chain[-1].digest])))
         assert (result.added, result.present) == (count, 0)
         assert store.lineage(chain[-1].hex).depths[chain[0].digest] == count - 1
+
+
+@pytest.mark.parametrize("batch", [100, 2], ids=["direct", "staged"])
+def test_a_reference_to_a_later_object_in_the_same_batch_is_refused(backend_url, monkeypatch,
+                                                                     batch):  # fmt: skip
+    """Within one batch too, an object may only name objects before it (or stored ones)."""
+    from provstore.exchange import transfer
+
+    monkeypatch.setattr(transfer, "_BATCH", batch)
+    Store(backend_url).close()
+    later = seal(Product("later", None, {}, None, None, None, None, ()))
+    early = seal(Product("early", None, {}, None, None, None, None, (later.digest,)))
+    filler = seal(Product("filler", None, {}, None, None, None, None, ()))
+    _rejects(backend_url, [early, later, filler], "neither earlier", early)
+    with Store(backend_url) as store:  # once the later one is stored, the order is no problem
+        store.import_bundle(io.BytesIO(_craft([(later.digest, later.data)])))
+        records = [(i.digest, i.data) for i in (early, later, filler)]
+        result = store.import_bundle(io.BytesIO(_craft(records, roots=[early.digest])))
+        assert (result.added, result.present) == (2, 1)
+
+
+def _chain(count: int) -> list:
+    items = [seal(Product("c0", None, {}, None, None, None, None, ()))]
+    for i in range(1, count):
+        parents = (items[-1].digest,)
+        items.append(seal(Product(f"c{i}", "1", {"i": i}, None, i, f"/c/{i}", None, parents)))
+    return items
+
+
+@pytest.mark.parametrize("damage", ["bytes", "digest", "non-minimal int", "unsorted map"])
+def test_a_bad_object_late_in_a_staged_import_publishes_nothing(backend_url, monkeypatch,
+                                                                 damage):  # fmt: skip
+    """Every object is verified, also deep in a bundle of many batches: none is published."""
+    _small_window(monkeypatch)
+    Store(backend_url).close()
+    items = _chain(9)
+    records = [(item.digest, item.data) for item in items]
+    digest, data = records[7]
+    if damage == "bytes":  # the record's digest no longer matches its bytes
+        data = data.replace(b"c7", b"c8")
+    elif damage == "digest":  # the bytes are fine, the digest is another object's
+        digest = items[1].digest
+    else:  # hashed right, but not the canonical encoding
+        body = data[data.index(b"\x00") + 1 :]
+        if damage == "non-minimal int":
+            body = body.replace(b"\xa4size\x07", b"\xa4size\xcc\x07")
+        else:
+            body = b"\x88" + body[1:].replace(b"\xa4size\x07", b"") + b"\xa4size\x07"
+        data = frame("product", 1, body)
+        digest = blake3.blake3(data).digest()
+    records[7] = (digest, data)
+    before = _snapshot(backend_url)
+    with Store(backend_url) as store, pytest.raises(BundleError) as info:
+        store.import_bundle(io.BytesIO(_craft(records, roots=[items[-1].digest])))
+    assert info.value.digest == digest.hex() and info.value.index == 7
+    assert _snapshot(backend_url) == before
+
+
+_names = st.text(st.characters(blacklist_characters="\x00", codec="utf-8"), max_size=12)
+_meta = st.dictionaries(
+    st.text(max_size=5),
+    st.one_of(
+        st.none(),
+        st.integers(-(2**63), 2**64 - 1),
+        st.floats(allow_nan=False, allow_infinity=False),
+        _names,
+        st.binary(max_size=8),
+    ),  # fmt: skip
+    max_size=4,
+)
+
+
+@given(st.lists(st.tuples(_names, st.none() | _names, _meta), min_size=1, max_size=12),
+       st.booleans())  # fmt: skip
+@settings(max_examples=25, deadline=None)
+def test_any_products_round_trip_and_import_once(tmp_path_factory, specs, compress):
+    """Exported products come back identical, in a bundle of many batches or one."""
+    items: list = []
+    for name, version, metadata in specs:
+        parents = tuple(sorted({items[-1].digest} if items else set()))
+        items.append(seal(Product(name, version, metadata, None, None, None, None, parents)))
+    records = [(item.digest, item.data) for item in items]
+    bundle = _craft(records, roots=[items[-1].digest], compress=compress)
+    url = f"sqlite:///{tmp_path_factory.mktemp('rt')}/store.db"
+    from provstore.exchange import transfer
+
+    for batch in (2, 2000):  # the staged path, then the direct one (importing again)
+        old, transfer._BATCH = transfer._BATCH, batch
+        try:
+            with Store(url) as store:
+                result = store.import_bundle(io.BytesIO(bundle))
+        finally:
+            transfer._BATCH = old
+        unique = len({item.digest for item in items})
+        assert result.added == (unique if batch == 2 else 0)
+    with Store(url) as store:
+        for item in items:
+            assert store.get(item.hex).data == item.data

@@ -25,13 +25,23 @@ import msgpack
 from provstore.core.contracts import ensures
 from provstore.core.errors import EncodingError
 
-__all__ = ["MAX_DEPTH", "Value", "canonical", "canonical_sorted", "decode", "encode"]
+__all__ = [
+    "MAX_DEPTH",
+    "SCALARS",
+    "Value",
+    "canonical",
+    "canonical_sorted",
+    "decode",
+    "encode",
+    "in_order",
+]
 
 Value = Any
 """A value the encoding accepts (None, bool, int, float, str, bytes, list, tuple, dict)."""
 
 MAX_DEPTH = 100
-_SCALARS = frozenset({str, bytes, int, bool, type(None)})
+SCALARS = frozenset({str, bytes, int, bool, type(None)})
+"""The types a value may be without being checked further (a float must be finite)."""
 _packb = msgpack.Packer(use_bin_type=True, use_single_float=False, autoreset=True).pack
 
 
@@ -81,7 +91,7 @@ def canonical_sorted(body: dict[str, Value]) -> bytes:
     per-product loop.  A bad value raises the :class:`EncodingError` :func:`canonical` raises.
     """
     try:
-        scalars = _SCALARS
+        scalars = SCALARS
         out = {k: v if type(v) in scalars else _canon(v, 1) for k, v in body.items()}
         packed: bytes = _packb(out)
         return packed
@@ -97,7 +107,7 @@ def decode(data: bytes) -> Value:
         raise EncodingError(
             "bytes", f"is not valid msgpack ({type(exc).__name__}: {exc})"
         ) from None
-    if _in_order(value, 0):  # the common case: no copy, just pack and compare
+    if in_order(value, 0):  # the common case: no copy, just pack and compare
         if _packb(value) == data:
             return value
         raise EncodingError("bytes", "is not in canonical form (re-encoding gives other bytes)")
@@ -112,27 +122,28 @@ def decode(data: bytes) -> Value:
     return value
 
 
-def _in_order(value: Value, depth: int) -> bool:
+def in_order(value: Value, depth: int) -> bool:
     """Whether a decoded value is canonical as it stands: maps in key order, types allowed.
 
     Then packing it as it is gives its canonical bytes (msgpack keeps a map's order).
+    ``depth``: how deep ``value`` sits in the value decoded (nesting is bounded).
     """
     kind = type(value)
-    if kind in _SCALARS:
+    if kind in SCALARS:
         return True
     if kind is float:
         return math.isfinite(value)
     if depth >= MAX_DEPTH:
         return False
     if kind is list:
-        return all(type(item) in _SCALARS or _in_order(item, depth + 1) for item in value)
+        return all(type(item) in SCALARS or in_order(item, depth + 1) for item in value)
     if kind is dict:
         previous = None
         for key, item in value.items():
             if type(key) is not str or (previous is not None and key <= previous):
                 return False
             previous = key
-            if type(item) not in _SCALARS and not _in_order(item, depth + 1):
+            if type(item) not in SCALARS and not in_order(item, depth + 1):
                 return False
         return True
     return False
@@ -141,7 +152,7 @@ def _in_order(value: Value, depth: int) -> bool:
 def _canon(value: Value, depth: int) -> Value:
     """Sort every map and check every type; lists of plain scalars pass through untouched."""
     kind = type(value)
-    if kind in _SCALARS:
+    if kind in SCALARS:
         return value
     if kind is float:
         if not math.isfinite(value):
@@ -151,7 +162,7 @@ def _canon(value: Value, depth: int) -> Value:
         raise _Refused
     if kind is list or kind is tuple:
         for item in value:
-            if type(item) not in _SCALARS:
+            if type(item) not in SCALARS:
                 return [_canon(item, depth + 1) for item in value]
         return value
     if kind is dict:
@@ -160,7 +171,7 @@ def _canon(value: Value, depth: int) -> Value:
             if type(key) is not str:
                 raise _Refused
             item = value[key]
-            out[key] = item if type(item) in _SCALARS else _canon(item, depth + 1)
+            out[key] = item if type(item) in SCALARS else _canon(item, depth + 1)
         return out
     raise _Refused
 
@@ -192,5 +203,5 @@ def _locate(value: Value, where: str, depth: int) -> None:
     elif kind is float:
         if not math.isfinite(value):
             raise EncodingError(where, f"the float {value!r} has no canonical form")
-    elif kind not in _SCALARS:
+    elif kind not in SCALARS:
         raise EncodingError(where, f"{kind.__module__}.{kind.__qualname__} is not encodable")

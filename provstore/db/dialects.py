@@ -367,20 +367,47 @@ def _param_mark(conn: Connection) -> str:
     return "?" if conn.dialect.paramstyle == "qmark" else "%s"
 
 
-def _copy_field(value: Any) -> str:
-    """One field of PostgreSQL's ``COPY`` text format."""
-    if value is None:
-        return "\\N"
-    if isinstance(value, bytes):
-        return "\\\\x" + value.hex()
-    if isinstance(value, str):
+def _copy_text(value: str) -> str:
+    """Text as a field of PostgreSQL's ``COPY`` text format (backslash escapes)."""
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
         return (
             value.replace("\\", "\\\\")
             .replace("\t", "\\t")
             .replace("\n", "\\n")
             .replace("\r", "\\r")
         )
+    return value
+
+
+def _copy_bytes(value: bytes) -> str:
+    return "\\\\x" + value.hex()
+
+
+def _copy_null(value: None) -> str:
+    return "\\N"
+
+
+_COPY_FIELD: dict[type, Callable[[Any], str]] = {
+    str: _copy_text,
+    bytes: _copy_bytes,
+    int: str,
+    type(None): _copy_null,
+}
+"""Per type, how a value is written as a field of ``COPY``'s text format."""
+
+
+def _copy_other(value: Any) -> str:
+    """A field of another type than :data:`_COPY_FIELD` names (a subclass: as its base)."""
+    for kind, write in _COPY_FIELD.items():
+        if isinstance(value, kind):
+            return write(value)
     return str(value)
+
+
+def _copy_line(row: Row) -> str:
+    """One row in ``COPY``'s text format."""
+    fields = _COPY_FIELD
+    return "\t".join([fields.get(type(value), _copy_other)(value) for value in row]) + "\n"
 
 
 def _partial_indexes(metadata: MetaData) -> list[tuple[Any, str]]:
@@ -608,6 +635,7 @@ def _existing_store(url: URL, path: str, params: dict[str, str]) -> None:
 
 
 _CACHE_KIB = 65536  # as sqlite_direct.PRAGMAS
+_PG_BULK_WORK_MEM = "256MB"
 _REBUILD_FROM = 10_000
 _BULK_CACHE_KIB = 16384
 
@@ -762,6 +790,18 @@ class PostgreSQL(Dialect):
 
     temporary = "CREATE TEMPORARY TABLE {name} ON COMMIT DROP"
 
+    def bulk_memory(self, conn: Connection, bulk: bool) -> None:
+        """More server memory per sort and hash for the import's transaction (``SET LOCAL``).
+
+        Publishing joins every staged row to ``objects`` by hash and sorts the result by
+        key; with the default 4 MB each spills to temporary files in many batches at a
+        million objects.  This is the server's memory, not this process's, and only while
+        the import's transaction lasts: nothing to restore (a statement sent after a failed
+        one would only fail again and hide the error).
+        """
+        if bulk:
+            conn.exec_driver_sql(f"SET LOCAL work_mem = '{_PG_BULK_WORK_MEM}'")
+
     def append_stage(
         self, conn: Connection, name: str, columns: Sequence[str], rows: Sequence[Row]
     ) -> None:
@@ -770,7 +810,7 @@ class PostgreSQL(Dialect):
             return
         import psycopg2
 
-        buffer = io.StringIO("".join("\t".join(map(_copy_field, row)) + "\n" for row in rows))
+        buffer = io.StringIO("".join([_copy_line(row) for row in rows]))
         sql = f"COPY {name} ({', '.join(columns)}) FROM STDIN"
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:

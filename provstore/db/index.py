@@ -34,6 +34,7 @@ __all__ = [
     "objects_of_kind",
     "rebuild",
     "write_items",
+    "write_rows",
 ]
 
 Row = tuple[Any, ...]
@@ -97,6 +98,11 @@ def write_items(
     :func:`layout.write`'s (ids of committed rows; the ids looked up, to keep after commit).
     """
     return layout.write(_Writer(conn), items, known, learned)
+
+
+def write_rows(conn: Connection, objects: Sequence[Row], rows: dict[str, list[Row]]) -> int:
+    """:func:`write_items` for rows already derived (:func:`layout.write_rows`)."""
+    return layout.write_rows(_Writer(conn), objects, rows)
 
 
 def ids_of(conn: Connection, digests: Iterable[bytes]) -> dict[bytes, int]:

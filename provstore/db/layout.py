@@ -23,6 +23,7 @@ __all__ = [
     "REFS",
     "ROWS",
     "SCHEMA_VERSION",
+    "body_rows",
     "by_digest",
     "object_row",
     "references",
@@ -30,6 +31,7 @@ __all__ = [
     "resolved",
     "sorted_rows",
     "write",
+    "write_rows",
 ]
 
 SCHEMA_VERSION = 4
@@ -202,6 +204,46 @@ ROWS: dict[str, Callable[[Sealed], Iterable[NamedRow]]] = {
 """Per kind: the ``(table name, row)`` pairs an object implies (:data:`index.INDEXERS`)."""
 
 
+def _product_body(digest: bytes, body: dict[str, Any]) -> list[NamedRow]:
+    row = (digest, body["name"], body["version"], body["content"], body["size"], body["run"])
+    out: list[NamedRow] = [("products", (*row, body["path"]))]
+    out.extend(("product_parents", (digest, parent)) for parent in body["parents"])
+    return out
+
+
+def _run_body(digest: bytes, body: dict[str, Any]) -> list[NamedRow]:
+    job = body.get("job") or {}
+    ident, array = job.get("id"), job.get("array_id")
+    row = (digest, body["environment"], body["started_ns"], body["host"], body["user"])
+    extra = (
+        body["name"],
+        ident if type(ident) is str else None,
+        array if type(array) is str else None,
+    )
+    return [("runs", row + extra)]
+
+
+def _run_end_body(digest: bytes, body: dict[str, Any]) -> list[NamedRow]:
+    return [("run_ends", (digest, body["run"], body["status"], body["finished_ns"]))]
+
+
+_BODY_ROWS: dict[str, Callable[[bytes, dict[str, Any]], list[NamedRow]]] = {
+    "run": _run_body,
+    "runend": _run_end_body,
+    "product": _product_body,
+}
+
+
+def body_rows(kind: str, digest: bytes, body: dict[str, Any]) -> list[NamedRow]:
+    """:data:`ROWS` of an object of ``kind`` from its decoded, admitted body (no object built).
+
+    For a bulk import (:func:`provstore.core.admission.admit`); a test holds it equal to
+    :data:`ROWS` of the loaded object.
+    """
+    rows = _BODY_ROWS.get(kind)
+    return [] if rows is None else rows(digest, body)
+
+
 def sorted_rows(table: str, rows: list[Row]) -> list[Row]:
     """Rows in key order, so concurrent batches take their locks in the same order."""
     width = KEY_WIDTH[table]
@@ -252,12 +294,7 @@ def write(
 ) -> int:
     """Write objects and the index rows they imply through ``db``; how many objects were new.
 
-    Objects first (their ids come in insertion order), then the ids of every digest the
-    index rows refer to: a digest not stored yet (a parent written later, or never) gets an
-    ``objects`` row of its own without data, which its object fills in when it comes.
-
-    ``known`` holds ids of committed rows (a tracker's earlier batches, its run), which are
-    not looked up again; the ids looked up go into ``learned``, for :func:`remember`.
+    See :func:`write_rows`; ``known`` and ``learned`` are its.
     """
     rows: dict[str, list[Row]] = {name: [] for name in INDEX_TABLE_NAMES}
     products, links = rows["products"], rows["product_parents"]
@@ -271,7 +308,26 @@ def write(
             continue
         for name, row in ROWS[item.kind](item):
             rows[name].append(row)
-    added = db.put_objects([object_row(item) for item in items])
+    return write_rows(db, [object_row(item) for item in items], rows, known, learned)
+
+
+def write_rows(
+    db: Writer,
+    objects: Sequence[Row],
+    rows: dict[str, list[Row]],
+    known: dict[bytes, int] | None = None,
+    learned: dict[bytes, int] | None = None,
+) -> int:
+    """Write ``objects`` rows and index ``rows`` (from :data:`ROWS`); how many objects were new.
+
+    Objects first (their ids come in insertion order), then the ids of every digest the
+    index rows refer to: a digest not stored yet (a parent written later, or never) gets an
+    ``objects`` row of its own without data, which its object fills in when it comes.
+
+    ``known`` holds ids of committed rows (a tracker's earlier batches, its run), which are
+    not looked up again; the ids looked up go into ``learned``, for :func:`remember`.
+    """
+    added = db.put_objects(objects)
     wanted = references(rows)
     if not wanted:
         return added

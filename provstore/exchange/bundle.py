@@ -149,56 +149,85 @@ def write_bundle(
 
 
 class _Source:
-    """Exact reads from the body, decompressing in bounded steps (no zip bombs)."""
+    """Exact reads from the body, decompressing in bounded steps (no zip bombs).
+
+    What is decompressed but not yet read is ``data[pos:]``: a record is sliced out of it
+    (and hashed through a view), not copied out of a buffer that shifts after every read.
+    """
 
     def __init__(self, fileobj: BinaryIO, codec: int) -> None:
         self._file = fileobj
         self._zip = zlib.decompressobj() if codec == CODEC_ZLIB else None
-        self._buffer = bytearray()
+        self.data = b""
+        self.pos = 0
         self._eof = False
+        self.hasher: blake3.blake3 | None = None
+        """Gets what is read (``data[mark:pos]``) before it is dropped, or at :meth:`flush`."""
+        self._mark = 0
+
+    def flush(self) -> None:
+        """Hash what was read since the last flush (with a hasher)."""
+        if self.hasher is not None and self._mark < self.pos:
+            self.hasher.update(memoryview(self.data)[self._mark : self.pos])
+        self._mark = self.pos
+
+    def ensure(self, size: int) -> None:
+        """Make ``size`` bytes available at ``data[pos:]``, or raise (truncated)."""
+        have = len(self.data) - self.pos
+        if have >= size:
+            return
+        self.flush()
+        self._mark = 0
+        parts = [self.data[self.pos :]]
+        while have < size and not self._eof:
+            more = self._more(max(size - have, _CHUNK))
+            parts.append(more)
+            have += len(more)
+        self.data = b"".join(parts)
+        self.pos = 0
+        if have < size:
+            raise BundleError("the bundle is truncated")
 
     def read(self, size: int) -> bytes:
-        while len(self._buffer) < size and not self._eof:
-            self._fill(max(size - len(self._buffer), _CHUNK))
-        if len(self._buffer) < size:
-            raise BundleError("the bundle is truncated")
-        out = bytes(self._buffer[:size])
-        del self._buffer[:size]
+        self.ensure(size)
+        out = self.data[self.pos : self.pos + size]
+        self.pos += size
         return out
 
-    def _fill(self, want: int) -> None:
+    def _more(self, want: int) -> bytes:
+        """At most ``want`` more bytes of the body (``b""`` at its end)."""
         if self._zip is None:
             raw = self._file.read(want)
-            self._buffer += raw
             self._eof = not raw
-            return
+            return raw
         pending = self._zip.unconsumed_tail
         if not pending:
             pending = self._file.read(_CHUNK)
             if not pending:
                 self._eof = True
-                return
+                return b""
         try:
-            self._buffer += self._zip.decompress(pending, want)
+            out = self._zip.decompress(pending, want)
         except zlib.error as exc:
             raise BundleError(f"the compressed body is damaged ({exc})") from None
         if self._zip.eof and not self._zip.unconsumed_tail:
             self._eof = True
+        return out
 
     def trailing_problem(self) -> str | None:
         """Why the bundle does not end right after what was read (None when it does)."""
         extra = "unexpected bytes after the end of the bundle"
+        if self.pos < len(self.data):
+            return extra
         if self._zip is not None:
             while not self._zip.eof:  # the compressed stream must end right after the trailer
-                before = len(self._buffer)
-                self._fill(_CHUNK)
-                if len(self._buffer) > before:
+                if self._more(_CHUNK):
                     return extra
                 if self._eof and not self._zip.eof:
                     return "the bundle is truncated (its compressed body is incomplete)"
             if self._zip.unused_data:
                 return extra
-        if self._buffer or self._file.read(1):
+        if self._file.read(1):
             return extra
         return None
 
@@ -234,14 +263,26 @@ class BundleReader:
         """The signatures of a signed bundle, read (and decoded) after the trailer."""
 
     def objects(self) -> Iterator[tuple[int, bytes, bytes]]:
-        """Yield ``(index, digest, data)`` with the digest checked; then check the trailer."""
-        limits = self.limits
+        """Yield ``(index, digest, data)`` with the digest checked; then check the trailer.
+
+        The records' bytes go to the bundle's checksum a stretch at a time (when the
+        decompressed data they sit in is replaced, and at the end), not one call per record.
+        """
+        limits, source = self.limits, self._source
+        head = _SIZE.size + DIGEST_SIZE
+        check = blake3.blake3()  # one hasher, reset for each object's bytes
+        source.hasher = self._hasher
         while True:
-            (size,) = _SIZE.unpack(self._source.read(_SIZE.size))
+            source.ensure(_SIZE.size)
+            (size,) = _SIZE.unpack_from(source.data, source.pos)
             if size == _END:
+                source.flush()
+                source.hasher = None  # the end marker and the trailer are not checksummed
+                source.pos += _SIZE.size
                 break
-            digest = self._source.read(DIGEST_SIZE)  # read first, so a refusal can name it
+            source.ensure(head)  # the digest is read first, so a refusal can name it
             if size > limits.max_object:
+                digest = source.data[source.pos + _SIZE.size : source.pos + head]
                 raise BundleError(
                     f"it claims {size:,} bytes; an object may be at most {limits.max_object:,} "
                     "bytes",
@@ -251,10 +292,15 @@ class BundleReader:
             self.total += size
             if self.count >= limits.max_objects or self.total > limits.max_total:
                 raise BundleError("the bundle exceeds the object count or size limit")
-            data = self._source.read(size)
-            self._hasher.update(_SIZE.pack(size) + digest)
-            self._hasher.update(data)
-            if blake3.blake3(data).digest() != digest:
+            source.ensure(head + size)
+            body, start = source.data, source.pos
+            end = start + head + size
+            source.pos = end
+            digest = body[start + _SIZE.size : start + head]
+            data = body[start + head : end]
+            check.reset()
+            check.update(data)
+            if check.digest() != digest:
                 raise BundleError(
                     "object bytes do not hash to their digest", to_hex(digest), self.count
                 )

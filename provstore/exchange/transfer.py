@@ -7,15 +7,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from sqlalchemy import Table
 from sqlalchemy.engine import Connection
 
 from provstore.checks.walk import closure
+from provstore.core.admission import admit, typed_references
 from provstore.core.chunks import chunked
 from provstore.core.digests import to_hex
 from provstore.core.errors import BundleError, CorruptObjectError
 from provstore.core.objects import (
-    RunEnd,
     Sealed,
     Signature,
     load,
@@ -23,16 +22,16 @@ from provstore.core.objects import (
     second_end,
     wrong_kind,
 )
-from provstore.db import dialects, schema
+from provstore.db import dialects, layout, schema
 from provstore.db.engine import write_transaction
 from provstore.db.index import (
     INDEX_TABLES,
     absent,
     ends_of,
     framed_kinds,
-    index_rows,
     kinds_of,
     write_items,
+    write_rows,
 )
 from provstore.db.staging import Stage
 from provstore.exchange.bundle import BundleReader, Limits, write_bundle
@@ -46,6 +45,7 @@ __all__ = ["ExportResult", "ImportResult", "export_bundle", "import_bundle"]
 _BATCH = 2000
 _KNOWN = 100_000  # digests remembered per import to spare reference lookups (~10 MiB)
 _TABLES = (schema.objects, *INDEX_TABLES)  # staged by an import, published in this order
+_BY_NAME = {table.name: table for table in INDEX_TABLES}
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,10 +181,10 @@ def _import(
         try:
             second = next(batches, None)
         except BundleError:  # the first batch's own problems come before it
-            _write_batch(conn, first, {})
+            _write_batch(conn, first)
             raise
         if not second:  # None, or the empty last batch after a full first one
-            added, present = _write_batch(conn, first, {})
+            added, present = _write_batch(conn, first)
             if on_progress and first:
                 on_progress(len(first))
         else:
@@ -206,15 +206,21 @@ def _import(
     return ImportResult(roots, added, present, signed_by)
 
 
+Ref = tuple[str, bytes, str]  # (field, digest referred to, kind it must be)
+Record = tuple[int, bytes, str, bytes, list[layout.NamedRow], list[Ref]]
+"""An admitted object: (bundle index, digest, kind, framed bytes, index rows, references)."""
+Problem = tuple[int, str, bytes]  # (bundle index, message, digest of the object)
+
+
 def _staged(
     conn: Connection,
     stage: Stage,
-    read: list[list[tuple[int, Sealed]]],
-    rest: Iterator[list[tuple[int, Sealed]]],
+    read: list[list[Record]],
+    rest: Iterator[list[Record]],
     on_progress: Callable[[int], None] | None,
 ) -> tuple[int, int]:
     """Stage every object and its index rows, check, then publish each table in key order."""
-    known: dict[bytes, str] = {}  # digest -> kind, staged or checked by this import
+    known = _Recent(_KNOWN)  # digest -> kind, staged by this import
     total = 0
     try:
         for batch in itertools.chain(read, rest):
@@ -234,65 +240,105 @@ def _staged(
     return added, total - added
 
 
-def _decoded(reader: BundleReader) -> Iterator[list[tuple[int, Sealed]]]:
-    """Batches of verified, admissible objects; the last comes after the trailer was checked."""
-    batch: list[tuple[int, Sealed]] = []
+def _decoded(reader: BundleReader) -> Iterator[list[Record]]:
+    """Batches of verified, admissible objects; the last comes after the trailer was checked.
+
+    Each object is checked as :func:`load` checks it; most are admitted from their decoded
+    body (:func:`admit`), without building the object, and the rest are loaded, which
+    accepts them or names their problem.
+    """
+    batch: list[Record] = []
+    append, size = batch.append, _BATCH
     for index, digest, data in reader.objects():
-        try:
-            item = load(digest, data, hashed=True)
-        except CorruptObjectError as exc:
-            raise BundleError(f"invalid object: {exc.reason}", to_hex(digest), index) from None
-        refused = refusal(item.obj, len(data))
-        if refused is not None:
-            raise BundleError(f"{refused[0]} cannot be stored: {refused[1]}", item.hex, index)
-        batch.append((index, item))
-        if len(batch) >= _BATCH:
+        found = admit(data)
+        if found is not None:
+            kind, _, body = found
+            rows = layout.body_rows(kind, digest, body)
+            append((index, digest, kind, data, rows, typed_references(kind, body)))
+        else:
+            item = _loaded(index, digest, data)
+            rows = list(layout.ROWS[item.kind](item))
+            append((index, digest, item.kind, data, rows, list(item.obj.typed_references())))
+        if len(batch) >= size:
             yield batch
             batch = []
+            append = batch.append
     yield batch
 
 
-Use = tuple[int, Sealed, str, str]  # (bundle index, referrer, field, expected kind)
-Problem = tuple[int, str, Sealed]  # (bundle index, message, object)
+def _loaded(index: int, digest: bytes, data: bytes) -> Sealed:
+    """The object, decoded and checked, or the :class:`BundleError` that names its problem."""
+    try:
+        item = load(digest, data, hashed=True)
+    except CorruptObjectError as exc:
+        raise BundleError(f"invalid object: {exc.reason}", to_hex(digest), index) from None
+    refused = refusal(item.obj, len(data))
+    if refused is not None:
+        raise BundleError(f"{refused[0]} cannot be stored: {refused[1]}", item.hex, index)
+    return item
 
 
-def _stage_batch(stage: Stage, batch: list[tuple[int, Sealed]], known: dict[bytes, str]) -> None:
+class _Recent:
+    """Digests an import staged and their kinds: the newest, and those still referred to.
+
+    Two generations of at most ``size // 2`` each: a digest found in the older one moves to
+    the newer, so an object referred to all along (a run, its environment) is never
+    forgotten, while memory stays bounded however big the bundle.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._half = max(size // 2, 1)
+        self._new: dict[bytes, str] = {}
+        self._old: dict[bytes, str] = {}
+
+    def get(self, digest: bytes) -> str | None:
+        kind = self._new.get(digest)
+        if kind is None:
+            kind = self._old.get(digest)
+            if kind is not None:
+                self._new[digest] = kind
+        return kind
+
+    def add(self, digest: bytes, kind: str) -> None:
+        self._new[digest] = kind
+        if len(self._new) >= self._half:
+            self._old, self._new = self._new, {}
+
+
+def _stage_batch(stage: Stage, batch: list[Record], known: _Recent) -> None:
     """Stage a batch's objects and index rows; check the references ``known`` can answer.
 
-    ``known`` maps digests this import staged to their kinds (bounded to the newest
-    ``_KNOWN``): references to them, which are most of them (a product's run, its recent
-    parents), are checked at once; the others are staged and checked in one query at the end.
+    ``known`` remembers digests this import staged and their kinds (a bounded number):
+    references to them, which are most of them (a product's run, its recent parents), are
+    checked at once; the others are staged and checked in one query at the end.
     """
     if not batch:
         return
-    rows: dict[Table, list[tuple[Any, ...]]] = {table: [] for table in _TABLES}
-    objects = rows[schema.objects]
-    for index, item in batch:
-        objects.append((index, item.digest, item.kind, len(item.data), item.data))
-        for table, row in index_rows(item):
-            rows[table].append((index, *row))
-    for table, table_rows in rows.items():
+    rows: dict[str, list[tuple[Any, ...]]] = {table.name: [] for table in INDEX_TABLES}
+    objects = [(index, digest, kind, len(data), data) for index, digest, kind, data, _, _ in batch]
+    for index, _, _, _, named, _ in batch:
+        for name, row in named:
+            rows[name].append((index, *row))
+    stage.add(schema.objects, objects)
+    for name, table_rows in rows.items():
         if table_rows:
-            stage.add(table, table_rows)
-    known.update((item.digest, item.kind) for _, item in batch)
+            stage.add(_BY_NAME[name], table_rows)
     problems: list[Problem] = []
     later: list[tuple[int, bytes, str]] = []
-    for index, item in batch:
-        for field, ref, kind in item.obj.typed_references():
-            found = known.get(ref)
+    get, add = known.get, known.add
+    for index, digest, kind, _, _, refs in batch:
+        for field, ref, expected in refs:
+            found = get(ref)
             if found is None:
-                later.append((index, ref, kind))
-            else:
-                _check_kind(problems, (index, item, field, kind), ref, found)
+                later.append((index, ref, expected))
+            elif found != expected:
+                problems.append((index, wrong_kind(kind, field, ref, found, expected), digest))
+        add(digest, kind)  # after its references: an object may only name earlier ones
     if later:
         stage.add_refs(later)
-    if len(known) > _KNOWN:  # keep the newest half (amortised: no per-entry eviction)
-        newest = list(known.items())[-(_KNOWN // 2) :]
-        known.clear()
-        known.update(newest)
     if problems:
-        index, message, item = min(problems, key=lambda p: p[0])
-        raise BundleError(message, item.hex, index)
+        index, message, digest = min(problems, key=lambda p: p[0])
+        raise BundleError(message, to_hex(digest), index)
 
 
 def _check_staged_references(conn: Connection, stage: Stage, before: int | None = None) -> None:
@@ -312,19 +358,22 @@ def _check_staged_references(conn: Connection, stage: Stage, before: int | None 
         item = load(digest, data, hashed=True)
         field = next(f for f, r, k in item.obj.typed_references() if r == ref and k == kind)
         problems: list[Problem] = []
-        _check_kind(problems, (index, item, field, kind), ref, found)
+        _check_kind(problems, (index, digest, item.kind, field, kind), ref, found)
         raise BundleError(problems[0][1], item.hex, index)
 
 
+Use = tuple[int, bytes, str, str, str]  # (bundle index, referrer, its kind, field, kind needed)
+
+
 def _check_kind(problems: list[Problem], use: Use, ref: bytes, found: str | None) -> None:
-    index, item, field, kind = use
+    index, digest, referrer, field, kind = use
     if found is None:
         message = f"its {field} {to_hex(ref)} is neither earlier in the bundle nor in the store"
     elif found != kind:
-        message = wrong_kind(item.kind, field, ref, found, kind)
+        message = wrong_kind(referrer, field, ref, found, kind)
     else:
         return
-    problems.append((index, message, item))
+    problems.append((index, message, digest))
 
 
 def _check_second_ends(conn: Connection, stage: Stage) -> None:
@@ -346,9 +395,7 @@ def _check_second_ends(conn: Connection, stage: Stage) -> None:
         raise BundleError(second_end(bytes(run), bytes(kept)), to_hex(bytes(digest)), index)
 
 
-def _write_batch(
-    conn: Connection, batch: list[tuple[int, Sealed]], known: dict[bytes, str]
-) -> tuple[int, int]:
+def _write_batch(conn: Connection, batch: list[Record]) -> tuple[int, int]:
     """Insert a batch, then check its references and run ends; returns (added, present).
 
     The direct path, for a bundle of one batch.  Every reference must resolve to an object
@@ -356,20 +403,31 @@ def _write_batch(
     """
     if not batch:
         return 0, 0
-    unique = {item.digest: item for _, item in batch}
-    added = write_items(conn, list(unique.values()))
-    known.update((digest, item.kind) for digest, item in unique.items())
+    unique: dict[bytes, Record] = {}
+    for record in batch:
+        unique.setdefault(record[1], record)
+    rows: dict[str, list[tuple[Any, ...]]] = {name: [] for name in layout.INDEX_TABLE_NAMES}
+    for _, _, _, _, named, _ in unique.values():
+        for name, row in named:
+            rows[name].append(row)
+    objects = [(digest, kind, len(data), data) for _, digest, kind, data, _, _ in unique.values()]
+    first = {digest: record[0] for digest, record in unique.items()}  # where each comes first
+    ahead = {ref for index, *_, refs in batch for _, ref, _ in refs if first.get(ref, -1) > index}
+    before = kinds_of(conn, ahead)  # named before it comes: it must have been stored already
+    added = write_rows(conn, objects, rows)
     problems: list[Problem] = []
     pending: dict[bytes, list[Use]] = {}
-    for index, item in batch:
-        for field, ref, kind in item.obj.typed_references():
-            if ref in known:
-                _check_kind(problems, (index, item, field, kind), ref, known[ref])
+    for index, digest, kind, _, _, refs in batch:
+        for field, ref, expected in refs:
+            use = (index, digest, kind, field, expected)
+            if first.get(ref, index) < index:
+                _check_kind(problems, use, ref, unique[ref][2])
             else:
-                pending.setdefault(ref, []).append((index, item, field, kind))
-    stored = kinds_of(conn, pending)
+                pending.setdefault(ref, []).append(use)
+    stored = kinds_of(conn, pending.keys() - ahead)
+    stored.update(before)
     doubtful = {
-        ref for ref, uses in pending.items() for use in uses if stored.get(ref, use[3]) != use[3]
+        ref for ref, uses in pending.items() for use in uses if stored.get(ref, use[4]) != use[4]
     }
     stored.update(framed_kinds(conn, doubtful))  # the kind column may be what is wrong
     for ref, uses in pending.items():
@@ -377,23 +435,28 @@ def _write_batch(
             _check_kind(problems, use, ref, stored.get(ref))
     problems.extend(_second_ends(conn, batch))
     if problems:
-        index, message, item = min(problems, key=lambda p: p[0])
-        raise BundleError(message, item.hex, index)
+        index, message, digest = min(problems, key=lambda p: p[0])
+        raise BundleError(message, to_hex(digest), index)
     return added, len(batch) - added
 
 
-def _second_ends(conn: Connection, batch: list[tuple[int, Sealed]]) -> list[Problem]:
+def _second_ends(conn: Connection, batch: list[Record]) -> list[Problem]:
     """Run ends in the batch for runs that end otherwise (a run ends once).
 
     Checked after the batch is written: the unique index has then kept one end per run, so
     an end the index does not hold is a second one, also when another import wrote the first
     at the same moment.
     """
-    ends = [(index, item, item.obj.run) for index, item in batch if isinstance(item.obj, RunEnd)]
+    ends = [
+        (index, digest, row[1])
+        for index, digest, _, _, named, _ in batch
+        for name, row in named
+        if name == "run_ends"
+    ]
     indexed = ends_of(conn, {run for _, _, run in ends})
     problems = []
-    for index, item, run in ends:
-        first = indexed.get(run, item.digest)
-        if first != item.digest:
-            problems.append((index, second_end(run, first), item))
+    for index, digest, run in ends:
+        first = indexed.get(run, digest)
+        if first != digest:
+            problems.append((index, second_end(run, first), digest))
     return problems
