@@ -189,11 +189,11 @@ def test_a_flush_whose_connection_dies_runs_again_only_with_several_hosts(
     real = index.write_items
     calls: list[int] = []
 
-    def dying(conn, batch):
+    def dying(conn, batch, *ids):
         calls.append(len(batch))
         if len(calls) == 1:  # the first flush of products dies
             _kill_own_connection(conn)
-        return real(conn, batch)
+        return real(conn, batch, *ids)
 
     with tracker(url, git=False) as t:
         monkeypatch.setattr(index, "write_items", dying)
