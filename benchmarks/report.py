@@ -14,8 +14,8 @@ from typing import Any
 from benchmarks.harness import Row, machine_info
 
 _ORDER = {name: i for i, name in enumerate(
-    ["start", "capture", "register", "lookup", "lineage", "concurrency", "hashing", "bundle",
-     "storage", "status", "galera", "peers"]
+    ["start", "capture", "register", "register 10M", "lookup", "lineage", "concurrency",
+     "hashing", "bundle", "storage", "status", "galera", "peers"]
 )}  # fmt: skip
 _BACKENDS = {"sqlite": 1, "postgresql": 2, "mariadb": 3, "galera": 4}
 _THROUGHPUT = ("register", "bundle")  # rates measured at several store or bundle sizes
