@@ -28,6 +28,14 @@ Writer = tuple[Callable[[str, list[Any]], None], Callable[[], Any], Callable[[],
 # Schema 3's DDL for the three tables, as provstore laid them out before schema 4 (every table
 # keyed by 32-byte digests), taken from a store created by the last schema-3 commit (77c495a^1):
 # the old layout's floor pays for these B-trees.
+_OLD_INDEXES = (
+    "CREATE INDEX ix_objects_kind ON objects (kind)",
+    "CREATE INDEX ix_products_name ON products (name)",
+    "CREATE INDEX ix_products_run ON products (run)",
+    "CREATE INDEX ix_products_content ON products (content) WHERE content IS NOT NULL",
+    "CREATE INDEX ix_products_path ON products (path) WHERE path IS NOT NULL",
+    "CREATE INDEX ix_product_parents_parent ON product_parents (parent, child)",
+)
 OLD_DDL = {
     "sqlite": (
         "CREATE TABLE objects (digest BLOB NOT NULL, kind VARCHAR(16) NOT NULL, "
@@ -36,12 +44,7 @@ OLD_DDL = {
         "content BLOB, size BIGINT, run BLOB, path TEXT, PRIMARY KEY (digest)) WITHOUT ROWID",
         "CREATE TABLE product_parents (child BLOB NOT NULL, parent BLOB NOT NULL, "
         "PRIMARY KEY (child, parent)) WITHOUT ROWID",
-        "CREATE INDEX ix_objects_kind ON objects (kind)",
-        "CREATE INDEX ix_products_name ON products (name)",
-        "CREATE INDEX ix_products_run ON products (run)",
-        "CREATE INDEX ix_products_content ON products (content) WHERE content IS NOT NULL",
-        "CREATE INDEX ix_products_path ON products (path) WHERE path IS NOT NULL",
-        "CREATE INDEX ix_product_parents_parent ON product_parents (parent, child)",
+        *_OLD_INDEXES,
     ),
     "postgresql": (
         "CREATE TABLE objects (digest bytea PRIMARY KEY, kind varchar(16) NOT NULL, "
@@ -50,12 +53,7 @@ OLD_DDL = {
         'version text, content bytea, size bigint, run bytea, path text COLLATE "C")',
         "CREATE TABLE product_parents (child bytea NOT NULL, parent bytea NOT NULL, "
         "PRIMARY KEY (child, parent))",
-        "CREATE INDEX ix_objects_kind ON objects (kind)",
-        "CREATE INDEX ix_products_name ON products (name)",
-        "CREATE INDEX ix_products_run ON products (run)",
-        "CREATE INDEX ix_products_content ON products (content) WHERE content IS NOT NULL",
-        "CREATE INDEX ix_products_path ON products (path) WHERE path IS NOT NULL",
-        "CREATE INDEX ix_product_parents_parent ON product_parents (parent, child)",
+        *_OLD_INDEXES,
     ),
 }
 OLD_COLUMNS = {
@@ -103,9 +101,7 @@ def _batches(url: str, run_hex: str, batches: list[int], old: bool) -> Iterator[
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
-            run = conn.execute(
-                sa.text("SELECT id FROM objects WHERE digest = :d"), {"d": bytes.fromhex(run_hex)}
-            ).scalar_one()
+            run = run_id(conn, run_hex)
             ids = sa.text(
                 "SELECT id FROM products WHERE run = :run AND id > :after ORDER BY id LIMIT :n"
             )
@@ -121,6 +117,14 @@ def _batches(url: str, run_hex: str, batches: list[int], old: bool) -> Iterator[
                 after = last
     finally:
         engine.dispose()
+
+
+def run_id(conn: Any, run_hex: str) -> int:
+    """The id of the run ``run_hex`` in the store ``conn`` reads."""
+    import sqlalchemy as sa
+
+    query = sa.text("SELECT id FROM objects WHERE digest = :d")
+    return int(conn.execute(query, {"d": bytes.fromhex(run_hex)}).scalar_one())
 
 
 def _plain(value: Any) -> Any:

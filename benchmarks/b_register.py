@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._register_baselines import naive_orm, raw_floor
+from benchmarks._register_baselines import naive_orm, raw_floor, run_id
 from benchmarks.harness import Context, Row, child_env, percentile, phase, run_child
 
 DESCRIPTION = "products/s in one tracker block (windows as the store grows) vs raw driver, ORM"
@@ -170,9 +170,7 @@ def lookups(backend: str, url: str, run_hex: str, n: int, seed: int) -> dict[str
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
-            run = conn.execute(
-                sa.text("SELECT id FROM objects WHERE digest = :d"), {"d": bytes.fromhex(run_hex)}
-            ).scalar_one()
+            run = run_id(conn, run_hex)
             lo, hi = conn.execute(
                 sa.text("SELECT min(id), max(id) FROM products WHERE run = :r"), {"r": run}
             ).one()
