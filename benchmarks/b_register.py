@@ -55,30 +55,32 @@ OLD_FLOOR_BACKENDS = ("sqlite", "postgresql")
 LOOKUPS = 2000
 
 # The batched run, in a fresh interpreter: argv = url, n, seed.  Prints the timeline
-# ``points`` (products written, seconds) at the end of every Store.put (provstore's batches:
-# a rate between two points is a rate of products made durable), the products in each batch
-# and the run's digest.
+# ``points`` (products written, seconds) at each batch's commit, whether the tracker wrote it
+# or its writer process did (provstore's batches: a rate between two points is a rate of
+# products made durable), the products in each batch and the run's digest.
 _CHILD_BATCHED = r"""
 import json, sys, time
 from benchmarks.b_register import parent_plan
 from provstore import tracker
+from provstore.db import sqlite_pipe
 
 url, n, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 plan = parent_plan(n, seed)
+pipes, written = [], []  # a writer process's; the tracker's own (products, when durable)
+real_start = sqlite_pipe.start
+sqlite_pipe.start = lambda path: pipes.append(real_start(path)) or pipes[-1]
+clock = time.monotonic  # the writer process's clock too (CLOCK_MONOTONIC)
 t = tracker(url, name="b_register", git=False)
 t.__enter__()
-store, batches = t.store, []
-real_put = store.put
-register, digests, clock = t.register_data_product, [], time.perf_counter
-points = [(0, clock())]
+real_write = t._write
 
-def counting_put(items):
-    items = list(items)
-    batches.append(sum(1 for item in items if item.kind == "product"))
-    real_put(items)
-    points.append((sum(batches), clock()))  # products durable so far, and when
+def counting_write(items):
+    real_write(items)
+    written.append((sum(1 for item in items if item.kind == "product"), clock()))
 
-store.put = counting_put
+t._write = counting_write
+register, digests = t.register_data_product, []
+began = clock()
 append = digests.append
 try:
     for i, parents in enumerate(plan):
@@ -89,8 +91,16 @@ except BaseException:
 looped = clock()
 t.__exit__(None, None, None)
 done = clock()
+durable = sorted(written + [c for pipe in pipes if pipe is not None for c in pipe.commits],
+                 key=lambda c: c[1])
+points, total = [(0, began)], 0
+for count, when in durable:
+    if count:
+        total += count
+        points.append((total, when))
 print(json.dumps({"points": points, "loop_end": looped, "end": done, "run": t.run,
-                  "batches": [b for b in batches if b]}))
+                  "batches": [count for count, _ in durable if count],
+                  "piped": bool(pipes and pipes[0] is not None)}))
 """
 
 

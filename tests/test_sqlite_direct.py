@@ -81,7 +81,7 @@ def test_direct_writes_match_the_sqlalchemy_path(tmp_path, monkeypatch):
     _track(direct_url, tmp_path, "a")
     monkeypatch.setattr(sqlite_direct, "open_writer", lambda u: opened.append(u) and None)
     _track(full_url, tmp_path, "a")
-    assert opened == [direct_url, full_url]
+    assert opened == [direct_url, full_url, full_url]  # asked again once the full store opened
     direct, full = _rows(f"{tmp_path}/direct.db"), _rows(f"{tmp_path}/full.db")
     # the runs differ (start times); everything else the two paths wrote has the same shape
     for table in direct:
@@ -94,6 +94,16 @@ def test_direct_writes_match_the_sqlalchemy_path(tmp_path, monkeypatch):
     with Store(direct_url) as store:
         assert fsck(store).ok
         assert store.get(end).obj.status == "succeeded"
+
+
+def test_a_store_the_tracker_creates_is_then_written_directly(tmp_path):
+    url = f"sqlite:///{tmp_path}/new.db"
+    with tracker(url, git=False) as t:
+        assert t._direct is not None and t._store is not None  # the full store created it
+        digest = t.register_data_product("p", "1", {"k": 1})
+    with Store(url) as store:
+        assert store.get(digest).obj.name == "p"
+        assert fsck(store).ok
 
 
 def test_a_tracked_process_on_an_existing_store_does_not_import_sqlalchemy(tmp_path):

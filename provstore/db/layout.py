@@ -29,6 +29,7 @@ __all__ = [
     "references",
     "remember",
     "resolved",
+    "rows_of",
     "sorted_rows",
     "write",
     "write_rows",
@@ -296,6 +297,11 @@ def write(
 
     See :func:`write_rows`; ``known`` and ``learned`` are its.
     """
+    return write_rows(db, *rows_of(items), known, learned)
+
+
+def rows_of(items: Sequence[Sealed]) -> tuple[list[Row], dict[str, list[Row]]]:
+    """The ``objects`` rows of ``items`` and the index rows they imply (from :data:`ROWS`)."""
     rows: dict[str, list[Row]] = {name: [] for name in INDEX_TABLE_NAMES}
     products, links = rows["products"], rows["product_parents"]
     for item in items:
@@ -308,7 +314,7 @@ def write(
             continue
         for name, row in ROWS[item.kind](item):
             rows[name].append(row)
-    return write_rows(db, [object_row(item) for item in items], rows, known, learned)
+    return [object_row(item) for item in items], rows
 
 
 def write_rows(

@@ -219,12 +219,15 @@ class DirectWriter:
         a full or read-only one is :class:`StoreFullError` or :class:`ReadOnlyStoreError`,
         and nothing of the batch is kept.
         """
-        if not items:
-            return
+        if items:
+            self.put_rows(*layout.rows_of(items))
+
+    def put_rows(self, objects: Sequence[layout.Row], rows: dict[str, list[layout.Row]]) -> None:
+        """:meth:`put` of rows :func:`provstore.db.layout.rows_of` made (a pipe's batch)."""
         for attempt in range(_ATTEMPTS):
             try:
                 with self._lock:
-                    self._write(items)
+                    self._write(objects, rows)
                 return
             except sqlite3.Error as exc:
                 kind = error_kind(str(exc))
@@ -267,12 +270,12 @@ class DirectWriter:
             with suppress(sqlite3.Error):
                 conn.close()
 
-    def _write(self, items: Sequence[Sealed]) -> None:
+    def _write(self, objects: Sequence[layout.Row], rows: dict[str, list[layout.Row]]) -> None:
         conn = self._connection()
         conn.execute("BEGIN IMMEDIATE")
         learned: dict[bytes, int] = {}
         try:
-            layout.write(_Writer(conn), items, self._known, learned)
+            layout.write_rows(_Writer(conn), objects, rows, self._known, learned)
             conn.execute("COMMIT")
             layout.remember(self._known, learned)
         except BaseException:

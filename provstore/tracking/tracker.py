@@ -68,7 +68,7 @@ from provstore.core.objects import (
     seal,
     seal_unchecked,
 )
-from provstore.db import sqlite_direct
+from provstore.db import sqlite_direct, sqlite_pipe
 
 if TYPE_CHECKING:
     from provstore.api import Store
@@ -89,6 +89,12 @@ SQLite went from 10,400-11,300 to 17,700-18,100 products/s (the commits and the 
 rewrite are shared by more rows), and no more is at risk in a crash than before (what was
 registered in the last half second)."""
 FLUSH_AFTER = 0.5
+PIPE_FROM = 2_048
+"""Products pending at once from which a tracker on a SQLite store starts a writer process
+(:mod:`provstore.db.sqlite_pipe`) and registers on while it writes: a burst.  It then sends
+a batch whenever the writer is idle (and at least every :data:`FLUSH_AFTER`).  A process
+that registers fewer at a time writes them itself (a writer takes ~0.1 s to start)."""
+_BURST_CHECK = 256  # pending products between looks at the writer process
 _METADATA_ADVICE = (
     "Metadata may hold only None, bool, int (64-bit), finite float, str, bytes, lists/tuples "
     "and maps with str keys; convert other values (e.g. datetime.isoformat(), "
@@ -164,6 +170,8 @@ class Tracker:
         """Set by ``provstore run`` to the tracked command's exit status (non-zero: failed)."""
         self._store: Store | None = None  # opened on entry, or on the first read
         self._direct: sqlite_direct.DirectWriter | None = None  # SQLite, without SQLAlchemy
+        self._pipe: sqlite_pipe.PipedWriter | None = None  # its writer process, in a burst
+        self._may_pipe = True
         self._spool: SpoolWriter | None = None  # spool mode: the run's bundle being written
         self._pending: list[Sealed] = []
         self._known: set[bytes] = set()
@@ -206,7 +214,9 @@ class Tracker:
         self._direct = sqlite_direct.open_writer(self._settings.url)
         try:
             if self._direct is None:
-                self._open_store()
+                self._open_store()  # creates, upgrades or refuses the store
+                # a SQLite store it created or upgraded is then written as any other
+                self._direct = sqlite_direct.open_writer(self._settings.url)
             joined = self._joinable_run()
             if joined is not None:
                 self._run_digest, self._joined = joined, True
@@ -316,6 +326,9 @@ class Tracker:
         return self._store
 
     def _close_store(self) -> None:
+        if self._pipe is not None:
+            pipe, self._pipe = self._pipe, None
+            pipe.close()
         if self._direct is not None:
             self._direct.close()
             self._direct = None
@@ -669,13 +682,50 @@ class Tracker:
         return store.retrying(lambda: store.product_for(content, recorded))
 
     def flush(self) -> None:
-        """Write every pending product now, in one transaction."""
+        """Write every pending product now; they are all stored when it returns."""
         self._require_active()
+        self._send()
+        pipe = self._pipe
+        if pipe is not None:
+            pipe.wait()
+            if not pipe.usable:
+                self._send()  # what the writer process did not confirm, written here
+
+    def _send(self) -> None:
+        """Write the pending products, or hand them to the writer process when one runs.
+
+        After the writer process failed, the batches it did not confirm come back in front
+        of the pending ones and are written here (raising the store's error, and kept
+        pending, if that fails too); the pipe is not used again.
+        """
         self._modules.update(sys.modules)  # a module dropped later still counts as imported
+        pipe = self._pipe
+        if pipe is not None and not pipe.usable:
+            self._take_back(pipe)
+            pipe = None
         if self._pending:
-            self._write(self._pending)
-            self._pending = []
+            if pipe is not None and pipe.put(self._pending):
+                self._pending = []
+            else:
+                if pipe is not None:
+                    self._take_back(pipe)
+                self._write(self._pending)
+                self._pending = []
         self._last_flush = time.monotonic()
+
+    def _start_pipe(self) -> None:
+        """A writer process for a burst on a SQLite store, when a core is there to run it."""
+        self._may_pipe = False  # one attempt per tracker
+        direct = self._direct
+        if direct is not None and self._spool is None and _cores() > 1:
+            self._pipe = sqlite_pipe.start(direct.path)
+
+    def _take_back(self, pipe: sqlite_pipe.PipedWriter) -> None:
+        """Stop using the writer process; its unconfirmed batches go back to pending."""
+        self._pipe = None
+        back = [item for batch in pipe.unconfirmed() for item in batch]
+        pipe.close()
+        self._pending = back + self._pending
 
     def _add(self, item: Sealed) -> None:
         self._pending.append(item)
@@ -687,8 +737,20 @@ class Tracker:
             self._by_content[product.content] = item.digest
             if product.path is not None:
                 self._by_location[(product.content, product.path)] = item.digest
-        if len(self._pending) >= FLUSH_EVERY or time.monotonic() - self._last_flush > FLUSH_AFTER:
-            self.flush()
+        pending = len(self._pending)
+        if not pending % _BURST_CHECK:
+            self._burst()
+        if pending >= FLUSH_EVERY or time.monotonic() - self._last_flush > FLUSH_AFTER:
+            self._send()
+
+    def _burst(self) -> None:
+        """In a burst on SQLite: start the writer process, send it a batch whenever it is idle."""
+        pipe = self._pipe
+        if pipe is None:
+            if self._may_pipe and len(self._pending) >= PIPE_FROM:
+                self._start_pipe()
+        elif pipe.idle():
+            self._send()
 
     def _parents(self, refs: Sequence[ParentRef]) -> tuple[bytes, ...]:
         """The parents' digests, sorted and without repeats.
@@ -790,3 +852,11 @@ def tracker(
         off = tuple(dict.fromkeys((*settings.probes_off, *probes_off)))
         settings = dataclasses.replace(settings, probes_off=off)
     return Tracker(settings, name=name, git=git, openlineage=openlineage)
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1

@@ -1,0 +1,255 @@
+"""A second process that writes a tracker's batches to its SQLite store while it goes on.
+
+Registering a product is Python work (checking, encoding, hashing: about 10 µs); writing it is
+about as much again, half of it Python (rows, ids) and half SQLite.  One process does them one
+after the other; on a machine with a core to spare, a burst of registrations goes faster when
+a writer process takes the writing: the tracker turns each batch into rows
+(:func:`provstore.db.layout.rows_of`) and sends them down a pipe, and the writer commits them
+in one transaction each, as :class:`provstore.db.sqlite_direct.DirectWriter` would, while the
+tracker registers the next batch.
+
+What stays as it was:
+
+- Each batch is one transaction, written by one connection in the order sent; a batch is
+  whole or absent, whoever dies when.
+- :meth:`PipedWriter.wait` returns once everything sent is committed, so a tracker's
+  ``flush()`` still means durable.
+- Nothing is lost: a batch is kept until the writer says it is committed.  When the writer
+  reports an error or goes away, the tracker writes the batches not confirmed itself (writes
+  are idempotent, so one committed but not confirmed is harmless) through its own
+  ``DirectWriter``, which raises the error the store gives (full, read-only, ...) as it would
+  have; the pipe is not used again.  The error may so surface at the call after the one whose
+  batch failed.
+- A writer whose tracker dies sees its input end and exits after the batch in hand.
+
+The writer is ``python -m provstore.db.sqlite_pipe PATH`` (a plain subprocess, so nothing of
+the user's program runs again in it), started for a tracker's first big batch only: a short
+tracked process never pays for it.  Messages are length-prefixed pickles between two
+processes of the same program.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import signal
+import struct
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import IO, Any
+
+from provstore.core.errors import StoreError
+from provstore.core.objects import Sealed
+from provstore.db import layout
+
+__all__ = ["PipedWriter", "start"]
+
+_SIZE = struct.Struct("<Q")
+_DONE = 0  # a message of no bytes: no more batches
+
+
+def start(path: str) -> PipedWriter | None:
+    """A writer process for the SQLite store at ``path``, or None when none can be started."""
+    if not sys.executable:
+        return None
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, env.get("PYTHONPATH")]))
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "provstore.db.sqlite_pipe", path],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=0,  # replies are read as they come (``idle`` polls the pipe itself)
+            env=env,
+            close_fds=True,
+        )
+    except OSError:
+        return None
+    return PipedWriter(child)
+
+
+class PipedWriter:
+    """The tracker's end of the pipe: batches sent, kept until the writer confirms them.
+
+    At most one batch is with the writer while the tracker makes the next; sending another
+    first waits for it.  ``commits`` holds, per confirmed batch, its products and the
+    ``time.monotonic()`` at which it was committed (what a benchmark of durable rates needs).
+    """
+
+    def __init__(self, child: subprocess.Popen[bytes]) -> None:
+        self._child = child
+        self._sent: deque[Sequence[Sealed]] = deque()  # not confirmed yet, in order
+        self.commits: list[tuple[int, float]] = []
+        self.failed: str | None = None  # why the pipe stopped; its batches are then unsent
+        self.ready = False  # the writer has opened the store
+        self._pid = os.getpid()
+
+    @property
+    def usable(self) -> bool:
+        """Whether batches may go down the pipe.
+
+        Not once it failed, nor in a forked child (which writes for itself).
+        """
+        return self.failed is None and self._pid == os.getpid()
+
+    def put(self, items: Sequence[Sealed]) -> bool:
+        """Send a batch; False (nothing sent) when the pipe is not usable."""
+        if not self.usable:
+            return False
+        # the rows are made while the writer commits the batch before
+        message = pickle.dumps(layout.rows_of(items), protocol=pickle.HIGHEST_PROTOCOL)
+        self._settle(0)
+        if self.failed is not None:
+            return False
+        self._sent.append(items)
+        try:
+            _write(self._child.stdin, _SIZE.pack(len(message)) + message)
+        except OSError as exc:
+            self._fail(f"the writer process stopped reading ({exc})")
+        return True
+
+    def idle(self) -> bool:
+        """Whether the writer is ready and has committed everything sent (without waiting).
+
+        A tracker sends its next batch then: batches are as big as what it registers while
+        one is written, so they grow where writes get slower (a bigger store).
+        """
+        if not self.usable:
+            return False
+        stdout = self._child.stdout
+        assert stdout is not None
+        while self.failed is None and select.select([stdout], [], [], 0)[0]:
+            self._reply(_read(stdout))
+        return self.ready and not self._sent and self.failed is None
+
+    def wait(self) -> None:
+        """Return once every batch sent is committed, or the pipe has failed.
+
+        After a failure, :meth:`unconfirmed` gives the batches to write otherwise.
+        """
+        if self.usable:
+            self._settle(0)
+
+    def unconfirmed(self) -> list[Sequence[Sealed]]:
+        """The batches sent and not confirmed (after a failure: for the tracker to write)."""
+        out = list(self._sent)
+        self._sent.clear()
+        return out
+
+    def close(self) -> None:
+        """Tell the writer to finish and wait for it (after :meth:`wait`)."""
+        child = self._child
+        if self._pid != os.getpid():
+            return
+        if self.failed is None:
+            try:
+                _write(child.stdin, _SIZE.pack(_DONE))
+                assert child.stdin is not None
+                child.stdin.close()
+            except OSError:
+                pass
+        else:
+            child.kill()
+        try:
+            child.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        for stream in (child.stdin, child.stdout):
+            if stream is not None and not stream.closed:
+                stream.close()
+
+    def _settle(self, left: int) -> None:
+        """Read confirmations until at most ``left`` batches are with the writer."""
+        stdout = self._child.stdout
+        assert stdout is not None
+        while len(self._sent) > left and self.failed is None:
+            self._reply(_read(stdout))
+
+    def _reply(self, reply: Any) -> None:
+        if reply is None:
+            self._fail("the writer process ended")
+        elif reply[0] == "ready":
+            self.ready = True
+        elif reply[0] == "ok":
+            batch = self._sent.popleft()
+            self.commits.append((sum(1 for item in batch if item.kind == "product"), reply[1]))
+        else:
+            self._fail(str(reply[1]))
+
+    def _fail(self, why: str) -> None:
+        self.failed = why
+        self._child.kill()
+
+
+def _read(stream: IO[bytes]) -> Any:
+    """One message, or None at the end of the stream (or a cut one)."""
+    head = _exactly(stream, _SIZE.size)
+    if head is None:
+        return None
+    (size,) = _SIZE.unpack(head)
+    body = _exactly(stream, size) if size != _DONE else None
+    return None if body is None else pickle.loads(body)
+
+
+def _exactly(stream: IO[bytes], size: int) -> bytes | None:
+    """``size`` bytes from an unbuffered stream (which may give fewer a call), None at its end."""
+    parts, left = [], size
+    while left:
+        part = stream.read(left)
+        if not part:
+            return None
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
+
+
+def _write(stream: IO[bytes] | None, data: bytes) -> None:
+    """All of ``data`` to an unbuffered stream (a pipe may take less than all in one call)."""
+    assert stream is not None
+    view = memoryview(data)
+    while view:
+        view = view[stream.write(view) or 0 :]
+
+
+def _send(stream: IO[bytes], reply: tuple[Any, ...]) -> None:
+    message = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_SIZE.pack(len(message)) + message)
+    stream.flush()
+
+
+def _serve(path: str) -> int:
+    """The writer: commit each batch read from stdin, confirm it on stdout, until the end."""
+    from provstore.db.sqlite_direct import open_writer
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the tracker decides when to stop
+    inbox, outbox = sys.stdin.buffer, sys.stdout.buffer
+    writer = open_writer(f"sqlite:///{path}")
+    if writer is None:
+        _send(outbox, ("error", f"cannot open the store at {path} for writing"))
+        return 1
+    try:
+        _send(outbox, ("ready",))
+        while True:
+            batch = _read(inbox)
+            if batch is None:
+                return 0
+            try:
+                writer.put_rows(*batch)
+            except StoreError as exc:
+                _send(outbox, ("error", str(exc)))
+                return 1
+            _send(outbox, ("ok", time.monotonic()))
+    except BrokenPipeError:  # the tracker is gone; what was committed is whole
+        return 0
+    finally:
+        writer.close()
+
+
+if __name__ == "__main__":
+    sys.exit(_serve(sys.argv[1]))

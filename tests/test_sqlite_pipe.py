@@ -1,0 +1,196 @@
+"""The writer process a tracker hands its batches to in a burst on SQLite (sqlite_pipe)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from provstore import Store, tracker
+from provstore.checks.fsck import fsck
+from provstore.db import sqlite_pipe
+from provstore.tracking import tracker as tracking
+
+BATCH = 40
+
+
+@pytest.fixture
+def bursts(monkeypatch):
+    """Batches of BATCH products, each big enough for the writer process."""
+    monkeypatch.setattr(tracking, "FLUSH_EVERY", BATCH)
+    monkeypatch.setattr(tracking, "FLUSH_AFTER", 3600.0)
+    monkeypatch.setattr(tracking, "PIPE_FROM", 10)
+    monkeypatch.setattr(tracking, "_BURST_CHECK", BATCH)
+    monkeypatch.setattr(tracking, "_cores", lambda: 2)
+
+
+def _register(t, n: int, digests: list[str]) -> None:
+    for i in range(len(digests), len(digests) + n):
+        parents = [digests[j] for j in (i - 1, i // 2) if 0 <= j < i] if i else []
+        digests.append(t.register_data_product(f"p{i}", "1", {"i": i}, parents=parents))
+
+
+def _stored(path) -> tuple[int, int]:
+    conn = sqlite3.connect(path)
+    try:
+        products = conn.execute("SELECT count(*) FROM products").fetchone()[0]
+        links = conn.execute("SELECT count(*) FROM product_parents").fetchone()[0]
+    finally:
+        conn.close()
+    return products, links
+
+
+def _check(url: str, digests: list[str]) -> None:
+    with Store(url) as store:
+        assert fsck(store).ok
+        for i, digest in enumerate(digests):
+            product = store.get(digest).obj
+            assert product.name == f"p{i}"
+        assert sorted(store.lineage(digests[-1], "ancestors").depths) == sorted(
+            bytes.fromhex(d) for d in digests
+        )
+
+
+def test_a_burst_goes_through_the_writer_and_stores_what_the_tracker_would(tmp_path, bursts):
+    piped, own = [], []
+    for name, digests in (("piped", piped), ("own", own)):
+        if name == "own":
+            tracking.PIPE_FROM = 10**9  # restored by monkeypatch with the rest
+        url = f"sqlite:///{tmp_path}/{name}.db"
+        with tracker(url, git=False) as t:
+            _register(t, 5 * BATCH + 7, digests)
+            pipe = t._pipe
+        _check(url, digests)
+        if name == "piped":
+            assert pipe is not None and pipe.failed is None
+            assert [count for count, _ in pipe.commits] == [BATCH] * 5 + [7]
+            assert pipe._child.returncode == 0  # told to finish, it did
+        else:
+            assert pipe is None
+    assert _stored(tmp_path / "piped.db") == _stored(tmp_path / "own.db")
+
+
+def test_flush_returns_when_the_writer_has_committed(tmp_path, bursts):
+    url = f"sqlite:///{tmp_path}/s.db"
+    digests: list[str] = []
+    with tracker(url, git=False) as t:
+        _register(t, 3 * BATCH + 5, digests)
+        assert t._pipe is not None
+        t.flush()
+        assert _stored(tmp_path / "s.db")[0] == len(digests)  # another connection sees all
+        _register(t, BATCH, digests)
+    _check(url, digests)
+
+
+def test_no_writer_process_for_a_few_products(tmp_path, monkeypatch):
+    monkeypatch.setattr(tracking, "_cores", lambda: 2)
+    with tracker(f"sqlite:///{tmp_path}/s.db", git=False) as t:
+        _register(t, 50, [])
+        t.flush()
+        assert t._pipe is None and t._may_pipe  # 50 pending < PIPE_FROM
+
+
+def test_no_writer_process_on_one_core(tmp_path, bursts, monkeypatch):
+    monkeypatch.setattr(tracking, "_cores", lambda: 1)
+    url = f"sqlite:///{tmp_path}/s.db"
+    digests: list[str] = []
+    with tracker(url, git=False) as t:
+        _register(t, 3 * BATCH, digests)
+        assert t._pipe is None and not t._may_pipe
+    _check(url, digests)
+
+
+def test_a_writer_killed_midway_loses_nothing(tmp_path, bursts):
+    url = f"sqlite:///{tmp_path}/s.db"
+    digests: list[str] = []
+    with tracker(url, git=False) as t:
+        _register(t, 2 * BATCH, digests)
+        pipe = t._pipe
+        assert pipe is not None
+        pipe._child.kill()
+        pipe._child.wait()
+        _register(t, 3 * BATCH, digests)  # batches still sent, then taken back
+        t.flush()
+        assert t._pipe is None and pipe.failed is not None
+        assert _stored(tmp_path / "s.db")[0] == len(digests)
+        _register(t, 3 * BATCH, digests)  # on without a writer process
+        assert t._pipe is None
+    _check(url, digests)
+
+
+def test_a_writer_that_cannot_write_hands_everything_back(tmp_path, bursts, monkeypatch):
+    real_start = sqlite_pipe.start
+    elsewhere = tmp_path / "not-a-store.db"
+    elsewhere.write_bytes(b"not a database")
+    started = []
+
+    def start(path):
+        started.append(path)
+        return real_start(str(elsewhere))
+
+    monkeypatch.setattr(sqlite_pipe, "start", start)
+    url = f"sqlite:///{tmp_path}/s.db"
+    digests: list[str] = []
+    with tracker(url, git=False) as t:
+        _register(t, 4 * BATCH, digests)
+        t.flush()
+        assert t._pipe is None
+    assert started == [str(tmp_path / "s.db")]
+    assert elsewhere.read_bytes() == b"not a database"
+    _check(url, digests)
+
+
+_DYING = textwrap.dedent("""
+    import os, sys
+    from provstore import tracker
+    from provstore.tracking import tracker as tracking
+    tracking.FLUSH_EVERY, tracking.FLUSH_AFTER, tracking.PIPE_FROM = 40, 3600.0, 10
+    tracking._BURST_CHECK = 40
+    tracking._cores = lambda: 2
+    with tracker(sys.argv[1], git=False) as t:
+        digests = []
+        for i in range(10**9):
+            parents = [digests[-1]] if digests else []
+            digests.append(t.register_data_product(f"p{i}", "1", {"i": i}, parents=parents))
+            if i == 199:
+                t.flush()
+                print(t._pipe._child.pid, flush=True)
+""")
+
+
+def test_a_tracker_killed_midway_leaves_whole_batches_and_no_writer(tmp_path):
+    path = tmp_path / "s.db"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-c", _DYING, f"sqlite:///{path}"],
+                            stdout=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    try:
+        writer = int(proc.stdout.readline())
+        time.sleep(0.5)  # batches on their way
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+        proc.stdout.close()
+    deadline = time.monotonic() + 60
+    while _alive(writer) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(writer)  # its input ended: it finished its batch and left
+    products, links = _stored(path)
+    assert products >= 200 and products % BATCH == 0  # whole batches of 40, nothing else
+    assert links == products - 1
+    with Store(f"sqlite:///{path}") as store:
+        assert fsck(store).ok
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
