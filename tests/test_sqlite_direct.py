@@ -217,3 +217,38 @@ def test_error_kinds():
     assert sqlite_direct.error_kind("attempt to write a readonly database") == "read-only"
     assert sqlite_direct.error_kind("database is locked") == "busy"
     assert sqlite_direct.error_kind("no such table: x") is None
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.integers(0, 30), st.sets(st.integers(0, 30), max_size=3)),
+                         min_size=1, max_size=12), min_size=1, max_size=4))  # fmt: skip
+def test_ids_the_insert_gave_are_the_ids_stored(tmp_path_factory, batches):
+    """New rows' ids are taken from the insert, others looked up: the index says the same."""
+    from provstore.core.objects import Product, seal
+
+    def product(i: int, parents: set[int]):
+        refs = tuple(sorted(seal(Product(f"p{j}", None, {}, None, None, None, None, ())).digest
+                            for j in parents))  # fmt: skip
+        return seal(Product(f"p{i}", None, {}, None, None, None, None, refs if i > 30 else ()))
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('ids')}/s.db"
+    Store(url).close()
+    writer = sqlite_direct.open_writer(url)
+    expected = {}
+    for batch in batches:  # products p0..p30 without parents; p31.. name some of them
+        items = [product(i + 31 if parents else i, parents) for i, parents in batch]
+        writer.put(items)
+        expected.update({item.digest: set(item.obj.parents) for item in items})
+    writer.close()
+    conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+    stored = {}
+    for digest, parent in conn.execute(
+        "SELECT c.digest, p.digest FROM products x JOIN objects c ON c.id = x.id "
+        "LEFT JOIN product_parents l ON l.child = x.id LEFT JOIN objects p ON p.id = l.parent"
+    ):
+        stored.setdefault(bytes(digest), set()).update([bytes(parent)] if parent else [])
+    conn.close()
+    assert stored == expected
+    if set().union(*expected.values()) <= expected.keys():  # else fsck names the missing
+        with Store(url) as store:
+            assert fsck(store).ok

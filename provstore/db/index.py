@@ -76,6 +76,9 @@ class _Writer:
     def put_objects(self, rows: Sequence[Row]) -> int:
         return 0 if self.index_only else self.dialect.put_objects(self.conn, rows)
 
+    def placed(self) -> dict[bytes, int]:
+        return {}
+
     def ids(self, digests: Iterable[bytes]) -> dict[bytes, int]:
         return ids_of(self.conn, digests)
 

@@ -260,6 +260,9 @@ class Writer(Protocol):
     def put_objects(self, rows: Sequence[Row]) -> int:
         """Insert objects rows, filling in digests referred to before; how many were new."""
 
+    def placed(self) -> dict[bytes, int]:
+        """Ids the last :meth:`put_objects` is known to have given, without a query (or none)."""
+
     def ids(self, digests: Iterable[bytes]) -> dict[bytes, int]:
         """The id of each of ``digests`` that has an ``objects`` row (stored or referred to)."""
 
@@ -327,8 +330,9 @@ def write_rows(
     """Write ``objects`` rows and index ``rows`` (from :data:`ROWS`); how many objects were new.
 
     Objects first (their ids come in insertion order), then the ids of every digest the
-    index rows refer to: a digest not stored yet (a parent written later, or never) gets an
-    ``objects`` row of its own without data, which its object fills in when it comes.
+    index rows refer to (those the insert gave, when the writer can tell, else looked up):
+    a digest not stored yet (a parent written later, or never) gets an ``objects`` row of
+    its own without data, which its object fills in when it comes.
 
     ``known`` holds ids of committed rows (a tracker's earlier batches, its run), which are
     not looked up again; the ids looked up go into ``learned``, for :func:`remember`.
@@ -338,7 +342,10 @@ def write_rows(
     if not wanted:
         return added
     ids = {} if not known else {d: known[d] for d in wanted if d in known}
-    fetched = db.ids(wanted - ids.keys()) if len(ids) < len(wanted) else {}
+    fetched = db.placed()
+    rest = wanted - ids.keys() - fetched.keys()
+    if rest:
+        fetched.update(db.ids(rest))
     missing = sorted(wanted - ids.keys() - fetched.keys())
     if missing:
         db.intern(missing)

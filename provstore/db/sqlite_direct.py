@@ -93,6 +93,7 @@ _INSERTS = {
 }
 _INTERN = "INSERT OR IGNORE INTO objects (digest) VALUES (?)"
 _IDS = "SELECT digest, id FROM objects WHERE digest IN ({marks})"
+_TOP = "SELECT max(id) FROM objects"
 _CHUNK = 500
 
 
@@ -310,9 +311,30 @@ class _Writer:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        self._placed: dict[bytes, int] = {}
 
     def put_objects(self, rows: Sequence[layout.Row]) -> int:
-        return self.conn.executemany(PUT_OBJECTS, layout.by_digest(rows)).rowcount
+        """Insert in digest order; when every row was new, their ids are known at once.
+
+        A row is given one more than the largest id (nothing is ever deleted), so when the
+        largest id grew by exactly the number of rows, each row made a new one, in order.
+        """
+        ordered = layout.by_digest(rows)
+        before = self._top()
+        added: int = self.conn.executemany(PUT_OBJECTS, ordered).rowcount
+        first = before + 1
+        if self._top() - before == len(ordered):
+            self._placed = {row[0]: first + i for i, row in enumerate(ordered)}
+        else:
+            self._placed = {}
+        return added
+
+    def placed(self) -> dict[bytes, int]:
+        return self._placed
+
+    def _top(self) -> int:
+        top: int | None = self.conn.execute(_TOP).fetchone()[0]
+        return top or 0
 
     def ids(self, digests: Iterable[bytes]) -> dict[bytes, int]:
         wanted = sorted(set(digests))
