@@ -50,11 +50,12 @@ __all__ = ["PipedWriter", "start"]
 
 _SIZE = struct.Struct("<Q")
 _DONE = 0  # a message of no bytes: no more batches
+_LARGEST = 1 << 32  # bytes in a message at most (a batch of 50,000 products is ~25 MB)
 
 
 def start(path: str) -> PipedWriter | None:
     """A writer process for the SQLite store at ``path``, or None when none can be started."""
-    if not sys.executable:
+    if not sys.executable or sys.platform == "win32":  # a pipe cannot be polled there
         return None
     here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ)
@@ -188,13 +189,16 @@ class PipedWriter:
 
 
 def _read(stream: IO[bytes]) -> Any:
-    """One message, or None at the end of the stream (or a cut one)."""
+    """One message, or None at the end of the stream (or a cut or garbled one)."""
     head = _exactly(stream, _SIZE.size)
     if head is None:
         return None
     (size,) = _SIZE.unpack(head)
-    body = _exactly(stream, size) if size != _DONE else None
-    return None if body is None else pickle.loads(body)
+    body = _exactly(stream, size) if _DONE < size <= _LARGEST else None
+    try:
+        return None if body is None else pickle.loads(body)
+    except Exception:  # noqa: BLE001 - not a message of ours: the pipe is unusable
+        return None
 
 
 def _exactly(stream: IO[bytes], size: int) -> bytes | None:
@@ -228,7 +232,9 @@ def _serve(path: str) -> int:
     from provstore.db.sqlite_direct import open_writer
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the tracker decides when to stop
-    inbox, outbox = sys.stdin.buffer, sys.stdout.buffer
+    inbox = sys.stdin.buffer
+    outbox = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # whatever else prints goes to stderr, never into the replies
     writer = open_writer(f"sqlite:///{path}")
     if writer is None:
         _send(outbox, ("error", f"cannot open the store at {path} for writing"))
