@@ -33,6 +33,7 @@ from provstore.core.digests import frame
 from provstore.core.errors import ProvstoreError
 from provstore.db import schema, sqlite_direct
 from provstore.exchange.bundle import write_bundle
+from provstore.tracking import tracker as tracking
 
 
 def cli(*args: str) -> tuple[int, str, str]:
@@ -58,6 +59,8 @@ def _limit_growth(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
         dbapi_conn.execute(f"PRAGMA max_page_count = {pages + 2}")
 
     monkeypatch.setattr(sqlite_direct, "configure", limited)
+    # a writer process would open its own connection without the limit: tracker's own writes
+    monkeypatch.setattr(tracking, "_cores", lambda: 1)
 
 
 def test_a_full_database_is_a_store_full_error(sqlite_url, monkeypatch):

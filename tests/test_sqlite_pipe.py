@@ -14,7 +14,8 @@ import pytest
 
 from provstore import Store, tracker
 from provstore.checks.fsck import fsck
-from provstore.db import sqlite_pipe
+from provstore.core.errors import StoreFullError
+from provstore.db import sqlite_direct, sqlite_pipe
 from provstore.tracking import tracker as tracking
 
 BATCH = 40
@@ -144,6 +145,33 @@ def test_a_writer_that_cannot_write_hands_everything_back(tmp_path, bursts, monk
     assert started == [str(tmp_path / "s.db")]
     assert elsewhere.read_bytes() == b"not a database"
     _check(url, digests)
+
+
+def test_when_the_writer_fails_the_store_s_own_error_is_raised(tmp_path, bursts, monkeypatch):
+    """The writer fails; the tracker's own write hits a full store: StoreFullError, whole
+    batches only."""
+    url = f"sqlite:///{tmp_path}/s.db"
+    with tracker(url, git=False):
+        pass
+    elsewhere = tmp_path / "not-a-store.db"
+    elsewhere.write_bytes(b"not a database")
+    real_start, real_configure = sqlite_pipe.start, sqlite_direct.configure
+    monkeypatch.setattr(sqlite_pipe, "start", lambda path: real_start(str(elsewhere)))
+    pages = sqlite3.connect(tmp_path / "s.db").execute("PRAGMA page_count").fetchone()[0]
+
+    def limited(conn):
+        real_configure(conn)
+        conn.execute(f"PRAGMA max_page_count = {pages + 8}")
+
+    monkeypatch.setattr(sqlite_direct, "configure", limited)
+    digests: list[str] = []
+    with pytest.raises(StoreFullError):
+        with tracker(url, git=False) as t:
+            for _ in range(100):
+                _register(t, BATCH, digests)
+    products, links = _stored(tmp_path / "s.db")
+    assert 0 < products < len(digests) and products % BATCH == 0
+    assert links == sum(len({i - 1, i // 2}) for i in range(1, products))  # as _register
 
 
 _DYING = textwrap.dedent("""
