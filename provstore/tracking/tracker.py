@@ -139,7 +139,16 @@ def _product_args(
 
 
 class Tracker:
-    """A run in progress; use it through :func:`tracker`."""
+    """A run in progress; use it through :func:`tracker`.
+
+    Products are written in batches, one transaction each: half a second after the last
+    batch, at 50,000 pending, at :meth:`flush` and at the end of the block (a crash loses at
+    most what was registered since the last batch).  On a SQLite store, a burst (2,048
+    products pending at once, on a machine with two cores or more) starts a writer process
+    that commits each batch while the block registers the next; :meth:`flush` waits for it,
+    and should it fail, the tracker writes the batches it did not confirm itself, raising
+    the store's own error if that fails too.
+    """
 
     def __init__(
         self,
