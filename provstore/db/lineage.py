@@ -11,11 +11,11 @@ driver parameter each.
 from __future__ import annotations
 
 import gc
-from collections import Counter, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from itertools import chain, compress, repeat
-from operator import add, floordiv, is_not, mod, mul, rshift
+from itertools import chain, repeat
+from operator import add, floordiv, mod, mul, rshift
 from typing import Any
 
 from sqlalchemy import text
@@ -60,14 +60,16 @@ def walk(
         with _collector_paused():
             if depth is not None:
                 state = _BlockWalk(conn, cursor, ids[root], near, first_ids)
-                seen, out = state.run(depth), state.out
+                seen, out, last = state.run(depth), state.out, state.last
             else:
                 edges = all_edges(conn, ids[root], near)
-                seen = levels(ids[root], edges, near, depth)
+                seen, last = levels(ids[root], edges, near, depth), []
                 out = {}
                 for child, parent in edges:
                     src, dst = (child, parent) if near == "child" else (parent, child)
                     out.setdefault(src, []).append(dst)
+            for node in last:  # edges out of the last level may leave the nodes returned
+                out[node] = [other for other in out.get(node, ()) if other in seen]
             return _named(conn, cursor, seen, out, near)
     finally:
         cursor.close()
@@ -93,23 +95,21 @@ def _collector_paused() -> Iterator[None]:
 def _named(
     conn: Connection, cursor: Any, seen: dict[int, int], out: dict[int, list[int]], near: str
 ) -> tuple[dict[bytes, int], tuple[DigestEdge, ...]]:
-    """``seen`` and the edges among it (``out``: every seen node's), by digest, sorted.
+    """``seen`` and the edges among it (``out``: every seen node's, none leaving), by digest.
 
-    The ids come in digest order, so an edge's place is a pair of ranks: the sort is one of
-    plain integers, not of 64-byte keys.  Every step maps a C function over all nodes or
-    edges at once; no Python code runs per edge.
+    The ids come in digest order, so an edge's place is a pair of ranks and the edges are
+    sorted as plain integers, not 64-byte keys (nearly sorted already: the nodes are taken
+    in order).  Every step maps a C function over all nodes or edges at once: no Python
+    code runs per edge.
     """
     ids, names = dialects.of(conn).digests_in_order(cursor, _id_conditions(seen), seen)
     width = len(names)
     rank = dict(zip(ids, range(width), strict=True))
     lists = list(map(out.get, ids, repeat((), width)))
-    ends: list[int | None] = list(map(rank.get, chain.from_iterable(lists)))
-    starts = chain.from_iterable(map(repeat, range(width), map(len, lists)))
-    among = list(map(is_not, ends, repeat(None)))  # the edges to nodes outside ``seen`` go
-    pair: list[Iterable[Any]] = [compress(starts, among), compress(ends, among)]
-    if near == "parent":
-        pair.reverse()
-    keys = list(map(add, map(mul, pair[0], repeat(width)), pair[1]))
+    here = chain.from_iterable(map(repeat, range(width), map(len, lists)))
+    there = map(rank.__getitem__, chain.from_iterable(lists))
+    child, parent = (here, there) if near == "child" else (there, here)
+    keys = list(map(add, map(mul, child, repeat(width)), parent))
     keys.sort()
     firsts = map(names.__getitem__, map(floordiv, keys, repeat(width)))
     seconds = map(names.__getitem__, map(mod, keys, repeat(width)))
@@ -183,13 +183,14 @@ class _BlockWalk:
         self.out: dict[int, list[int]] = {}
         self.blocks: set[int] = set()  # fetched whole
         self.nodes: set[int] = set()  # fetched one by one
-        self.hits: dict[int, int] = {}  # per block, the nodes the walk reached in it
+        self.hits: Counter[int] = Counter()  # per block, the nodes the walk reached in it
         self.entered: dict[int, int] = {}  # per block, the level the walk first reached it
         self.ahead = 1
         self.pending: list[int] = []  # the blocks fetched ahead last time
         self.span = 1  # levels the next recursive window fetches
         self.rejoined = False
         self.low = self.high = root
+        self.last: list[int] = []  # the nodes at ``depth``, when the walk got that far
         if first is not None:  # the root's edges are known (ancestors: the product's parents)
             self.out[root] = list(dict.fromkeys(first))
             self.nodes.add(root)
@@ -201,7 +202,8 @@ class _BlockWalk:
         """The nodes within ``depth`` of the root with their levels; ``out`` holds their edges.
 
         The edges out of the last level are fetched too, so every edge among the nodes
-        returned is in ``out``.
+        returned is in ``out``; those nodes, ``last``, are the only ones whose edges in
+        ``out`` may lead outside.
         """
         seen = {self.root: 0}
         frontier = [self.root]
@@ -214,6 +216,7 @@ class _BlockWalk:
             if missing:
                 self.fetch(missing, level, depth)
             if level == depth:
+                self.last = frontier
                 break
             level += 1
             following = []
@@ -231,15 +234,11 @@ class _BlockWalk:
     def hit(self, nodes: list[int], level: int) -> None:
         if not nodes:
             return
-        hits, entered = self.hits, self.entered
-        for node in nodes:
-            block = node >> _BLOCK_BITS
-            count = hits.get(block)
-            if count is None:
-                hits[block] = 1
-                entered[block] = level
-            else:
-                hits[block] = count + 1
+        blocks = list(map(rshift, nodes, repeat(_BLOCK_BITS)))
+        self.hits.update(blocks)
+        entered = self.entered
+        for block in set(blocks).difference(entered):
+            entered[block] = level
         self.low, self.high = min(self.low, min(nodes)), max(self.high, max(nodes))
 
     def fetch(self, missing: list[int], level: int, depth: int) -> None:
@@ -298,15 +297,11 @@ class _BlockWalk:
 
         Each node's list is replaced whole: a block may hold a node known already.
         """
-        out = self.out
-        fresh: set[int] = set()
+        fresh: defaultdict[int, list[int]] = defaultdict(list)
         srcs, dsts = self.dialect.int_pairs(self.cursor, (self.near, self.far), conditions)
         for src, dst in zip(srcs, dsts, strict=True):
-            if src in fresh:
-                out[src].append(dst)
-            else:
-                fresh.add(src)
-                out[src] = [dst]
+            fresh[src].append(dst)
+        self.out.update(fresh)
 
     def window(self, nodes: list[int], span: int) -> None:
         """Every edge within ``span`` levels of ``nodes``: one recursive query (a chain)."""
