@@ -16,6 +16,7 @@ suite's backend fixture (``tests/conftest.py``).
 from __future__ import annotations
 
 import io
+import json
 import operator
 import os
 import re
@@ -153,7 +154,7 @@ class Dialect:
         """
         select = "SELECT id, digest FROM objects WHERE "
         cursor.execute(" UNION ALL ".join(select + where for where in conditions))
-        return _among(cursor.fetchall(), ids, sort=True)
+        return _among(cursor.fetchall(), ids)
 
     def local_files(self, url: URL) -> list[str]:
         """The files on this machine that hold the store (``status`` leaves them out)."""
@@ -309,16 +310,24 @@ _second = operator.itemgetter(1)
 
 
 def _among(
-    rows: Sequence[tuple[int, bytes]], ids: Container[int], *, sort: bool = False
+    rows: Sequence[tuple[int, bytes]], ids: Container[int]
 ) -> tuple[list[int], list[bytes]]:
-    """The ``(id, digest)`` rows whose id is among ``ids`` (sorted by digest), as two lists.
+    """The ``(id, digest)`` rows whose id is among ``ids``, sorted by digest, as two lists.
 
     Each step maps a C function over all rows: no Python code runs per row.
     """
     kept = list(compress(rows, map(ids.__contains__, map(_first, rows))))
-    if sort:
-        kept.sort(key=_second)
+    kept.sort(key=_second)
     return list(map(_first, kept)), list(map(_second, kept))
+
+
+def _numbers(packed: str) -> list[int]:
+    """Integers written in a comma list, as a list.
+
+    Read by the JSON scanner: twice as fast as splitting the text and parsing each piece.
+    """
+    numbers: list[int] = json.loads(f"[{packed}]")
+    return numbers
 
 
 def _int64s(packed: bytes) -> array[int]:
@@ -502,7 +511,7 @@ class SQLite(Dialect):
     ) -> tuple[Sequence[int], Sequence[int]]:
         """Each column packed by SQLite into one text per condition (``group_concat``).
 
-        Splitting the texts costs a third of what the driver takes to build a row per link;
+        Reading the texts costs a third of what the driver takes to build a row per link;
         both aggregates see the same rows in the same order.
         """
         select = f"SELECT group_concat({columns[0]}), group_concat({columns[1]}) "
@@ -512,8 +521,8 @@ class SQLite(Dialect):
         seconds: list[int] = []
         for near, far in cursor.fetchall():
             if near is not None:
-                firsts += map(int, near.split(","))
-                seconds += map(int, far.split(","))
+                firsts += _numbers(near)
+                seconds += _numbers(far)
         return firsts, seconds
 
     def local_files(self, url: URL) -> list[str]:
@@ -763,12 +772,14 @@ class PostgreSQL(Dialect):
     def digests_in_order(
         self, cursor: Any, conditions: Sequence[str], ids: Container[int]
     ) -> tuple[list[int], list[bytes]]:
-        """Sorted and packed by the server: 40 bytes (id, digest) a row in one ``bytea``."""
+        """Packed by the server: 40 bytes (id, digest) a row in one ``bytea``.
+
+        Sorted here: the server's sort of 40,000 rows takes longer than filtering and
+        sorting them in Python.
+        """
         select = "SELECT id, digest FROM objects WHERE "
         union = " UNION ALL ".join(select + where for where in conditions)
-        cursor.execute(
-            f"SELECT string_agg(int8send(id) || digest, '' ORDER BY digest) FROM ({union}) s"
-        )
+        cursor.execute(f"SELECT string_agg(int8send(id) || digest, '') FROM ({union}) s")
         (packed,) = cursor.fetchone()
         if packed is None:
             return [], []
@@ -1060,7 +1071,7 @@ class MySQL(Dialect):
         count, packed = cursor.fetchone()
         if not count:
             return [], []
-        numbers = list(map(int, packed.split(",")))
+        numbers = _numbers(packed)
         if len(numbers) != 2 * count:
             return super().int_pairs(cursor, columns, conditions)
         return numbers[::2], numbers[1::2]
@@ -1068,12 +1079,15 @@ class MySQL(Dialect):
     def digests_in_order(
         self, cursor: Any, conditions: Sequence[str], ids: Container[int]
     ) -> tuple[list[int], list[bytes]]:
-        """Packed as :meth:`int_pairs` is: each row as 40 bytes (id, digest), in hexadecimal."""
+        """Packed as :meth:`int_pairs` is: each row as 40 bytes (id, digest), in hexadecimal.
+
+        Sorted here, as on PostgreSQL: a third of the time the server's sort takes.
+        """
         where = " OR ".join(f"({condition})" for condition in conditions)
         _lift_concat_limit(cursor)
         cursor.execute(
-            "SELECT COUNT(*), GROUP_CONCAT(LPAD(HEX(id), 16, '0'), HEX(digest) "
-            f"ORDER BY digest SEPARATOR '') FROM objects WHERE {where}"
+            "SELECT COUNT(*), GROUP_CONCAT(LPAD(HEX(id), 16, '0'), HEX(digest) SEPARATOR '') "
+            f"FROM objects WHERE {where}"
         )
         count, packed = cursor.fetchone()
         if not count:
