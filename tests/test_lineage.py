@@ -71,9 +71,10 @@ def _graphs(draw, most=60):
     for i in range(1, n):
         back = draw(st.lists(st.integers(1, min(i, reach)), max_size=3))
         edges |= {(i, i - k) for k in back}
-    order = draw(st.sampled_from(["inserted", "reversed", "random"]))
-    if order == "random":
-        ids = draw(st.lists(st.integers(1, 4 * n), min_size=n, max_size=n, unique=True))
+    order = draw(st.sampled_from(["inserted", "reversed", "random", "sparse"]))
+    if order in ("random", "sparse"):  # sparse: far apart, so ranks are not by offset
+        top = 4 * n if order == "random" else 10**9
+        ids = draw(st.lists(st.integers(1, top), min_size=n, max_size=n, unique=True))
     else:
         ids = list(range(1, n + 1)) if order == "inserted" else list(range(n, 0, -1))
     root = draw(st.integers(0, n - 1))

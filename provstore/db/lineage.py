@@ -15,7 +15,7 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import chain, repeat
-from operator import add, floordiv, mod, mul, rshift
+from operator import add, floordiv, mod, mul, rshift, sub
 from typing import Any
 
 from sqlalchemy import text
@@ -104,10 +104,9 @@ def _named(
     """
     ids, names = dialects.of(conn).digests_in_order(cursor, _id_conditions(seen), seen)
     width = len(names)
-    rank = dict(zip(ids, range(width), strict=True))
     lists = list(map(out.get, ids, repeat((), width)))
     here = chain.from_iterable(map(repeat, range(width), map(len, lists)))
-    there = map(rank.__getitem__, chain.from_iterable(lists))
+    there = _ranks(ids, chain.from_iterable(lists))
     child, parent = (here, there) if near == "child" else (there, here)
     keys = list(map(add, map(mul, child, repeat(width)), parent))
     keys.sort()
@@ -115,6 +114,22 @@ def _named(
     seconds = map(names.__getitem__, map(mod, keys, repeat(width)))
     depths = dict(zip(names, map(seen.__getitem__, ids), strict=True))
     return depths, tuple(zip(firsts, seconds, strict=True))
+
+
+def _ranks(ids: list[int], nodes: Iterable[int]) -> Iterator[int]:
+    """The place in ``ids`` of each of ``nodes``.
+
+    Where the ids are dense, a list indexed by their offset: looking ids up in a dict of
+    30,000 misses the processor's cache, and costs twice as much.
+    """
+    lowest = min(ids, default=0)
+    span = max(ids, default=0) - lowest + 1
+    if span > 4 * len(ids):
+        return map(dict(zip(ids, range(len(ids)), strict=True)).__getitem__, nodes)
+    places = [0] * span
+    for place, node in enumerate(ids):
+        places[node - lowest] = place
+    return map(places.__getitem__, map(sub, nodes, repeat(lowest)))
 
 
 def _id_conditions(ids: Iterable[int]) -> list[str]:
