@@ -16,11 +16,16 @@ suite's backend fixture (``tests/conftest.py``).
 from __future__ import annotations
 
 import io
+import json
 import operator
 import os
 import re
+import struct
+import sys
 import urllib.parse
+from array import array
 from collections.abc import Callable, Container, Iterable, Sequence
+from itertools import compress
 from typing import Any, ClassVar
 
 from sqlalchemy import MetaData, Table, create_engine, event, inspect, text
@@ -127,30 +132,29 @@ class Dialect:
 
     def int_pairs(
         self, cursor: Any, columns: tuple[str, str], conditions: Sequence[str]
-    ) -> Iterable[tuple[int, int]]:
+    ) -> tuple[Sequence[int], Sequence[int]]:
         """``columns`` of the ``product_parents`` rows under any of the disjoint ``conditions``.
 
-        A lineage walk's hot query, on a driver cursor: one ``SELECT`` per condition, joined
-        by ``UNION ALL`` (an ``OR`` would make SQLite keep every row found to drop repeats).
+        A lineage walk's hot query, on a driver cursor, as two columns (row ``k`` is the
+        ``k``-th of each): one ``SELECT`` per condition, joined by ``UNION ALL`` (an ``OR``
+        would make SQLite keep every row found to drop repeats).
         """
         select = f"SELECT {columns[0]}, {columns[1]} FROM product_parents WHERE "
         cursor.execute(" UNION ALL ".join(select + where for where in conditions))
-        rows: Iterable[tuple[int, int]] = cursor.fetchall()
-        return rows
+        rows = cursor.fetchall()
+        return list(map(_first, rows)), list(map(_second, rows))
 
     def digests_in_order(
         self, cursor: Any, conditions: Sequence[str], ids: Container[int]
-    ) -> list[tuple[int, bytes]]:
-        """``(id, digest)`` of the ``objects`` rows among ``ids``, in digest order.
+    ) -> tuple[list[int], list[bytes]]:
+        """Ids and digests of the ``objects`` rows among ``ids``, in digest order.
 
         The rows are those under any of the disjoint ``conditions``; sorted here (SQLite's
         sorter takes ten times as long for 30,000 rows).
         """
         select = "SELECT id, digest FROM objects WHERE "
         cursor.execute(" UNION ALL ".join(select + where for where in conditions))
-        found = [(i, bytes(d)) for i, d in cursor.fetchall() if i in ids]
-        found.sort(key=_second)
-        return found
+        return _among(cursor.fetchall(), ids)
 
     def local_files(self, url: URL) -> list[str]:
         """The files on this machine that hold the store (``status`` leaves them out)."""
@@ -301,8 +305,38 @@ def sql_ints(ids: Iterable[int]) -> str:
     return ", ".join(map(str, map(int, ids)))
 
 
-def _second(pair: tuple[Any, Any]) -> Any:
-    return pair[1]
+_first = operator.itemgetter(0)
+_second = operator.itemgetter(1)
+
+
+def _among(
+    rows: Sequence[tuple[int, bytes]], ids: Container[int]
+) -> tuple[list[int], list[bytes]]:
+    """The ``(id, digest)`` rows whose id is among ``ids``, sorted by digest, as two lists.
+
+    Each step maps a C function over all rows: no Python code runs per row.
+    """
+    kept = list(compress(rows, map(ids.__contains__, map(_first, rows))))
+    kept.sort(key=_second)
+    return list(map(_first, kept)), list(map(_second, kept))
+
+
+def _numbers(packed: str) -> list[int]:
+    """Integers written in a comma list, as a list.
+
+    Read by the JSON scanner: twice as fast as splitting the text and parsing each piece.
+    """
+    numbers: list[int] = json.loads(f"[{packed}]")
+    return numbers
+
+
+def _int64s(packed: bytes) -> array[int]:
+    """Big-endian signed 64-bit integers, one after another, as an array."""
+    numbers = array("q")
+    numbers.frombytes(packed)
+    if sys.byteorder == "little":
+        numbers.byteswap()
+    return numbers
 
 
 def glob_to_like(pattern: str) -> str:
@@ -471,6 +505,25 @@ class SQLite(Dialect):
                 table.dialect_kwargs["sqlite_with_rowid"] = False
         for index, where in _partial_indexes(metadata):
             index.dialect_kwargs["sqlite_where"] = text(where)
+
+    def int_pairs(
+        self, cursor: Any, columns: tuple[str, str], conditions: Sequence[str]
+    ) -> tuple[Sequence[int], Sequence[int]]:
+        """Each column packed by SQLite into one text per condition (``group_concat``).
+
+        Reading the texts costs a third of what the driver takes to build a row per link;
+        both aggregates see the same rows in the same order.
+        """
+        select = f"SELECT group_concat({columns[0]}), group_concat({columns[1]}) "
+        select += "FROM product_parents WHERE "
+        cursor.execute(" UNION ALL ".join(select + where for where in conditions))
+        firsts: list[int] = []
+        seconds: list[int] = []
+        for near, far in cursor.fetchall():
+            if near is not None:
+                firsts += _numbers(near)
+                seconds += _numbers(far)
+        return firsts, seconds
 
     def local_files(self, url: URL) -> list[str]:
         """The database file and the journal files beside it."""
@@ -698,6 +751,39 @@ class PostgreSQL(Dialect):
     aliases = ("postgres",)  # libpq's other URI scheme
     driver = "psycopg2"
     example = "postgresql://USER@HOST/DB"
+
+    def int_pairs(
+        self, cursor: Any, columns: tuple[str, str], conditions: Sequence[str]
+    ) -> tuple[Sequence[int], Sequence[int]]:
+        """The pairs packed by the server into one ``bytea`` of 64-bit integers.
+
+        Read as an array: 80,000 links take 32 ms so, against 56 ms as rows, which psycopg2
+        parses from text one value at a time.
+        """
+        select = f"SELECT {columns[0]} AS a, {columns[1]} AS b FROM product_parents WHERE "
+        union = " UNION ALL ".join(select + where for where in conditions)
+        cursor.execute(f"SELECT string_agg(int8send(a) || int8send(b), '') FROM ({union}) s")
+        (packed,) = cursor.fetchone()
+        if packed is None:
+            return [], []
+        numbers = _int64s(bytes(packed))
+        return numbers[::2], numbers[1::2]
+
+    def digests_in_order(
+        self, cursor: Any, conditions: Sequence[str], ids: Container[int]
+    ) -> tuple[list[int], list[bytes]]:
+        """Packed by the server: 40 bytes (id, digest) a row in one ``bytea``.
+
+        Sorted here: filtering and sorting 40,000 rows in Python takes a third less time than
+        the server's ``ORDER BY`` inside the aggregate.
+        """
+        select = "SELECT id, digest FROM objects WHERE "
+        union = " UNION ALL ".join(select + where for where in conditions)
+        cursor.execute(f"SELECT string_agg(int8send(id) || digest, '') FROM ({union}) s")
+        (packed,) = cursor.fetchone()
+        if packed is None:
+            return [], []
+        return _among(list(struct.iter_unpack(">q32s", packed)), ids)
 
     def engine(self, url: URL, *, pooled: bool, read_only: bool = False) -> Engine:
         """A psycopg2 engine; unpooled for jobs.
@@ -968,47 +1054,49 @@ class MySQL(Dialect):
 
     def int_pairs(
         self, cursor: Any, columns: tuple[str, str], conditions: Sequence[str]
-    ) -> Iterable[tuple[int, int]]:
+    ) -> tuple[Sequence[int], Sequence[int]]:
         """The pairs packed into one text by the server.
 
         PyMySQL decodes rows in Python, ~2 us a row; splitting one text costs a tenth of that.
 
-        ``GROUP_CONCAT`` cuts its text at ``group_concat_max_len``: the count taken beside it
-        tells, and the rows are then fetched plainly.
+        ``GROUP_CONCAT`` cuts its text at ``group_concat_max_len``, maybe inside a number: the
+        length the text should have, taken beside it, tells, and the rows are then fetched
+        plainly.
+        """
+        where = " OR ".join(f"({condition})" for condition in conditions)
+        first, second = columns
+        _lift_concat_limit(cursor)
+        cursor.execute(
+            f"SELECT SUM(LENGTH({first}) + LENGTH({second}) + 2) - 1, "
+            f"GROUP_CONCAT({first}, ',', {second}) FROM product_parents WHERE {where}"
+        )
+        length, packed = cursor.fetchone()
+        if not length:
+            return [], []
+        if len(packed) != length:
+            return super().int_pairs(cursor, columns, conditions)
+        numbers = _numbers(packed)
+        return numbers[::2], numbers[1::2]
+
+    def digests_in_order(
+        self, cursor: Any, conditions: Sequence[str], ids: Container[int]
+    ) -> tuple[list[int], list[bytes]]:
+        """Packed as :meth:`int_pairs` is: each row as 40 bytes (id, digest), in hexadecimal.
+
+        Sorted here, as on PostgreSQL: a third less time than the server's ``ORDER BY``.
         """
         where = " OR ".join(f"({condition})" for condition in conditions)
         _lift_concat_limit(cursor)
         cursor.execute(
-            f"SELECT COUNT(*), GROUP_CONCAT({columns[0]}, ',', {columns[1]}) "
-            f"FROM product_parents WHERE {where}"
+            "SELECT COUNT(*), GROUP_CONCAT(LPAD(HEX(id), 16, '0'), HEX(digest) SEPARATOR '') "
+            f"FROM objects WHERE {where}"
         )
         count, packed = cursor.fetchone()
         if not count:
-            return []
-        numbers = list(map(int, packed.split(",")))
-        if len(numbers) != 2 * count:
-            return super().int_pairs(cursor, columns, conditions)
-        return zip(numbers[::2], numbers[1::2], strict=True)
-
-    def digests_in_order(
-        self, cursor: Any, conditions: Sequence[str], ids: Container[int]
-    ) -> list[tuple[int, bytes]]:
-        """Packed as :meth:`int_pairs` is: ids and hexadecimal digests, two texts."""
-        where = " OR ".join(f"({condition})" for condition in conditions)
-        _lift_concat_limit(cursor)
-        cursor.execute(
-            "SELECT COUNT(*), GROUP_CONCAT(id ORDER BY digest), "
-            "GROUP_CONCAT(HEX(digest) ORDER BY digest SEPARATOR '') "
-            f"FROM objects WHERE {where}"
-        )
-        count, numbers, digests = cursor.fetchone()
-        if not count:
-            return []
-        named = list(map(int, numbers.split(",")))
-        raw = bytes.fromhex(digests)
-        if len(named) != count or len(raw) != 32 * count:
+            return [], []
+        if len(packed) != 80 * count:  # cut short
             return super().digests_in_order(cursor, conditions, ids)
-        return [(i, raw[32 * k : 32 * k + 32]) for k, i in enumerate(named) if i in ids]
+        return _among(list(struct.iter_unpack(">q32s", bytes.fromhex(packed))), ids)
 
     def lift_recursion_limit(self, conn: Connection) -> None:
         """MariaDB stops a recursive CTE silently after 1,000 rounds; MySQL fails at 1,000."""
