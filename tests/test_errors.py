@@ -60,7 +60,7 @@ def _limit_growth(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(sqlite_direct, "configure", limited)
     # a writer process would open its own connection without the limit: tracker's own writes
-    monkeypatch.setattr(tracking, "_cores", lambda: 1)
+    monkeypatch.setattr(tracking, "_spare_core", lambda: False)
 
 
 def test_a_full_database_is_a_store_full_error(sqlite_url, monkeypatch):

@@ -28,7 +28,7 @@ def bursts(monkeypatch):
     monkeypatch.setattr(tracking, "FLUSH_AFTER", 3600.0)
     monkeypatch.setattr(tracking, "PIPE_FROM", 10)
     monkeypatch.setattr(tracking, "_BURST_CHECK", BATCH)
-    monkeypatch.setattr(tracking, "_cores", lambda: 2)
+    monkeypatch.setattr(tracking, "_spare_core", lambda: True)
 
 
 def _register(t, n: int, digests: list[str]) -> None:
@@ -90,15 +90,24 @@ def test_flush_returns_when_the_writer_has_committed(tmp_path, bursts):
 
 
 def test_no_writer_process_for_a_few_products(tmp_path, monkeypatch):
-    monkeypatch.setattr(tracking, "_cores", lambda: 2)
+    monkeypatch.setattr(tracking, "_spare_core", lambda: True)
     with tracker(f"sqlite:///{tmp_path}/s.db", git=False) as t:
         _register(t, 50, [])
         t.flush()
         assert t._pipe is None and t._may_pipe  # 50 pending < PIPE_FROM
 
 
-def test_no_writer_process_on_one_core(tmp_path, bursts, monkeypatch):
-    monkeypatch.setattr(tracking, "_cores", lambda: 1)
+@pytest.mark.parametrize(("cores", "load"), [(1, 0.0), (2, 1.6), (8, 7.9)])
+def test_a_spare_core_is_one_the_load_leaves_free(monkeypatch, cores, load):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    assert not tracking._spare_core()
+    monkeypatch.setattr(os, "getloadavg", lambda: (load - 1.0, 0.0, 0.0))
+    assert tracking._spare_core() == (cores > 1)
+
+
+def test_no_writer_process_without_a_spare_core(tmp_path, bursts, monkeypatch):
+    monkeypatch.setattr(tracking, "_spare_core", lambda: False)
     url = f"sqlite:///{tmp_path}/s.db"
     digests: list[str] = []
     with tracker(url, git=False) as t:
@@ -180,7 +189,7 @@ _DYING = textwrap.dedent("""
     from provstore.tracking import tracker as tracking
     tracking.FLUSH_EVERY, tracking.FLUSH_AFTER, tracking.PIPE_FROM = 40, 3600.0, 10
     tracking._BURST_CHECK = 40
-    tracking._cores = lambda: 2
+    tracking._spare_core = lambda: True
     with tracker(sys.argv[1], git=False) as t:
         digests = []
         for i in range(10**9):
