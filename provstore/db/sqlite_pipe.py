@@ -22,14 +22,16 @@ What stays as it was:
   batch failed.
 - A writer whose tracker dies sees its input end and exits after the batch in hand.
 
-The writer is ``python -m provstore.db.sqlite_pipe PATH`` (a plain subprocess, so nothing of
-the user's program runs again in it), started for a tracker's first big batch only: a short
-tracked process never pays for it.  Messages are length-prefixed pickles between two
-processes of the same program.
+The writer is a plain subprocess of the same interpreter with the same ``sys.path`` (so it
+imports what the tracker imported, and nothing of the user's program runs again in it),
+started in a burst only (:data:`provstore.tracking.tracker.PIPE_FROM`): a short tracked
+process never pays for it.  Messages are length-prefixed pickles between two processes of
+the same program.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import select
@@ -51,22 +53,23 @@ __all__ = ["PipedWriter", "start"]
 _SIZE = struct.Struct("<Q")
 _DONE = 0  # a message of no bytes: no more batches
 _LARGEST = 1 << 32  # bytes in a message at most (a batch of 50,000 products is ~25 MB)
+_BOOT = (
+    "import json, sys; sys.path[:] = json.loads(sys.argv[2]); "
+    "from provstore.db.sqlite_pipe import _serve; sys.exit(_serve(sys.argv[1]))"
+)
 
 
 def start(path: str) -> PipedWriter | None:
     """A writer process for the SQLite store at ``path``, or None when none can be started."""
     if not sys.executable or sys.platform == "win32":  # a pipe cannot be polled there
         return None
-    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, env.get("PYTHONPATH")]))
+    where = json.dumps([str(entry) for entry in sys.path])  # it imports what we imported
     try:
         child = subprocess.Popen(
-            [sys.executable, "-m", "provstore.db.sqlite_pipe", path],
+            [sys.executable, "-c", _BOOT, path, where],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             bufsize=0,  # replies are read as they come (``idle`` polls the pipe itself)
-            env=env,
             close_fds=True,
         )
     except OSError:
@@ -99,7 +102,7 @@ class PipedWriter:
         return self.failed is None and self._pid == os.getpid()
 
     def put(self, items: Sequence[Sealed]) -> bool:
-        """Send a batch; False (nothing sent) when the pipe is not usable."""
+        """Send a batch, kept until confirmed; False (nothing taken) if the pipe is unusable."""
         if not self.usable:
             return False
         # the rows are made while the writer commits the batch before
@@ -109,7 +112,8 @@ class PipedWriter:
             return False
         self._sent.append(items)
         try:
-            _write(self._child.stdin, _SIZE.pack(len(message)) + message)
+            _write(self._child.stdin, _SIZE.pack(len(message)))
+            _write(self._child.stdin, message)
         except OSError as exc:
             self._fail(f"the writer process stopped reading ({exc})")
         return True
@@ -255,7 +259,3 @@ def _serve(path: str) -> int:
         return 0
     finally:
         writer.close()
-
-
-if __name__ == "__main__":
-    sys.exit(_serve(sys.argv[1]))
