@@ -92,8 +92,9 @@ FLUSH_AFTER = 0.5
 PIPE_FROM = 2_048
 """Products pending at once from which a tracker on a SQLite store starts a writer process
 (:mod:`provstore.db.sqlite_pipe`) and registers on while it writes: a burst.  It then sends
-a batch whenever the writer is idle (and at least every :data:`FLUSH_AFTER`).  A process
-that registers fewer at a time writes them itself (a writer takes ~0.1 s to start)."""
+a batch (of at least as many) whenever the writer is idle, and at least every
+:data:`FLUSH_AFTER`.  A process that registers fewer at a time writes them itself (a writer
+takes ~0.1 s to start)."""
 _BURST_CHECK = 256  # pending products between looks at the writer process
 _METADATA_ADVICE = (
     "Metadata may hold only None, bool, int (64-bit), finite float, str, bytes, lists/tuples "
@@ -753,10 +754,16 @@ class Tracker:
             self._send()
 
     def _burst(self) -> None:
-        """In a burst on SQLite: start the writer process, send it a batch whenever it is idle."""
+        """In a burst on SQLite: start the writer process, send it a batch whenever it is idle.
+
+        Never fewer than :data:`PIPE_FROM` products a batch: a writer faster than the tracker
+        would otherwise get a batch every :data:`_BURST_CHECK` products.
+        """
         pipe = self._pipe
+        if len(self._pending) < PIPE_FROM:
+            return
         if pipe is None:
-            if self._may_pipe and len(self._pending) >= PIPE_FROM:
+            if self._may_pipe:
                 self._start_pipe()
         elif pipe.idle():
             self._send()
