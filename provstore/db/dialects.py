@@ -867,12 +867,19 @@ class PostgreSQL(Dialect):
     def staged_objects(self, stage: str, columns: Sequence[str], first: int | None = None) -> str:
         """The first staged object of each digest: an upsert may not touch a row twice.
 
-        By digest, also with ids reserved: one sort, and the digest index filled in order.
+        By digest; with ids reserved (which do not depend on the order), as staged: the
+        first of each digest found by an anti-join on digests, not by sorting the bytes of
+        every object (or reading them through the staging index, a random read each).
         """
         names = ", ".join(_staged_value(c, first) for c in columns)
+        if first is None:
+            return (
+                f"SELECT DISTINCT ON (s.digest) {names} FROM {stage} s WHERE 1 = 1 "
+                "ORDER BY s.digest, s.seq"
+            )
         return (
-            f"SELECT DISTINCT ON (s.digest) {names} FROM {stage} s WHERE 1 = 1 "
-            "ORDER BY s.digest, s.seq"
+            f"SELECT {names} FROM {stage} s WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {stage} e WHERE e.digest = s.digest AND e.seq < s.seq)"
         )
 
     def reserve_ids(self, conn: Connection, count: int) -> int | None:

@@ -161,12 +161,32 @@ class Stage:
                 keys.append("s.seq" if i == 0 and first is not None else values[-1])
         if by_seq or keys == ["s.seq"]:
             keys = [self.dialect.staged_order]
+        source = f"{self.names[table]} s {self._probe_order(table, first)}"
         select = (
             f"SELECT {self.dialect.join_in_order}{', '.join(values)} "
-            f"FROM {self.names[table]} s {' '.join(joins)} WHERE 1 = 1 ORDER BY {', '.join(keys)}"
+            f"FROM {source} {' '.join(joins)} WHERE 1 = 1 ORDER BY {', '.join(keys)}"
         )
         columns = [c.name for c in table.columns]
         return self.dialect.publish(self.conn, table, columns, select, rebuild=self._rebuild)
+
+    def _probe_order(self, table: Table, first: int | None) -> str:
+        """How to read ``table``'s staged rows so that its one join probes in digest order.
+
+        Where the database reads a table in the order of an index only when told
+        (:meth:`Dialect.scan_by_index`), and the rows' own ids are known (``first``), a key
+        column that still refers by digest (a product's parent: a different one per row,
+        all over the digest index) gets a covering index to read the rows through.
+        """
+        refs = layout.REFS[table.name]
+        width = len(table.primary_key.columns)
+        probed = [table.columns[i].name for i in refs if 0 < i < width]
+        if first is None or len(refs) != 2 or len(probed) != 1:
+            return ""
+        name = self.names[table]
+        hint = self.dialect.scan_by_index(f"ix_{name}")
+        if hint:
+            self.dialect.index_stage(self.conn, name, (probed[0], "seq"))
+        return hint
 
     def _publish_objects(self, rebuild: bool) -> int:
         """Publish the staged objects; note whether each got the id reserved for its ``seq``.
