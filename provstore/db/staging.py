@@ -163,7 +163,9 @@ class Stage:
                 values.append(f"r{i}.id")
             if i < len(table.primary_key.columns):
                 keys.append("s.seq" if i == 0 and first is not None else values[-1])
-        if by_seq or keys == ["s.seq"]:
+        if by_seq:  # which of two rows with one key is kept: ordered, not as read
+            keys = ["s.seq"]
+        elif keys == ["s.seq"]:  # ids in seq order: the rows as staged
             keys = [self.dialect.staged_order]
         source = f"{self.names[table]} s {self._probe_order(table, first)}"
         select = (
