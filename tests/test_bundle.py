@@ -578,3 +578,40 @@ def test_any_products_round_trip_and_import_once(tmp_path_factory, specs, compre
     with Store(url) as store:
         for item in items:
             assert store.get(item.hex).data == item.data
+
+
+@pytest.mark.parametrize("held", ["nothing", "some", "twice"])
+def test_a_staged_import_indexes_as_writing_its_objects_does(backend_url, tmp_path,
+                                                              monkeypatch, held):  # fmt: skip
+    """All new (ids reserved for the import, in bundle order), or some stored and one only
+    referred to, or one object twice in the bundle (ids from the database, or reserved ids
+    left unused): the index is the one writing the objects gives."""
+    _small_window(monkeypatch)
+    head = _env_and_run()
+    items = [*head]
+    for i in range(9):
+        parents = tuple(sorted({items[-1].digest, items[4 + i // 2].digest})) if i else ()
+        product = Product(f"p{i}", "1", {"i": i}, None, i, f"/p/{i}", head[-1].digest, parents)
+        items.append(seal(product))
+    outside = seal(Product("outside", None, {}, None, None, None, None, (items[10].digest,)))
+    before = [*items[6:8], outside] if held == "some" else []
+    expected = f"sqlite:///{tmp_path.as_posix()}/expected.db"
+    with Store(expected) as store:
+        store.put(before)
+        store.put(items)
+    records = [(item.digest, item.data) for item in items]
+    if held == "twice":
+        records.insert(9, records[6])
+    with Store(backend_url) as store:
+        store.put(before)
+        result = store.import_bundle(io.BytesIO(_craft(records, roots=[items[-1].digest])))
+        present = {"nothing": 0, "some": 2, "twice": 1}[held]
+        assert (result.added, result.present) == (len(records) - present, present)
+    assert _snapshot(backend_url) == _snapshot(expected)
+    if held == "nothing" and not backend_url.startswith("mysql"):  # ids in bundle order
+        engine = sa.create_engine(backend_url)
+        with engine.connect() as conn:
+            o = schema.objects.c
+            stored = [bytes(d) for d in conn.execute(sa.select(o.digest).order_by(o.id)).scalars()]
+        engine.dispose()
+        assert stored == [item.digest for item in items]
