@@ -70,6 +70,7 @@ def stream(
         if root not in ids:
             return
         here, following = _LEVELS
+        join = dialects.of(conn).ordered_join
         conn.execute(_SEEN.insert(), {"id": ids[root]})
         conn.execute(here.insert(), {"digest": root, "id": ids[root]})
         level = 0
@@ -78,8 +79,8 @@ def stream(
             conn.exec_driver_sql(
                 f"INSERT INTO {following.name} (digest, id) "
                 f"SELECT DISTINCT o.digest, o.id FROM {here.name} h "
-                f"JOIN product_parents e ON e.{near} = h.id "
-                f"JOIN objects o ON o.id = e.{far} "
+                f"{join} product_parents e ON e.{near} = h.id "
+                f"{join} objects o ON o.id = e.{far} "
                 f"WHERE NOT EXISTS (SELECT 1 FROM {_SEEN.name} s WHERE s.id = e.{far})"
             )
             conn.exec_driver_sql(f"INSERT INTO {_SEEN.name} (id) SELECT id FROM {following.name}")
@@ -108,6 +109,7 @@ def _walking(engine: Engine) -> Iterator[Connection]:
         if dialect.long_read_isolation is not None:
             conn.execution_options(isolation_level=dialect.long_read_isolation)
         with conn.begin():
+            dialect.join_by_keys(conn)
             _drop(conn)
             for table in _tables.tables.values():
                 table.create(conn)
