@@ -290,6 +290,14 @@ class Dialect:
         For queries led by a temporary table the planner knows nothing of.
         """
 
+    def empty(self, conn: Connection, name: str) -> None:
+        """Delete every row of a temporary table that is filled and emptied many times.
+
+        ``DELETE``: on MariaDB, ``TRUNCATE`` would commit the transaction, even on a
+        temporary table.
+        """
+        conn.exec_driver_sql(f"DELETE FROM {name}")
+
     def staged_objects(self, stage: str, columns: Sequence[str]) -> str:
         """The ``SELECT`` of staged objects to publish, by digest (a duplicate is a no-op)."""
         names = ", ".join(f"s.{c}" for c in columns)
@@ -772,6 +780,15 @@ class PostgreSQL(Dialect):
         """
         for setting in ("enable_hashjoin", "enable_mergejoin", "jit"):
             conn.exec_driver_sql(f"SET LOCAL {setting} = off")
+
+    def empty(self, conn: Connection, name: str) -> None:
+        """``TRUNCATE``, which frees the rows at once.
+
+        Deleted rows would stay in the table (nothing vacuums a temporary table during a
+        transaction), and every later scan of it would read them again: a walk of 97,000
+        products over 4,000 levels took 22 s with ``DELETE``, 5.4 s with ``TRUNCATE``.
+        """
+        conn.exec_driver_sql(f"TRUNCATE {name}")
 
     def int_pairs(
         self, cursor: Any, columns: tuple[str, str], conditions: Sequence[str]

@@ -70,7 +70,8 @@ def stream(
         if root not in ids:
             return
         here, following = _LEVELS
-        join = dialects.of(conn).ordered_join
+        dialect = dialects.of(conn)
+        join = dialect.ordered_join
         conn.execute(_SEEN.insert(), {"id": ids[root]})
         conn.execute(here.insert(), {"digest": root, "id": ids[root]})
         level = 0
@@ -84,7 +85,7 @@ def stream(
                 f"WHERE NOT EXISTS (SELECT 1 FROM {_SEEN.name} s WHERE s.id = e.{far})"
             )
             conn.exec_driver_sql(f"INSERT INTO {_SEEN.name} (id) SELECT id FROM {following.name}")
-            conn.exec_driver_sql(f"DELETE FROM {here.name}")
+            dialect.empty(conn, here.name)
             here, following = following, here
             found = False
             for digest in _pages(conn, here, page):
