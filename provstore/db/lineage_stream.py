@@ -85,7 +85,7 @@ def stream(
                 f"WHERE NOT EXISTS (SELECT 1 FROM {_SEEN.name} s WHERE s.id = e.{far})"
             )
             conn.exec_driver_sql(f"INSERT INTO {_SEEN.name} (id) SELECT id FROM {following.name}")
-            dialect.empty(conn, here.name)
+            dialect.empty(conn, here)
             here, following = following, here
             found = False
             for digest in _pages(conn, here, page):
