@@ -506,7 +506,9 @@ class Store:
         The root first, then level by level, each level by digest.  The walk keeps what it
         has visited in temporary tables on a connection of its own, so this process holds one
         page of digests, not the neighbourhood (edges are not given: use :meth:`lineage`).
-        ``ref`` is resolved now; the walk runs as the iterator is consumed.
+        ``ref`` is resolved now; the walk runs as the iterator is consumed, in one read
+        transaction, and needs the right to create temporary tables (a PostgreSQL hot
+        standby refuses them; a read-only SQLite file does not).
         """
         item = self.get(ref, kind="product")
         return lineage_stream.stream(self.engine, item.digest, direction, depth)
