@@ -39,7 +39,7 @@ from provstore.core.errors import (
     WrongKindError,
 )
 from provstore.core.objects import KINDS, Environment, Product, Run, Sealed, load, seal
-from provstore.db import dialects, index, layout, listing, queries, schema
+from provstore.db import dialects, index, layout, lineage_stream, listing, queries, schema
 from provstore.db import lineage as walks
 from provstore.db.connections import Readers
 from provstore.db.engine import connect, failover, retrying, storage_error, write_transaction
@@ -496,6 +496,22 @@ class Store:
         with self._readers.connection() as conn:
             depths, edges = walks.walk(conn, item.digest, direction, depth, first)
         return Lineage(item.digest, direction, depths, edges)
+
+    @requires(_lineage_args)
+    def iter_lineage(
+        self, ref: str | bytes, direction: str = "ancestors", depth: int | None = None
+    ) -> Iterator[tuple[bytes, int]]:
+        """``(digest, depth)`` of the products :meth:`lineage` gives, streamed in its order.
+
+        The root first, then level by level, each level by digest.  The walk keeps what it
+        has visited in temporary tables on a connection of its own, so this process holds one
+        page of digests, not the neighbourhood (edges are not given: use :meth:`lineage`).
+        ``ref`` is resolved now; the walk runs as the iterator is consumed, in one read
+        transaction, and needs the right to create temporary tables (a PostgreSQL hot
+        standby refuses them; a read-only SQLite file does not).
+        """
+        item = self.get(ref, kind="product")
+        return lineage_stream.stream(self.engine, item.digest, direction, depth)
 
     @_reads
     def labels(self, digests: Iterable[bytes]) -> dict[bytes, str]:

@@ -222,6 +222,18 @@ def test_lineage_three_levels_every_format(backend_url, fmt, script):
     assert nodes == {a, b, d}
 
 
+def test_lineage_streamed_as_json_lines(backend_url, script):
+    a, b, c, d = _chain(backend_url)
+    proc = script(backend_url, "lineage", d, "--stream")
+    assert proc.returncode == 0, proc.stderr
+    got = [json.loads(line) for line in proc.stdout.splitlines()]
+    whole = json.loads(script(backend_url, "lineage", d, "--format", "json").stdout)
+    assert got == [{"digest": n["digest"], "depth": n["depth"]} for n in whole["nodes"]]
+    assert {n["digest"] for n in got} == {a, b, c, d}
+    mixed = script(backend_url, "lineage", d, "--stream", "--format", "dot")
+    assert mixed.returncode == 2 and "--stream" in mixed.stderr
+
+
 def test_diff_exit_code_says_whether_the_environments_differ(backend_url, tmp_path, script):
     with tracker(backend_url) as t:
         product = t.register_data_product(name="p")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -263,8 +264,16 @@ def diff(
     show_default=True,
     help="Tree text, JSON nodes and edges, Graphviz or Mermaid.",
 )
+@click.option(
+    "--stream",
+    is_flag=True,
+    help="One JSON line per product as the walk reaches it (digest, depth; no edges, no "
+    "labels), holding a page of them at most: for neighbourhoods too big to hold.",
+)
 @click.pass_context
-def lineage(ctx: click.Context, ref: str, descendants: bool, depth: int | None, fmt: str) -> None:
+def lineage(
+    ctx: click.Context, ref: str, descendants: bool, depth: int | None, fmt: str, stream: bool
+) -> None:
     """Show where a product came from (ancestors) or what was made from it.
 
     \b
@@ -272,9 +281,17 @@ def lineage(ctx: click.Context, ref: str, descendants: bool, depth: int | None, 
       provstore lineage model.json
       provstore lineage name:raw-data --descendants --depth 2
       provstore lineage 3fa9c1 --format dot | dot -Tsvg > lineage.svg
+      provstore lineage model.json --stream | wc -l
     """
     store = store_of(ctx)
-    result = store.lineage(ref, "descendants" if descendants else "ancestors", depth)
+    direction = "descendants" if descendants else "ancestors"
+    if stream:
+        if fmt != "text":
+            raise click.UsageError("--stream writes JSON lines: it takes no --format")
+        for digest, level in store.iter_lineage(ref, direction, depth):
+            click.echo(json.dumps({"digest": digest.hex(), "depth": level}))
+        return
+    result = store.lineage(ref, direction, depth)
     click.echo(LINEAGE_FORMATS[fmt](result, store.labels(result.depths)))
 
 

@@ -291,6 +291,20 @@ class Dialect:
     """What follows ``SELECT`` to make the database join tables in the order written: a
     staging table first, then the store's tables through their indexes."""
 
+    ordered_join: ClassVar[str] = "JOIN"
+    """A join the database takes in the order written, the left table driving: a small
+    temporary table (no statistics) first, then the store's tables through their keys."""
+
+    def join_by_keys(self, conn: Connection) -> None:
+        """Make this transaction's joins go from row to row through keys (:attr:`ordered_join`).
+
+        For queries led by a temporary table the planner knows nothing of.
+        """
+
+    def empty(self, conn: Connection, table: Table) -> None:
+        """Delete every row of a temporary table that is filled and emptied many times."""
+        conn.exec_driver_sql(f"DELETE FROM {table.name}")
+
     def staged_objects(self, stage: str, columns: Sequence[str], first: int | None = None) -> str:
         """The ``SELECT`` of staged objects to publish (a duplicate is a no-op).
 
@@ -493,6 +507,7 @@ class SQLite(Dialect):
     hold_reads = False  # a connection per read is cheap here, and WAL readers never block
     pool_jobs = True
     long_read_isolation = None  # a WAL read transaction is already a snapshot
+    ordered_join = "CROSS JOIN"  # SQLite's planner never reorders around one
 
     def engine(self, url: URL, *, pooled: bool, read_only: bool = False) -> Engine:
         """A file engine; an in-memory store only with ``PROVSTORE_ALLOW_MEMORY=1`` (tests).
@@ -795,6 +810,25 @@ class PostgreSQL(Dialect):
     aliases = ("postgres",)  # libpq's other URI scheme
     driver = "psycopg2"
     example = "postgresql://USER@HOST/DB"
+
+    def join_by_keys(self, conn: Connection) -> None:
+        """Nested loops only, and no JIT, until the transaction ends.
+
+        An unanalysed temporary table is taken for 1,200 rows whatever it holds: the planner
+        then hashes all of ``product_parents`` and ``objects`` (0.25 s a statement at 120k
+        products) and compiles the plan (0.09 s), where a level needs a few index lookups.
+        """
+        for setting in ("enable_hashjoin", "enable_mergejoin", "jit"):
+            conn.exec_driver_sql(f"SET LOCAL {setting} = off")
+
+    def empty(self, conn: Connection, table: Table) -> None:
+        """``TRUNCATE``, which frees the rows at once.
+
+        Deleted rows would stay in the table (nothing vacuums a temporary table during a
+        transaction), and every later scan of it would read them again: a walk of 97,000
+        products over 3,000 levels took 22 s with ``DELETE``, 5.4 s with ``TRUNCATE``.
+        """
+        conn.exec_driver_sql(f"TRUNCATE {table.name}")
 
     def int_pairs(
         self, cursor: Any, columns: tuple[str, str], conditions: Sequence[str]
@@ -1219,6 +1253,7 @@ class MySQL(Dialect):
         return int(conn.exec_driver_sql(sql, _ordered(table, rows, columns)).rowcount)
 
     join_in_order = "STRAIGHT_JOIN "
+    ordered_join = "STRAIGHT_JOIN"
     """InnoDB's statistics of a store filled inside the same transaction can still say it is
     empty; the optimizer would then scan ``objects`` and the unindexed staging table for
     every row of the other."""
@@ -1270,6 +1305,15 @@ class MySQL(Dialect):
     def drop_stage(self, conn: Connection, name: str) -> None:
         """``DROP TEMPORARY TABLE``: it survives a rollback, and never commits implicitly."""
         conn.exec_driver_sql(f"DROP TEMPORARY TABLE IF EXISTS {name}")
+
+    def empty(self, conn: Connection, table: Table) -> None:
+        """Drop the table and create it again.
+
+        ``TRUNCATE`` would commit the transaction, even on a temporary table; ``DELETE``
+        took 13 s where this takes 5.5 s, in a walk of 97,000 products over 3,000 levels.
+        """
+        self.drop_stage(conn, table.name)
+        table.create(conn)
 
     def publish(
         self,
