@@ -101,9 +101,20 @@ def test_no_writer_process_for_a_few_products(tmp_path, monkeypatch):
 def test_a_spare_core_is_one_the_load_leaves_free(monkeypatch, cores, load):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
     monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(tracking, "_running_now", lambda: cores)  # as many as cores: busy
     assert not tracking._spare_core()
     monkeypatch.setattr(os, "getloadavg", lambda: (load - 1.0, 0.0, 0.0))
     assert tracking._spare_core() == (cores > 1)
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(tracking, "_running_now", lambda: cores - 1)  # a busy spell just ended
+    assert tracking._spare_core() == (cores > 1)
+    monkeypatch.setattr(tracking, "_running_now", lambda: None)  # not Linux: the load decides
+    assert not tracking._spare_core()
+
+
+def test_running_now_counts_this_process():
+    running = tracking._running_now()
+    assert running is None or running >= 1
 
 
 def test_no_writer_process_without_a_spare_core(tmp_path, bursts, monkeypatch):

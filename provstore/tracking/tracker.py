@@ -873,17 +873,35 @@ def tracker(
 def _spare_core() -> bool:
     """Whether a writer process would find a core idle.
 
-    This process may run on two cores or more, and the load (the last minute's, this process
-    included) leaves one free.  On a busy machine the two processes only share the cores
-    there are, and the pipe's own work (rows pickled and read back, about 4 µs a product)
-    makes the burst slower, not faster.
+    This process may run on two cores or more, and either no other task is running right
+    now (Linux: ``/proc/loadavg``, three looks) or the last minute's load leaves a core free.
+    On a busy machine the two processes only share the cores there are, and the pipe's own
+    work (rows pickled and read back, about 4 µs a product) makes the burst slower, not
+    faster.  The load average alone lags: a minute after a busy spell it still says busy.
     """
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not on Linux
         cores = os.cpu_count() or 1
+    if cores < 2:
+        return False
+    running = _running_now()
+    if running is not None and running < cores:
+        return True
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):  # no load average here
         load = 0.0
-    return cores > 1 and load < cores - 0.5
+    return load < cores - 0.5
+
+
+def _running_now() -> int | None:
+    """Tasks running on the machine now, this one included (the fewest of three looks)."""
+    seen = []
+    try:
+        for _ in range(3):
+            with open("/proc/loadavg", "rb") as f:
+                seen.append(int(f.read().split()[3].split(b"/")[0]))
+    except (OSError, ValueError, IndexError):
+        return None
+    return min(seen)
