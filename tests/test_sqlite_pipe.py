@@ -194,6 +194,30 @@ def test_when_the_writer_fails_the_store_s_own_error_is_raised(tmp_path, bursts,
     assert links == sum(len({i - 1, i // 2}) for i in range(1, products))  # as _register
 
 
+def test_a_send_cut_short_ends_the_pipe_and_loses_nothing(tmp_path, bursts, monkeypatch):
+    """Ctrl-C in the middle of a batch's bytes: the pipe is not used again, nothing is lost."""
+    url = f"sqlite:///{tmp_path}/s.db"
+    digests: list[str] = []
+    real_write = sqlite_pipe._write
+    calls = []
+
+    def cut(stream, data):
+        calls.append(len(data))
+        if len(calls) == 4:  # the second batch's body
+            real_write(stream, data[: len(data) // 2])
+            raise KeyboardInterrupt
+        real_write(stream, data)
+
+    monkeypatch.setattr(sqlite_pipe, "_write", cut)
+    with pytest.raises(KeyboardInterrupt):
+        with tracker(url, git=False) as t:
+            _register(t, 3 * BATCH, digests)
+    assert t._pipe is None  # taken back at the exit's flush, which wrote everything itself
+    # the interrupted call had added its product before sending: stored, its digest unreturned
+    assert _stored(tmp_path / "s.db")[0] == len(digests) + 1 == 2 * BATCH
+    _check(url, digests)
+
+
 _DYING = textwrap.dedent("""
     import os, sys
     from provstore import tracker

@@ -116,6 +116,9 @@ class PipedWriter:
             _write(self._child.stdin, message)
         except OSError as exc:
             self._fail(f"the writer process stopped reading ({exc})")
+        except BaseException:  # interrupted mid-message: the stream is cut, never resumed
+            self._fail("interrupted while sending a batch")
+            raise
         return True
 
     def idle(self) -> bool:
@@ -129,7 +132,7 @@ class PipedWriter:
         stdout = self._child.stdout
         assert stdout is not None
         while self.failed is None and select.select([stdout], [], [], 0)[0]:
-            self._reply(_read(stdout))
+            self._reply(self._next(stdout))
         return self.ready and not self._sent and self.failed is None
 
     def wait(self) -> None:
@@ -174,7 +177,15 @@ class PipedWriter:
         stdout = self._child.stdout
         assert stdout is not None
         while len(self._sent) > left and self.failed is None:
-            self._reply(_read(stdout))
+            self._reply(self._next(stdout))
+
+    def _next(self, stdout: IO[bytes]) -> Any:
+        """The writer's next reply; a read cut short by an exception ends the pipe."""
+        try:
+            return _read(stdout)
+        except BaseException:  # interrupted mid-reply: the stream is cut, never resumed
+            self._fail("interrupted while reading a reply")
+            raise
 
     def _reply(self, reply: Any) -> None:
         if reply is None:
