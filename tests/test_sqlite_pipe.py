@@ -208,10 +208,19 @@ def test_a_send_cut_short_ends_the_pipe_and_loses_nothing(tmp_path, bursts, monk
             raise KeyboardInterrupt
         real_write(stream, data)
 
+    def stuck(signum, frame):  # a stream left out of step deadlocks: fail instead of hanging
+        raise TimeoutError("the tracker and its writer process wait for each other")
+
     monkeypatch.setattr(sqlite_pipe, "_write", cut)
-    with pytest.raises(KeyboardInterrupt):
-        with tracker(url, git=False) as t:
-            _register(t, 3 * BATCH, digests)
+    previous = signal.signal(signal.SIGALRM, stuck)
+    signal.alarm(60)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with tracker(url, git=False) as t:
+                _register(t, 3 * BATCH, digests)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
     assert t._pipe is None  # taken back at the exit's flush, which wrote everything itself
     # the interrupted call had added its product before sending: stored, its digest unreturned
     assert _stored(tmp_path / "s.db")[0] == len(digests) + 1 == 2 * BATCH

@@ -21,6 +21,8 @@ What stays as it was:
   have; the pipe is not used again.  The error may so surface at the call after the one whose
   batch failed.
 - A writer whose tracker dies sees its input end and exits after the batch in hand.
+- A message sent or read only in part (an exception, such as Ctrl-C, in the middle) ends the
+  pipe: the writer is stopped and the tracker writes what it did not confirm, as above.
 
 The writer is a plain subprocess of the same interpreter with the same ``sys.path`` (so it
 imports what the tracker imported, and nothing of the user's program runs again in it),
