@@ -174,3 +174,36 @@ def test_packed_rows_are_the_rows_even_cut_short(backend_url):
             assert tuple(map(list, none)) == ([], [])
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("autocommit", [False, True], ids=["transaction", "autocommit"])
+def test_an_unbounded_walk_is_a_bfs_and_leaves_the_planner_as_it_was(backend_url, autocommit):
+    """The recursive walk (no depth) on a connection with or without a transaction block, as
+    a held read connection has none: PostgreSQL's planner settings are back after it."""
+    Store(backend_url).close()
+    engine = sa.create_engine(backend_url)
+    try:
+        ids = list(range(1, 61))
+        edges = sorted({(i, j) for i in range(1, 60) for j in (i - 1, i // 2, i // 3)})
+        _load(engine, ids, edges)
+        if autocommit:
+            engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        for root, direction in ((59, "ancestors"), (0, "descendants")):
+            want = _bfs(edges, root, direction, None)
+            with engine.connect() as conn:
+                planner = _planner(conn)
+                got, got_edges = lineage.walk(conn, _digest(root), direction, None)
+                assert _planner(conn) == planner
+            assert got == {_digest(i): level for i, level in want.items()}
+            kept = {(_digest(c), _digest(p)) for c, p in edges if c in want and p in want}
+            assert got_edges == tuple(sorted(kept))
+    finally:
+        engine.dispose()
+
+
+def _planner(conn) -> tuple[str, ...]:
+    """PostgreSQL's join and JIT settings on ``conn`` (nothing elsewhere)."""
+    if conn.dialect.name != "postgresql":
+        return ()
+    names = ("enable_hashjoin", "enable_mergejoin", "jit")
+    return tuple(conn.exec_driver_sql(f"SHOW {name}").scalar() for name in names)

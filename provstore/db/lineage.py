@@ -374,7 +374,8 @@ def all_edges(conn: Connection, root: int, near: str) -> set[Edge]:
     reached at many depths: the rows explode.  Deep bounded walks use this and trim.
     """
     far = "parent" if near == "child" else "child"
-    dialects.of(conn).lift_recursion_limit(conn)
+    dialect = dialects.of(conn)
+    dialect.lift_recursion_limit(conn)
     sql = (
         f"WITH RECURSIVE reach(child, parent) AS ("
         f"SELECT child, parent FROM product_parents WHERE {near} = :root "
@@ -382,5 +383,6 @@ def all_edges(conn: Connection, root: int, near: str) -> set[Edge]:
         f"JOIN reach ON e.{near} = reach.{far}) "
         f"SELECT child, parent FROM reach"
     )
-    rows = conn.execute(text(sql), {"root": root}).all()
+    with dialect.keyed_joins(conn):
+        rows = conn.execute(text(sql), {"root": root}).all()
     return {(int(c), int(p)) for c, p in rows}
