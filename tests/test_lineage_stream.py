@@ -7,7 +7,6 @@ many nodes it yields.
 
 from __future__ import annotations
 
-import time
 import tracemalloc
 
 import pytest
@@ -16,9 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from provstore import Store
-from provstore.core.objects import Environment, LibrarySet, Product, Run, Variables, seal
+from provstore.core.objects import Product, seal
 from provstore.db import lineage, lineage_stream
 from tests.test_lineage import _digest, _graphs, _load
+from tests.test_store import _base
 
 
 def _expected(engine, root, direction, depth):
@@ -56,16 +56,6 @@ def test_the_stream_gives_the_walks_nodes_and_levels_in_order(engine, graph, pag
 def test_a_root_without_index_rows_comes_alone(engine):
     _load(engine, [1, 2], [(1, 0)])
     assert list(lineage_stream.stream(engine, _digest(7), "ancestors", None)) == [(_digest(7), 0)]
-
-
-def _base():
-    ls = seal(LibrarySet((("click", "8.1.0"),)))
-    env = seal(Environment("cpython", "3.11", "Linux", "6", "x86_64", "glibc", ls.digest, {}, ()))
-    var = seal(Variables({"A": "1"}, ()))
-    run = seal(
-        Run(env.digest, var.digest, "h", "u", ("x",), "/", "/py", 1, time.time_ns(), None, None)
-    )
-    return [ls, env, var, run]
 
 
 @st.composite
