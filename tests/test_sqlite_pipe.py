@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import json
 import os
+import pickle
 import signal
 import sqlite3
 import subprocess
@@ -11,11 +14,14 @@ import textwrap
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from provstore import Store, tracker
 from provstore.checks.fsck import fsck
 from provstore.core.errors import StoreFullError
-from provstore.db import sqlite_direct, sqlite_pipe
+from provstore.core.objects import Product, seal
+from provstore.db import layout, sqlite_direct, sqlite_pipe
 from provstore.tracking import tracker as tracking
 
 BATCH = 40
@@ -75,6 +81,111 @@ def test_a_burst_goes_through_the_writer_and_stores_what_the_tracker_would(tmp_p
         else:
             assert pipe is None
     assert _stored(tmp_path / "piped.db") == _stored(tmp_path / "own.db")
+
+
+def test_batches_made_in_pieces_store_what_the_tracker_would(tmp_path, bursts, monkeypatch):
+    """Rows made a few products at a time while the writer writes (``stage``) make the batch."""
+    monkeypatch.setattr(tracking, "_BURST_CHECK", 7)  # pieces of 7 products, batches of 40
+    staged = []
+    real_stage = sqlite_pipe.PipedWriter.stage
+
+    def stage(self, items):
+        staged.append(len(items))
+        real_stage(self, items)
+
+    monkeypatch.setattr(sqlite_pipe.PipedWriter, "stage", stage)
+    piped, own = [], []
+    for name, digests in (("piped", piped), ("own", own)):
+        if name == "own":
+            tracking.PIPE_FROM = 10**9
+        url = f"sqlite:///{tmp_path}/{name}.db"
+        with tracker(url, git=False) as t:
+            _register(t, 5 * BATCH + 7, digests)
+        _check(url, digests)
+    assert any(0 < n % BATCH < BATCH - 7 for n in staged)  # batches went in several pieces
+    assert _stored(tmp_path / "piped.db") == _stored(tmp_path / "own.db")
+    assert _links(tmp_path / "piped.db") == _links(tmp_path / "own.db")
+
+
+def _links(path) -> list[tuple[str, str]]:
+    """Every link as (child name, parent name): the same DAG whatever its run's digest."""
+    conn = sqlite3.connect(path)
+    try:
+        return sorted(
+            conn.execute(
+                "SELECT c.name, p.name FROM product_parents l "
+                "JOIN products c ON c.id = l.child JOIN products p ON p.id = l.parent"
+            ).fetchall()
+        )
+    finally:
+        conn.close()
+
+
+class _Sink:
+    """A stand-in for the writer process: what is sent down its stdin is kept."""
+
+    def __init__(self) -> None:
+        self.stdin = io.BytesIO()
+        self.stdout = io.BytesIO()  # no replies: nothing is waited for before a send
+
+    def kill(self) -> None:
+        pass
+
+
+def _products(n: int) -> list:
+    items = [seal(Product("p0", None, {}, None, None, None, None, ()))]
+    for i in range(1, n):
+        parents = tuple(sorted({items[i - 1].digest, items[i // 2].digest}))
+        items.append(seal(Product(f"p{i}", "1", {"i": i}, None, None, None, None, parents)))
+    return items
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 40),
+    cuts=st.lists(st.integers(0, 40), max_size=6),
+    restart=st.booleans(),
+)
+def test_a_batch_staged_in_pieces_reads_back_as_its_rows(n, cuts, restart):
+    items = _products(n)
+    pipe = sqlite_pipe.PipedWriter(_Sink())  # type: ignore[arg-type]
+    if restart:  # a list staged and then dropped (taken back) leaves nothing behind
+        pipe.stage(_products(3)[1:])
+    batch: list = []
+    for cut in sorted(cuts):
+        batch.extend(items[len(batch) : cut])
+        pipe.stage(batch)
+    batch.extend(items[len(batch) :])
+    assert pipe.put(batch)
+    sent = pipe._child.stdin.getvalue()
+    pieces = sqlite_pipe._read_pieces(io.BytesIO(sent))
+    assert pieces is not None and 1 <= len(pieces) <= len(cuts) + 1
+    assert sqlite_pipe._joined(pieces) == layout.rows_of(items)
+    assert pipe._pieces == [] and pipe._made == 0  # the next batch starts afresh
+
+
+def test_the_writer_process_imports_no_objects_nor_sqlalchemy():
+    """It starts as the tracker's burst begins: every import delays the first batch's commit."""
+    home = os.path.dirname(os.path.dirname(os.path.abspath(sqlite_pipe.__file__)))
+    probe = (
+        f"import sys; sys.path.insert(0, {os.path.dirname(home)!r}); "
+        "import json, provstore.db.sqlite_pipe, provstore.db.sqlite_direct; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('provstore', "
+        "'sqlalchemy', 'msgpack', 'blake3', 'deal')))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    loaded = json.loads(out)
+    assert "provstore.db.sqlite_direct" in loaded
+    assert [m for m in loaded if not m.startswith("provstore")] == []
+    assert "provstore.core.objects" not in loaded
+
+
+def test_a_garbled_message_reads_as_the_end():
+    body = pickle.dumps(("ok", 1.0)) + b"\x80garbage"
+    stream = io.BytesIO(sqlite_pipe._SIZE.pack(len(body)) + body)
+    assert sqlite_pipe._read_pieces(stream) is None
 
 
 def test_flush_returns_when_the_writer_has_committed(tmp_path, bursts):

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from operator import itemgetter
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from provstore.core.objects import Product, Run, RunEnd, Sealed
+if TYPE_CHECKING:  # a writer process imports this module and never an object's class
+    from provstore.core.objects import Product, Run, RunEnd, Sealed
 
 __all__ = [
     "COLUMNS",
@@ -149,16 +150,14 @@ def _product_row(digest: bytes, obj: Product) -> Row:
 
 
 def _product_rows(item: Sealed) -> Iterator[NamedRow]:
-    obj = item.obj
-    assert isinstance(obj, Product)
+    obj = cast("Product", item.obj)  # ROWS is keyed by kind, and a kind is its class
     yield "products", _product_row(item.digest, obj)
     for parent in obj.parents:
         yield "product_parents", (item.digest, parent)
 
 
 def _run_rows(item: Sealed) -> Iterator[NamedRow]:
-    obj = item.obj
-    assert isinstance(obj, Run)
+    obj = cast("Run", item.obj)
     job = obj.job or {}
     ident, array = job.get("id"), job.get("array_id")
     yield (
@@ -177,8 +176,7 @@ def _run_rows(item: Sealed) -> Iterator[NamedRow]:
 
 
 def _run_end_rows(item: Sealed) -> Iterator[NamedRow]:
-    obj = item.obj
-    assert isinstance(obj, RunEnd)
+    obj = cast("RunEnd", item.obj)
     yield "run_ends", (item.digest, obj.run, obj.status, obj.finished_ns)
 
 
@@ -308,8 +306,8 @@ def rows_of(items: Sequence[Sealed]) -> tuple[list[Row], dict[str, list[Row]]]:
     rows: dict[str, list[Row]] = {name: [] for name in INDEX_TABLE_NAMES}
     products, links = rows["products"], rows["product_parents"]
     for item in items:
-        obj = item.obj
-        if type(obj) is Product:  # nearly every object of a big batch: no generator each
+        if item.kind == "product":  # nearly every object of a big batch: no generator each
+            obj = cast("Product", item.obj)
             digest = item.digest
             products.append(_product_row(digest, obj))
             if obj.parents:
@@ -341,17 +339,23 @@ def write_rows(
     wanted = references(rows)
     if not wanted:
         return added
-    ids = {} if not known else {d: known[d] for d in wanted if d in known}
-    fetched = db.placed()
-    rest = wanted - ids.keys() - fetched.keys()
-    if rest:
-        fetched.update(db.ids(rest))
-    missing = sorted(wanted - ids.keys() - fetched.keys())
+    # Whole-set operations where a batch is big: most digests are the batch's own objects
+    # (placed), the rest mostly earlier batches' (known); only what neither holds is looked up.
+    placed = db.placed()
+    ids = dict(placed)
+    rest = wanted - ids.keys()
+    if rest and known:
+        earlier = rest & known.keys()
+        ids.update(zip(earlier, map(known.__getitem__, earlier)))
+        rest -= earlier
+    fetched = db.ids(rest) if rest else {}
+    missing = sorted(rest - fetched.keys())
     if missing:
         db.intern(missing)
         fetched.update(db.ids(missing))
     if learned is not None:  # keyed by the batch's own digests: no copy of each kept
-        learned.update({d: fetched[d] for d in wanted if d in fetched})
+        learned.update(placed)
+        learned.update(fetched)
     ids.update(fetched)
     for name, table_rows in rows.items():
         if table_rows:

@@ -26,7 +26,7 @@ import time
 import urllib.parse
 from collections.abc import Iterable, Sequence
 from contextlib import suppress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provstore.core.errors import (
     ReadOnlyStoreError,
@@ -34,9 +34,11 @@ from provstore.core.errors import (
     StoreFullError,
     UnsupportedStoreError,
 )
-from provstore.core.objects import Product, Sealed, load
 from provstore.db import layout
 from provstore.db.urls import bare_path
+
+if TYPE_CHECKING:  # a writer process (sqlite_pipe) imports this module, never the objects
+    from provstore.core.objects import Sealed
 
 __all__ = [
     "PRAGMAS",
@@ -239,6 +241,8 @@ class DirectWriter:
 
     def get(self, digest: bytes) -> Sealed | None:
         """The verified object with this full digest, or None when it is not stored."""
+        from provstore.core.objects import load
+
         with self._lock:
             found = self._connection().execute(DATA_BY_DIGEST, (digest,)).fetchone()
         return None if found is None else load(digest, bytes(found[0]))
@@ -248,6 +252,8 @@ class DirectWriter:
 
         The newest recorded at ``path``, else the newest from any path, else None.
         """
+        from provstore.core.objects import Product, load
+
         first: Sealed | None = None
         offset = 0
         while True:

@@ -33,6 +33,7 @@ the same program.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -44,11 +45,13 @@ import sys
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from provstore.core.errors import StoreError
-from provstore.core.objects import Sealed
 from provstore.db import layout
+
+if TYPE_CHECKING:
+    from provstore.core.objects import Sealed
 
 __all__ = ["PipedWriter", "start"]
 
@@ -65,10 +68,14 @@ def start(path: str) -> PipedWriter | None:
     """A writer process for the SQLite store at ``path``, or None when none can be started."""
     if not sys.executable or sys.platform == "win32":  # a pipe cannot be polled there
         return None
-    where = json.dumps([str(entry) for entry in sys.path])  # it imports what we imported
+    # It imports what we imported, from where we did: our ``sys.path`` (``-S``: no site
+    # packages scanned nor ``.pth`` files run, so ~60 ms sooner ready), and this package's
+    # own directory first (an editable install is found through a ``.pth`` file).
+    home = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    where = json.dumps([home, *(str(entry) for entry in sys.path)])
     try:
         child = subprocess.Popen(
-            [sys.executable, "-c", _BOOT, path, where],
+            [sys.executable, "-I", "-S", "-c", _BOOT, path, where],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             bufsize=0,  # replies are read as they come (``idle`` polls the pipe itself)
@@ -94,6 +101,11 @@ class PipedWriter:
         self.failed: str | None = None  # why the pipe stopped; its batches are then unsent
         self.ready = False  # the writer has opened the store
         self._pid = os.getpid()
+        # The batch being made, turned into rows a piece at a time (:meth:`stage`): the list
+        # of items, how many of them are done, and their pickled rows, one pickle a piece.
+        self._making: Sequence[Sealed] | None = None
+        self._made = 0
+        self._pieces: list[bytes] = []
 
     @property
     def usable(self) -> bool:
@@ -103,12 +115,28 @@ class PipedWriter:
         """
         return self.failed is None and self._pid == os.getpid()
 
+    def stage(self, items: Sequence[Sealed]) -> None:
+        """Turn the items added to ``items`` (the next batch, growing) into rows now.
+
+        A tracker calls this while the writer commits the batch before, so that a batch is
+        ready to go when the writer is idle, instead of the writer waiting while it is made
+        (~3.5 µs a product, a sixth of the writer's time per batch).  ``items`` must only
+        grow until it is :meth:`put`; another list starts over.
+        """
+        if items is not self._making:
+            self._making, self._made, self._pieces = items, 0, []
+        if len(items) > self._made:
+            rows = layout.rows_of(items[self._made :])
+            self._pieces.append(pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL))
+            self._made = len(items)
+
     def put(self, items: Sequence[Sealed]) -> bool:
         """Send a batch, kept until confirmed; False (nothing taken) if the pipe is unusable."""
         if not self.usable:
             return False
-        # the rows are made while the writer commits the batch before
-        message = pickle.dumps(layout.rows_of(items), protocol=pickle.HIGHEST_PROTOCOL)
+        self.stage(items)  # what was not staged yet: made while the writer commits
+        message = b"".join(self._pieces)  # pickles one after the other: read back in order
+        self._making, self._made, self._pieces = None, 0, []
         self._settle(0)
         if self.failed is not None:
             return False
@@ -207,15 +235,37 @@ class PipedWriter:
 
 def _read(stream: IO[bytes]) -> Any:
     """One message, or None at the end of the stream (or a cut or garbled one)."""
+    pieces = _read_pieces(stream)
+    return None if pieces is None else pieces[0]
+
+
+def _read_pieces(stream: IO[bytes]) -> list[Any] | None:
+    """The pickles one message holds, in order, or None as :func:`_read` gives it."""
     head = _exactly(stream, _SIZE.size)
     if head is None:
         return None
     (size,) = _SIZE.unpack(head)
     body = _exactly(stream, size) if _DONE < size <= _LARGEST else None
+    if body is None:
+        return None
+    source = io.BytesIO(body)
+    pieces = []
     try:
-        return None if body is None else pickle.loads(body)
+        while source.tell() < size:
+            pieces.append(pickle.load(source))  # one unpickler a piece: their memos differ
     except Exception:  # noqa: BLE001 - not a message of ours: the pipe is unusable
         return None
+    return pieces
+
+
+def _joined(pieces: list[Any]) -> tuple[list[layout.Row], dict[str, list[layout.Row]]]:
+    """One batch's rows from the rows of its pieces (:meth:`PipedWriter.stage`)."""
+    objects, rows = pieces[0]
+    for more_objects, more_rows in pieces[1:]:
+        objects.extend(more_objects)
+        for table, table_rows in more_rows.items():
+            rows[table].extend(table_rows)
+    return objects, rows
 
 
 def _exactly(stream: IO[bytes], size: int) -> bytes | None:
@@ -259,11 +309,11 @@ def _serve(path: str) -> int:
     try:
         _send(outbox, ("ready",))
         while True:
-            batch = _read(inbox)
-            if batch is None:
+            pieces = _read_pieces(inbox)
+            if pieces is None:
                 return 0
             try:
-                writer.put_rows(*batch)
+                writer.put_rows(*_joined(pieces))
             except StoreError as exc:
                 _send(outbox, ("error", str(exc)))
                 return 1

@@ -761,12 +761,16 @@ class Tracker:
         """
         pipe = self._pipe
         if len(self._pending) < PIPE_FROM:
+            if pipe is not None and pipe.usable:
+                pipe.stage(self._pending)  # the next batch's rows, while the writer writes
             return
         if pipe is None:
             if self._may_pipe:
                 self._start_pipe()
         elif pipe.idle():
             self._send()
+        elif pipe.usable:
+            pipe.stage(self._pending)
 
     def _parents(self, refs: Sequence[ParentRef]) -> tuple[bytes, ...]:
         """The parents' digests, sorted and without repeats.
