@@ -94,8 +94,8 @@ PIPE_FROM = 2_048
 (:mod:`provstore.db.sqlite_pipe`) and registers on while it writes: a burst.  It then sends
 a batch (of at least as many) whenever the writer is idle, and at least every
 :data:`FLUSH_AFTER`.  A process that registers fewer at a time writes them itself (a writer
-takes ~0.1 s to start)."""
-_BURST_CHECK = 256  # pending products between looks at the writer process
+takes 40-60 ms to start, about as long as writing 2,048 products)."""
+_BURST_CHECK = 256  # pending products between looks at the writer (and pieces of a batch made)
 _METADATA_ADVICE = (
     "Metadata may hold only None, bool, int (64-bit), finite float, str, bytes, lists/tuples "
     "and maps with str keys; convert other values (e.g. datetime.isoformat(), "
