@@ -346,7 +346,7 @@ def write_rows(
     rest = wanted - ids.keys()
     if rest and known:
         earlier = rest & known.keys()
-        ids.update(zip(earlier, map(known.__getitem__, earlier)))
+        ids.update({digest: known[digest] for digest in earlier})
         rest -= earlier
     fetched = db.ids(rest) if rest else {}
     missing = sorted(rest - fetched.keys())
