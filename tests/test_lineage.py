@@ -202,8 +202,54 @@ def test_an_unbounded_walk_is_a_bfs_and_leaves_the_planner_as_it_was(backend_url
 
 
 def _planner(conn) -> tuple[str, ...]:
-    """PostgreSQL's join and JIT settings on ``conn`` (nothing elsewhere)."""
+    """PostgreSQL's join, JIT and parallel settings on ``conn`` (nothing elsewhere)."""
     if conn.dialect.name != "postgresql":
         return ()
-    names = ("enable_hashjoin", "enable_mergejoin", "jit")
+    names = ("enable_hashjoin", "enable_mergejoin", "jit", "max_parallel_workers_per_gather")
     return tuple(conn.exec_driver_sql(f"SHOW {name}").scalar() for name in names)
+
+
+@pytest.mark.parametrize("autocommit", [False, True], ids=["transaction", "autocommit"])
+def test_a_bounded_walk_queries_without_parallel_workers_then_resets(server_url, autocommit,
+                                                                      monkeypatch):  # fmt: skip
+    """PostgreSQL starts no parallel workers for a depth-limited walk's queries (starting
+    them cost ten times the scans), and the session's setting is back after the walk, even
+    one that fails; MariaDB has no such setting and is left alone."""
+    from provstore.db import dialects
+
+    Store(server_url).close()
+    engine = sa.create_engine(server_url)
+    try:
+        ids = list(range(1, 41))
+        edges = sorted({(i, j) for i in range(1, 40) for j in (i - 1, i // 2)})
+        _load(engine, ids, edges)
+        if autocommit:
+            engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        pg = engine.dialect.name == "postgresql"
+        kind = type(dialects.DIALECTS["postgresql" if pg else "mysql"])
+        seen = []
+        original = kind.int_pairs
+
+        def spying(self, cursor, columns, conditions):
+            if pg:
+                cursor.execute("SHOW max_parallel_workers_per_gather")
+                seen.append(cursor.fetchone()[0])
+            return original(self, cursor, columns, conditions)
+
+        monkeypatch.setattr(kind, "int_pairs", spying)
+        with engine.connect() as conn:
+            if pg:
+                conn.exec_driver_sql("SET max_parallel_workers_per_gather = 3")
+            planner = _planner(conn)
+            got, _ = lineage.walk(conn, _digest(39), "ancestors", 1000)
+            assert got == {_digest(i): level for i, level in _bfs(edges, 39, "ancestors",
+                                                                  1000).items()}  # fmt: skip
+            assert _planner(conn) == planner
+            monkeypatch.setattr(kind, "int_pairs", None)  # a walk that fails midway
+            with pytest.raises(TypeError):
+                lineage.walk(conn, _digest(20), "descendants", 5)
+            assert _planner(conn) == planner
+        if pg:
+            assert seen and set(seen) == {"0"}
+    finally:
+        engine.dispose()

@@ -57,7 +57,7 @@ def walk(
     near = "child" if direction == "ancestors" else "parent"
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        with _collector_paused():
+        with _collector_paused(), dialects.of(conn).serial_plans(conn):
             if depth is not None:
                 state = _BlockWalk(conn, cursor, ids[root], near, first_ids)
                 seen, out, last = state.run(depth), state.out, state.last
