@@ -1220,21 +1220,22 @@ class MySQL(Dialect):
 
         PyMySQL decodes rows in Python, ~2 us a row; splitting one text costs a tenth of that.
 
-        ``GROUP_CONCAT`` cuts its text at ``group_concat_max_len``, maybe inside a number: the
-        length the text should have, taken beside it, tells, and the rows are then fetched
-        plainly.
+        ``GROUP_CONCAT`` cuts its text at ``group_concat_max_len`` bytes, maybe inside a
+        number: a text that long, the limit read beside it, may have been cut, and the rows
+        are then fetched plainly.  (Summing the length the text should have, as
+        :meth:`digests_in_order` counts its rows, took a quarter of the query's time.)
         """
         where = " OR ".join(f"({condition})" for condition in conditions)
         first, second = columns
         _lift_concat_limit(cursor)
         cursor.execute(
-            f"SELECT SUM(LENGTH({first}) + LENGTH({second}) + 2) - 1, "
+            "SELECT @@SESSION.group_concat_max_len, "
             f"GROUP_CONCAT({first}, ',', {second}) FROM product_parents WHERE {where}"
         )
-        length, packed = cursor.fetchone()
-        if not length:
+        limit, packed = cursor.fetchone()
+        if packed is None:
             return [], []
-        if len(packed) != length:
+        if len(packed) >= int(limit):
             return super().int_pairs(cursor, columns, conditions)
         numbers = _numbers(packed)
         return numbers[::2], numbers[1::2]
