@@ -240,6 +240,7 @@ def test_a_bounded_walk_queries_without_parallel_workers_then_resets(server_url,
         with engine.connect() as conn:
             if pg:
                 conn.exec_driver_sql("SET max_parallel_workers_per_gather = 3")
+                conn.commit()  # the session's setting, which no rollback undoes
             planner = _planner(conn)
             got, _ = lineage.walk(conn, _digest(39), "ancestors", 1000)
             assert got == {_digest(i): level for i, level in _bfs(edges, 39, "ancestors",
@@ -248,6 +249,16 @@ def test_a_bounded_walk_queries_without_parallel_workers_then_resets(server_url,
             monkeypatch.setattr(kind, "int_pairs", None)  # a walk that fails midway
             with pytest.raises(TypeError):
                 lineage.walk(conn, _digest(20), "descendants", 5)
+            assert _planner(conn) == planner
+
+            def failing(self, cursor, columns, conditions):  # a statement fails: the
+                cursor.execute("SELECT no_such_column FROM product_parents")  # database's
+                # error, not the one restoring the setting in an aborted transaction raises
+
+            monkeypatch.setattr(kind, "int_pairs", failing)
+            with pytest.raises(engine.dialect.loaded_dbapi.Error, match="no_such_column"):
+                lineage.walk(conn, _digest(20), "descendants", 5)
+            conn.rollback()
             assert _planner(conn) == planner
         if pg:
             assert seen and set(seen) == {"0"}

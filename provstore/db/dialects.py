@@ -876,10 +876,18 @@ class PostgreSQL(Dialect):
             yield
             return
         conn.exec_driver_sql(f"SET {_PARALLEL} = 0")
+        restore = f"SELECT set_config('{_PARALLEL}', %(was)s, false)"
         try:
             yield
-        finally:
-            conn.exec_driver_sql(f"SELECT set_config('{_PARALLEL}', %(was)s, false)", {"was": was})
+        except BaseException:
+            # a failed statement aborts the transaction, whose rollback undoes the SET: the
+            # walk's own error goes on, not the one restoring would raise
+            try:
+                conn.exec_driver_sql(restore, {"was": was})
+            except DBAPIError:
+                pass
+            raise
+        conn.exec_driver_sql(restore, {"was": was})
 
     def empty(self, conn: Connection, table: Table) -> None:
         """``TRUNCATE``, which frees the rows at once.
