@@ -210,11 +210,13 @@ def _planner(conn) -> tuple[str, ...]:
 
 
 @pytest.mark.parametrize("autocommit", [False, True], ids=["transaction", "autocommit"])
-def test_a_bounded_walk_queries_without_parallel_workers_then_resets(server_url, autocommit,
-                                                                      monkeypatch):  # fmt: skip
-    """PostgreSQL starts no parallel workers for a depth-limited walk's queries (starting
-    them cost ten times the scans), and the session's setting is back after the walk, even
-    one that fails; MariaDB has no such setting and is left alone."""
+def test_a_walk_reading_ranges_plans_without_parallel_workers_then_resets(
+    server_url, autocommit, monkeypatch
+):
+    """PostgreSQL starts no parallel workers for a walk's queries once it reads ranges of ids
+    (starting them cost ten times the scans); a walk that reads none sends no setting; the
+    session's setting is back after the walk, even one that fails, and the walk's own error
+    comes out.  MariaDB has no such setting and is left alone."""
     from provstore.db import dialects
 
     Store(server_url).close()
@@ -227,40 +229,53 @@ def test_a_bounded_walk_queries_without_parallel_workers_then_resets(server_url,
             engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         pg = engine.dialect.name == "postgresql"
         kind = type(dialects.DIALECTS["postgresql" if pg else "mysql"])
-        seen = []
+        queries = []  # (reads a range, the setting it ran under)
+        settings = []  # statements naming the setting
         original = kind.int_pairs
 
-        def spying(self, cursor, columns, conditions):
+        def spying(self, cursor, columns, conditions, fail=None):
+            ranges = any(">=" in condition for condition in conditions)
             if pg:
                 cursor.execute("SHOW max_parallel_workers_per_gather")
-                seen.append(cursor.fetchone()[0])
+                queries.append((ranges, cursor.fetchone()[0]))
+            if ranges and fail == "python":
+                raise TypeError("a walk that fails midway")
+            if ranges and fail == "database":
+                cursor.execute("SELECT no_such_column FROM product_parents")
             return original(self, cursor, columns, conditions)
 
+        def statement(conn, cursor, sql, *rest):
+            if "parallel" in sql:
+                settings.append(sql)
+
+        sa.event.listen(engine, "before_cursor_execute", statement)
         monkeypatch.setattr(kind, "int_pairs", spying)
         with engine.connect() as conn:
             if pg:
                 conn.exec_driver_sql("SET max_parallel_workers_per_gather = 3")
                 conn.commit()  # the session's setting, which no rollback undoes
             planner = _planner(conn)
+            settings.clear()
+            got, _ = lineage.walk(conn, _digest(39), "ancestors", 1)  # shallow: no ranges
+            assert len(got) == 3 and not settings and not any(r for r, _ in queries)
+            monkeypatch.setattr(lineage, "_BLOCK_BITS", 2)  # blocks of 4 ids, taken soon
+            monkeypatch.setattr(lineage, "_BLOCK", 4)
+            monkeypatch.setattr(lineage, "_WORTH", 1)
+            monkeypatch.setattr(lineage, "_EVIDENCE", 1)
             got, _ = lineage.walk(conn, _digest(39), "ancestors", 1000)
             assert got == {_digest(i): level for i, level in _bfs(edges, 39, "ancestors",
                                                                   1000).items()}  # fmt: skip
             assert _planner(conn) == planner
-            monkeypatch.setattr(kind, "int_pairs", None)  # a walk that fails midway
-            with pytest.raises(TypeError):
-                lineage.walk(conn, _digest(20), "descendants", 5)
-            assert _planner(conn) == planner
-
-            def failing(self, cursor, columns, conditions):  # a statement fails: the
-                cursor.execute("SELECT no_such_column FROM product_parents")  # database's
-                # error, not the one restoring the setting in an aborted transaction raises
-
-            monkeypatch.setattr(kind, "int_pairs", failing)
-            with pytest.raises(engine.dialect.loaded_dbapi.Error, match="no_such_column"):
-                lineage.walk(conn, _digest(20), "descendants", 5)
-            conn.rollback()
-            assert _planner(conn) == planner
-        if pg:
-            assert seen and set(seen) == {"0"}
+            if pg:
+                assert {setting for ranges, setting in queries if ranges} == {"0"}
+                assert queries[0] == (False, "3")  # switched only when needed
+            for fail in ("python", "database"):
+                monkeypatch.setattr(kind, "int_pairs",
+                                    lambda *args, fail=fail: spying(*args, fail=fail))  # fmt: skip
+                error = TypeError if fail == "python" else engine.dialect.loaded_dbapi.Error
+                with pytest.raises(error, match="midway" if fail == "python" else "no_such"):
+                    lineage.walk(conn, _digest(0), "descendants", 1000)
+                conn.rollback()
+                assert _planner(conn) == planner
     finally:
         engine.dispose()
