@@ -202,8 +202,80 @@ def test_an_unbounded_walk_is_a_bfs_and_leaves_the_planner_as_it_was(backend_url
 
 
 def _planner(conn) -> tuple[str, ...]:
-    """PostgreSQL's join and JIT settings on ``conn`` (nothing elsewhere)."""
+    """PostgreSQL's join, JIT and parallel settings on ``conn`` (nothing elsewhere)."""
     if conn.dialect.name != "postgresql":
         return ()
-    names = ("enable_hashjoin", "enable_mergejoin", "jit")
+    names = ("enable_hashjoin", "enable_mergejoin", "jit", "max_parallel_workers_per_gather")
     return tuple(conn.exec_driver_sql(f"SHOW {name}").scalar() for name in names)
+
+
+@pytest.mark.parametrize("autocommit", [False, True], ids=["transaction", "autocommit"])
+def test_a_walk_reading_ranges_plans_without_parallel_workers_then_resets(
+    server_url, autocommit, monkeypatch
+):
+    """PostgreSQL starts no parallel workers for a walk's queries once it reads ranges of ids
+    (starting them cost ten times the scans); a walk that reads none sends no setting; the
+    session's setting is back after the walk, even one that fails, and the walk's own error
+    comes out.  MariaDB has no such setting and is left alone."""
+    from provstore.db import dialects
+
+    Store(server_url).close()
+    engine = sa.create_engine(server_url)
+    try:
+        ids = list(range(1, 41))
+        edges = sorted({(i, j) for i in range(1, 40) for j in (i - 1, i // 2)})
+        _load(engine, ids, edges)
+        if autocommit:
+            engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        pg = engine.dialect.name == "postgresql"
+        kind = type(dialects.DIALECTS["postgresql" if pg else "mysql"])
+        queries = []  # (reads a range, the setting it ran under)
+        settings = []  # statements naming the setting
+        original = kind.int_pairs
+
+        def spying(self, cursor, columns, conditions, fail=None):
+            ranges = any(">=" in condition for condition in conditions)
+            if pg:
+                cursor.execute("SHOW max_parallel_workers_per_gather")
+                queries.append((ranges, cursor.fetchone()[0]))
+            if ranges and fail == "python":
+                raise TypeError("a walk that fails midway")
+            if ranges and fail == "database":
+                cursor.execute("SELECT no_such_column FROM product_parents")
+            return original(self, cursor, columns, conditions)
+
+        def statement(conn, cursor, sql, *rest):
+            if "parallel" in sql:
+                settings.append(sql)
+
+        sa.event.listen(engine, "before_cursor_execute", statement)
+        monkeypatch.setattr(kind, "int_pairs", spying)
+        with engine.connect() as conn:
+            if pg:
+                conn.exec_driver_sql("SET max_parallel_workers_per_gather = 3")
+                conn.commit()  # the session's setting, which no rollback undoes
+            planner = _planner(conn)
+            settings.clear()
+            got, _ = lineage.walk(conn, _digest(39), "ancestors", 1)  # shallow: no ranges
+            assert len(got) == 3 and not settings and not any(r for r, _ in queries)
+            monkeypatch.setattr(lineage, "_BLOCK_BITS", 2)  # blocks of 4 ids, taken soon
+            monkeypatch.setattr(lineage, "_BLOCK", 4)
+            monkeypatch.setattr(lineage, "_WORTH", 1)
+            monkeypatch.setattr(lineage, "_EVIDENCE", 1)
+            got, _ = lineage.walk(conn, _digest(39), "ancestors", 1000)
+            assert got == {_digest(i): level for i, level in _bfs(edges, 39, "ancestors",
+                                                                  1000).items()}  # fmt: skip
+            assert _planner(conn) == planner
+            if pg:
+                assert {setting for ranges, setting in queries if ranges} == {"0"}
+                assert queries[0] == (False, "3")  # switched only when needed
+            for fail in ("python", "database"):
+                monkeypatch.setattr(kind, "int_pairs",
+                                    lambda *args, fail=fail: spying(*args, fail=fail))  # fmt: skip
+                error = TypeError if fail == "python" else engine.dialect.loaded_dbapi.Error
+                with pytest.raises(error, match="midway" if fail == "python" else "no_such"):
+                    lineage.walk(conn, _digest(0), "descendants", 1000)
+                conn.rollback()
+                assert _planner(conn) == planner
+    finally:
+        engine.dispose()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import gc
 from collections import Counter, defaultdict, deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import chain, repeat
 from operator import add, floordiv, mod, mul, rshift, sub
@@ -57,9 +57,9 @@ def walk(
     near = "child" if direction == "ancestors" else "parent"
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        with _collector_paused():
+        with _collector_paused(), dialects.of(conn).serial_plans(conn) as serial:
             if depth is not None:
-                state = _BlockWalk(conn, cursor, ids[root], near, first_ids)
+                state = _BlockWalk(conn, cursor, ids[root], near, first_ids, serial)
                 seen, out, last = state.run(depth), state.out, state.last
             else:
                 edges = all_edges(conn, ids[root], near)
@@ -190,9 +190,16 @@ class _BlockWalk:
     """
 
     def __init__(
-        self, conn: Connection, cursor: Any, root: int, near: str, first: Sequence[int] | None
+        self,
+        conn: Connection,
+        cursor: Any,
+        root: int,
+        near: str,
+        first: Sequence[int] | None,
+        serial: Callable[[], None] = lambda: None,
     ) -> None:
         self.cursor, self.near, self.root = cursor, near, root
+        self.serial = serial  # switches the database to serial plans (ranges ahead)
         self.far = "parent" if near == "child" else "child"
         self.dialect = dialects.of(conn)
         self.out: dict[int, list[int]] = {}
@@ -293,6 +300,7 @@ class _BlockWalk:
             self.ahead = max(1, min(self.ahead, (reach >> _BLOCK_BITS) + 1))
 
     def fetch_blocks(self, blocks: list[int]) -> None:
+        self.serial()
         self.edges(_ranges(self.near, blocks))
         self.blocks.update(blocks)
 
