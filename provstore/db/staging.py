@@ -193,7 +193,12 @@ class Stage:
             f"FROM {source} {' '.join(joins)} WHERE 1 = 1 ORDER BY {', '.join(keys)}"
         )
         columns = [c.name for c in table.columns]
-        return self.dialect.publish(self.conn, table, columns, select, rebuild=self._rebuild)
+        # rows keyed by the ids just given to new objects, with no other unique key: no
+        # row can already be there
+        fresh = first is not None and not by_seq and not any(i.unique for i in table.indexes)
+        return self.dialect.publish(
+            self.conn, table, columns, select, rebuild=self._rebuild, fresh=fresh
+        )
 
     def _probe_order(self, table: Table, first: int | None) -> str:
         """How to read ``table``'s staged rows so that its one join probes in digest order.
