@@ -512,10 +512,33 @@ def _copy_other(value: Any) -> str:
     return str(value)
 
 
-def _copy_line(row: Row) -> str:
-    """One row in ``COPY``'s text format."""
-    fields = _COPY_FIELD
-    return "\t".join([fields.get(type(value), _copy_other)(value) for value in row]) + "\n"
+def _copy_lines(rows: Iterable[Row]) -> str:
+    """Rows in ``COPY``'s text format.
+
+    The common types are written inline (bytes, int, text without anything to escape, None),
+    without a call per field: a million objects' rows take seconds less.
+    """
+    return "".join(
+        [
+            "\t".join(
+                [
+                    "\\\\x" + value.hex()
+                    if (kind := type(value)) is bytes
+                    else str(value)
+                    if kind is int
+                    else value
+                    if kind is str
+                    and not ("\\" in value or "\t" in value or "\n" in value or "\r" in value)
+                    else "\\N"
+                    if value is None
+                    else _copy_other(value)
+                    for value in row
+                ]
+            )
+            + "\n"
+            for row in rows
+        ]
+    )
 
 
 def _partial_indexes(metadata: MetaData) -> list[tuple[Any, str]]:
@@ -1026,7 +1049,7 @@ class PostgreSQL(Dialect):
     ) -> None:
         """``COPY … FROM STDIN`` in text format (psycopg2's ``copy_expert``)."""
         if rows:
-            self._copy(conn, name, columns, io.StringIO("".join([_copy_line(r) for r in rows])))
+            self._copy(conn, name, columns, io.StringIO(_copy_lines(rows)))
 
     import_chunk = 100_000
 
@@ -1037,7 +1060,7 @@ class PostgreSQL(Dialect):
         return tempfile.SpooledTemporaryFile(_SPOOL_MEMORY, mode="w+", encoding="utf-8")
 
     def spool_rows(self, spool: Any, rows: Sequence[Row]) -> None:
-        spool.write("".join([_copy_line(row) for row in rows]))
+        spool.write(_copy_lines(rows))
 
     def close_spool(self, spool: Any) -> None:
         spool.close()
