@@ -1054,20 +1054,27 @@ class PostgreSQL(Dialect):
     import_chunk = 100_000
 
     def new_spool(self) -> Any:
-        """A temporary file of ``COPY`` text (in memory up to a little, then on disk)."""
+        """A temporary file of ``COPY`` text in UTF-8 (in memory up to a little, then on disk)."""
         import tempfile
 
-        return tempfile.SpooledTemporaryFile(_SPOOL_MEMORY, mode="w+", encoding="utf-8")
+        return tempfile.SpooledTemporaryFile(_SPOOL_MEMORY, mode="w+b")
 
     def spool_rows(self, spool: Any, rows: Sequence[Row]) -> None:
-        spool.write(_copy_lines(rows))
+        spool.write(_copy_lines(rows).encode())
 
     def close_spool(self, spool: Any) -> None:
         spool.close()
 
     def load_stage(self, conn: Connection, name: str, columns: Sequence[str], spool: Any) -> None:
-        """``COPY … FROM STDIN`` from the spool's file (the driver reads it in 8 KiB pieces)."""
+        """``COPY … FROM STDIN`` from the spool's file, read :data:`_COPY_READ` at a time.
+
+        Its bytes go as they are where the connection speaks UTF-8 (no decoding and encoding
+        again of a gigabyte per million objects), else as text the driver encodes.
+        """
         spool.seek(0)
+        encoding = conn.connection.driver_connection.encoding  # type: ignore[union-attr]
+        if encoding.upper().replace("-", "") != "UTF8":
+            spool = io.TextIOWrapper(spool, encoding="utf-8")
         self._copy(conn, name, columns, spool)
 
     @staticmethod
