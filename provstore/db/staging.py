@@ -13,6 +13,12 @@ are turned into ids by a join on ``objects``' digest index, probed in digest ord
 database must be told to (a random probe per row costs ~6x a sequential one at a million).
 Otherwise every digest is joined, in the same statement.
 
+A stage may hold one chunk of a bigger import (where the database takes imports in chunks,
+:attr:`~provstore.db.dialects.Dialect.import_chunk`): its ids are then reserved for its own
+span of ``seq`` (``first - low + seq``), and the store already holds the chunks before it.
+Rows for a stage can be gathered without a connection, in another thread, into a
+:class:`Spool` (temporary files of what the database loads), and loaded at once.
+
 References the importer could not resolve from memory are staged too (``seq``, the digest
 referred to, the kind it must be) and checked in one query against the staged objects before
 them and the store's objects.  Everything happens in the caller's transaction: nothing is
