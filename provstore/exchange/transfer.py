@@ -292,6 +292,8 @@ def _pipelined(
                     messages.put(("spool", spool))
                     spool = None
                 if stop.is_set():
+                    if spool is not None:
+                        spool.close()
                     return
             messages.put(("spool", spool))
             messages.put(("done",))
