@@ -14,7 +14,7 @@ import zlib
 import blake3
 import pytest
 import sqlalchemy as sa
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from provstore import Store, tracker
@@ -364,6 +364,14 @@ def _small_window(monkeypatch) -> None:
     monkeypatch.setattr(transfer, "_KNOWN", 2)
 
 
+def _in_chunks(monkeypatch, size: int | None) -> None:
+    """Imports on every backend pipelined a chunk of ``size`` objects at a time (None: not)."""
+    from provstore.db import dialects
+
+    for dialect in {type(d) for d in dialects.DIALECTS.values()}:
+        monkeypatch.setattr(dialect, "import_chunk", size)
+
+
 def _rejects(url: str, items: list, reason: str, named) -> None:
     before = _snapshot(url)
     records = [(item.digest, item.data) for item in items]
@@ -373,8 +381,10 @@ def _rejects(url: str, items: list, reason: str, named) -> None:
     assert _snapshot(url) == before
 
 
-def test_staged_references_are_checked_in_bundle_order(backend_url, monkeypatch):
+@pytest.mark.parametrize("chunk", [None, 3], ids=["at-once", "in-chunks"])
+def test_staged_references_are_checked_in_bundle_order(backend_url, monkeypatch, chunk):
     _small_window(monkeypatch)
+    _in_chunks(monkeypatch, chunk)
     Store(backend_url).close()
     head = _env_and_run()
     run = head[-1]
@@ -464,6 +474,54 @@ def test_a_large_import_rebuilds_sqlite_indexes_as_they_were(sqlite_url, tmp_pat
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
     engine.dispose()
+
+
+_fields = st.tuples(
+    st.integers(-(2**63), 2**63 - 1),
+    st.none() | st.binary(max_size=40),
+    st.none()
+    | st.text(  # COPY's special characters often, among any others
+        st.sampled_from("\\\t\n\rN.") | st.characters(blacklist_characters="\x00", codec="utf-8"),
+        max_size=20,
+    ),
+)
+
+
+@given(rows=st.lists(_fields, max_size=30))
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_rows_loaded_for_staging_come_back_as_they_were(server_url, rows):
+    """What a staging table is loaded with (at once, or from a spool) arrives intact: text
+    with COPY's escapes in it, bytes, NULLs, negative numbers."""
+    from provstore.db import dialects
+
+    table = sa.Table(
+        "h_load_check",
+        sa.MetaData(),
+        sa.Column("n", sa.BigInteger),
+        sa.Column("b", sa.LargeBinary),
+        sa.Column("t", sa.Text),
+    )
+    engine = sa.create_engine(server_url)
+    try:
+        with engine.begin() as conn:
+            table.drop(conn, checkfirst=True)
+            table.create(conn)
+            dialect = dialects.of(conn)
+            dialect.append_stage(conn, table.name, ["n", "b", "t"], rows)
+            spool = dialect.new_spool()
+            dialect.spool_rows(spool, rows)
+            dialect.load_stage(conn, table.name, ["n", "b", "t"], spool)
+            dialect.close_spool(spool)
+            found = [
+                (n, None if b is None else bytes(b), t)
+                for n, b, t in conn.execute(sa.select(table))
+            ]
+            table.drop(conn)
+    finally:
+        engine.dispose()
+    assert sorted(found, key=repr) == sorted(rows * 2, key=repr)
 
 
 @pytest.mark.parametrize("count", [3, 4, 7])
@@ -580,13 +638,17 @@ def test_any_products_round_trip_and_import_once(tmp_path_factory, specs, compre
             assert store.get(item.hex).data == item.data
 
 
+@pytest.mark.parametrize("chunk", [None, 3], ids=["at-once", "in-chunks"])
 @pytest.mark.parametrize("held", ["nothing", "some", "twice"])
 def test_a_staged_import_indexes_as_writing_its_objects_does(backend_url, tmp_path,
-                                                              monkeypatch, held):  # fmt: skip
+                                                              monkeypatch, held,
+                                                              chunk):  # fmt: skip
     """All new (ids reserved for the import, in bundle order), or some stored and one only
     referred to, or one object twice in the bundle (ids from the database, or reserved ids
-    left unused): the index is the one writing the objects gives."""
+    left unused): the index is the one writing the objects gives.  Imported at once, or a
+    chunk of objects at a time (each with ids of its own, still in bundle order)."""
     _small_window(monkeypatch)
+    _in_chunks(monkeypatch, chunk)
     head = _env_and_run()
     items = [*head]
     for i in range(9):
@@ -615,3 +677,176 @@ def test_a_staged_import_indexes_as_writing_its_objects_does(backend_url, tmp_pa
             stored = [bytes(d) for d in conn.execute(sa.select(o.digest).order_by(o.id)).scalars()]
         engine.dispose()
         assert stored == [item.digest for item in items]
+
+
+# -- pipelined imports: chunks published in one transaction while the next is decoded ----------
+
+
+def _publishing(monkeypatch) -> list[int]:
+    """How many objects each chunk an import published added, as it goes."""
+    from provstore.exchange import transfer
+
+    added: list[int] = []
+    real = transfer._publish_spool
+
+    def counted(conn, spool):
+        added.append(real(conn, spool))
+        return added[-1]
+
+    monkeypatch.setattr(transfer, "_publish_spool", counted)
+    return added
+
+
+def _no_import_thread() -> bool:
+    import threading
+
+    return not any(t.name == "provstore-import" for t in threading.enumerate())
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "dangling"])
+def test_a_bad_object_in_a_late_chunk_rolls_back_the_chunks_published(backend_url,
+                                                                       monkeypatch,
+                                                                       damage):  # fmt: skip
+    """Chunks before the bad object are published (in the transaction), then all undone."""
+    _small_window(monkeypatch)
+    _in_chunks(monkeypatch, 4)
+    added = _publishing(monkeypatch)
+    Store(backend_url).close()
+    items = _chain(14)
+    records = [(item.digest, item.data) for item in items]
+    if damage == "corrupt":
+        digest, data = records[12]
+        records[12] = (digest, data.replace(b"c12", b"c13"))
+    else:
+        items[12] = seal(Product("bad", None, {}, None, None, None, None, (b"\x07" * 32,)))
+        records[12] = (items[12].digest, items[12].data)
+    before = _snapshot(backend_url)
+    with Store(backend_url) as store, pytest.raises(BundleError) as info:
+        store.import_bundle(io.BytesIO(_craft(records, roots=[items[-1].digest])))
+    assert info.value.index == 12 and info.value.digest == records[12][0].hex()
+    assert added[:3] == [4, 4, 4]  # three chunks were in the database before the bad one
+    assert _snapshot(backend_url) == before
+    assert _no_import_thread()
+
+
+def test_an_error_in_the_decoding_thread_is_raised_and_publishes_nothing(backend_url,
+                                                                         monkeypatch):  # fmt: skip
+    from provstore.exchange import transfer
+
+    _small_window(monkeypatch)
+    _in_chunks(monkeypatch, 4)
+    added = _publishing(monkeypatch)
+    real, calls = transfer._stage_batch, []
+
+    def failing(stage, batch, known):
+        calls.append(len(batch))
+        if len(calls) == 5:
+            raise MemoryError("no room to decode")
+        return real(stage, batch, known)
+
+    monkeypatch.setattr(transfer, "_stage_batch", failing)
+    Store(backend_url).close()
+    items = _chain(14)
+    before = _snapshot(backend_url)
+    records = [(item.digest, item.data) for item in items]
+    with Store(backend_url) as store, pytest.raises(MemoryError, match="no room"):
+        store.import_bundle(io.BytesIO(_craft(records, roots=[items[-1].digest])))
+    assert added == [4, 4]  # the chunks before the failure were published, then undone
+    assert _snapshot(backend_url) == before
+    assert _no_import_thread()
+
+
+def test_an_error_publishing_a_chunk_stops_the_decoding_thread(backend_url, monkeypatch):
+    import threading
+
+    from provstore.exchange import transfer
+
+    _small_window(monkeypatch)
+    _in_chunks(monkeypatch, 2)
+    monkeypatch.setattr(transfer, "_SPOOLS", 1)  # the thread waits for room at once
+    real, calls = transfer._publish_spool, []
+
+    def failing(conn, spool):
+        calls.append(spool)
+        if len(calls) == 2:
+            raise sa.exc.OperationalError("INSERT", None, Exception("server went away"))
+        return real(conn, spool)
+
+    monkeypatch.setattr(transfer, "_publish_spool", failing)
+    staged, stage_batch = [], transfer._stage_batch
+    monkeypatch.setattr(
+        transfer, "_stage_batch", lambda *args: staged.append(1) or stage_batch(*args)
+    )
+    Store(backend_url).close()
+    items = _chain(30)
+    before = _snapshot(backend_url)
+    records = [(item.digest, item.data) for item in items]
+    raised: list = []
+
+    def run() -> None:
+        with Store(backend_url) as store:
+            try:
+                store.import_bundle(io.BytesIO(_craft(records, roots=[items[-1].digest])))
+            except sa.exc.OperationalError as exc:
+                raised.append(exc)
+
+    importing = threading.Thread(target=run, daemon=True)  # a thread left waiting fails
+    importing.start()
+    importing.join(60)
+    assert not importing.is_alive()
+    assert "went away" in str(raised[0])
+    assert len(calls) == 2  # nothing was published after the failure
+    assert len(staged) <= 4  # of 15 batches: the thread stopped, a chunk or so ahead
+    assert _no_import_thread()
+    assert _snapshot(backend_url) == before
+
+
+def test_ids_reserved_apart_do_not_meet_other_writers(server_url, monkeypatch):
+    """A chunk's ids come from one step of the sequence; another writer holding the
+    sequence's lock (an open transaction that took an id) makes the import take them one by
+    one instead of waiting for it; either way, later writes get ids of their own."""
+    import threading
+
+    if not server_url.startswith("postgresql"):
+        pytest.skip("ids are reserved on PostgreSQL")
+    from provstore.db import dialects
+
+    _small_window(monkeypatch)
+    _in_chunks(monkeypatch, 3)
+    apart: list = []
+    real = dialects.PostgreSQL._reserve_apart
+    monkeypatch.setattr(
+        dialects.PostgreSQL,
+        "_reserve_apart",
+        staticmethod(lambda conn, count: apart.append(real(conn, count)) or apart[-1]),
+    )
+    items = _chain(12)
+    records = [(item.digest, item.data) for item in items]
+    with Store(server_url) as store:
+        store.import_bundle(io.BytesIO(_craft(records[:6], roots=[items[5].digest])))
+    assert len(apart) == 2 and None not in apart  # two chunks (of two batches), one step each
+    apart.clear()
+    engine = sa.create_engine(server_url)
+    done: list = []
+    with engine.connect() as other, other.begin():
+        other.exec_driver_sql("SELECT nextval(pg_get_serial_sequence('objects', 'id'))")
+
+        def rest() -> None:
+            with Store(server_url) as store:
+                bundle = _craft(records, roots=[items[-1].digest])
+                done.append(store.import_bundle(io.BytesIO(bundle)))
+
+        worker = threading.Thread(target=rest)
+        worker.start()
+        worker.join(60)
+        assert done and (done[0].added, done[0].present) == (6, 6)
+        assert apart and set(apart) == {None}  # the lock was held: a nextval per id, as before
+    lone = seal(Product("lone", None, {}, None, None, None, None, ()))
+    with Store(server_url) as store:
+        store.put([lone])
+    with engine.connect() as conn:
+        o = schema.objects.c
+        ids = dict(conn.execute(sa.select(o.digest, o.id)).all())
+    engine.dispose()
+    order = [ids[item.digest] for item in items]
+    assert order == sorted(order) and ids[lone.digest] > order[-1]

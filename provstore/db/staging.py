@@ -13,6 +13,12 @@ are turned into ids by a join on ``objects``' digest index, probed in digest ord
 database must be told to (a random probe per row costs ~6x a sequential one at a million).
 Otherwise every digest is joined, in the same statement.
 
+A stage may hold one chunk of a bigger import (where the database takes imports in chunks,
+:attr:`~provstore.db.dialects.Dialect.import_chunk`): its ids are then reserved for its own
+span of ``seq`` (``first - low + seq``), and the store already holds the chunks before it.
+Rows for a stage can be gathered without a connection, in another thread, into a
+:class:`Spool` (temporary files of what the database loads), and loaded at once.
+
 References the importer could not resolve from memory are staged too (``seq``, the digest
 referred to, the kind it must be) and checked in one query against the staged objects before
 them and the store's objects.  Everything happens in the caller's transaction: nothing is
@@ -29,7 +35,7 @@ from sqlalchemy.engine import Connection
 
 from provstore.db import dialects, layout, schema
 
-__all__ = ["REFS", "Stage"]
+__all__ = ["REFS", "Spool", "Stage"]
 
 REFS = "stage_refs"
 """The staging table of references still to check: ``(seq, ref, kind)``."""
@@ -52,6 +58,7 @@ class Stage:
         self.refs = 0
         self._rebuild: bool | None = None  # decided once, before the first table is published
         self._indexed = False
+        self._low: int | None = None  # the first staged object's seq
         self._span = 0  # one more than the last staged object's seq
         self._first_id: int | None = None  # the id of the object at seq 0, all being new
         quote = conn.dialect.identifier_preparer.quote
@@ -81,12 +88,31 @@ class Stage:
         self.dialect.append_stage(self.conn, self.names[table], columns, rows)
         self._counts[table] += len(rows)
         if table is schema.objects and rows:
-            self._span = max(self._span, max(row[0] for row in rows) + 1)
+            self._seqs(min(row[0] for row in rows), max(row[0] for row in rows) + 1)
 
     def add_refs(self, rows: Sequence[tuple[int, bytes, str]]) -> None:
         """Append ``(seq, referred digest, kind it must be)`` rows to check later."""
         self.dialect.append_stage(self.conn, REFS, ["seq", "ref", "kind"], rows)
         self.refs += len(rows)
+
+    def load(self, spool: Spool) -> None:
+        """Append what ``spool`` gathered (for this stage's tables) to the staging tables."""
+        quote = self.conn.dialect.identifier_preparer.quote
+        for table, (payload, count) in spool.tables.items():
+            if count:
+                columns = [quote(c) for c in self._columns[table]]
+                self.dialect.load_stage(self.conn, self.names[table], columns, payload)
+                self._counts[table] += count
+        if spool.refs[1]:
+            self.dialect.load_stage(self.conn, REFS, ["seq", "ref", "kind"], spool.refs[0])
+            self.refs += spool.refs[1]
+        if spool.high:
+            self._seqs(spool.low, spool.high)
+
+    def _seqs(self, low: int, high: int) -> None:
+        """Note staged objects from ``seq`` ``low`` to before ``high``."""
+        self._low = low if self._low is None else min(self._low, low)
+        self._span = max(self._span, high)
 
     def unresolved(
         self, before: int | None = None
@@ -173,7 +199,12 @@ class Stage:
             f"FROM {source} {' '.join(joins)} WHERE 1 = 1 ORDER BY {', '.join(keys)}"
         )
         columns = [c.name for c in table.columns]
-        return self.dialect.publish(self.conn, table, columns, select, rebuild=self._rebuild)
+        # rows keyed by the ids just given to new objects, with no other unique key: no
+        # row can already be there
+        fresh = first is not None and not by_seq and not any(i.unique for i in table.indexes)
+        return self.dialect.publish(
+            self.conn, table, columns, select, rebuild=self._rebuild, fresh=fresh
+        )
 
     def _probe_order(self, table: Table, first: int | None) -> str:
         """How to read ``table``'s staged rows so that its one join probes in digest order.
@@ -205,18 +236,19 @@ class Stage:
         """
         conn, count = self.conn, self._counts[schema.objects]
         name, columns = self.names[schema.objects], list(layout.OBJECT_COLUMNS)
-        first = self.dialect.reserve_ids(conn, self._span)
+        low = self._low or 0  # a later stage of one import starts further into the bundle
+        first = self.dialect.reserve_ids(conn, self._span - low)
         if first is None:
             select = self.dialect.staged_objects(name, columns)
         else:
             columns = ["id", *columns]
-            select = self.dialect.staged_objects(name, columns, first)
+            select = self.dialect.staged_objects(name, columns, first - low)
         added = self.dialect.publish(conn, schema.objects, columns, select, rebuild=rebuild)
         if first is not None:
-            end = first + self._span
+            end = first + self._span - low
             sql = f"SELECT count(*) FROM objects WHERE id >= {first} AND id < {end}"
             if int(conn.exec_driver_sql(sql).scalar() or 0) == count:
-                self._first_id = first
+                self._first_id = first - low
         return added
 
     def close(self) -> None:
@@ -230,6 +262,45 @@ class Stage:
     def __exit__(self, *exc: object) -> None:
         """Restore the connection's memory settings, whether or not the import went through."""
         self.dialect.bulk_memory(self.conn, False)
+
+
+class Spool:
+    """Rows for a :class:`Stage`, turned into what the database loads, without a connection.
+
+    Made in one thread while another loads the previous spool (:meth:`Stage.load`): what the
+    database loads is written to temporary files as it comes (:meth:`Dialect.stage_text`), so
+    a spool holds little memory however many rows it has.
+    """
+
+    def __init__(self, dialect: dialects.Dialect, tables: Sequence[Table]) -> None:
+        self.dialect = dialect
+        self.tables: dict[Table, tuple[Any, int]] = {t: (dialect.new_spool(), 0) for t in tables}
+        self.refs: tuple[Any, int] = (dialect.new_spool(), 0)
+        self.low = 0
+        self.high = 0  # one more than the last object's seq (0: none yet)
+        self.objects = 0
+
+    def add(self, table: Table, rows: Sequence[Row]) -> None:
+        """Add ``(seq, *row)`` rows for ``table``."""
+        payload, count = self.tables[table]
+        self.dialect.spool_rows(payload, rows)
+        self.tables[table] = (payload, count + len(rows))
+        if table is schema.objects and rows:
+            low, high = min(row[0] for row in rows), max(row[0] for row in rows) + 1
+            self.low = low if not self.high else min(self.low, low)
+            self.high = max(self.high, high)
+            self.objects += len(rows)
+
+    def add_refs(self, rows: Sequence[tuple[int, bytes, str]]) -> None:
+        """Add ``(seq, referred digest, kind it must be)`` rows."""
+        payload, count = self.refs
+        self.dialect.spool_rows(payload, rows)
+        self.refs = (payload, count + len(rows))
+
+    def close(self) -> None:
+        """Let go of the temporary files."""
+        for payload, _ in [*self.tables.values(), self.refs]:
+            self.dialect.close_spool(payload)
 
 
 def _staged_columns(table: Table) -> list[str]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import queue
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -33,7 +35,7 @@ from provstore.db.index import (
     write_items,
     write_rows,
 )
-from provstore.db.staging import Stage
+from provstore.db.staging import Spool, Stage
 from provstore.exchange.bundle import BundleReader, Limits, write_bundle
 from provstore.store import Store
 
@@ -44,6 +46,7 @@ __all__ = ["ExportResult", "ImportResult", "export_bundle", "import_bundle"]
 
 _BATCH = 2000
 _KNOWN = 100_000  # digests remembered per import to spare reference lookups (~10 MiB)
+_SPOOLS = 2  # chunks of a pipelined import spooled at a time (one publishing, one filling)
 _TABLES = (schema.objects, *INDEX_TABLES)  # staged by an import, published in this order
 _BY_NAME = {table.name: table for table in INDEX_TABLES}
 
@@ -188,8 +191,7 @@ def _import(
             if on_progress and first:
                 on_progress(len(first))
         else:
-            with Stage(conn, _TABLES) as stage:
-                added, present = _staged(conn, stage, [first, second], batches, on_progress)
+            added, present = _staged(conn, [first, second], batches, on_progress)
         missing_roots = absent(conn, reader.roots)
         if missing_roots:
             raise BundleError("a root is not in the bundle", to_hex(sorted(missing_roots)[0]))
@@ -214,30 +216,140 @@ Problem = tuple[int, str, bytes]  # (bundle index, message, digest of the object
 
 def _staged(
     conn: Connection,
-    stage: Stage,
     read: list[list[Record]],
     rest: Iterator[list[Record]],
     on_progress: Callable[[int], None] | None,
 ) -> tuple[int, int]:
-    """Stage every object and its index rows, check, then publish each table in key order."""
+    """Stage objects and their index rows, check them, then publish each table in key order.
+
+    All at once, or a chunk at a time where the database takes chunks
+    (:attr:`~provstore.db.dialects.Dialect.import_chunk`): see :func:`_pipelined`.
+    """
+    batches = itertools.chain(read, rest)
+    if dialects.of(conn).import_chunk is not None:
+        return _pipelined(conn, batches, on_progress)
     known = _Recent(_KNOWN)  # digest -> kind, staged by this import
     total = 0
-    try:
-        for batch in itertools.chain(read, rest):
-            _stage_batch(stage, batch, known)
-            total += len(batch)
-            if on_progress and batch:
-                on_progress(len(batch))
-    except BundleError as exc:  # a bad reference staged before it is the first problem
-        _check_staged_references(conn, stage, before=exc.index)
-        raise
+    with Stage(conn, _TABLES) as stage:
+        try:
+            for batch in batches:
+                _stage_batch(stage, batch, known)
+                total += len(batch)
+                if on_progress and batch:
+                    on_progress(len(batch))
+        except BundleError as exc:  # a bad reference staged before it is the first problem
+            _check_staged_references(conn, stage, before=exc.index)
+            raise
+        added = _publish(conn, stage)
+    return added, total - added
+
+
+def _publish(conn: Connection, stage: Stage) -> int:
+    """Check the staged references, publish each table, check run ends; how many were new."""
     _check_staged_references(conn, stage)
     added = stage.publish(schema.objects)
     for table in INDEX_TABLES:  # a run's first end is the one kept: publish in bundle order
         stage.publish(table, by_seq=table is schema.run_ends)
     _check_second_ends(conn, stage)
     stage.close()
+    return added
+
+
+def _pipelined(
+    conn: Connection,
+    batches: Iterator[list[Record]],
+    on_progress: Callable[[int], None] | None,
+) -> tuple[int, int]:
+    """Decode and spool the next chunk in a thread while this one is staged and published.
+
+    The thread reads, checks and turns objects into what the database loads (a
+    :class:`~provstore.db.staging.Spool`, kept in temporary files); this one stages each
+    spool, checks its references (against the objects before them in it and the store,
+    which now holds the earlier chunks) and publishes it, in the one transaction: nothing
+    is visible before it commits, and a problem anywhere rolls every chunk back.  At most
+    :data:`_SPOOLS` spools exist at a time.  Whatever goes wrong in the thread is raised
+    here, after the chunks before it; whatever goes wrong here stops the thread.
+    """
+    dialect = dialects.of(conn)
+    chunk = dialect.import_chunk or 0
+    messages: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+    room = threading.Semaphore(_SPOOLS)
+    stop = threading.Event()
+
+    def produce() -> None:
+        known = _Recent(_KNOWN)
+        spool: Spool | None = None
+        try:
+            for batch in batches:
+                if spool is None:
+                    room.acquire()
+                    if stop.is_set():
+                        return
+                    spool = Spool(dialect, _TABLES)
+                _stage_batch(spool, batch, known)
+                messages.put(("progress", len(batch)))
+                if spool.objects >= chunk:
+                    messages.put(("spool", spool))
+                    spool = None
+                if stop.is_set():
+                    if spool is not None:
+                        spool.close()
+                    return
+            messages.put(("spool", spool))
+            messages.put(("done",))
+        except BundleError as exc:  # the batches before it are in the spool
+            messages.put(("failed", spool, exc))
+        except BaseException as exc:  # noqa: BLE001 - raised again by the other thread
+            messages.put(("error", exc))
+
+    worker = threading.Thread(target=produce, name="provstore-import", daemon=True)
+    worker.start()
+    added = total = 0
+    try:
+        while True:
+            message = messages.get()
+            if message[0] == "progress":
+                total += message[1]
+                if on_progress and message[1]:
+                    on_progress(message[1])
+            elif message[0] == "spool":
+                added += _publish_spool(conn, message[1])
+                room.release()
+            elif message[0] == "failed":
+                _, spool, exc = message
+                if spool is not None:  # a bad reference staged before it is the first problem
+                    try:
+                        with Stage(conn, _TABLES) as stage:
+                            stage.load(spool)
+                            _check_staged_references(conn, stage, before=exc.index)
+                    finally:
+                        spool.close()
+                raise exc
+            elif message[0] == "error":
+                raise message[1]
+            else:
+                break
+    finally:
+        stop.set()
+        room.release()  # a thread waiting for room sees the stop
+        worker.join()
+        while not messages.empty():
+            left = messages.get()
+            if left[0] in ("spool", "failed") and left[1] is not None:
+                left[1].close()
     return added, total - added
+
+
+def _publish_spool(conn: Connection, spool: Spool | None) -> int:
+    """Stage a spool and publish it (:func:`_publish`); how many objects were new."""
+    if spool is None:
+        return 0
+    try:
+        with Stage(conn, _TABLES) as stage:
+            stage.load(spool)
+            return _publish(conn, stage)
+    finally:
+        spool.close()
 
 
 def _decoded(reader: BundleReader) -> Iterator[list[Record]]:
@@ -305,7 +417,7 @@ class _Recent:
             self._old, self._new = self._new, {}
 
 
-def _stage_batch(stage: Stage, batch: list[Record], known: _Recent) -> None:
+def _stage_batch(stage: Stage | Spool, batch: list[Record], known: _Recent) -> None:
     """Stage a batch's objects and index rows; check the references ``known`` can answer.
 
     ``known`` remembers digests this import staged and their kinds (a bounded number):
