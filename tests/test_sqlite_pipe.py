@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -27,14 +28,45 @@ from provstore.tracking import tracker as tracking
 BATCH = 40
 
 
+_REAL_START = sqlite_pipe.start
+
+
+@contextlib.contextmanager
+def _no_deadlock(seconds: int = 60):
+    """Fail, instead of hanging the suite, when the tracker and its writer wait for each other."""
+
+    def stuck(signum, frame):
+        raise TimeoutError("the tracker and its writer process wait for each other")
+
+    previous = signal.signal(signal.SIGALRM, stuck)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _start_ready(path: str) -> sqlite_pipe.PipedWriter | None:
+    """A writer process, once it is ready (or failed): every batch then goes to it."""
+    pipe = _REAL_START(path)
+    deadline = time.monotonic() + 60
+    while pipe is not None and pipe.usable and not pipe.started():
+        assert time.monotonic() < deadline, "the writer process never got ready"
+        time.sleep(0.005)
+    return pipe
+
+
 @pytest.fixture
 def bursts(monkeypatch):
     """Batches of BATCH products, each big enough for the writer process."""
     monkeypatch.setattr(tracking, "FLUSH_EVERY", BATCH)
     monkeypatch.setattr(tracking, "FLUSH_AFTER", 3600.0)
     monkeypatch.setattr(tracking, "PIPE_FROM", 10)
+    monkeypatch.setattr(tracking, "PIPE_START", 10)
     monkeypatch.setattr(tracking, "_BURST_CHECK", BATCH)
     monkeypatch.setattr(tracking, "_spare_core", lambda: True)
+    monkeypatch.setattr(sqlite_pipe, "start", _start_ready)
 
 
 def _register(t, n: int, digests: list[str]) -> None:
@@ -68,7 +100,7 @@ def test_a_burst_goes_through_the_writer_and_stores_what_the_tracker_would(tmp_p
     piped, own = [], []
     for name, digests in (("piped", piped), ("own", own)):
         if name == "own":
-            tracking.PIPE_FROM = 10**9  # restored by monkeypatch with the rest
+            tracking.PIPE_FROM = tracking.PIPE_START = 10**9  # restored by monkeypatch
         url = f"sqlite:///{tmp_path}/{name}.db"
         with tracker(url, git=False) as t:
             _register(t, 5 * BATCH + 7, digests)
@@ -97,7 +129,7 @@ def test_batches_made_in_pieces_store_what_the_tracker_would(tmp_path, bursts, m
     piped, own = [], []
     for name, digests in (("piped", piped), ("own", own)):
         if name == "own":
-            tracking.PIPE_FROM = 10**9
+            tracking.PIPE_FROM = tracking.PIPE_START = 10**9
         url = f"sqlite:///{tmp_path}/{name}.db"
         with tracker(url, git=False) as t:
             _register(t, 5 * BATCH + 7, digests)
@@ -205,7 +237,41 @@ def test_no_writer_process_for_a_few_products(tmp_path, monkeypatch):
     with tracker(f"sqlite:///{tmp_path}/s.db", git=False) as t:
         _register(t, 50, [])
         t.flush()
-        assert t._pipe is None and t._may_pipe  # 50 pending < PIPE_FROM
+        assert t._pipe is None and t._may_pipe  # 50 pending < PIPE_START
+
+
+def test_the_writer_process_starts_from_pipe_start_pending(tmp_path, monkeypatch):
+    monkeypatch.setattr(tracking, "_spare_core", lambda: True)
+    monkeypatch.setattr(tracking, "PIPE_START", 100)
+    monkeypatch.setattr(tracking, "_BURST_CHECK", 20)
+    monkeypatch.setattr(tracking, "FLUSH_AFTER", 3600.0)
+    url = f"sqlite:///{tmp_path}/s.db"
+    digests: list[str] = []
+    with tracker(url, git=False) as t:
+        _register(t, 99, digests)
+        assert t._pipe is None
+        _register(t, 1, digests)
+        assert t._pipe is not None
+    _check(url, digests)
+
+
+def test_a_block_ending_before_its_writer_is_ready_writes_itself(tmp_path, bursts, monkeypatch):
+    """A writer still starting is not waited for: the tracker writes, then stops it at once."""
+    monkeypatch.setattr(sqlite_pipe, "start", _REAL_START)
+    # a writer that never gets ready; told to finish (its input ends) it would exit with 3
+    monkeypatch.setattr(sqlite_pipe, "_BOOT", "import sys; sys.stdin.buffer.read(); sys.exit(3)")
+    url = f"sqlite:///{tmp_path}/s.db"
+    digests: list[str] = []
+    with _no_deadlock(), tracker(url, git=False) as t:  # a batch sent to it: never confirmed
+        _register(t, 3 * BATCH + 5, digests)
+        t.flush()
+        assert _stored(tmp_path / "s.db")[0] == len(digests)  # written here meanwhile
+        pipe = t._pipe
+        assert pipe is not None and not pipe.ready and pipe.usable
+        _register(t, BATCH, digests)
+    assert pipe.commits == []
+    assert pipe._child.returncode == -signal.SIGKILL  # stopped, not waited for
+    _check(url, digests)
 
 
 @pytest.mark.parametrize(("cores", "load"), [(1, 0.0), (2, 1.6), (8, 7.9)])
@@ -319,19 +385,10 @@ def test_a_send_cut_short_ends_the_pipe_and_loses_nothing(tmp_path, bursts, monk
             raise KeyboardInterrupt
         real_write(stream, data)
 
-    def stuck(signum, frame):  # a stream left out of step deadlocks: fail instead of hanging
-        raise TimeoutError("the tracker and its writer process wait for each other")
-
     monkeypatch.setattr(sqlite_pipe, "_write", cut)
-    previous = signal.signal(signal.SIGALRM, stuck)
-    signal.alarm(60)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            with tracker(url, git=False) as t:
-                _register(t, 3 * BATCH, digests)
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
+    with _no_deadlock(), pytest.raises(KeyboardInterrupt):  # a stream out of step deadlocks
+        with tracker(url, git=False) as t:
+            _register(t, 3 * BATCH, digests)
     assert t._pipe is None  # taken back at the exit's flush, which wrote everything itself
     # the interrupted call had added its product before sending: stored, its digest unreturned
     assert _stored(tmp_path / "s.db")[0] == len(digests) + 1 == 2 * BATCH
@@ -343,7 +400,7 @@ _DYING = textwrap.dedent("""
     from provstore import tracker
     from provstore.tracking import tracker as tracking
     tracking.FLUSH_EVERY, tracking.FLUSH_AFTER, tracking.PIPE_FROM = 40, 3600.0, 10
-    tracking._BURST_CHECK = 40
+    tracking.PIPE_START, tracking._BURST_CHECK = 10, 40
     tracking._spare_core = lambda: True
     with tracker(sys.argv[1], git=False) as t:
         digests = []

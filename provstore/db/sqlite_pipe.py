@@ -165,6 +165,12 @@ class PipedWriter:
             self._reply(self._next(stdout))
         return self.ready and not self._sent and self.failed is None
 
+    def started(self) -> bool:
+        """Whether the writer has opened the store (so a batch sent now is written at once)."""
+        if self.usable and not self.ready:
+            self.idle()  # takes its "ready" when it came
+        return self.ready and self.usable
+
     def wait(self) -> None:
         """Return once every batch sent is committed, or the pipe has failed.
 
@@ -180,18 +186,21 @@ class PipedWriter:
         return out
 
     def close(self) -> None:
-        """Tell the writer to finish and wait for it (after :meth:`wait`)."""
+        """Tell the writer to finish and wait for it (after :meth:`wait`).
+
+        A writer never given a batch is stopped at once instead: it may still be starting.
+        """
         child = self._child
         if self._pid != os.getpid():
             return
-        if self.failed is None:
+        if self.failed is None and (self.commits or self._sent):
             try:
                 _write(child.stdin, _SIZE.pack(_DONE))
                 assert child.stdin is not None
                 child.stdin.close()
             except OSError:
                 pass
-        else:
+        else:  # failed, or never given a batch (maybe still starting): nothing to finish
             child.kill()
         try:
             child.wait(timeout=60)

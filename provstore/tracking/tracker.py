@@ -95,6 +95,13 @@ PIPE_FROM = 2_048
 a batch (of at least as many) whenever the writer is idle, and at least every
 :data:`FLUSH_AFTER`.  A process that registers fewer at a time writes them itself (a writer
 takes 40-60 ms to start, about as long as writing 2,048 products)."""
+PIPE_START = 512
+"""Products pending at once from which a tracker starts its writer process (a burst).
+
+Before :data:`PIPE_FROM`: the writer is then ready when there is a batch to give it (started
+at 2,048, the first 10,000 products were durable ~6% later: 54.1k against 57.3k products/s,
+medians of six blocks).  A block that ends before the writer is ready writes its products
+itself, and a writer given nothing is stopped at once."""
 _BURST_CHECK = 256  # pending products between looks at the writer (and pieces of a batch made)
 _METADATA_ADVICE = (
     "Metadata may hold only None, bool, int (64-bit), finite float, str, bytes, lists/tuples "
@@ -714,10 +721,10 @@ class Tracker:
             self._take_back(pipe)
             pipe = None
         if self._pending:
-            if pipe is not None and pipe.put(self._pending):
+            if pipe is not None and pipe.started() and pipe.put(self._pending):
                 self._pending = []
-            else:
-                if pipe is not None:
+            else:  # no writer, one still starting (written here meanwhile), or one that failed
+                if pipe is not None and not pipe.usable:
                     self._take_back(pipe)
                 self._write(self._pending)
                 self._pending = []
@@ -760,14 +767,15 @@ class Tracker:
         would otherwise get a batch every :data:`_BURST_CHECK` products.
         """
         pipe = self._pipe
+        if pipe is None:
+            if self._may_pipe and len(self._pending) >= PIPE_START:
+                self._start_pipe()
+            return
         if len(self._pending) < PIPE_FROM:
-            if pipe is not None and pipe.usable:
+            if pipe.usable:
                 pipe.stage(self._pending)  # the next batch's rows, while the writer writes
             return
-        if pipe is None:
-            if self._may_pipe:
-                self._start_pipe()
-        elif pipe.idle():
+        if pipe.idle():
             self._send()
         elif pipe.usable:
             pipe.stage(self._pending)
