@@ -524,6 +524,41 @@ def test_rows_loaded_for_staging_come_back_as_they_were(server_url, rows):
     assert sorted(found, key=repr) == sorted(rows * 2, key=repr)
 
 
+def test_a_spool_loads_intact_over_a_connection_not_speaking_utf8(server_url):
+    """Spooled COPY text is UTF-8 bytes; a connection in another encoding gets it as text."""
+    if not server_url.startswith("postgresql"):
+        pytest.skip("spools are PostgreSQL's")
+    from provstore.db import dialects
+
+    rows = [(1, b"\x00\\N", "caf\u00e9\tna\u00efve\\N"), (2, None, None), (-3, b"", "")]
+    table = sa.Table(
+        "h_latin1_check",
+        sa.MetaData(),
+        sa.Column("n", sa.BigInteger),
+        sa.Column("b", sa.LargeBinary),
+        sa.Column("t", sa.Text),
+    )
+    engine = sa.create_engine(server_url, connect_args={"client_encoding": "latin1"})
+    try:
+        with engine.begin() as conn:
+            assert conn.connection.driver_connection.encoding == "LATIN1"
+            table.drop(conn, checkfirst=True)
+            table.create(conn)
+            dialect = dialects.of(conn)
+            spool = dialect.new_spool()
+            dialect.spool_rows(spool, rows)
+            dialect.load_stage(conn, table.name, ["n", "b", "t"], spool)
+            dialect.close_spool(spool)
+            found = [
+                (n, None if b is None else bytes(b), t)
+                for n, b, t in conn.execute(sa.select(table))
+            ]
+            table.drop(conn)
+    finally:
+        engine.dispose()
+    assert sorted(found, key=repr) == sorted(rows, key=repr)
+
+
 @pytest.mark.parametrize("count", [3, 4, 7])
 def test_bundles_at_the_batch_boundary_import_whole(backend_url, monkeypatch, count):
     """One full batch goes the direct way, one object more the staged way: same result."""
