@@ -90,11 +90,11 @@ rewrite are shared by more rows), and no more is at risk in a crash than before 
 registered in the last half second)."""
 FLUSH_AFTER = 0.5
 PIPE_FROM = 2_048
-"""Products pending at once from which a tracker on a SQLite store starts a writer process
-(:mod:`provstore.db.sqlite_pipe`) and registers on while it writes: a burst.  It then sends
-a batch (of at least as many) whenever the writer is idle, and at least every
-:data:`FLUSH_AFTER`.  A process that registers fewer at a time writes them itself (a writer
-takes 40-60 ms to start, about as long as writing 2,048 products)."""
+"""The fewest products a tracker on a SQLite store hands its writer process
+(:mod:`provstore.db.sqlite_pipe`) at once, in a burst (see :data:`PIPE_START`): it registers
+on while the writer writes, and sends a batch (of at least as many) whenever the writer is
+idle, and at least every :data:`FLUSH_AFTER`.  A process that registers fewer at a time
+writes them itself (a writer takes 40-60 ms to start, about as long as writing 2,048)."""
 PIPE_START = 512
 """Products pending at once from which a tracker starts its writer process (a burst).
 
@@ -151,7 +151,7 @@ class Tracker:
 
     Products are written in batches, one transaction each: half a second after the last
     batch, at 50,000 pending, at :meth:`flush` and at the end of the block (a crash loses at
-    most what was registered since the last batch).  On a SQLite store, a burst (2,048
+    most what was registered since the last batch).  On a SQLite store, a burst (512
     products pending at once, on a machine with a core to spare) starts a writer process
     that commits each batch while the block registers the next; :meth:`flush` waits for it,
     and should it fail, the tracker writes the batches it did not confirm itself, raising
