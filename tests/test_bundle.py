@@ -494,6 +494,25 @@ _fields = st.tuples(
 def test_rows_loaded_for_staging_come_back_as_they_were(server_url, rows):
     """What a staging table is loaded with (at once, or from a spool) arrives intact: text
     with COPY's escapes in it, bytes, NULLs, negative numbers."""
+    found, _ = _loaded(server_url, rows, at_once=True)
+    assert sorted(found, key=repr) == sorted(rows * 2, key=repr)
+
+
+def test_a_spool_loads_intact_over_a_connection_not_speaking_utf8(server_url):
+    """Spooled COPY text is UTF-8 bytes; a connection in another encoding gets it as text."""
+    if not server_url.startswith("postgresql"):
+        pytest.skip("spools are PostgreSQL's")
+    rows = [(1, b"\x00\\N", "caf\u00e9\tna\u00efve\\N"), (2, None, None), (-3, b"", "")]
+    found, encoding = _loaded(
+        server_url, rows, at_once=False, connect_args={"client_encoding": "latin1"}
+    )
+    assert encoding == "LATIN1"
+    assert sorted(found, key=repr) == sorted(rows, key=repr)
+
+
+def _loaded(url: str, rows: list, *, at_once: bool, connect_args: dict | None = None):
+    """``rows`` loaded into a scratch table (first at once, if asked, then from a spool) as
+    read back, and the connection's encoding."""
     from provstore.db import dialects
 
     table = sa.Table(
@@ -503,13 +522,15 @@ def test_rows_loaded_for_staging_come_back_as_they_were(server_url, rows):
         sa.Column("b", sa.LargeBinary),
         sa.Column("t", sa.Text),
     )
-    engine = sa.create_engine(server_url)
+    engine = sa.create_engine(url, connect_args=connect_args or {})
     try:
         with engine.begin() as conn:
+            encoding = getattr(conn.connection.driver_connection, "encoding", None)
             table.drop(conn, checkfirst=True)
             table.create(conn)
             dialect = dialects.of(conn)
-            dialect.append_stage(conn, table.name, ["n", "b", "t"], rows)
+            if at_once:
+                dialect.append_stage(conn, table.name, ["n", "b", "t"], rows)
             spool = dialect.new_spool()
             dialect.spool_rows(spool, rows)
             dialect.load_stage(conn, table.name, ["n", "b", "t"], spool)
@@ -521,42 +542,7 @@ def test_rows_loaded_for_staging_come_back_as_they_were(server_url, rows):
             table.drop(conn)
     finally:
         engine.dispose()
-    assert sorted(found, key=repr) == sorted(rows * 2, key=repr)
-
-
-def test_a_spool_loads_intact_over_a_connection_not_speaking_utf8(server_url):
-    """Spooled COPY text is UTF-8 bytes; a connection in another encoding gets it as text."""
-    if not server_url.startswith("postgresql"):
-        pytest.skip("spools are PostgreSQL's")
-    from provstore.db import dialects
-
-    rows = [(1, b"\x00\\N", "caf\u00e9\tna\u00efve\\N"), (2, None, None), (-3, b"", "")]
-    table = sa.Table(
-        "h_latin1_check",
-        sa.MetaData(),
-        sa.Column("n", sa.BigInteger),
-        sa.Column("b", sa.LargeBinary),
-        sa.Column("t", sa.Text),
-    )
-    engine = sa.create_engine(server_url, connect_args={"client_encoding": "latin1"})
-    try:
-        with engine.begin() as conn:
-            assert conn.connection.driver_connection.encoding == "LATIN1"
-            table.drop(conn, checkfirst=True)
-            table.create(conn)
-            dialect = dialects.of(conn)
-            spool = dialect.new_spool()
-            dialect.spool_rows(spool, rows)
-            dialect.load_stage(conn, table.name, ["n", "b", "t"], spool)
-            dialect.close_spool(spool)
-            found = [
-                (n, None if b is None else bytes(b), t)
-                for n, b, t in conn.execute(sa.select(table))
-            ]
-            table.drop(conn)
-    finally:
-        engine.dispose()
-    assert sorted(found, key=repr) == sorted(rows, key=repr)
+    return found, encoding
 
 
 @pytest.mark.parametrize("count", [3, 4, 7])
