@@ -162,7 +162,7 @@ def test_packed_rows_are_the_rows_even_cut_short(backend_url):
         with engine.connect() as conn:
             dialect = dialects.of(conn)
             cursor = conn.connection.dbapi_connection.cursor()
-            for limit in (64, 65, 66, 67, 1 << 20):
+            for limit in (64, 65, 66, 67, 2000, 1 << 20):  # 2000: the digests cut, not the ids
                 if dialect.name == "mysql":
                     cursor.execute(f"SET SESSION group_concat_max_len = {limit}")
                     cursor.connection.provstore_packed = True  # the limit stays this low

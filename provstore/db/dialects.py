@@ -1376,22 +1376,27 @@ class MySQL(Dialect):
     def digests_in_order(
         self, cursor: Any, conditions: Sequence[str], ids: Container[int]
     ) -> tuple[list[int], list[bytes]]:
-        """Packed as :meth:`int_pairs` is: each row as 40 bytes (id, digest), in hexadecimal.
+        """Packed by the server: the ids as one comma list, the digests as one binary string.
 
-        Sorted here, as on PostgreSQL: a third less time than the server's ``ORDER BY``.
+        Both aggregates read the same rows in the same order.  Sorted here, as on
+        PostgreSQL: a third less time than the server's ``ORDER BY``.  A list as long as
+        ``group_concat_max_len`` may have been cut (maybe inside a number), and the rows are
+        then fetched plainly.  (Both in hexadecimal, 80 characters a row, took a third longer
+        for 40,000 rows.)
         """
         where = " OR ".join(f"({condition})" for condition in conditions)
         _lift_concat_limit(cursor)
         cursor.execute(
-            "SELECT COUNT(*), GROUP_CONCAT(LPAD(HEX(id), 16, '0'), HEX(digest) SEPARATOR '') "
-            f"FROM objects WHERE {where}"
+            "SELECT @@SESSION.group_concat_max_len, COUNT(*), GROUP_CONCAT(id), "
+            f"GROUP_CONCAT(digest SEPARATOR '') FROM objects WHERE {where}"
         )
-        count, packed = cursor.fetchone()
+        limit, count, listed, packed = cursor.fetchone()
         if not count:
             return [], []
-        if len(packed) != 80 * count:  # cut short
+        if len(listed) >= int(limit) or len(packed) != 32 * count:  # cut short
             return super().digests_in_order(cursor, conditions, ids)
-        return _among(list(struct.iter_unpack(">q32s", bytes.fromhex(packed))), ids)
+        digests = map(_first, struct.iter_unpack("32s", packed))
+        return _among(list(zip(_numbers(listed), digests, strict=True)), ids)
 
     def lift_recursion_limit(self, conn: Connection) -> None:
         """MariaDB stops a recursive CTE silently after 1,000 rounds; MySQL fails at 1,000."""

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import gc
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from itertools import chain, repeat
+from itertools import chain, compress, repeat
 from operator import add, floordiv, mod, mul, rshift, sub
 from typing import Any
 
@@ -61,16 +61,18 @@ def walk(
             if depth is not None:
                 state = _BlockWalk(conn, cursor, ids[root], near, first_ids, serial)
                 seen, out, last = state.run(depth), state.out, state.last
+                counts = state.hits
             else:
                 edges = all_edges(conn, ids[root], near)
                 seen, last = levels(ids[root], edges, near, depth), []
+                counts = Counter(map(rshift, seen, repeat(_BLOCK_BITS)))
                 out = {}
                 for child, parent in edges:
                     src, dst = (child, parent) if near == "child" else (parent, child)
                     out.setdefault(src, []).append(dst)
             for node in last:  # edges out of the last level may leave the nodes returned
                 out[node] = [other for other in out.get(node, ()) if other in seen]
-            return _named(conn, cursor, seen, out, near)
+            return _named(conn, cursor, seen, out, near, counts)
     finally:
         cursor.close()
 
@@ -93,16 +95,24 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _named(
-    conn: Connection, cursor: Any, seen: dict[int, int], out: dict[int, list[int]], near: str
+    conn: Connection,
+    cursor: Any,
+    seen: dict[int, int],
+    out: dict[int, list[int]],
+    near: str,
+    counts: Counter[int],
 ) -> tuple[dict[bytes, int], tuple[DigestEdge, ...]]:
     """``seen`` and the edges among it (``out``: every seen node's, none leaving), by digest.
+
+    ``counts`` holds how many of ``seen`` fall in each block of ids.
 
     The ids come in digest order, so an edge's place is a pair of ranks and the edges are
     sorted as plain integers, not 64-byte keys (nearly sorted already: the nodes are taken
     in order).  Every step maps a C function over all nodes or edges at once: no Python
     code runs per edge.
     """
-    ids, names = dialects.of(conn).digests_in_order(cursor, _id_conditions(seen), seen)
+    conditions = _id_conditions(seen, counts)
+    ids, names = dialects.of(conn).digests_in_order(cursor, conditions, seen)
     width = len(names)
     lists = list(map(out.get, ids, repeat((), width)))
     here = chain.from_iterable(map(repeat, range(width), map(len, lists)))
@@ -132,18 +142,17 @@ def _ranks(ids: list[int], nodes: Iterable[int]) -> Iterator[int]:
     return map(places.__getitem__, map(sub, nodes, repeat(lowest)))
 
 
-def _id_conditions(ids: Iterable[int]) -> list[str]:
-    """Conditions on ``id`` that hold for every one of ``ids``.
+def _id_conditions(ids: Collection[int], counts: Counter[int]) -> list[str]:
+    """Conditions on ``id`` that hold for every one of ``ids`` (``counts``: how many per block).
 
     A range over each stretch of blocks they fill at least half (one scan, cheaper than a
     lookup per id), then ``IN`` lists.
     """
-    counts = Counter(map(rshift, ids, repeat(_BLOCK_BITS)))
     dense = sorted(block for block, count in counts.items() if 2 * count >= _BLOCK)
     conditions = _ranges("id", dense)
     if len(dense) < len(counts):
-        taken = set(dense)
-        rest = [node for node in ids if node >> _BLOCK_BITS not in taken]
+        sparse = counts.keys() - set(dense)
+        rest = list(compress(ids, map(sparse.__contains__, map(rshift, ids, repeat(_BLOCK_BITS)))))
         conditions += [f"id IN ({dialects.sql_ints(part)})" for part in chunked(rest, _MAX_IN)]
     return conditions
 
