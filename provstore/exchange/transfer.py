@@ -245,9 +245,18 @@ def _staged(
 
 
 def _publish(conn: Connection, stage: Stage) -> int:
-    """Check the staged references, publish each table, check run ends; how many were new."""
-    _check_staged_references(conn, stage)
+    """Check the staged references, publish each table, check run ends; how many were new.
+
+    References are checked before the objects are published, or just after where that
+    takes less (:meth:`~provstore.db.staging.Stage.checks_published`); either way before
+    any index row is, and in the one transaction.
+    """
+    after = stage.checks_published()
+    if not after:
+        _check_staged_references(conn, stage)
     added = stage.publish(schema.objects)
+    if after:
+        _check_staged_references(conn, stage)
     for table in INDEX_TABLES:  # a run's first end is the one kept: publish in bundle order
         stage.publish(table, by_seq=table is schema.run_ends)
     _check_second_ends(conn, stage)
