@@ -604,6 +604,37 @@ def test_references_to_objects_referred_to_before_are_checked_in_bundle_order(
         assert store.lineage(child.hex).depths == {child.digest: 0, later.digest: 1}
 
 
+@pytest.mark.parametrize("chunk", [None, 3], ids=["at-once", "in-chunks"])
+def test_a_parent_whose_kind_column_is_wrong_is_judged_by_its_bytes(backend_url, monkeypatch,
+                                                                     chunk):  # fmt: skip
+    """Parents are checked as their links are published; a link held back because the stored
+    parent's ``kind`` column disagrees is published once its bytes say it is a product."""
+    _small_window(monkeypatch)
+    _in_chunks(monkeypatch, chunk)
+    parent = seal(Product("parent", None, {}, None, None, None, None, ()))
+    with Store(backend_url) as store:
+        store.import_bundle(io.BytesIO(_craft([(parent.digest, parent.data)])))
+        with store.engine.begin() as conn:
+            conn.execute(
+                sa.text("UPDATE objects SET kind = 'run' WHERE digest = :d"), {"d": parent.digest}
+            )
+    fillers = [seal(Product(f"f{i}", None, {}, None, None, None, None, ())) for i in range(4)]
+    child = seal(Product("child", None, {}, None, None, None, None, (parent.digest,)))
+    records = [(i.digest, i.data) for i in [*fillers, child]]
+    with Store(backend_url) as store:
+        result = store.import_bundle(io.BytesIO(_craft(records, roots=[child.digest])))
+        assert (result.added, result.present) == (len(records), 0)
+        with store.engine.connect() as conn:
+            links = conn.execute(
+                sa.text(
+                    "SELECT p.digest FROM product_parents l JOIN objects c ON c.id = l.child "
+                    "JOIN objects p ON p.id = l.parent WHERE c.digest = :d"
+                ),
+                {"d": child.digest},
+            ).all()
+        assert [bytes(link[0]) for link in links] == [parent.digest]
+
+
 def _chain(count: int) -> list:
     items = [seal(Product("c0", None, {}, None, None, None, None, ()))]
     for i in range(1, count):

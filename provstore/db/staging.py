@@ -41,6 +41,13 @@ REFS = "stage_refs"
 """The staging table of references still to check: ``(seq, ref, kind)``."""
 
 Row = tuple[Any, ...]
+
+CHECKED_BY_INDEX: dict[tuple[str, str], tuple[str, int]] = {
+    ("product", "parents"): ("product_parents", 1)
+}
+"""References an importer need not stage (:meth:`Stage.add_refs`): ``(kind, field)`` -> the
+index table and column that hold them as digests.  The stage checks them itself, by
+publishing that table (most of a big bundle's references: each product's parents)."""
 _OBJECT = ("digest", "seq")  # staged objects are looked up by digest, earlier ones only
 _REF = ("ref", "seq", "kind")  # the references are read in digest order, from the index alone
 
@@ -64,6 +71,9 @@ class Stage:
         self._first_id: int | None = None  # the id of the object at seq 0, all being new
         self._reserved: int | None = None  # the first id reserved for the staged objects
         self._after = False  # references are checked once the objects are published
+        self._covered = False  # CHECKED_BY_INDEX references are staged with the others
+        self._held: list[Table] = []  # tables whose publish held rows back
+        self._probed: set[Table] = set()  # staging tables indexed to be read in order
         quote = conn.dialect.identifier_preparer.quote
         for table, name in self.names.items():
             refs = layout.REFS.get(table.name, ())
@@ -148,12 +158,15 @@ class Stage:
         (indexes built after loading, once).  Before the objects are published, or after
         when :meth:`checks_published` said so.
         """
+        published = self._after and before is None
+        if not (published and self._first_id is not None) or self._held:
+            self._stage_covered()
         if not self.refs:
             return
         conn = self.conn
         self._index(objects=not self._after)
         refs = self.dialect.scan_in_order(REFS, "r", f"ix_{REFS}", _REF)
-        if self._after and before is None:
+        if published:
             sql = self._published_check(refs)
         else:
             sql = (
@@ -171,6 +184,25 @@ class Stage:
                     yield seq, bytes(ref), kind, staged, stored
             finally:
                 result.close()
+
+    def _stage_covered(self) -> None:
+        """Stage the :data:`CHECKED_BY_INDEX` references too (once), from their index rows."""
+        if self._covered:
+            return
+        self._covered = True
+        for (kind, _), (name, position) in CHECKED_BY_INDEX.items():
+            table = self._table(name)
+            if table is None or not self._counts[table]:
+                continue
+            column = table.columns[position].name
+            sql = (
+                f"INSERT INTO {REFS} (seq, ref, kind) SELECT seq, {column}, '{kind}' "
+                f"FROM {self.names[table]}"
+            )
+            self.refs += int(self.conn.exec_driver_sql(sql).rowcount)
+
+    def _table(self, name: str) -> Table | None:
+        return next((t for t in self.names if t.name == name), None)
 
     def _published_check(self, refs: str) -> str:
         """:meth:`unresolved`'s query once the objects are published under reserved ids.
@@ -208,7 +240,21 @@ class Stage:
             self.dialect.analyze_stage(self.conn, self.objects)
             self._indexed = True
 
-    def publish(self, table: Table, by_seq: bool = False) -> int:
+    def _verified(self, table: Table, first: int | None) -> dict[int, str]:
+        """Columns of ``table`` whose references this publish checks: position -> kind.
+
+        Those of :data:`CHECKED_BY_INDEX` not staged as references, when the objects were
+        published under their reserved ids (:meth:`checks_published`), all new.
+        """
+        if self._covered or not self._after or first is None:
+            return {}
+        return {
+            position: kind
+            for (kind, _), (name, position) in CHECKED_BY_INDEX.items()
+            if name == table.name
+        }
+
+    def publish(self, table: Table, by_seq: bool = False, held_back: bool = False) -> int:
         """Insert ``table``'s staged rows in key order (or bundle order); how many were new.
 
         Objects come once each (the first staged of a digest), under ids reserved for the
@@ -223,7 +269,8 @@ class Stage:
             return self._publish_objects(self._rebuild)
         quote = self.conn.dialect.identifier_preparer.quote
         first = self._first_id
-        values, joins, keys = [], [], []
+        verified = {} if held_back else self._verified(table, first)
+        values, joins, keys, checks = [], [], [], ["1 = 1"]
         for i, column in enumerate(table.columns):
             staged = f"s.{quote(column.name)}"
             if i == 0 and first is not None:  # the row's own object: staged at the row's seq
@@ -234,6 +281,12 @@ class Stage:
                 join = "LEFT JOIN" if column.nullable else "JOIN"
                 joins.append(f"{join} objects r{i} ON r{i}.digest = {staged}")
                 values.append(f"r{i}.id")
+                if i in verified:  # an object of its kind, earlier in the bundle or stored
+                    end = first + self._span if first is not None else 0
+                    checks.append(
+                        f"r{i}.kind = '{verified[i]}' AND "
+                        f"(r{i}.id < {first} + s.seq OR r{i}.id >= {end})"
+                    )
             if i < len(table.primary_key.columns):
                 keys.append("s.seq" if i == 0 and first is not None else values[-1])
         if by_seq:  # which of two rows with one key is kept: ordered, not as read
@@ -243,16 +296,43 @@ class Stage:
         source = self._probe_order(table, first)
         select = (
             f"SELECT {self.dialect.join_in_order}{', '.join(values)} "
-            f"FROM {source} {' '.join(joins)} WHERE 1 = 1 ORDER BY {', '.join(keys)}"
+            f"FROM {source} {' '.join(joins)} WHERE {' AND '.join(checks)} "
+            f"ORDER BY {', '.join(keys)}"
         )
         columns = [c.name for c in table.columns]
         # rows keyed by the ids just given to new objects, with no other unique key: no
         # row can already be there
         fresh = first is not None and not by_seq and not any(i.unique for i in table.indexes)
         with self.dialect.probing_joins(self.conn):
-            return self.dialect.publish(
-                self.conn, table, columns, select, rebuild=self._rebuild, fresh=fresh
+            added = self.dialect.publish(
+                self.conn,
+                table,
+                columns,
+                select,
+                rebuild=self._rebuild and not held_back,
+                fresh=fresh and not held_back,
             )
+        if verified and added != self._counts[table]:
+            self._held.append(table)
+        return added
+
+    @property
+    def held_back(self) -> bool:
+        """Whether a publish held index rows back (a reference it checked looked wrong).
+
+        The caller checks the references (:meth:`unresolved` then covers these too), then
+        calls :meth:`publish_held_back`.
+        """
+        return bool(self._held)
+
+    def publish_held_back(self) -> None:
+        """Publish what :meth:`publish` held back, once its references are found right.
+
+        (A stored object's ``kind`` column may disagree with its bytes, which decide.)
+        """
+        held, self._held = self._held, []
+        for table in held:
+            self.publish(table, held_back=True)
 
     def _probe_order(self, table: Table, first: int | None) -> str:
         """How to read ``table``'s staged rows so that its one join probes in digest order.
@@ -269,8 +349,9 @@ class Stage:
         if first is None or len(refs) != 2 or len(probed) != 1:
             return f"{name} s"
         columns = (probed[0], "seq")
-        if self.dialect.scans_through_index:
+        if self.dialect.scans_through_index and table not in self._probed:
             self.dialect.index_stage(self.conn, name, columns)
+            self._probed.add(table)
         return self.dialect.scan_in_order(name, "s", f"ix_{name}", columns)
 
     def _publish_objects(self, rebuild: bool) -> int:
