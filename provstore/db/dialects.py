@@ -271,6 +271,13 @@ class Dialect:
         """Index a loaded staging table (one sort, not a random insert per row)."""
         conn.exec_driver_sql(f"CREATE INDEX ix_{name} ON {name} ({', '.join(columns)})")
 
+    finds_id_in_index: ClassVar[bool] = False
+    """Whether a lookup in ``objects``' digest index gives an object's id without its row.
+
+    Where it does (SQLite: the index holds the rowid), a join that needs only ids never
+    reads the table; reading an object's ``kind`` is then a random read more.  Elsewhere the
+    row is read for the id anyway, and its kind costs nothing more."""
+
     scans_through_index: ClassVar[bool] = False
     """Whether :meth:`scan_in_order` reads through an index the caller must create first."""
 
@@ -693,6 +700,7 @@ class SQLite(Dialect):
     (a million objects' bytes sorted again cost seconds)."""
 
     scans_through_index = True
+    finds_id_in_index = True
 
     def scan_in_order(self, name: str, alias: str, index: str, columns: Sequence[str]) -> str:
         """``INDEXED BY``: the planner would read the table in its own (insertion) order.

@@ -282,11 +282,7 @@ class Stage:
                 joins.append(f"{join} objects r{i} ON r{i}.digest = {staged}")
                 values.append(f"r{i}.id")
                 if i in verified:  # an object of its kind, earlier in the bundle or stored
-                    end = first + self._span if first is not None else 0
-                    checks.append(
-                        f"r{i}.kind = '{verified[i]}' AND "
-                        f"(r{i}.id < {first} + s.seq OR r{i}.id >= {end})"
-                    )
+                    checks.append(self._refers_right(f"r{i}", verified[i], int(first or 0)))
             if i < len(table.primary_key.columns):
                 keys.append("s.seq" if i == 0 and first is not None else values[-1])
         if by_seq:  # which of two rows with one key is kept: ordered, not as read
@@ -324,6 +320,30 @@ class Stage:
         calls :meth:`publish_held_back`.
         """
         return bool(self._held)
+
+    def _refers_right(self, alias: str, kind: str, first: int) -> str:
+        """The condition that the object ``alias`` is of ``kind`` and before the row.
+
+        An object of this stage (its id in the range reserved) must come earlier in the
+        bundle.  Where the digest index gives ids alone (:attr:`Dialect.finds_id_in_index`),
+        such an object must not be among the stage's objects of another kind (few: found by
+        one scan of the staged objects), so that its row is never read for its kind: one
+        random read each, 2.3 s for 1.5M parents on SQLite at a million objects.  Any other
+        object is a stored one, judged by its ``kind``.
+        """
+        low = self._low or 0
+        start, end = first + low, first + self._span
+        if not self.dialect.finds_id_in_index:
+            return (
+                f"{alias}.kind = '{kind}' AND "
+                f"({alias}.id < {first} + s.seq OR {alias}.id >= {end})"
+            )
+        return (
+            f"CASE WHEN {alias}.id >= {start} AND {alias}.id < {end} "
+            f"THEN {alias}.id < {first} + s.seq AND {alias}.id - {first} NOT IN "
+            f"(SELECT seq FROM {self.objects} WHERE kind <> '{kind}') "
+            f"ELSE {alias}.kind = '{kind}' END"
+        )
 
     def publish_held_back(self) -> None:
         """Publish what :meth:`publish` held back, once its references are found right.
