@@ -580,6 +580,61 @@ def test_a_reference_to_a_later_object_in_the_same_batch_is_refused(backend_url,
         assert (result.added, result.present) == (2, 1)
 
 
+@pytest.mark.parametrize("chunk", [None, 3], ids=["at-once", "in-chunks"])
+def test_references_to_objects_referred_to_before_are_checked_in_bundle_order(
+    backend_url, monkeypatch, chunk
+):
+    """A digest the store holds without its object (a parent not stored yet) gets its object
+    from the bundle under its old id: a reference to it is still judged by bundle order, and
+    the order put right fills it in."""
+    _small_window(monkeypatch)
+    _in_chunks(monkeypatch, chunk)
+    later = seal(Product("later", None, {}, None, None, None, None, ()))
+    child = seal(Product("child", None, {}, None, None, None, None, (later.digest,)))
+    with Store(backend_url) as store:
+        store.put([child])  # names ``later``, which the store does not hold
+        assert store.stats()["objects"]["product"] == 1
+    early = seal(Product("early", None, {}, None, None, None, None, (later.digest,)))
+    fillers = [seal(Product(f"f{i}", None, {}, None, None, None, None, ())) for i in range(4)]
+    _rejects(backend_url, [*fillers, early, later], "neither earlier", early)
+    records = [(i.digest, i.data) for i in [*fillers, later, early]]
+    with Store(backend_url) as store:
+        result = store.import_bundle(io.BytesIO(_craft(records, roots=[early.digest])))
+        assert (result.added, result.present) == (len(records), 0)
+        assert store.lineage(child.hex).depths == {child.digest: 0, later.digest: 1}
+
+
+@pytest.mark.parametrize("chunk", [None, 3], ids=["at-once", "in-chunks"])
+def test_a_parent_whose_kind_column_is_wrong_is_judged_by_its_bytes(backend_url, monkeypatch,
+                                                                     chunk):  # fmt: skip
+    """Parents are checked as their links are published; a link held back because the stored
+    parent's ``kind`` column disagrees is published once its bytes say it is a product."""
+    _small_window(monkeypatch)
+    _in_chunks(monkeypatch, chunk)
+    parent = seal(Product("parent", None, {}, None, None, None, None, ()))
+    with Store(backend_url) as store:
+        store.import_bundle(io.BytesIO(_craft([(parent.digest, parent.data)])))
+        with store.engine.begin() as conn:
+            conn.execute(
+                sa.text("UPDATE objects SET kind = 'run' WHERE digest = :d"), {"d": parent.digest}
+            )
+    fillers = [seal(Product(f"f{i}", None, {}, None, None, None, None, ())) for i in range(4)]
+    child = seal(Product("child", None, {}, None, None, None, None, (parent.digest,)))
+    records = [(i.digest, i.data) for i in [*fillers, child]]
+    with Store(backend_url) as store:
+        result = store.import_bundle(io.BytesIO(_craft(records, roots=[child.digest])))
+        assert (result.added, result.present) == (len(records), 0)
+        with store.engine.connect() as conn:
+            links = conn.execute(
+                sa.text(
+                    "SELECT p.digest FROM product_parents l JOIN objects c ON c.id = l.child "
+                    "JOIN objects p ON p.id = l.parent WHERE c.digest = :d"
+                ),
+                {"d": child.digest},
+            ).all()
+        assert [bytes(link[0]) for link in links] == [parent.digest]
+
+
 def _chain(count: int) -> list:
     items = [seal(Product("c0", None, {}, None, None, None, None, ()))]
     for i in range(1, count):

@@ -206,7 +206,7 @@ ROWS: dict[str, Callable[[Sealed], Iterable[NamedRow]]] = {
 def _product_body(digest: bytes, body: dict[str, Any]) -> list[NamedRow]:
     row = (digest, body["name"], body["version"], body["content"], body["size"], body["run"])
     out: list[NamedRow] = [("products", (*row, body["path"]))]
-    out.extend(("product_parents", (digest, parent)) for parent in body["parents"])
+    out += [("product_parents", (digest, parent)) for parent in body["parents"]]
     return out
 
 

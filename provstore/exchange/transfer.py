@@ -35,7 +35,7 @@ from provstore.db.index import (
     write_items,
     write_rows,
 )
-from provstore.db.staging import Spool, Stage
+from provstore.db.staging import CHECKED_BY_INDEX, Spool, Stage
 from provstore.exchange.bundle import BundleReader, Limits, write_bundle
 from provstore.store import Store
 
@@ -245,11 +245,23 @@ def _staged(
 
 
 def _publish(conn: Connection, stage: Stage) -> int:
-    """Check the staged references, publish each table, check run ends; how many were new."""
-    _check_staged_references(conn, stage)
+    """Check the staged references, publish each table, check run ends; how many were new.
+
+    References are checked before the objects are published, or just after where that
+    takes less (:meth:`~provstore.db.staging.Stage.checks_published`); either way before
+    any index row is, and in the one transaction.
+    """
+    after = stage.checks_published()
+    if not after:
+        _check_staged_references(conn, stage)
     added = stage.publish(schema.objects)
+    if after:
+        _check_staged_references(conn, stage)
     for table in INDEX_TABLES:  # a run's first end is the one kept: publish in bundle order
         stage.publish(table, by_seq=table is schema.run_ends)
+    if stage.held_back:  # a reference the publish checked is wrong, or its kind column
+        _check_staged_references(conn, stage)
+        stage.publish_held_back()
     _check_second_ends(conn, stage)
     stage.close()
     return added
@@ -442,7 +454,8 @@ def _stage_batch(stage: Stage | Spool, batch: list[Record], known: _Recent) -> N
         for field, ref, expected in refs:
             found = get(ref)
             if found is None:
-                later.append((index, ref, expected))
+                if (kind, field) not in CHECKED_BY_INDEX:  # else the stage checks it
+                    later.append((index, ref, expected))
             elif found != expected:
                 problems.append((index, wrong_kind(kind, field, ref, found, expected), digest))
         add(digest, kind)  # after its references: an object may only name earlier ones
