@@ -259,11 +259,10 @@ def first_blocks(ctx: Context, backend: str) -> list[tuple[float | None, float |
     """
     _, wins = windows(ctx, backend)
     _, lo, hi = wins[0]
-    env = child_env(ctx.work / "register-cache")
     out = []
     for _ in range(ctx.pick(*FIRST_BLOCKS)):
         with ctx.scratch(backend, "register_first") as url:
-            prov = run_child(_CHILD_BATCHED, [url, str(2 * hi), str(ctx.seed)], env)
+            prov = _batched(ctx, url, 2 * hi)
             with ctx.scratch(backend, "register_first_raw") as dst:
                 raw = raw_floor(backend, dst, url, prov["run"], prov["batches"])
         points = [(int(c), float(t)) for c, t in prov["points"]]

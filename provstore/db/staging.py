@@ -210,9 +210,8 @@ class Stage:
         An object whose id is in the range reserved for this stage is staged (earlier than
         the reference when its id is below ``first + seq``); any other is stored.
         """
-        low = self._low or 0
-        first = int(self._reserved or 0) - low  # the id of the object staged at seq 0
-        start, end = first + low, first + self._span
+        first = int(self._reserved or 0) - (self._low or 0)  # the id of the one at seq 0
+        start, end = self._own_ids(first)
         ours = f"o.id >= {start} AND o.id < {end}"
         return (
             "SELECT seq, ref, kind, staged, stored FROM (SELECT r.seq AS seq, r.ref AS ref, "
@@ -321,6 +320,10 @@ class Stage:
         """
         return bool(self._held)
 
+    def _own_ids(self, first: int) -> tuple[int, int]:
+        """The ids reserved for this stage's objects, ``[start, end)``: ``first`` at seq 0."""
+        return first + (self._low or 0), first + self._span
+
     def _refers_right(self, alias: str, kind: str, first: int) -> str:
         """The condition that the object ``alias`` is of ``kind`` and before the row.
 
@@ -331,8 +334,7 @@ class Stage:
         random read each, 2.3 s for 1.5M parents on SQLite at a million objects.  Any other
         object is a stored one, judged by its ``kind``.
         """
-        low = self._low or 0
-        start, end = first + low, first + self._span
+        start, end = self._own_ids(first)
         if not self.dialect.finds_id_in_index:
             return (
                 f"{alias}.kind = '{kind}' AND "
@@ -396,8 +398,8 @@ class Stage:
             select = self.dialect.staged_objects(name, columns, first - low)
         added = self.dialect.publish(conn, schema.objects, columns, select, rebuild=rebuild)
         if first is not None:
-            end = first + self._span - low
-            sql = f"SELECT count(*) FROM objects WHERE id >= {first} AND id < {end}"
+            start, end = self._own_ids(first - low)
+            sql = f"SELECT count(*) FROM objects WHERE id >= {start} AND id < {end}"
             if int(conn.exec_driver_sql(sql).scalar() or 0) == count:
                 self._first_id = first - low
         return added
