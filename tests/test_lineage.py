@@ -168,8 +168,10 @@ def test_packed_rows_are_the_rows_even_cut_short(backend_url):
                     cursor.connection.provstore_packed = True  # the limit stays this low
                 got = dialect.int_pairs(cursor, ("child", "parent"), conditions)
                 assert sorted(zip(*got, strict=True)) == links
-                got_rows = dialect.digest_rows(cursor, ["id < 100", "id >= 100"])
-                assert sorted(zip(*got_rows, strict=True)) == rows
+                got_ids, got_digests = dialect.digest_rows(cursor, ["id < 100", "id >= 100"])
+                if isinstance(got_digests, bytes):  # packed
+                    got_digests = [got_digests[k : k + 32] for k in range(0, len(got_digests), 32)]
+                assert sorted(zip(got_ids, got_digests, strict=True)) == rows
             none = dialect.int_pairs(cursor, ("parent", "child"), ["parent >= 5000"])
             assert tuple(map(list, none)) == ([], [])
     finally:

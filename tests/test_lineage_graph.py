@@ -84,6 +84,7 @@ def _run(make, ids, links, root, ancestors, bits, digests, parts, depth):
             break
     rows = list(zip(ids, digests, strict=True))[::-1] + [(ids[0], digests[0])]  # one twice
     named = graph.named([i for i, _ in rows], [d for _, d in rows])
+    assert graph.named(array("q", [i for i, _ in rows]), b"".join(d for _, d in rows)) == named
     counts = graph.block_counts()
     return trace, named, counts, sorted(graph.seen_ids()), graph.low, graph.high
 
@@ -152,6 +153,10 @@ def test_mismatched_columns_are_refused(make):
     graph = make(1, False, 3)
     with pytest.raises(ValueError):
         graph.add([1, 2], [3])
+    with pytest.raises(ValueError):
+        graph.named([1, 2], [b"a" * 32])
+    with pytest.raises(ValueError):
+        graph.named([1, 2], b"a" * 33)  # packed: not two digests of one length
 
 
 def test_the_python_version_is_used_without_the_extension(monkeypatch):

@@ -140,7 +140,7 @@ static int32_t node_of(Graph *g, int64_t id) {
     int32_t block = block_of(g, id >> g->bits, 1);
     if (block < 0) return -2;
     if (g->n_nodes == g->cap_nodes) {
-        size_t cap = g->cap_nodes ? 2 * g->cap_nodes : 1024;
+        size_t cap = g->cap_nodes ? 2 * g->cap_nodes : 16384;
         Node *grown = PyMem_Realloc(g->nodes, cap * sizeof(Node));
         if (grown == NULL) { PyErr_NoMemory(); return -2; }
         g->nodes = grown;
@@ -333,7 +333,7 @@ static int graph_init(Graph *g, PyObject *args, PyObject *kwargs) {
     g->ancestors = ancestors;
     g->bits = bits;
     g->low = g->high = root;
-    if (table_init(&g->node_table, 2048) < 0 || table_init(&g->block_table, 128) < 0) {
+    if (table_init(&g->node_table, 1 << 16) < 0 || table_init(&g->block_table, 256) < 0) {
         PyErr_NoMemory();
         return -1;
     }
@@ -606,32 +606,48 @@ static PyObject *graph_named(Graph *g, PyObject *args) {
     Py_ssize_t n;
     int64_t *ids = int64s(id_seq, &n);
     if (ids == NULL) return NULL;
-    PyObject *digests = PySequence_Fast(digest_seq, "expected a sequence of digests");
+    /* the digests: a list of bytes, or one bytes object holding them one after another
+     * (``packed``: a name is made only for each row kept) */
+    int packed = PyBytes_Check(digest_seq);
+    PyObject *digests = packed ? Py_NewRef(digest_seq)
+                               : PySequence_Fast(digest_seq, "expected a sequence of digests");
     Named *named = NULL;
+    Py_ssize_t width = 0;
     uint64_t *keys = NULL;
     PyObject *depths = NULL, *edges = NULL;
     if (digests == NULL) goto done;
-    if (PySequence_Fast_GET_SIZE(digests) != n) {
+    Py_ssize_t each = packed && n ? PyBytes_GET_SIZE(digests) / n : 0;
+    if (packed ? each * n != PyBytes_GET_SIZE(digests) : PySequence_Fast_GET_SIZE(digests) != n) {
         PyErr_SetString(PyExc_ValueError, "as many ids as digests are needed");
         goto done;
     }
     named = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(Named));
     if (named == NULL) { PyErr_NoMemory(); goto done; }
-    PyObject **items = PySequence_Fast_ITEMS(digests);
-    Py_ssize_t width = 0;
     for (Py_ssize_t i = 0; i < n; i++) {  /* the rows of nodes the walk reached */
         int32_t node = table_find(&g->node_table, g->nodes, sizeof(Node), ids[i]);
         if (node < 0 || g->nodes[node].level < 0 || g->nodes[node].rank >= 0) continue;
-        if (!PyBytes_Check(items[i])) {
+        g->nodes[node].rank = 0;  /* taken: an id listed twice counts once */
+        if (packed) {
+            named[width++] = (Named){PyBytes_AS_STRING(digests) + i * each, each, NULL, node};
+            continue;
+        }
+        PyObject *item = PySequence_Fast_GET_ITEM(digests, i);
+        if (!PyBytes_Check(item)) {
             PyErr_SetString(PyExc_TypeError, "digests must be bytes");
             goto done;
         }
-        g->nodes[node].rank = 0;  /* taken: an id listed twice counts once */
-        named[width++] = (Named){PyBytes_AS_STRING(items[i]), PyBytes_GET_SIZE(items[i]),
-                                 items[i], node};
+        named[width++] = (Named){PyBytes_AS_STRING(item), PyBytes_GET_SIZE(item), item, node};
     }
     if (sort_named(named, width) < 0) goto done;
+    for (Py_ssize_t r = 0; packed && r < width; r++) {
+        named[r].name = PyBytes_FromStringAndSize(named[r].bytes, named[r].size);
+        if (named[r].name == NULL) goto done;
+    }
+#if PY_VERSION_HEX < 0x030D0000
+    depths = _PyDict_NewPresized(width);  /* no resizing on the way */
+#else
     depths = PyDict_New();
+#endif
     if (depths == NULL) goto done;
     int64_t n_keys = 0;
     for (Py_ssize_t r = 0; r < width; r++) {
@@ -668,14 +684,19 @@ static PyObject *graph_named(Graph *g, PyObject *args) {
         PyObject *parent = named[keys[i] % (uint64_t)width].name;
         PyObject *edge = PyTuple_Pack(2, child, parent);
         if (edge == NULL) { Py_CLEAR(edges); goto done; }
+        /* two bytes objects cannot be part of a cycle: left untracked, the collector does
+         * not traverse 60,000 new tuples at its next pass (Python would untrack them then) */
+        PyObject_GC_UnTrack(edge);
         PyTuple_SET_ITEM(edges, (Py_ssize_t)i, edge);
     }
+    PyObject_GC_UnTrack(edges);
 done:
     if (named != NULL) {
         for (Py_ssize_t i = 0; i < n; i++) {  /* ranks are for this call only */
             int32_t node = table_find(&g->node_table, g->nodes, sizeof(Node), ids[i]);
             if (node >= 0) g->nodes[node].rank = -1;
         }
+        for (Py_ssize_t r = 0; packed && r < width; r++) Py_XDECREF(named[r].name);
     }
     PyMem_Free(ids);
     PyMem_Free(named);

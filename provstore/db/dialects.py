@@ -19,7 +19,6 @@ import io
 import operator
 import os
 import re
-import struct
 import sys
 import urllib.parse
 from array import array
@@ -33,6 +32,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import NullPool
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from provstore.core.digests import DIGEST_SIZE
 from provstore.core.errors import ConfigError, NoStoreError, UnsupportedStoreError
 from provstore.db import layout, sqlite_direct
 from provstore.db.lineage_graph import comma_ints
@@ -50,6 +50,7 @@ __all__ = [
 ]
 
 Row = tuple[Any, ...]
+Digests = bytes | Sequence[bytes]  # one after another in one byte string, or a list
 
 MYSQL_BACKENDS = ("mysql", "mariadb")
 """SQLAlchemy's names for the MySQL family (schema type variants are declared for these)."""
@@ -144,13 +145,13 @@ class Dialect:
         rows = cursor.fetchall()
         return list(map(_first, rows)), list(map(_second, rows))
 
-    def digest_rows(
-        self, cursor: Any, conditions: Sequence[str]
-    ) -> tuple[Sequence[int], Sequence[bytes]]:
+    def digest_rows(self, cursor: Any, conditions: Sequence[str]) -> tuple[Sequence[int], Digests]:
         """Ids and digests of the ``objects`` rows under any of the disjoint ``conditions``.
 
         In no order: the lineage graph sorts the ones it needs (SQLite's sorter takes ten
-        times as long for 30,000 rows as sorting them in Python).
+        times as long for 30,000 rows as sorting them in Python).  The digests are a list
+        or, packed by the database, one byte string (the graph then makes a ``bytes`` only
+        of those it returns).
         """
         select = "SELECT id, digest FROM objects WHERE "
         cursor.execute(" UNION ALL ".join(select + where for where in conditions))
@@ -630,6 +631,23 @@ class SQLite(Dialect):
         rows = [row for row in cursor.fetchall() if row[0] is not None]
         return comma_ints(",".join(map(_first, rows))), comma_ints(",".join(map(_second, rows)))
 
+    def digest_rows(self, cursor: Any, conditions: Sequence[str]) -> tuple[Sequence[int], Digests]:
+        """Packed by SQLite: the ids as a comma list, the digests as one blob, per condition.
+
+        40,000 rows: 11 ms against 18 ms as rows (and no tuple per row).  ``group_concat``
+        passes a blob's bytes through as text (a UTF-8 database: the stores are), and both
+        aggregates see the same rows in the same order; the digests' length is checked
+        against the count all the same.
+        """
+        select = "SELECT count(*), group_concat(id), CAST(group_concat(digest, '') AS BLOB) "
+        select += "FROM objects WHERE "
+        cursor.execute(" UNION ALL ".join(select + where for where in conditions))
+        rows = [row for row in cursor.fetchall() if row[0]]
+        packed = b"".join(row[2] for row in rows)
+        if len(packed) != DIGEST_SIZE * sum(row[0] for row in rows):
+            return super().digest_rows(cursor, conditions)
+        return comma_ints(",".join(row[1] for row in rows)), packed
+
     def local_files(self, url: URL) -> list[str]:
         """The database file and the journal files beside it."""
         path, _ = sqlite_file(url)
@@ -994,18 +1012,20 @@ class PostgreSQL(Dialect):
         numbers = _int64s(bytes(packed))
         return numbers[::2], numbers[1::2]
 
-    def digest_rows(
-        self, cursor: Any, conditions: Sequence[str]
-    ) -> tuple[Sequence[int], Sequence[bytes]]:
-        """Packed by the server: 40 bytes (id, digest) a row in one ``bytea``."""
+    def digest_rows(self, cursor: Any, conditions: Sequence[str]) -> tuple[Sequence[int], Digests]:
+        """Packed by the server: ids as 64-bit integers in one ``bytea``, digests in another.
+
+        Both aggregates read the same rows in the same order.
+        """
         select = "SELECT id, digest FROM objects WHERE "
         union = " UNION ALL ".join(select + where for where in conditions)
-        cursor.execute(f"SELECT string_agg(int8send(id) || digest, '') FROM ({union}) s")
-        (packed,) = cursor.fetchone()
-        if packed is None:
+        cursor.execute(
+            f"SELECT string_agg(int8send(id), ''), string_agg(digest, '') FROM ({union}) s"
+        )
+        ids, packed = cursor.fetchone()
+        if ids is None:
             return [], []
-        rows = list(struct.iter_unpack(">q32s", packed))
-        return list(map(_first, rows)), list(map(_second, rows))
+        return _int64s(bytes(ids)), bytes(packed)
 
     def engine(self, url: URL, *, pooled: bool, read_only: bool = False) -> Engine:
         """A psycopg2 engine; unpooled for jobs.
@@ -1397,9 +1417,7 @@ class MySQL(Dialect):
         numbers = comma_ints(packed)
         return numbers[::2], numbers[1::2]
 
-    def digest_rows(
-        self, cursor: Any, conditions: Sequence[str]
-    ) -> tuple[Sequence[int], Sequence[bytes]]:
+    def digest_rows(self, cursor: Any, conditions: Sequence[str]) -> tuple[Sequence[int], Digests]:
         """Packed by the server: the ids as one comma list, the digests as one binary string.
 
         Both aggregates read the same rows in the same order.  A list as long as
@@ -1416,9 +1434,9 @@ class MySQL(Dialect):
         limit, count, listed, packed = cursor.fetchone()
         if not count:
             return [], []
-        if len(listed) >= int(limit) or len(packed) != 32 * count:  # cut short
+        if len(listed) >= int(limit) or len(packed) != DIGEST_SIZE * count:  # cut short
             return super().digest_rows(cursor, conditions)
-        return comma_ints(listed), list(map(_first, struct.iter_unpack("32s", packed)))
+        return comma_ints(listed), bytes(packed)
 
     def lift_recursion_limit(self, conn: Connection) -> None:
         """MariaDB stops a recursive CTE silently after 1,000 rounds; MySQL fails at 1,000."""

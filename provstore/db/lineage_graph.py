@@ -132,15 +132,21 @@ class Graph:
         return list(self.seen)
 
     def named(
-        self, ids: Sequence[int], digests: Sequence[bytes]
+        self, ids: Sequence[int], digests: bytes | Sequence[bytes]
     ) -> tuple[dict[bytes, int], tuple[DigestEdge, ...]]:
         """The levels of the nodes reached, and every link among them, by digest.
 
         ``ids`` and ``digests`` are rows of the ``objects`` table (any order; rows of nodes
-        not reached are left out).  The links come sorted: ranked in digest order, a link
-        is a pair of ranks, sorted as one integer; every step maps a C function over all
-        nodes or links at once.
+        not reached are left out); ``digests`` may be one byte string holding them all,
+        of one length, one after another.  The links come sorted: ranked in digest order, a
+        link is a pair of ranks, sorted as one integer; every step maps a C function over
+        all nodes or links at once.
         """
+        if isinstance(digests, bytes):
+            each = len(digests) // len(ids) if ids else 0
+            if each * len(ids) != len(digests):
+                raise ValueError("as many ids as digests are needed")
+            digests = [digests[at : at + each] for at in range(0, len(digests), each or 1)]
         seen = self.seen
         rows = list(zip(ids, digests, strict=True))
         kept = list(compress(rows, map(seen.__contains__, map(_first, rows))))
