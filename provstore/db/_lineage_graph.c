@@ -29,6 +29,7 @@ typedef struct {
     int32_t hits;     /* nodes reached in it */
     int32_t entered;  /* level it was first reached at */
     uint8_t known;    /* every node in it is known */
+    uint8_t skip;     /* left out by seen_ids(), while it runs */
 } Block;
 
 typedef struct {       /* open addressing: int64 key -> int32 index (-1: empty slot) */
@@ -121,7 +122,7 @@ static int32_t block_of(Graph *g, int64_t block, int create) {
         return -2;
     }
     at = (int32_t)g->n_blocks++;
-    g->blocks[at] = (Block){block, 0, -1, 0};
+    g->blocks[at] = (Block){block, 0, -1, 0, 0};
     size_t j = mix(block) & g->block_table.mask;
     while (g->block_table.slots[j] >= 0) j = (j + 1) & g->block_table.mask;
     g->block_table.slots[j] = at;
@@ -371,8 +372,9 @@ static PyObject *graph_add(Graph *g, PyObject *args) {
     if (at == NULL || touched == NULL) { PyErr_NoMemory(); goto fail; }
     int32_t call = ++g->calls;
     Py_ssize_t n_touched = 0, kept = 0;
+    int32_t node = -1;
     for (Py_ssize_t i = 0; i < n; i++) {  /* the sources whose links are new: count them */
-        int32_t node = node_of(g, srcs[i]);
+        if (i == 0 || srcs[i] != srcs[i - 1]) node = node_of(g, srcs[i]);  /* come in runs */
         if (node < 0) goto fail;
         Node *s = &g->nodes[node];
         if (s->listed != 0 && s->listed != call) { at[i] = -1; continue; }
@@ -537,16 +539,28 @@ static PyObject *graph_block_counts(Graph *g, PyObject *unused) {
     return out;
 }
 
-static PyObject *graph_seen_ids(Graph *g, PyObject *unused) {
-    PyObject *out = PyList_New((Py_ssize_t)g->n_seen);
-    if (out == NULL) return NULL;
-    Py_ssize_t k = 0;
-    for (size_t i = 0; i < g->n_nodes; i++) {
-        if (g->nodes[i].level < 0) continue;
-        PyObject *id = PyLong_FromLongLong(g->nodes[i].id);
-        if (id == NULL) { Py_DECREF(out); return NULL; }
-        PyList_SET_ITEM(out, k++, id);
+static PyObject *graph_seen_ids(Graph *g, PyObject *args) {
+    PyObject *skip_seq = NULL;
+    if (!PyArg_ParseTuple(args, "|O", &skip_seq)) return NULL;
+    Py_ssize_t n_skip = 0;
+    int64_t *skip = skip_seq == NULL ? NULL : int64s(skip_seq, &n_skip);
+    if (skip_seq != NULL && skip == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < n_skip; i++) {
+        int32_t block = block_of(g, skip[i], 0);
+        if (block >= 0) g->blocks[block].skip = 1;
     }
+    PyObject *out = PyList_New(0);
+    for (size_t i = 0; out != NULL && i < g->n_nodes; i++) {
+        if (g->nodes[i].level < 0 || g->blocks[g->nodes[i].block].skip) continue;
+        PyObject *id = PyLong_FromLongLong(g->nodes[i].id);
+        if (id == NULL || PyList_Append(out, id) < 0) Py_CLEAR(out);
+        Py_XDECREF(id);
+    }
+    for (Py_ssize_t i = 0; i < n_skip; i++) {
+        int32_t block = block_of(g, skip[i], 0);
+        if (block >= 0) g->blocks[block].skip = 0;
+    }
+    PyMem_Free(skip);
     return out;
 }
 
@@ -613,6 +627,8 @@ static PyObject *graph_named(Graph *g, PyObject *args) {
                                : PySequence_Fast(digest_seq, "expected a sequence of digests");
     Named *named = NULL;
     Py_ssize_t width = 0;
+    PyObject **levels = PyMem_Calloc((size_t)g->level + 1, sizeof(PyObject *));
+    if (levels == NULL) { PyMem_Free(ids); return PyErr_NoMemory(); }
     uint64_t *keys = NULL;
     PyObject *depths = NULL, *edges = NULL;
     if (digests == NULL) goto done;
@@ -653,12 +669,9 @@ static PyObject *graph_named(Graph *g, PyObject *args) {
     for (Py_ssize_t r = 0; r < width; r++) {
         Node *node = &g->nodes[named[r].node];
         node->rank = (int32_t)r;
-        PyObject *level = PyLong_FromLong(node->level);
-        if (level == NULL || PyDict_SetItem(depths, named[r].name, level) < 0) {
-            Py_XDECREF(level);
-            goto done;
-        }
-        Py_DECREF(level);
+        PyObject **level = &levels[node->level];  /* one int per level, not per node */
+        if (*level == NULL) *level = PyLong_FromLong(node->level);
+        if (*level == NULL || PyDict_SetItem(depths, named[r].name, *level) < 0) goto done;
         if (node->listed) n_keys += node->count;
     }
     keys = PyMem_Malloc((size_t)(2 * n_keys + 1) * sizeof(uint64_t));
@@ -698,6 +711,8 @@ done:
         }
         for (Py_ssize_t r = 0; packed && r < width; r++) Py_XDECREF(named[r].name);
     }
+    for (int32_t level = 0; level <= g->level; level++) Py_XDECREF(levels[level]);
+    PyMem_Free(levels);
     PyMem_Free(ids);
     PyMem_Free(named);
     PyMem_Free(keys);
@@ -738,7 +753,7 @@ static PyMethodDef graph_methods[] = {
     {"hits", (PyCFunction)graph_hits, METH_O, "Nodes reached in a block."},
     {"entered", (PyCFunction)graph_entered, METH_O, "Level a block was first reached at."},
     {"block_counts", (PyCFunction)graph_block_counts, METH_NOARGS, "Nodes reached per block."},
-    {"seen_ids", (PyCFunction)graph_seen_ids, METH_NOARGS, "Every node reached."},
+    {"seen_ids", (PyCFunction)graph_seen_ids, METH_VARARGS, "Nodes reached, by block."},
     {"named", (PyCFunction)graph_named, METH_VARARGS, "Levels and links by digest."},
     {NULL, NULL, 0, NULL},
 };

@@ -998,19 +998,21 @@ class PostgreSQL(Dialect):
     def int_pairs(
         self, cursor: Any, columns: tuple[str, str], conditions: Sequence[str]
     ) -> tuple[Sequence[int], Sequence[int]]:
-        """The pairs packed by the server into one ``bytea`` of 64-bit integers.
+        """Each column packed by the server into one comma list.
 
-        Read as an array: 80,000 links take 32 ms so, against 56 ms as rows, which psycopg2
-        parses from text one value at a time.
+        Both aggregates read the same rows in the same order.  80,000 links: 18 ms so,
+        22 ms as one ``bytea`` of 64-bit integers (``int8send``, concatenated per row),
+        56 ms as rows, which psycopg2 parses one value at a time.
         """
         select = f"SELECT {columns[0]} AS a, {columns[1]} AS b FROM product_parents WHERE "
         union = " UNION ALL ".join(select + where for where in conditions)
-        cursor.execute(f"SELECT string_agg(int8send(a) || int8send(b), '') FROM ({union}) s")
-        (packed,) = cursor.fetchone()
-        if packed is None:
+        cursor.execute(
+            f"SELECT string_agg(a::text, ','), string_agg(b::text, ',') FROM ({union}) s"
+        )
+        nears, fars = cursor.fetchone()
+        if nears is None:
             return [], []
-        numbers = _int64s(bytes(packed))
-        return numbers[::2], numbers[1::2]
+        return comma_ints(nears), comma_ints(fars)
 
     def digest_rows(self, cursor: Any, conditions: Sequence[str]) -> tuple[Sequence[int], Digests]:
         """Packed by the server: ids as 64-bit integers in one ``bytea``, digests in another.

@@ -15,8 +15,6 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from itertools import compress, repeat
-from operator import rshift
 from typing import Any
 
 from sqlalchemy import text
@@ -113,9 +111,7 @@ def _id_conditions(graph: Graph) -> list[str]:
     dense = sorted(block for block, count in counts.items() if 2 * count >= _BLOCK)
     conditions = _ranges("id", dense)
     if len(dense) < len(counts):
-        sparse = counts.keys() - set(dense)
-        ids = graph.seen_ids()
-        rest = list(compress(ids, map(sparse.__contains__, map(rshift, ids, repeat(_BLOCK_BITS)))))
+        rest = graph.seen_ids(dense)
         conditions += [f"id IN ({dialects.sql_ints(part)})" for part in chunked(rest, _MAX_IN)]
     return conditions
 

@@ -127,9 +127,12 @@ class Graph:
         """Nodes reached per block (blocks reached only)."""
         return dict(self.counts)
 
-    def seen_ids(self) -> list[int]:
-        """Every node reached."""
-        return list(self.seen)
+    def seen_ids(self, skip: Iterable[int] = ()) -> list[int]:
+        """The nodes reached, but for those in the blocks ``skip`` names."""
+        skipped = set(skip)
+        if not skipped:
+            return list(self.seen)
+        return [node for node in self.seen if node >> self.bits not in skipped]
 
     def named(
         self, ids: Sequence[int], digests: bytes | Sequence[bytes]
