@@ -165,3 +165,15 @@ def test_the_python_version_is_used_without_the_extension(monkeypatch):
     monkeypatch.setattr(lineage_graph, "_compiled", None)
     assert graph_class(True) is Graph
     assert comma_ints("3,-4") == [3, -4]
+
+
+def test_no_compiled_graph_exists_half_made():
+    """The compiled graph is made whole by its constructor, or not at all."""
+    if COMPILED is Graph:
+        pytest.skip("the extension was not built here")
+    with pytest.raises(TypeError):
+        COMPILED.__new__(COMPILED)
+    with pytest.raises(ValueError):
+        COMPILED(1, True, 63)
+    graph = COMPILED(1, True, 0)
+    assert (graph.size, graph.level, graph.frontier()) == (1, 0, [1])

@@ -317,31 +317,33 @@ bad:
     return NULL;
 }
 
-static int graph_init(Graph *g, PyObject *args, PyObject *kwargs) {
+/* Made whole by ``Graph(root, ancestors, bits)``: no half-made graph can be reached. */
+static PyObject *graph_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
     static char *names[] = {"root", "ancestors", "bits", NULL};
     long long root;
     int ancestors, bits;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Lpi", names, &root, &ancestors, &bits))
-        return -1;
+        return NULL;
     if (bits < 0 || bits > 62) {
         PyErr_SetString(PyExc_ValueError, "bits must be within 0..62");
-        return -1;
+        return NULL;
     }
-    if (g->nodes != NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "a Graph is initialised once");
-        return -1;
-    }
+    Graph *g = (Graph *)type->tp_alloc(type, 0);  /* zeroed */
+    if (g == NULL) return NULL;
     g->ancestors = ancestors;
     g->bits = bits;
     g->low = g->high = root;
     if (table_init(&g->node_table, 1 << 16) < 0 || table_init(&g->block_table, 256) < 0) {
-        PyErr_NoMemory();
-        return -1;
+        Py_DECREF(g);
+        return PyErr_NoMemory();
     }
     int32_t node = node_of(g, root);
-    if (node < 0 || push_frontier(g, node) < 0) return -1;
+    if (node < 0 || push_frontier(g, node) < 0) {
+        Py_DECREF(g);
+        return NULL;
+    }
     reach(g, node);
-    return 0;
+    return (PyObject *)g;
 }
 
 static void graph_dealloc(Graph *g) {
@@ -773,8 +775,7 @@ static PyTypeObject GraphType = {
     .tp_doc = "A lineage walk's nodes, links and levels (see provstore.db.lineage_graph.Graph).",
     .tp_basicsize = sizeof(Graph),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_new = PyType_GenericNew,
-    .tp_init = (initproc)graph_init,
+    .tp_new = graph_new,
     .tp_dealloc = (destructor)graph_dealloc,
     .tp_methods = graph_methods,
     .tp_getset = graph_getset,
