@@ -494,7 +494,9 @@ class Store:
         # a product names its parents: the first level of ancestors needs no query
         first = item.obj.parents if direction == "ancestors" and depth else None
         with self._readers.connection() as conn:
-            depths, edges = walks.walk(conn, item.digest, direction, depth, first)
+            depths, edges = walks.walk(
+                conn, item.digest, direction, depth, first, aside=self._readers.aside
+            )
         return Lineage(item.digest, direction, depths, edges)
 
     @requires(_lineage_args)

@@ -285,3 +285,70 @@ def test_a_walk_reading_ranges_plans_without_parallel_workers_then_resets(
                 assert _planner(conn) == planner
     finally:
         engine.dispose()
+
+
+def _aside(engine, fail_every=0):
+    """``Readers.aside`` for a bare engine: a worker thread with a connection of its own;
+    every ``fail_every``-th read raises instead (the walk must read those blocks itself)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    worker = ThreadPoolExecutor(1)
+    calls = []
+
+    def read(work):
+        calls.append(work)
+        if fail_every and len(calls) % fail_every == 0:
+            raise sa.exc.OperationalError("SELECT", {}, Exception("connection lost"))
+        with engine.connect() as conn:
+            return work(conn)
+
+    def aside(work):
+        return worker.submit(read, work)
+
+    return aside, calls, worker
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(graph=_graphs(), fail_every=st.sampled_from([0, 1, 2]))
+def test_digests_read_aside_name_the_same_walk(sqlite_engine, tiny_blocks, graph, fail_every):
+    """Blocks' digests read on another connection (some of those reads failing): the same
+    depths and edges as a plain BFS."""
+    ids, edges, root, direction, depth = graph
+    _load(sqlite_engine, ids, edges)
+    want = _bfs(edges, root, direction, depth)
+    kept = {(_digest(c), _digest(p)) for c, p in edges if c in want and p in want}
+    aside, _, worker = _aside(sqlite_engine, fail_every)
+    try:
+        with sqlite_engine.connect() as conn:
+            got, got_edges = lineage.walk(conn, _digest(root), direction, depth, aside=aside)
+    finally:
+        worker.shutdown()
+    assert got == {_digest(i): level for i, level in want.items()}
+    assert got_edges == tuple(sorted(kept))
+
+
+def test_a_deep_walk_reads_digests_aside(backend_url, tiny_blocks):
+    """A store's reader hands the blocks a deep walk fetches whole to its worker thread's
+    connection; every node is named, with those digests and the walk's own query."""
+    import threading
+
+    n = 300
+    edges = [(i, i - k) for i in range(1, n) for k in (1, 2, 3) if i - k >= 0]
+    ids = list(range(1, n + 1))
+    with Store(backend_url) as store:
+        _load(store.engine, ids, edges)
+        threads = []
+
+        def aside(work):
+            return store._readers.aside(
+                lambda conn: threads.append(threading.current_thread()) or work(conn)
+            )
+
+        with store._readers.connection() as conn:
+            got, got_edges = lineage.walk(conn, _digest(n - 1), "ancestors", 1000, aside=aside)
+    want = _bfs(edges, n - 1, "ancestors", 1000)
+    assert bool(threads) == (lineage._WORTH < n)  # blocks fetched whole: never at 10**6
+    assert threading.current_thread() not in threads  # read aside, elsewhere
+    assert got == {_digest(i): level for i, level in want.items()}
+    assert got_edges == tuple(sorted((_digest(c), _digest(p)) for c, p in edges))

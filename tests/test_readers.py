@@ -116,3 +116,30 @@ def test_threads_hold_a_bounded_number_of_read_connections(server_url):
         assert len(store._readers.held) == 2
         assert _server_sessions(server_url) - others <= during
     assert _server_sessions(server_url) == others
+
+
+def test_a_read_aside_runs_on_a_worker_with_its_own_connection(backend_url):
+    """``aside`` runs a read on one worker thread and its own connection; close() stops it."""
+    store = Store(backend_url)
+    try:
+        with store._readers.connection() as mine:  # held by this thread meanwhile
+            ours = mine.connection.dbapi_connection
+            first = store._readers.aside(
+                lambda conn: (threading.current_thread(), conn.connection.dbapi_connection)
+            )
+            thread, theirs = first.result(timeout=30)
+        assert thread is not threading.current_thread()
+        assert theirs is not ours
+        again = store._readers.aside(lambda conn: threading.current_thread()).result(timeout=30)
+        assert again is thread  # one worker, kept
+        failing = store._readers.aside(lambda conn: 1 // 0)
+        try:
+            failing.result(timeout=30)
+        except ZeroDivisionError:
+            pass
+        else:
+            raise AssertionError("the worker's error did not reach the caller")
+    finally:
+        store.close()
+    thread.join(timeout=10)
+    assert not thread.is_alive()

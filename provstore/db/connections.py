@@ -11,13 +11,17 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
+from typing import TypeVar
 
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 __all__ = ["IDLE_CHECK_S", "MAX_HELD", "Readers"]
+
+T = TypeVar("T")
 
 IDLE_CHECK_S = 5.0  # a held read connection idle this long is checked before use
 MAX_HELD = 4  # threads that hold a read connection; more read through the pool
@@ -33,6 +37,8 @@ class Readers:
         self._local = threading.local()
         self._pid = os.getpid()
         self._lock = threading.Lock()
+        self._worker: ThreadPoolExecutor | None = None
+        self._worker_pid = 0
 
     @contextmanager
     def connection(self) -> Iterator[Connection]:
@@ -53,8 +59,30 @@ class Readers:
             self._drop(conn)
             raise
 
+    def aside(self, work: Callable[[Connection], T]) -> Future[T]:
+        """Run ``work`` on a read connection of its own, in a worker thread; the result later.
+
+        For a long read that can overlap the calling thread's own (a deep lineage walk's
+        digests, fetched while it walks on).  One worker per store and process (a forked
+        child starts its own); it holds its read connection as any thread does.
+        """
+        with self._lock:
+            if self._worker is None or self._worker_pid != os.getpid():
+                self._worker = ThreadPoolExecutor(1, thread_name_prefix="provstore-read")
+                self._worker_pid = os.getpid()
+            worker = self._worker
+        return worker.submit(self._read, work)
+
+    def _read(self, work: Callable[[Connection], T]) -> T:
+        with self.connection() as conn:
+            return work(conn)
+
     def close(self) -> None:
         """Close every held connection (not those a forked parent still uses)."""
+        with self._lock:
+            worker, self._worker = self._worker, None
+        if worker is not None and self._worker_pid == os.getpid():
+            worker.shutdown(cancel_futures=True)  # waits for a read under way
         with self._lock:
             held, self.held = self.held, {}
         if self._pid == os.getpid():

@@ -12,8 +12,11 @@ driver parameter each.
 
 from __future__ import annotations
 
+import functools
 import gc
+from array import array
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import Any
 
@@ -21,6 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from provstore.core.chunks import chunked
+from provstore.core.digests import DIGEST_SIZE
 from provstore.db import dialects
 from provstore.db.index import ids_of
 from provstore.db.lineage_graph import DigestEdge, Graph, graph_class
@@ -28,6 +32,7 @@ from provstore.db.lineage_graph import DigestEdge, Graph, graph_class
 __all__ = ["all_edges", "walk"]
 
 Edge = tuple[int, int]  # (child id, parent id)
+Aside = Callable[[Callable[[Connection], Any]], Future[Any]]  # connections.Readers.aside
 
 _MAX_WINDOW = 512  # levels per recursive query; below MariaDB's max_recursive_iterations
 
@@ -40,6 +45,7 @@ def walk(
     first: Sequence[bytes] | None = None,
     *,
     compiled: bool = True,
+    aside: Aside | None = None,
 ) -> tuple[dict[bytes, int], tuple[DigestEdge, ...]]:
     """Nodes within ``depth`` levels of ``root`` (all when None) with their levels, and edges.
 
@@ -48,7 +54,9 @@ def walk(
     edges are every ``(child, parent)`` link among the nodes returned, sorted.  Bounded walks,
     however deep, go by blocks of ids (:class:`_BlockWalk`); unbounded ones fetch every
     reachable edge in one recursive query.  The graph is the compiled one when it was built
-    and ``compiled`` (tests compare both).
+    and ``compiled`` (tests compare both).  With ``aside`` (a way to read on another
+    connection, in another thread), the digests of the blocks a deep walk fetches whole are
+    read there while it walks on.
     """
     ids = ids_of(conn, [root, *(first or ())])
     if root not in ids:
@@ -59,10 +67,11 @@ def walk(
     near = "child" if direction == "ancestors" else "parent"
     graph: Graph = graph_class(compiled)(ids[root], near == "child", _BLOCK_BITS)
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    digests = _Digests(aside, dialects.of(conn))
     try:
         with _collector_paused(), dialects.of(conn).serial_plans(conn) as serial:
             if depth is not None:
-                _BlockWalk(conn, cursor, graph, near, first_ids, serial).run(depth)
+                _BlockWalk(conn, cursor, graph, near, first_ids, serial, digests).run(depth)
             else:
                 edges = all_edges(conn, ids[root], near)
                 pairs = list(zip(*edges, strict=True)) if edges else [(), ()]
@@ -70,7 +79,7 @@ def walk(
                 graph.mark_all()
                 while graph.advance():
                     pass
-            return _named(conn, cursor, graph)
+            return _named(conn, cursor, graph, digests)
     finally:
         cursor.close()
 
@@ -93,27 +102,89 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _named(
-    conn: Connection, cursor: Any, graph: Graph
+    conn: Connection, cursor: Any, graph: Graph, digests: _Digests
 ) -> tuple[dict[bytes, int], tuple[DigestEdge, ...]]:
-    """The graph's nodes and the edges among them, by digest (one query for the digests)."""
-    conditions = _id_conditions(graph)
-    ids, digests = dialects.of(conn).digest_rows(cursor, conditions)
-    return graph.named(ids, digests)
+    """The graph's nodes and the edges among them, by digest.
+
+    The digests read aside (whole blocks), then one query for those of the other nodes.
+    """
+    covered, parts = digests.results()
+    conditions = _id_conditions(graph, covered)
+    if conditions:
+        parts.append(dialects.of(conn).digest_rows(cursor, conditions))
+    return graph.named(*_joined(parts))
 
 
-def _id_conditions(graph: Graph) -> list[str]:
-    """Conditions on ``id`` that hold for every node the walk reached.
+def _id_conditions(graph: Graph, covered: set[int]) -> list[str]:
+    """Conditions on ``id`` that hold for every node reached outside the blocks ``covered``.
 
     A range over each stretch of blocks they fill at least half (one scan, cheaper than a
     lookup per id), then ``IN`` lists.
     """
     counts = graph.block_counts()
-    dense = sorted(block for block, count in counts.items() if 2 * count >= _BLOCK)
+    dense = [block for block, count in counts.items() if 2 * count >= _BLOCK]
+    dense = sorted(set(dense) - covered)
     conditions = _ranges("id", dense)
-    if len(dense) < len(counts):
-        rest = graph.seen_ids(dense)
+    skip = covered.union(dense)
+    if not skip.issuperset(counts):
+        rest = graph.seen_ids(sorted(skip))
         conditions += [f"id IN ({dialects.sql_ints(part)})" for part in chunked(rest, _MAX_IN)]
     return conditions
+
+
+def _joined(parts: list[tuple[Sequence[int], dialects.Digests]]) -> tuple[array[int], Any]:
+    """The ids and digests of several reads as one of each (digests packed where all are)."""
+    ids = array("q")
+    for part_ids, _ in parts:
+        ids.extend(part_ids)
+    if all(isinstance(part, bytes) for _, part in parts):
+        return ids, b"".join(part for _, part in parts)  # type: ignore[misc]
+    names: list[bytes] = []
+    for _, part in parts:
+        if isinstance(part, bytes):
+            part = [part[at : at + DIGEST_SIZE] for at in range(0, len(part), DIGEST_SIZE)]
+        names.extend(part)
+    return ids, names
+
+
+class _Digests:
+    """The digests of the blocks a walk fetches whole, read aside while it walks on.
+
+    The blocks a walk fetches whole are nearly all it names at the end; reading their
+    digests on another connection while it fetches links hides that read's time.  A read
+    that failed is left to the walk's own query at the end.
+    """
+
+    def __init__(self, aside: Aside | None, dialect: dialects.Dialect) -> None:
+        self.aside, self.dialect = aside, dialect
+        self.pending: list[tuple[list[int], Future[tuple[Sequence[int], dialects.Digests]]]] = []
+
+    def fetch(self, blocks: list[int]) -> None:
+        if self.aside is not None:
+            work = functools.partial(_digest_rows, self.dialect, _ranges("id", blocks))
+            self.pending.append((blocks, self.aside(work)))
+
+    def results(self) -> tuple[set[int], list[tuple[Sequence[int], dialects.Digests]]]:
+        """The blocks whose digests were read aside, and those reads."""
+        covered: set[int] = set()
+        parts = []
+        for blocks, future in self.pending:
+            try:
+                parts.append(future.result())
+            except Exception:  # noqa: BLE001 - read again by the walk's own connection
+                continue
+            covered.update(blocks)
+        return covered, parts
+
+
+def _digest_rows(
+    dialect: dialects.Dialect, conditions: list[str], conn: Connection
+) -> tuple[Sequence[int], dialects.Digests]:
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        return dialect.digest_rows(cursor, conditions)
+    finally:
+        cursor.close()
 
 
 def _ranges(column: str, blocks: list[int]) -> list[str]:
@@ -165,8 +236,9 @@ class _BlockWalk:
         near: str,
         first: Sequence[int] | None,
         serial: Callable[[], None] = lambda: None,
+        digests: _Digests | None = None,
     ) -> None:
-        self.cursor, self.near, self.graph = cursor, near, graph
+        self.cursor, self.near, self.graph, self.digests = cursor, near, graph, digests
         self.serial = serial  # switches the database to serial plans (ranges ahead)
         self.far = "parent" if near == "child" else "child"
         self.dialect = dialects.of(conn)
@@ -232,6 +304,8 @@ class _BlockWalk:
             self.ahead = max(1, min(self.ahead, (reach >> _BLOCK_BITS) + 1))
 
     def fetch_blocks(self, blocks: list[int]) -> None:
+        if self.digests is not None:  # read aside while this thread reads the links
+            self.digests.fetch(blocks)
         self.serial()
         self.edges(_ranges(self.near, blocks))
         self.blocks.update(blocks)
