@@ -192,8 +192,8 @@ def test_a_batch_staged_in_pieces_reads_back_as_its_rows(n, cuts, restart):
     assert pipe.put(batch)
     sent = pipe._child.stdin.getvalue()
     packed = sqlite_pipe._read(io.BytesIO(sent), marshal.loads)
-    assert packed == layout.pack(*layout.rows_of(items))
-    assert pipe._rows == ([], dict.fromkeys(layout.INDEX_TABLE_NAMES, []))
+    assert packed == layout.pack(layout.columns_of(items))
+    assert pipe._batch == layout.columns_of(())
     assert pipe._made == 0  # the next batch starts afresh
 
 

@@ -223,7 +223,7 @@ class DirectWriter:
         and nothing of the batch is kept.
         """
         if items:
-            self.put_packed(layout.pack(*layout.rows_of(items)))
+            self.put_packed(layout.pack(layout.columns_of(items)))
 
     def put_packed(self, batch: layout.Packed) -> None:
         """:meth:`put` of a batch :func:`provstore.db.layout.pack` made (a pipe's batch)."""

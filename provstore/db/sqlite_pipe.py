@@ -107,7 +107,7 @@ class PipedWriter:
         # of items, how many of them are done, and their rows.
         self._making: Sequence[Sealed] | None = None
         self._made = 0
-        self._rows: tuple[list[layout.Row], dict[str, list[layout.Row]]] = _no_rows()
+        self._batch = layout.columns_of(())
 
     @property
     def usable(self) -> bool:
@@ -126,12 +126,9 @@ class PipedWriter:
         grow until it is :meth:`put`; another list starts over.
         """
         if items is not self._making:
-            self._making, self._made, self._rows = items, 0, _no_rows()
+            self._making, self._made, self._batch = items, 0, layout.columns_of(())
         if len(items) > self._made:
-            objects, rows = layout.rows_of(items[self._made :])
-            self._rows[0].extend(objects)
-            for table, table_rows in rows.items():
-                self._rows[1][table].extend(table_rows)
+            layout.extend(self._batch, layout.columns_of(items[self._made :]))
             self._made = len(items)
 
     def put(self, items: Sequence[Sealed]) -> bool:
@@ -139,9 +136,8 @@ class PipedWriter:
         if not self.usable:
             return False
         self.stage(items)  # what was not staged yet: made while the writer commits
-        packed = layout.pack(*self._rows)
-        message = marshal.dumps(packed, _MARSHAL)
-        self._making, self._made, self._rows = None, 0, _no_rows()
+        message = marshal.dumps(layout.pack(self._batch), _MARSHAL)
+        self._making, self._made, self._batch = None, 0, layout.columns_of(())
         self._settle(0)
         if self.failed is not None:
             return False
@@ -272,10 +268,6 @@ def _unpickled(body: bytes) -> Any:
     if source.tell() != len(body):
         raise ValueError("bytes after the pickle")
     return message
-
-
-def _no_rows() -> tuple[list[layout.Row], dict[str, list[layout.Row]]]:
-    return [], {table: [] for table in layout.INDEX_TABLE_NAMES}
 
 
 def _exactly(stream: IO[bytes], size: int) -> bytes | None:
