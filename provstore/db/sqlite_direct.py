@@ -346,7 +346,7 @@ def _write_packed(
     wanted.difference_update(ids)
     wanted.discard(None)
     ids[None] = None
-    earlier = wanted.intersection(known)
+    earlier = set(filter(known.__contains__, wanted))  # not wanted & known: walks all known
     ids.update(zip(earlier, map(known.__getitem__, earlier), strict=True))
     rest = wanted - earlier
     if rest:
