@@ -367,7 +367,7 @@ def _write_packed(
 
 
 def _as_ids(
-    column: list[Any], digests: list[bytes], own: Sequence[int], ids: dict[Any, int | None]
+    column: Sequence[Any], digests: Sequence[bytes], own: Sequence[int], ids: dict[Any, int | None]
 ) -> Iterable[int | None]:
     """A column of digests as ids; the batch's own, in order, when it is their digests."""
     return own if column == digests else map(ids.__getitem__, column)
