@@ -338,7 +338,7 @@ def _write_packed(
         found = _ids(conn, digests)
         own = [found[digest] for digest in digests]
     ids: dict[Any, int | None] = dict(zip(digests, own, strict=True))
-    learned.update(zip(digests, own, strict=True))
+    learned.update(ids)  # a dict's entries with their hashes: sooner than zipping again
     wanted: set[Any] = set()
     for table, columns in tables.items():
         for position in layout.REFS[table][1:]:  # the first is the row's own object
