@@ -9,6 +9,8 @@ A new kind in ``provstore.core.objects.KINDS`` without an entry in ``ROWS``
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from provstore import Store
 from provstore.core.objects import (
@@ -32,6 +34,10 @@ from provstore.exchange.prov import PROV_MAPPING, to_prov_json
 @pytest.fixture
 def sample_objects() -> list[Sealed]:
     """One object of every kind, each referring to the ones before it."""
+    return _samples()
+
+
+def _samples() -> list[Sealed]:
     libs = seal(LibrarySet((("numpy", "2.0.0"),)))
     conda = seal(CondaSet((("mkl", "2024.0", "h1_0", "conda-forge"),), ()))
     env = seal(Environment("cpython", "3.11.7", "Linux", "6.1", "x86_64", "", libs.digest, {}, (),
@@ -147,3 +153,46 @@ def test_known_ids_are_not_looked_up_again():
     layout.write(db, [second], known, learned)
     assert db.asked[-1] == {second.digest}  # the parent and the run came from `known`
     assert db.rows["product_parents"] == [(db.ids_of[second.digest], db.ids_of[first.digest])]
+
+
+def _products_among(samples: list[Sealed], n: int) -> list[Sealed]:
+    """Products whose parents are products before them, or digests never stored."""
+    made: list[Sealed] = []
+    for i in range(n):
+        parents = {made[j].digest for j in (i - 1, i // 2, i // 3) if 0 <= j < len(made)}
+        parents |= {bytes([i % 7]) * 32} if i % 4 == 0 else set()
+        run = samples[4].digest if i % 3 else None
+        made.append(seal(Product(f"p{i % 11}", None, {}, None, i % 2 or None, None, run,
+                                 tuple(sorted(parents)))))  # fmt: skip
+    return made
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.integers(0, 29), max_size=40))
+def test_columns_and_their_key_order_are_the_rows_and_theirs(picks):
+    """``columns_of`` holds ``rows_of``'s rows; ``pack`` orders them as ``write_rows`` sorts them.
+
+    Any mix of kinds, objects twice, parents in the batch or not: objects go in in the same
+    order whichever form a writer takes, so they get the same ids.
+    """
+    from provstore.db import layout
+
+    samples = _samples()
+    pool = samples + _products_among(samples, 21)
+    items = [pool[i] for i in picks]
+    objects, rows = layout.rows_of(items)
+    columns = layout.columns_of(items)
+    assert [list(c) for c in zip(*objects, strict=True)] == (columns[0] if objects else [])
+    for table, table_rows in rows.items():
+        transposed = [list(c) for c in zip(*table_rows, strict=True)]
+        assert transposed == (columns[1][table] if table_rows else [])
+    packed_objects, packed = layout.pack(columns)
+    assert list(zip(*packed_objects, strict=True)) == layout.by_digest(objects)
+    assert set(packed) == {table for table, table_rows in rows.items() if table_rows}
+    for table, table_columns in packed.items():
+        in_order = sorted(rows[table], key=lambda row: row[0])  # stable: an object's rows kept
+        assert list(zip(*table_columns, strict=True)) == in_order
+    more = layout.columns_of(())
+    for start in range(0, len(items), 7):  # made in pieces, as a tracker stages a batch
+        layout.extend(more, layout.columns_of(items[start : start + 7]))
+    assert layout.pack(more) == layout.pack(columns)

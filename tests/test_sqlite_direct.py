@@ -252,3 +252,30 @@ def test_ids_the_insert_gave_are_the_ids_stored(tmp_path_factory, batches):
     if set().union(*expected.values()) <= expected.keys():  # else fsck names the missing
         with Store(url) as store:
             assert fsck(store).ok
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.integers(0, 30), st.sets(st.integers(0, 40), max_size=3)),
+                         min_size=1, max_size=12), min_size=1, max_size=4))  # fmt: skip
+def test_packed_batches_store_the_rows_the_sqlalchemy_path_does(tmp_path_factory, batches):
+    """Rows and ids alike: the direct writer's batches (columns, ids a column at a time) and
+    ``Store.put``'s (rows, ids a row at a time), with parents in the batch, in an earlier
+    one, never stored, objects twice and stored again."""
+    from provstore.core.objects import Product, seal
+
+    def product(i: int, parents: set[int]):
+        refs = tuple(sorted(seal(Product(f"p{j}", None, {}, None, None, None, None, ())).digest
+                            for j in parents))  # fmt: skip
+        return seal(Product(f"p{i}", None, {}, None, None, None, None, refs if i > 30 else ()))
+
+    where = tmp_path_factory.mktemp("same")
+    direct_url, full_url = f"sqlite:///{where}/direct.db", f"sqlite:///{where}/full.db"
+    Store(direct_url).close()
+    writer = sqlite_direct.open_writer(direct_url)
+    with Store(full_url) as store:
+        for batch in batches:
+            items = [product(i + 31 if parents else i, parents) for i, parents in batch]
+            writer.put(items)
+            store.put(items)
+    writer.close()
+    assert _rows(f"{where}/direct.db") == _rows(f"{where}/full.db")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import marshal
 import os
 import pickle
 import signal
@@ -190,10 +191,10 @@ def test_a_batch_staged_in_pieces_reads_back_as_its_rows(n, cuts, restart):
     batch.extend(items[len(batch) :])
     assert pipe.put(batch)
     sent = pipe._child.stdin.getvalue()
-    pieces = sqlite_pipe._read_pieces(io.BytesIO(sent))
-    assert pieces is not None and 1 <= len(pieces) <= len(cuts) + 1
-    assert sqlite_pipe._joined(pieces) == layout.rows_of(items)
-    assert pipe._pieces == [] and pipe._made == 0  # the next batch starts afresh
+    packed = sqlite_pipe._read(io.BytesIO(sent), marshal.loads)
+    assert packed == layout.pack(layout.columns_of(items))
+    assert pipe._batch == layout.columns_of(())
+    assert pipe._made == 0  # the next batch starts afresh
 
 
 def test_the_writer_process_imports_no_objects_nor_sqlalchemy():
@@ -217,7 +218,9 @@ def test_the_writer_process_imports_no_objects_nor_sqlalchemy():
 def test_a_garbled_message_reads_as_the_end():
     body = pickle.dumps(("ok", 1.0)) + b"\x80garbage"
     stream = io.BytesIO(sqlite_pipe._SIZE.pack(len(body)) + body)
-    assert sqlite_pipe._read_pieces(stream) is None
+    assert sqlite_pipe._read(stream) is None
+    garbled = io.BytesIO(sqlite_pipe._SIZE.pack(3) + b"\xffab")
+    assert sqlite_pipe._read(garbled, marshal.loads) is None
 
 
 def test_flush_returns_when_the_writer_has_committed(tmp_path, bursts):

@@ -9,7 +9,8 @@ needs to fill them without importing SQLAlchemy (a tracked process on SQLite wri
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from operator import itemgetter
+from itertools import chain, repeat
+from operator import add, itemgetter
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 if TYPE_CHECKING:  # a writer process imports this module and never an object's class
@@ -17,16 +18,21 @@ if TYPE_CHECKING:  # a writer process imports this module and never an object's 
 
 __all__ = [
     "COLUMNS",
+    "Columns",
     "INDEX_TABLE_NAMES",
     "KEY_WIDTH",
     "KNOWN_LIMIT",
     "OBJECT_COLUMNS",
     "REFS",
+    "Packed",
     "ROWS",
     "SCHEMA_VERSION",
     "body_rows",
     "by_digest",
+    "columns_of",
+    "extend",
     "object_row",
+    "pack",
     "references",
     "remember",
     "resolved",
@@ -241,6 +247,110 @@ def body_rows(kind: str, digest: bytes, body: dict[str, Any]) -> list[NamedRow]:
     """
     rows = _BODY_ROWS.get(kind)
     return [] if rows is None else rows(digest, body)
+
+
+Columns = tuple[list[list[Any]], dict[str, list[list[Any]]], list[int]]
+"""A batch's rows as columns, in the order of its items (:func:`columns_of`):
+``(objects, tables, ends)``, the ``objects`` rows' columns (:data:`OBJECT_COLUMNS`), per
+index table its columns (:data:`COLUMNS`), and per ``products`` row how many
+``product_parents`` rows come up to the end of its own (a product's rows are together)."""
+
+Packed = tuple[list[Sequence[Any]], dict[str, list[Sequence[Any]]]]
+"""A batch as :func:`pack` makes it for a SQLite writer: the ``objects`` rows' columns in
+digest order, and per index table with rows its columns, in the order of their first column
+(the object's own digest: the order of their ids when the batch's objects are all new, ids
+being given in insertion order), references as digests.  A writer maps whole columns
+(``map(ids.__getitem__, column)``) and zips them: no Python code runs per row."""
+
+
+def columns_of(items: Sequence[Sealed]) -> Columns:
+    """:func:`rows_of` as :data:`Columns` (a test holds the two equal).
+
+    Made straight into columns, with no tuple per row: a tracker makes them a few hundred
+    products at a time while its writer process writes the batch before, and kept row
+    tuples set the garbage collector off over and over (1,556 collections against 988 for
+    150,000 products).
+    """
+    tables: dict[str, list[list[Any]]] = {
+        name: [[] for _ in COLUMNS[name]] for name in INDEX_TABLE_NAMES
+    }
+    ends: list[int] = []
+    ident, name, version, content, size, run, path = tables["products"]
+    children, parents = tables["product_parents"]
+    for item in items:
+        if item.kind == "product":  # nearly every object of a big batch
+            obj = cast("Product", item.obj)
+            ident.append(item.digest)
+            name.append(obj.name)
+            version.append(obj.version)
+            content.append(obj.content)
+            size.append(obj.size)
+            run.append(obj.run)
+            path.append(obj.path)
+            if obj.parents:
+                children.extend(repeat(item.digest, len(obj.parents)))
+                parents.extend(obj.parents)
+            ends.append(len(parents))
+            continue
+        for table, row in ROWS[item.kind](item):
+            for column, value in zip(tables[table], row, strict=True):
+                column.append(value)
+    datas = [item.data for item in items]
+    objects: list[list[Any]] = [[item.digest for item in items], [item.kind for item in items]]
+    return [*objects, list(map(len, datas)), datas], tables, ends
+
+
+def extend(batch: Columns, more: Columns) -> None:
+    """Add the rows of ``more`` to ``batch`` (after its own)."""
+    objects, tables, ends = batch
+    for column, added in zip(objects, more[0], strict=True):
+        column.extend(added)
+    ends.extend(map(add, more[2], repeat(len(tables["product_parents"][0]))))
+    for name, columns in tables.items():
+        for column, added in zip(columns, more[1][name], strict=True):
+            column.extend(added)
+
+
+def pack(batch: Columns) -> Packed:
+    """A batch's :data:`Columns` in key order, as :data:`Packed` (tables without rows left out).
+
+    The sorting :func:`write_rows` does, done where the batch is made (by a tracker, while
+    its writer process writes the batch before), by index, with no tuple made per row.  A
+    product's ``product_parents`` rows follow it (its parents are sorted): they are taken
+    product by product, in the products' order, instead of sorted again.
+    """
+    objects, tables, ends = batch
+    digests = objects[0]
+    order = _order(digests)
+    packed = {}
+    for name, columns in tables.items():
+        if name != "product_parents" and columns[0]:
+            # A batch of products alone: their rows are its objects', in the same order.
+            packed[name] = _taken(columns, order if columns[0] == digests else _order(columns[0]))
+    if tables["product_parents"][0]:
+        by_product = order if tables["products"][0] == digests else _order(tables["products"][0])
+        starts = [0, *ends]
+        rows = chain.from_iterable(map(range, map(starts.__getitem__, by_product),
+                                       map(ends.__getitem__, by_product)))  # fmt: skip
+        packed["product_parents"] = _taken(tables["product_parents"], list(rows))
+    return _taken(objects, order), packed
+
+
+def _order(keys: list[Any]) -> list[int]:
+    """The indices of ``keys`` in the order of their values (stable)."""
+    return sorted(range(len(keys)), key=keys.__getitem__)
+
+
+def _taken(columns: list[list[Any]], order: list[int]) -> list[Sequence[Any]]:
+    """``columns``' values in ``order`` (indices), as tuples.
+
+    One ``itemgetter`` of every index takes them in a loop in C: 40% sooner than a ``map``
+    of ``__getitem__``.
+    """
+    if len(order) < 2:  # an itemgetter of one index gives the value, not a tuple
+        return [tuple(column[i] for i in order) for column in columns]
+    take = itemgetter(*order)
+    return [take(column) for column in columns]
 
 
 def sorted_rows(table: str, rows: list[Row]) -> list[Row]:

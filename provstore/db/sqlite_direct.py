@@ -223,14 +223,14 @@ class DirectWriter:
         and nothing of the batch is kept.
         """
         if items:
-            self.put_rows(*layout.rows_of(items))
+            self.put_packed(layout.pack(layout.columns_of(items)))
 
-    def put_rows(self, objects: Sequence[layout.Row], rows: dict[str, list[layout.Row]]) -> None:
-        """:meth:`put` of rows :func:`provstore.db.layout.rows_of` made (a pipe's batch)."""
+    def put_packed(self, batch: layout.Packed) -> None:
+        """:meth:`put` of a batch :func:`provstore.db.layout.pack` made (a pipe's batch)."""
         for attempt in range(_ATTEMPTS):
             try:
                 with self._lock:
-                    self._write(objects, rows)
+                    self._write(batch)
                 return
             except sqlite3.Error as exc:
                 kind = error_kind(str(exc))
@@ -277,12 +277,12 @@ class DirectWriter:
             with suppress(sqlite3.Error):
                 conn.close()
 
-    def _write(self, objects: Sequence[layout.Row], rows: dict[str, list[layout.Row]]) -> None:
+    def _write(self, batch: layout.Packed) -> None:
         conn = self._connection()
         conn.execute("BEGIN IMMEDIATE")
         learned: dict[bytes, int] = {}
         try:
-            layout.write_rows(_Writer(conn), objects, rows, self._known, learned)
+            _write_packed(conn, batch, self._known, learned)
             conn.execute("COMMIT")
             layout.remember(self._known, learned)
         except BaseException:
@@ -312,47 +312,78 @@ class DirectWriter:
         return StoreError(f"cannot write to the store at {self.shown}: {detail}")
 
 
-class _Writer:
-    """:class:`layout.Writer` over a plain ``sqlite3`` connection."""
+def _write_packed(
+    conn: sqlite3.Connection,
+    batch: layout.Packed,
+    known: dict[bytes, int],
+    learned: dict[bytes, int],
+) -> None:
+    """Write a packed batch in the open transaction: :func:`layout.write_rows`, column-wise.
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-        self._placed: dict[bytes, int] = {}
+    Objects first, in digest order: when the largest id grew by exactly their number (nothing
+    is ever deleted, so each row made a new one, in order), their ids are known at once,
+    else looked up.  Digests referred to outside the batch take their ids from ``known``
+    (committed rows), else are looked up, else are given new ``objects`` rows without data.
+    Then each index table's rows are its columns, references mapped to ids a column at a
+    time, zipped: no Python code runs per row.  The ids given or looked up go into ``learned``.
+    """
+    objects, tables = batch
+    digests = objects[0]
+    top = _top(conn)
+    conn.executemany(PUT_OBJECTS, zip(*objects, strict=True))
+    own: Sequence[int]
+    if _top(conn) - top == len(digests):
+        own = range(top + 1, top + 1 + len(digests))
+    else:
+        found = _ids(conn, digests)
+        own = [found[digest] for digest in digests]
+    ids: dict[Any, int | None] = dict(zip(digests, own, strict=True))
+    learned.update(ids)  # a dict's entries with their hashes: sooner than zipping again
+    wanted: set[Any] = set()
+    for table, columns in tables.items():
+        for position in layout.REFS[table][1:]:  # the first is the row's own object
+            wanted.update(columns[position])
+    wanted.difference_update(ids)
+    wanted.discard(None)
+    ids[None] = None
+    earlier = set(filter(known.__contains__, wanted))  # not wanted & known: walks all known
+    ids.update(zip(earlier, map(known.__getitem__, earlier), strict=True))
+    rest = wanted - earlier
+    if rest:
+        fetched = _ids(conn, rest)
+        missing = sorted(rest - fetched.keys())
+        if missing:
+            conn.executemany(_INTERN, [(digest,) for digest in missing])
+            fetched.update(_ids(conn, missing))
+        learned.update(fetched)
+        ids.update(fetched)
+    for table, columns in tables.items():
+        refs = layout.REFS[table]
+        values = [
+            _as_ids(column, digests, own, ids) if position in refs else column
+            for position, column in enumerate(columns)
+        ]
+        conn.executemany(_INSERTS[table], zip(*values, strict=True))
 
-    def put_objects(self, rows: Sequence[layout.Row]) -> int:
-        """Insert in digest order; when every row was new, their ids are known at once.
 
-        A row is given one more than the largest id (nothing is ever deleted), so when the
-        largest id grew by exactly the number of rows, each row made a new one, in order.
-        """
-        ordered = layout.by_digest(rows)
-        before = self._top()
-        added: int = self.conn.executemany(PUT_OBJECTS, ordered).rowcount
-        first = before + 1
-        if self._top() - before == len(ordered):
-            self._placed = {row[0]: first + i for i, row in enumerate(ordered)}
-        else:
-            self._placed = {}
-        return added
+def _as_ids(
+    column: Sequence[Any], digests: Sequence[bytes], own: Sequence[int], ids: dict[Any, int | None]
+) -> Iterable[int | None]:
+    """A column of digests as ids; the batch's own, in order, when it is their digests."""
+    return own if column == digests else map(ids.__getitem__, column)
 
-    def placed(self) -> dict[bytes, int]:
-        return self._placed
 
-    def _top(self) -> int:
-        top: int | None = self.conn.execute(_TOP).fetchone()[0]
-        return top or 0
+def _top(conn: sqlite3.Connection) -> int:
+    top: int | None = conn.execute(_TOP).fetchone()[0]
+    return top or 0
 
-    def ids(self, digests: Iterable[bytes]) -> dict[bytes, int]:
-        wanted = sorted(set(digests))
-        found: dict[bytes, int] = {}
-        for start in range(0, len(wanted), _CHUNK):
-            part = wanted[start : start + _CHUNK]
-            sql = _IDS.format(marks=", ".join("?" * len(part)))
-            found.update(self.conn.execute(sql, part).fetchall())
-        return found
 
-    def intern(self, digests: Sequence[bytes]) -> None:
-        self.conn.executemany(_INTERN, [(digest,) for digest in digests])
-
-    def insert(self, table: str, rows: list[layout.Row]) -> None:
-        self.conn.executemany(_INSERTS[table], rows)
+def _ids(conn: sqlite3.Connection, digests: Iterable[bytes]) -> dict[bytes, int]:
+    """The id of each of ``digests`` that has an ``objects`` row."""
+    wanted = sorted(set(digests))
+    found: dict[bytes, int] = {}
+    for start in range(0, len(wanted), _CHUNK):
+        part = wanted[start : start + _CHUNK]
+        sql = _IDS.format(marks=", ".join("?" * len(part)))
+        found.update(conn.execute(sql, part).fetchall())
+    return found
